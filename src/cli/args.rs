@@ -1,0 +1,439 @@
+//! Command-line types (clap derive). Option groups are flattened into the commands that use
+//! them so every command spells a flag the same way.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "oci-model",
+    version,
+    about = "Push, pull, sign, attest and verify ML models in OCI registries",
+    long_about = "oci-model makes machine-learning models tamper-evident in OCI registries.\n\n\
+A model directory becomes an OCI artifact (CNCF ModelPack media types, one layer per file);\n\
+signatures and attestations are Sigstore bundles attached as OCI 1.1 referrers; `pull` can\n\
+verify them against a public key or a keyless identity before releasing any file.\n\n\
+TARGET is a registry reference (host[:port]/repo[:tag|@digest]) or an OCI image layout\n\
+directory (oci:<dir>[:tag|@digest]). Loopback registries (localhost, 127.0.0.1, [::1]) use\n\
+plain http; any other host needs --plain-http for http.\n\n\
+Exit codes: 0 success, 1 verification failed, 2 usage or input error, 3 registry or network error.",
+    after_help = "Examples:\n  oci-model push ./bert localhost:5000/team/bert:v1\n  oci-model sign localhost:5000/team/bert:v1 --key cosign.key\n  oci-model verify localhost:5000/team/bert:v1 --key cosign.pub\n  oci-model pull localhost:5000/team/bert:v1 ./bert-copy --key cosign.pub"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalOpts {
+    /// Output format: human-readable text or one JSON document on stdout.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// More detail on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// No progress bars.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Push a model directory (or files) to a registry or OCI layout as a ModelPack artifact.
+    Push(PushArgs),
+    /// Pull a model, checking every blob's digest, optionally verifying signatures first.
+    Pull(PullArgs),
+    /// Copy an artifact and its referrers between targets (registry ⇄ layout), blobs streamed.
+    Copy(CopyArgs),
+    /// Show a model's manifest, files, sizes and digests.
+    Inspect(InspectArgs),
+    /// Sign a model in a registry or layout (OpenSSF model-signing bundle as an OCI referrer).
+    Sign(SignArgs),
+    /// Sign a local model directory exactly as `model_signing sign` does (writes model.sig).
+    SignLocal(SignLocalArgs),
+    /// Attach an in-toto attestation (generated SLSA provenance or any predicate).
+    Attest(AttestArgs),
+    /// Verify a model's signatures and attestations against a policy.
+    Verify(VerifyArgs),
+    /// Verify a local model directory against a model-signing bundle (model.sig).
+    VerifyLocal(VerifyLocalArgs),
+    /// Verify one Sigstore bundle over a file or a digest (sigstore-conformance client shape).
+    VerifyBundle(VerifyBundleArgs),
+    /// Show the tree of referrers (signatures, attestations) of a model.
+    Discover(DiscoverArgs),
+    /// Generate a signing key pair (PKCS#8 private key, PEM public key).
+    GenerateKeyPair(GenerateKeyPairArgs),
+    /// Store registry credentials in the Docker config (~/.docker/config.json).
+    Login(LoginArgs),
+    /// Remove stored registry credentials.
+    Logout(LogoutArgs),
+    /// Show the Sigstore trusted root in use.
+    #[command(subcommand)]
+    TrustedRoot(TrustedRootCommand),
+}
+
+/// How to reach a registry.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RegistryOpts {
+    /// Use http instead of https for a non-loopback registry.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Accept TLS certificates that do not verify (self-signed registries).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Registry user name (password from --password-stdin).
+    #[arg(long, short = 'u')]
+    pub username: Option<String>,
+    /// Read the registry password or token from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Attempts for transient failures (connection errors, HTTP 5xx and 429).
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+}
+
+/// How much to transfer at once.
+#[derive(Args, Debug, Clone)]
+pub struct TransferOpts {
+    /// Files transferred in parallel.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: u32,
+}
+
+/// What must have signed (and been attested) for verification to pass.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyOpts {
+    /// Public key (PEM) that must have signed. Repeat for several trusted keys.
+    #[arg(long = "key", value_name = "PUBLIC_KEY")]
+    pub keys: Vec<PathBuf>,
+    /// Keyless: the certificate identity (SAN: email or URI) that must have signed. Repeatable.
+    #[arg(long = "certificate-identity", value_name = "ID")]
+    pub identities: Vec<String>,
+    /// Keyless: an anchored regular expression the certificate identity must match. Repeatable.
+    #[arg(long = "certificate-identity-regexp", value_name = "REGEX")]
+    pub identity_regexps: Vec<String>,
+    /// Keyless: the OIDC issuer of the signing certificate (pairs with each identity).
+    #[arg(long = "certificate-oidc-issuer", value_name = "URL")]
+    pub issuer: Option<String>,
+    /// Keyless: an anchored regular expression the OIDC issuer must match.
+    #[arg(long = "certificate-oidc-issuer-regexp", value_name = "REGEX")]
+    pub issuer_regexp: Option<String>,
+    /// Sigstore trusted_root.json (default: the public-good instance, embedded).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    /// How many distinct trusted signers must have signed (default 1).
+    #[arg(long, value_name = "N")]
+    pub require_signers: Option<usize>,
+    /// Policy file (YAML) with per-repository signers and required attestations.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Require a valid attestation with this predicate type (URI or shortcut). Repeatable.
+    #[arg(long = "attestation-type", value_name = "URI")]
+    pub attestation_types: Vec<String>,
+    /// Require SLSA provenance whose runDetails.builder.id is ID.
+    #[arg(long, value_name = "ID")]
+    pub provenance_builder_id: Option<String>,
+    /// Require SLSA provenance listing this material (resolvedDependencies). Repeatable.
+    #[arg(long = "provenance-material", value_name = "NAME=DIGEST")]
+    pub provenance_materials: Vec<String>,
+}
+
+/// How to sign.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SignerOpts {
+    /// Private key (PKCS#8 PEM). Password from OCI_MODEL_PASSWORD or a prompt.
+    #[arg(long, value_name = "PRIVATE_KEY", conflicts_with = "keyless")]
+    pub key: Option<PathBuf>,
+    /// Sign keyless: OIDC identity → Fulcio certificate → Rekor entry.
+    #[arg(long)]
+    pub keyless: bool,
+    /// OIDC identity token, or @FILE to read it from a file (default: SIGSTORE_ID_TOKEN,
+    /// CI ambient credentials, or an interactive browser login).
+    #[arg(long, value_name = "TOKEN|@FILE")]
+    pub identity_token: Option<String>,
+    /// Sigstore signing_config.json (default: the public-good instance).
+    #[arg(long, value_name = "FILE")]
+    pub signing_config: Option<PathBuf>,
+    /// Fulcio URL (overrides the signing config).
+    #[arg(long, value_name = "URL")]
+    pub fulcio_url: Option<String>,
+    /// Rekor URL (overrides the signing config).
+    #[arg(long, value_name = "URL")]
+    pub rekor_url: Option<String>,
+    /// RFC 3161 timestamp authority URL (overrides the signing config).
+    #[arg(long, value_name = "URL")]
+    pub tsa_url: Option<String>,
+    /// Upload to the transparency log (false only with --key).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub tlog_upload: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// Model directory, or one or more files, followed by the TARGET.
+    #[arg(required = true, num_args = 2.., value_name = "SOURCE… TARGET")]
+    pub paths: Vec<String>,
+    /// Follow symbolic links inside the model (refused by default).
+    #[arg(long)]
+    pub allow_symlinks: bool,
+    /// Ignore files matching this glob (relative to the model root). Repeatable. `.git*` is
+    /// always ignored.
+    #[arg(long = "ignore", value_name = "PATTERN")]
+    pub ignore: Vec<String>,
+    /// Model name recorded in the config (default: the directory name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Manifest annotation KEY=VALUE. Repeatable.
+    #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+    #[command(flatten)]
+    pub transfer: TransferOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// Model to pull.
+    pub target: String,
+    /// Directory to write the model into (created if missing).
+    pub dir: PathBuf,
+    /// Replace files that already exist in DIR.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[command(flatten)]
+    pub policy: PolicyOpts,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+    #[command(flatten)]
+    pub transfer: TransferOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// Source target.
+    pub source: String,
+    /// Destination target.
+    pub destination: String,
+    /// Do not copy signatures and attestations.
+    #[arg(long)]
+    pub no_referrers: bool,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+    #[command(flatten)]
+    pub transfer: TransferOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    pub target: String,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// Model to sign (registry reference or oci:<dir>). A local directory is signed like
+    /// `sign-local`.
+    pub target: String,
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    /// Also write the model-signing bundle to this file.
+    #[arg(long, value_name = "FILE")]
+    pub bundle_out: Option<PathBuf>,
+    /// Do not push the cosign-style bundle (subject = manifest digest) next to the model bundle.
+    #[arg(long)]
+    pub no_cosign_bundle: bool,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct SignLocalArgs {
+    /// Model directory (or single file).
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    /// Where to write the signature bundle.
+    #[arg(long, default_value = "model.sig", value_name = "FILE")]
+    pub signature: PathBuf,
+    /// Paths (relative to the model) to leave out of the signature. Repeatable.
+    #[arg(long = "ignore-paths", value_name = "PATH")]
+    pub ignore_paths: Vec<String>,
+    /// Keep .git, .gitattributes, .github and .gitignore in the signature.
+    #[arg(long)]
+    pub no_ignore_git_paths: bool,
+    /// Allow symbolic links in the model.
+    #[arg(long)]
+    pub allow_symlinks: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AttestArgs {
+    /// Model to attest.
+    pub target: String,
+    /// Generate SLSA provenance v1 for the model.
+    #[arg(long, conflicts_with = "predicate")]
+    pub provenance: bool,
+    /// Predicate file (JSON) to attach.
+    #[arg(long, value_name = "FILE", requires = "predicate_type")]
+    pub predicate: Option<PathBuf>,
+    /// Predicate type URI, or a shortcut: slsaprovenance1, spdx, cyclonedx, link.
+    #[arg(long = "type", value_name = "URI")]
+    pub predicate_type: Option<String>,
+    #[command(flatten)]
+    pub provenance_opts: ProvenanceOpts,
+    #[command(flatten)]
+    pub signer: SignerOpts,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+/// Inputs of generated SLSA provenance (CI environments fill most of these in).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProvenanceOpts {
+    /// The training command (externalParameters.command).
+    #[arg(long, value_name = "CMD")]
+    pub command: Option<String>,
+    /// Hyper-parameters file recorded in externalParameters (content if JSON/YAML, else digest).
+    #[arg(long, value_name = "FILE")]
+    pub parameters: Option<PathBuf>,
+    /// A material: NAME=PATH (hashed) or NAME=REGISTRY-REF (resolved to a digest). Repeatable.
+    #[arg(long = "material", value_name = "NAME=PATH|REF")]
+    pub materials: Vec<String>,
+    /// runDetails.builder.id (default: from CI, else a local builder id).
+    #[arg(long, value_name = "URI")]
+    pub builder_id: Option<String>,
+    /// runDetails.metadata.invocationId.
+    #[arg(long, value_name = "ID")]
+    pub invocation_id: Option<String>,
+    /// runDetails.metadata.startedOn (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub started_on: Option<String>,
+    /// runDetails.metadata.finishedOn (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub finished_on: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Model to verify.
+    pub target: String,
+    #[command(flatten)]
+    pub policy: PolicyOpts,
+    /// Print the verified attestation predicates.
+    #[arg(long)]
+    pub show_attestations: bool,
+    /// Never use the network beyond the registry holding the model (always true today:
+    /// verification uses only the trusted root and the bundles).
+    #[arg(long)]
+    pub offline: bool,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyLocalArgs {
+    /// Model directory (or single file).
+    pub model: PathBuf,
+    /// The signature bundle.
+    #[arg(long, default_value = "model.sig", value_name = "FILE")]
+    pub signature: PathBuf,
+    #[command(flatten)]
+    pub policy: PolicyOpts,
+    /// Paths to leave out (in addition to those the signature lists). Repeatable.
+    #[arg(long = "ignore-paths", value_name = "PATH")]
+    pub ignore_paths: Vec<String>,
+    /// Allow symbolic links in the model.
+    #[arg(long)]
+    pub allow_symlinks: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyBundleArgs {
+    /// The Sigstore bundle (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+    /// The signed artifact (omit with --digest).
+    #[arg(required_unless_present = "digest", conflicts_with = "digest")]
+    pub artifact: Option<PathBuf>,
+    /// The signed artifact's digest, sha256:HEX.
+    #[arg(long, value_name = "sha256:HEX")]
+    pub digest: Option<String>,
+    #[command(flatten)]
+    pub policy: PolicyOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct DiscoverArgs {
+    pub target: String,
+    /// Only referrers of this artifact type.
+    #[arg(long, value_name = "TYPE")]
+    pub artifact_type: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryOpts,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    P256,
+    P384,
+    Ed25519,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateKeyPairArgs {
+    /// Key algorithm (P-256 and P-384 interoperate with model_signing).
+    #[arg(long = "type", value_enum, default_value_t = KeyType::P256)]
+    pub key_type: KeyType,
+    /// Writes PREFIX.key and PREFIX.pub.
+    #[arg(long, default_value = "cosign", value_name = "PREFIX")]
+    pub output_key_prefix: String,
+    /// Write the private key unencrypted.
+    #[arg(long)]
+    pub no_password: bool,
+    /// Replace existing key files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Registry host[:port].
+    pub registry: String,
+    #[arg(long, short = 'u')]
+    pub username: String,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Use http for a non-loopback registry.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Accept TLS certificates that do not verify.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// Registry host[:port].
+    pub registry: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TrustedRootCommand {
+    /// Print the CAs, transparency logs, CT logs and timestamp authorities trusted.
+    Show {
+        /// Trusted root file (default: embedded public-good root).
+        #[arg(long, value_name = "FILE")]
+        trusted_root: Option<PathBuf>,
+    },
+}

@@ -1,0 +1,87 @@
+//! One file per command; each only combines library calls.
+
+pub mod attest;
+pub mod copy;
+pub mod discover;
+pub mod keys;
+pub mod login;
+pub mod pull;
+pub mod push;
+pub mod sign;
+pub mod verify;
+
+use super::args::{Command, RegistryOpts};
+use super::exit::Failure;
+use super::Ctx;
+use anyhow::Context as _;
+use oci_model::reference::Target;
+use oci_model::secret::Secret;
+use oci_model::store::{self, auth::Credentials, StoreOptions};
+use std::sync::Arc;
+
+pub async fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<()> {
+    match command {
+        Command::Push(a) => push::run(a, ctx).await,
+        Command::Pull(a) => pull::run(a, ctx).await,
+        Command::Copy(a) => copy::run(a, ctx).await,
+        Command::Inspect(a) => pull::inspect(a, ctx).await,
+        Command::Sign(a) => sign::run(a, ctx).await,
+        Command::SignLocal(a) => sign::run_local(a, ctx).await,
+        Command::Attest(a) => attest::run(a, ctx).await,
+        Command::Verify(a) => verify::run(a, ctx).await,
+        Command::VerifyLocal(a) => verify::run_local(a, ctx).await,
+        Command::VerifyBundle(a) => verify::run_bundle(a, ctx).await,
+        Command::Discover(a) => discover::run(a, ctx).await,
+        Command::GenerateKeyPair(a) => keys::generate(a, ctx).await,
+        Command::Login(a) => login::login(a, ctx).await,
+        Command::Logout(a) => login::logout(a, ctx).await,
+        Command::TrustedRoot(a) => verify::trusted_root(a, ctx).await,
+    }
+}
+
+/// Parse a TARGET argument (exit 2 with the reason when it is malformed).
+pub fn parse_target(input: &str) -> anyhow::Result<Target> {
+    Target::parse(input).map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// Registry options → store options (reads the password from stdin when asked).
+pub fn store_options(opts: &RegistryOpts) -> anyhow::Result<StoreOptions> {
+    let credentials = match (&opts.username, opts.password_stdin) {
+        (Some(user), true) => Some(Credentials::Basic {
+            username: user.clone(),
+            password: read_password_stdin()?,
+        }),
+        (Some(_), false) => {
+            return Err(Failure::usage("--username needs --password-stdin"));
+        }
+        (None, true) => Some(Credentials::Token(read_password_stdin()?)),
+        (None, false) => None,
+    };
+    Ok(StoreOptions {
+        plain_http: opts.plain_http,
+        insecure: opts.insecure,
+        credentials,
+        max_attempts: opts.retries.max(1),
+    })
+}
+
+fn read_password_stdin() -> anyhow::Result<Secret> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_line(&mut s)
+        .context("read password from standard input")?;
+    let s = s.trim_end_matches(['\r', '\n']).to_string();
+    if s.is_empty() {
+        return Err(Failure::usage("--password-stdin: standard input was empty"));
+    }
+    Ok(Secret::new(s))
+}
+
+/// Open the store for a target.
+pub async fn open_store(
+    target: &Target,
+    opts: &RegistryOpts,
+) -> anyhow::Result<Arc<dyn store::Store>> {
+    let options = store_options(opts)?;
+    Ok(store::open(target, &options).await?)
+}

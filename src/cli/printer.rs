@@ -1,0 +1,103 @@
+//! Owns stdout and stderr: results as text or one JSON document, notes on stderr, progress
+//! bars on stderr only when it is a terminal (never in JSON mode or with --quiet).
+
+use super::args::{GlobalOpts, OutputFormat};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use oci_model::progress::{Reporter, SharedReporter};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone)]
+pub struct Printer {
+    pub format: OutputFormat,
+    bars: bool,
+}
+
+impl Printer {
+    pub fn new(global: &GlobalOpts) -> Self {
+        let bars = !global.quiet
+            && global.output == OutputFormat::Text
+            && std::io::stderr().is_terminal();
+        Printer { format: global.output, bars }
+    }
+
+    pub fn json(&self) -> bool {
+        self.format == OutputFormat::Json
+    }
+
+    /// The command's result: `text` in text mode, `json` (pretty) in JSON mode.
+    pub fn result(&self, text: &str, json: &serde_json::Value) {
+        let mut out = std::io::stdout().lock();
+        if self.json() {
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(json).unwrap_or_default());
+        } else if !text.is_empty() {
+            let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
+        }
+    }
+
+    /// A note for a person, on stderr (not shown in JSON mode).
+    pub fn note(&self, msg: &str) {
+        if !self.json() {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// A progress reporter: bars on a terminal, nothing otherwise.
+    pub fn reporter(&self) -> SharedReporter {
+        if self.bars {
+            Arc::new(Bars::new())
+        } else {
+            oci_model::progress::silent()
+        }
+    }
+}
+
+struct Bars {
+    multi: MultiProgress,
+    next: AtomicU64,
+    bars: Mutex<HashMap<u64, ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            next: AtomicU64::new(1),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Reporter for Bars {
+    fn start(&self, name: &str, total: u64) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let bar = self.multi.add(ProgressBar::new(total));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:30!} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(name.to_string());
+        self.bars.lock().expect("lock").insert(id, bar);
+        id
+    }
+    fn advance(&self, id: u64, bytes: u64) {
+        if let Some(bar) = self.bars.lock().expect("lock").get(&id) {
+            bar.inc(bytes);
+        }
+    }
+    fn finish(&self, id: u64, skipped: bool) {
+        if let Some(bar) = self.bars.lock().expect("lock").remove(&id) {
+            if skipped {
+                bar.set_position(bar.length().unwrap_or(0));
+                bar.finish_with_message(format!("{} (exists)", bar.message()));
+            } else {
+                bar.finish();
+            }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Arguments and environment resolved in one place: the only code that reads the environment.
+
+use oci_model::secret::Secret;
+use std::collections::BTreeMap;
+
+/// A snapshot of the environment taken once at start.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    env: BTreeMap<String, String>,
+}
+
+impl Settings {
+    pub fn from_process() -> Self {
+        Settings {
+            env: std::env::vars().collect(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.env.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// Password for encrypted private keys (`OCI_MODEL_PASSWORD`).
+    pub fn key_password(&self) -> Option<Secret> {
+        self.get("OCI_MODEL_PASSWORD").map(Secret::new)
+    }
+
+    /// `SIGSTORE_ID_TOKEN` (also what GitLab's `id_tokens` sets).
+    pub fn sigstore_id_token(&self) -> Option<Secret> {
+        self.get("SIGSTORE_ID_TOKEN").map(Secret::new)
+    }
+
+    /// GitHub Actions ambient OIDC credentials: (request URL, request token).
+    pub fn github_oidc_request(&self) -> Option<(String, Secret)> {
+        Some((
+            self.get("ACTIONS_ID_TOKEN_REQUEST_URL")?.to_string(),
+            Secret::new(self.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")?),
+        ))
+    }
+
+    /// The CI-related variables (GitHub Actions, GitLab CI, Tekton) for provenance.
+    pub fn ci_env(&self) -> BTreeMap<String, String> {
+        self.env
+            .iter()
+            .filter(|(k, _)| {
+                k.starts_with("GITHUB_")
+                    || k.starts_with("RUNNER_")
+                    || k.starts_with("CI_")
+                    || k.starts_with("GITLAB_")
+                    || k.starts_with("TEKTON_")
+                    || k.as_str() == "GITLAB_CI"
+                    || k.as_str() == "CI"
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}

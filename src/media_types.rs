@@ -1,0 +1,52 @@
+//! Every media type, annotation key and predicate type the project uses. No behaviour.
+
+// OCI
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+/// Digest of the two bytes `{}`, the OCI empty descriptor.
+pub const OCI_EMPTY_DIGEST: &str =
+    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+pub const DOCKER_MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const OCI_LAYOUT_VERSION: &str = "1.0.0";
+
+/// The `Accept` header for manifest reads: distribution 2.8 hides OCI manifests otherwise.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+// CNCF ModelPack
+pub const MODEL_ARTIFACT: &str = "application/vnd.cncf.model.manifest.v1+json";
+pub const MODEL_CONFIG: &str = "application/vnd.cncf.model.config.v1+json";
+pub const MODEL_WEIGHT: &str = "application/vnd.cncf.model.weight.v1.raw";
+pub const MODEL_WEIGHT_CONFIG: &str = "application/vnd.cncf.model.weight.config.v1.raw";
+pub const MODEL_DOC: &str = "application/vnd.cncf.model.doc.v1.raw";
+pub const MODEL_CODE: &str = "application/vnd.cncf.model.code.v1.raw";
+pub const MODEL_DATASET: &str = "application/vnd.cncf.model.dataset.v1.raw";
+
+// Annotations
+pub const ANNOTATION_FILEPATH: &str = "org.cncf.model.filepath";
+pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const ANNOTATION_BUNDLE_CONTENT: &str = "dev.sigstore.bundle.content";
+pub const ANNOTATION_BUNDLE_PREDICATE_TYPE: &str = "dev.sigstore.bundle.predicateType";
+
+// Sigstore / in-toto
+pub const SIGSTORE_BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+pub const SIGSTORE_BUNDLE_V02: &str = "application/vnd.dev.sigstore.bundle+json;version=0.2";
+pub const BUNDLE_CONTENT_DSSE: &str = "dsse-envelope";
+pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+pub const IN_TOTO_STATEMENT_V1: &str = "https://in-toto.io/Statement/v1";
+
+// Predicate types
+pub const PREDICATE_MODEL_SIGNING: &str = "https://model_signing/signature/v1.0";
+pub const PREDICATE_COSIGN_SIGN: &str = "https://sigstore.dev/cosign/sign/v1";
+pub const PREDICATE_SLSA_PROVENANCE_V1: &str = "https://slsa.dev/provenance/v1";
+pub const PREDICATE_SPDX: &str = "https://spdx.dev/Document";
+pub const PREDICATE_CYCLONEDX: &str = "https://cyclonedx.org/bom";
+pub const PREDICATE_LINK: &str = "https://in-toto.io/attestation/link/v0.3";
+
+/// Largest manifest we read (registries commonly cap at 4 MiB).
+pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
+/// Largest Sigstore bundle layer we read from a referrer.
+pub const MAX_BUNDLE_SIZE: u64 = 4 * 1024 * 1024;

@@ -1,0 +1,30 @@
+//! Progress reporting: the library calls a [`Reporter`]; the CLI decides how to draw it.
+
+use std::sync::Arc;
+
+/// Receives progress events for long transfers. Implementations must be cheap and thread-safe.
+pub trait Reporter: Send + Sync {
+    /// A transfer of `total` bytes named `name` starts; returns an id for later events.
+    fn start(&self, name: &str, total: u64) -> u64;
+    /// `bytes` more bytes of transfer `id` moved.
+    fn advance(&self, id: u64, bytes: u64);
+    /// Transfer `id` ended; `skipped` when the destination already had it.
+    fn finish(&self, id: u64, skipped: bool);
+}
+
+/// Reports nothing.
+pub struct Silent;
+
+impl Reporter for Silent {
+    fn start(&self, _name: &str, _total: u64) -> u64 {
+        0
+    }
+    fn advance(&self, _id: u64, _bytes: u64) {}
+    fn finish(&self, _id: u64, _skipped: bool) {}
+}
+
+pub type SharedReporter = Arc<dyn Reporter>;
+
+pub fn silent() -> SharedReporter {
+    Arc::new(Silent)
+}

@@ -1,0 +1,1 @@
+//! Keys, DSSE, the OpenSSF model-signing statement, keyless signing.

@@ -1,0 +1,1 @@
+//! Sign, attest and verify targets: joins signing/verify with a store.

@@ -1,0 +1,302 @@
+//! Where artifacts live: a registry or an OCI image layout, behind one trait.
+//!
+//! The store knows blobs, manifests, tags and referrers; it knows nothing of models or
+//! signatures. Every read that names a digest is checked (see [`verified`]); every write is
+//! streamed and hashed on the way.
+
+pub mod auth;
+pub mod copy;
+pub mod layout;
+pub mod memory;
+pub mod oci;
+pub mod referrers;
+pub mod registry;
+pub mod verified;
+
+use crate::digest::Digest;
+use crate::reference::Target;
+use async_trait::async_trait;
+use bytes::Bytes;
+pub use oci::{Annotations, Descriptor, ImageIndex, ImageManifest};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::io::AsyncRead;
+
+pub type BoxReader = Pin<Box<dyn AsyncRead + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} not found in {location}")]
+    NotFound { what: String, location: String },
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{what} is {size} bytes, over the {limit}-byte limit")]
+    TooLarge { what: String, size: u64, limit: u64 },
+    #[error("authentication to {registry} failed: {reason}")]
+    Unauthorized { registry: String, reason: String },
+    #[error("access to {what} denied by {registry}: {reason}")]
+    Denied {
+        registry: String,
+        what: String,
+        reason: String,
+    },
+    #[error("{method} {url} failed: HTTP {status}{body}")]
+    Http {
+        method: String,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("cannot reach {url}: {reason}")]
+    Network { url: String, reason: String },
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: String, reason: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StoreError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        StoreError::Invalid {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+    /// Errors worth retrying: connection problems, 5xx, 429.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Network { .. } => true,
+            StoreError::Http { status, .. } => *status >= 500 || *status == 429,
+            StoreError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::TimedOut
+            ),
+            _ => false,
+        }
+    }
+    /// Integrity failures (content does not match its digest or size).
+    pub fn is_integrity(&self) -> bool {
+        matches!(
+            self,
+            StoreError::DigestMismatch { .. } | StoreError::SizeMismatch { .. }
+        )
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Something a blob can be (re)read from: an upload retry starts again from the source.
+#[async_trait]
+pub trait BlobSource: Send + Sync {
+    /// Exact size in bytes.
+    fn size(&self) -> u64;
+    /// Digest when already known (skips the existence check otherwise impossible).
+    fn known_digest(&self) -> Option<Digest> {
+        None
+    }
+    /// Name for messages (file path, digest).
+    fn describe(&self) -> String;
+    /// A fresh reader from the start.
+    async fn open(&self) -> Result<BoxReader>;
+}
+
+/// A file on disk.
+pub struct FileSource {
+    pub path: PathBuf,
+    pub size: u64,
+    pub digest: Option<Digest>,
+}
+
+#[async_trait]
+impl BlobSource for FileSource {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn known_digest(&self) -> Option<Digest> {
+        self.digest.clone()
+    }
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+    async fn open(&self) -> Result<BoxReader> {
+        let f = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(|e| StoreError::io(format!("open {}", self.path.display()), e))?;
+        Ok(Box::pin(f))
+    }
+}
+
+/// Small in-memory content (configs, manifests, bundles: never model files).
+pub struct BytesSource(pub Bytes);
+
+#[async_trait]
+impl BlobSource for BytesSource {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn known_digest(&self) -> Option<Digest> {
+        Some(Digest::of(&self.0))
+    }
+    fn describe(&self) -> String {
+        format!("{} bytes in memory", self.0.len())
+    }
+    async fn open(&self) -> Result<BoxReader> {
+        Ok(Box::pin(std::io::Cursor::new(self.0.clone())))
+    }
+}
+
+/// A manifest as stored: exact bytes plus its descriptor.
+#[derive(Clone, Debug)]
+pub struct RawManifest {
+    pub descriptor: Descriptor,
+    pub bytes: Bytes,
+}
+
+impl RawManifest {
+    pub fn image_manifest(&self) -> Result<ImageManifest> {
+        serde_json::from_slice(&self.bytes).map_err(|e| {
+            StoreError::invalid(format!("manifest {}", self.descriptor.digest), e.to_string())
+        })
+    }
+}
+
+/// A place artifacts live. Implemented by the registry client, the OCI layout and (tests) memory.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Human-readable location, e.g. `localhost:5000/team/bert` or `oci:./layout`.
+    fn location(&self) -> String;
+
+    /// Resolve a tag or digest to the manifest descriptor (media type, digest, size).
+    async fn resolve(&self, reference: &str) -> Result<Descriptor>;
+
+    /// Fetch a manifest by tag or digest. At most [`crate::media_types::MAX_MANIFEST_SIZE`]
+    /// bytes are read; when fetched by digest the bytes are checked against it.
+    async fn fetch_manifest(&self, reference: &str) -> Result<RawManifest>;
+
+    /// Store manifest bytes exactly as given, by digest, and point `tag` at it if given.
+    async fn push_manifest(
+        &self,
+        bytes: Bytes,
+        media_type: &str,
+        tag: Option<&str>,
+    ) -> Result<Descriptor>;
+
+    /// Does the store hold this blob?
+    async fn blob_exists(&self, digest: &Digest) -> Result<bool>;
+
+    /// A reader over the blob. Unchecked: wrap with [`verified::VerifiedReader`] (or use
+    /// [`fetch_blob_verified`]) before trusting it.
+    async fn fetch_blob_raw(&self, descriptor: &Descriptor) -> Result<BoxReader>;
+
+    /// Upload a blob, hashing it while it streams. Returns its descriptor's digest and size.
+    /// When the source knows its digest and the blob exists already, nothing is sent.
+    async fn push_blob(&self, source: &dyn BlobSource) -> Result<(Digest, u64)>;
+
+    /// Manifests whose `subject` is `subject`, optionally filtered by artifact type.
+    async fn referrers(
+        &self,
+        subject: &Descriptor,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>>;
+
+    /// Store a manifest that has a `subject`, and make it discoverable as a referrer of that
+    /// subject (referrers API, or the fallback tag kept consistent under concurrent writers).
+    async fn push_referrer(&self, manifest_bytes: Bytes, subject: &Descriptor)
+        -> Result<Descriptor>;
+
+    /// Tags in the repository (used to copy fallback-tag referrers).
+    async fn list_tags(&self) -> Result<Vec<String>>;
+}
+
+/// Fetch a blob and check its size and digest while reading.
+pub async fn fetch_blob_verified(
+    store: &dyn Store,
+    descriptor: &Descriptor,
+    what: &str,
+) -> Result<verified::VerifiedReader<BoxReader>> {
+    let raw = store.fetch_blob_raw(descriptor).await?;
+    Ok(verified::VerifiedReader::new(
+        raw,
+        descriptor.digest.clone(),
+        descriptor.size,
+        what.to_string(),
+    ))
+}
+
+/// Read a small blob (config, bundle) fully into memory, refusing anything over `limit`.
+pub async fn fetch_small_blob(
+    store: &dyn Store,
+    descriptor: &Descriptor,
+    what: &str,
+    limit: u64,
+) -> Result<Bytes> {
+    use tokio::io::AsyncReadExt;
+    if descriptor.size > limit {
+        return Err(StoreError::TooLarge {
+            what: what.to_string(),
+            size: descriptor.size,
+            limit,
+        });
+    }
+    let mut reader = fetch_blob_verified(store, descriptor, what).await?;
+    let mut buf = Vec::with_capacity(descriptor.size as usize);
+    reader
+        .read_to_end(&mut buf)
+        .await
+        .map_err(verified::unwrap_io_error)?;
+    Ok(Bytes::from(buf))
+}
+
+/// Options for opening a store.
+#[derive(Clone, Debug, Default)]
+pub struct StoreOptions {
+    /// Use http even for a non-loopback host.
+    pub plain_http: bool,
+    /// Accept invalid TLS certificates.
+    pub insecure: bool,
+    /// Credentials given on the command line (else docker config / credential helpers).
+    pub credentials: Option<auth::Credentials>,
+    /// Attempts for transient failures (connection errors, 5xx, 429).
+    pub max_attempts: u32,
+}
+
+/// Open the store a target names.
+pub async fn open(target: &Target, options: &StoreOptions) -> Result<Arc<dyn Store>> {
+    match target {
+        Target::Registry(r) => {
+            let _ = registry::RegistryStore::new(r, options)?;
+            Err(StoreError::Other("registry store not implemented".into()))
+        }
+        Target::Layout(l) => {
+            let _ = layout::LayoutStore::open_or_create(&l.path)?;
+            Err(StoreError::Other("layout store not implemented".into()))
+        }
+    }
+}
