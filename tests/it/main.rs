@@ -1,0 +1,4 @@
+//! Integration tests: one binary, one module per area. The harness starts the real registry.
+
+mod harness;
+mod smoke;
