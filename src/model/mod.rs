@@ -1,19 +1,89 @@
-//! Directory ⇄ artifact: walk, roles → media types, config blob, pack/unpack.
+//! Directory ⇄ artifact: a model directory (or a few files) becomes a CNCF ModelPack artifact
+//! (one layer per file, media type by role, `org.cncf.model.filepath` annotations, a ModelPack
+//! config blob), and back.
+//!
+//! - [`walk`]: which files make up a model (sorted, ignores, symlink policy).
+//! - [`roles`]: file path → layer media type, and the model format.
+//! - [`config`]: the ModelPack config blob (deterministic JSON).
+//! - [`paths`]: the rules a layer path must follow to be written (shared by push and pull).
+//! - [`pack`]: push a model to a [`crate::store::Store`].
+//! - [`unpack`]: fetch a model manifest, check it, and write its files safely.
+//! - [`cache`]: a local (path, size, mtime, inode) → digest cache so re-pushes skip hashing and
+//!   uploading.
+
+pub mod cache;
+pub mod config;
+pub mod pack;
+pub mod paths;
+pub mod roles;
+pub mod unpack;
+pub mod walk;
+
+use crate::store::StoreError;
+use std::path::PathBuf;
+
+pub use pack::{push_model, PushOptions, PushResult, PushedFile};
+pub use unpack::{fetch_model, unpack_model, ModelArtifact, ModelFile, PullOptions, PullResult};
+pub use walk::{collect_model, WalkOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
+    /// A layer path that must not be written (absolute, `..`, backslash, NUL, escapes the
+    /// target, duplicate…). Hostile artifact content.
     #[error("unsafe path {path:?} in {what}: {reason}")]
-    UnsafePath { what: String, path: String, reason: String },
+    UnsafePath {
+        what: String,
+        path: String,
+        reason: String,
+    },
+    /// The artifact is malformed (e.g. a layer without a file path). Hostile or broken content.
+    #[error("invalid model artifact {what}: {reason}")]
+    InvalidArtifact { what: String, reason: String },
+    /// The target exists but is not a model.
+    #[error("{reference} is not a model: {reason}")]
+    NotAModel { reference: String, reason: String },
+    /// A file to be written exists already.
+    #[error("{} already exists (use --overwrite to replace it)", path.display())]
+    Exists { path: PathBuf },
+    /// Bad local input (missing files, symlinks without --allow-symlinks, bad globs…).
     #[error("{0}")]
     Input(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl ModelError {
-    /// Exit code class: a hostile artifact is a verification failure (1), bad local input 2.
+    /// Exit code class: hostile or corrupted artifact content is a verification failure (1),
+    /// bad local input 2, registry and network problems 3 (same classes as the CLI gives a bare
+    /// [`StoreError`]).
     pub fn exit_class(&self) -> u8 {
         match self {
-            ModelError::UnsafePath { .. } => 1,
-            ModelError::Input(_) => 2,
+            ModelError::UnsafePath { .. } | ModelError::InvalidArtifact { .. } => 1,
+            ModelError::NotAModel { .. }
+            | ModelError::Exists { .. }
+            | ModelError::Input(_)
+            | ModelError::Io { .. } => 2,
+            ModelError::Store(e) => match e {
+                StoreError::DigestMismatch { .. }
+                | StoreError::SizeMismatch { .. }
+                | StoreError::Invalid { .. }
+                | StoreError::TooLarge { .. } => 1,
+                StoreError::Io { .. } => 2,
+                _ => 3,
+            },
+        }
+    }
+
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        ModelError::Io {
+            what: what.into(),
+            source,
         }
     }
 }

@@ -1,11 +1,833 @@
-//! OCI image layout (stub).
-use super::*;
-use std::path::Path;
+//! OCI image layout directories (`oci:<dir>`), as the image-spec defines them: an `oci-layout`
+//! file, an `index.json` listing the manifests (tags are entries annotated with
+//! `org.opencontainers.image.ref.name`), and content-addressed `blobs/sha256/<hex>`.
+//!
+//! - Blobs are streamed into a temporary file inside `blobs/` while hashed, then renamed into
+//!   place, so a blob path only ever holds complete content.
+//! - `index.json` is rewritten atomically (temp file + rename) under an advisory lock on
+//!   `index.json.lock`, so concurrent writers (processes or tasks) never lose entries.
+//! - Referrers are untagged `index.json` entries whose manifest has a `subject`; they carry the
+//!   manifest's `artifactType` and annotations like the referrers API does.
+//! - Paths are built only from validated [`Digest`]s (64 lowercase hex), never from other input,
+//!   so no digest can name a file outside `blobs/`.
+//! - Nothing is created until the first write: reading a missing layout is a "not found".
 
-pub struct LayoutStore;
+use super::*;
+use crate::digest::Hasher;
+use crate::media_types as mt;
+use std::io::Write as _;
+use std::path::Path;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const OCI_LAYOUT_FILE: &str = "oci-layout";
+const INDEX_FILE: &str = "index.json";
+const LOCK_FILE: &str = "index.json.lock";
+/// Largest `index.json` we read.
+const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
+/// Copy buffer for blob writes.
+const COPY_BUF: usize = 1 << 20;
+
+/// An OCI image layout directory.
+pub struct LayoutStore {
+    root: PathBuf,
+}
 
 impl LayoutStore {
-    pub fn open_or_create(_p: &Path) -> Result<Self> {
-        Err(StoreError::Other("layout store not implemented".into()))
+    /// Open the layout at `root`. Nothing is created until the first write; an existing
+    /// `oci-layout` file must declare a 1.x layout version.
+    pub fn open_or_create(root: &Path) -> Result<Self> {
+        let store = LayoutStore {
+            root: root.to_path_buf(),
+        };
+        match std::fs::read(store.root.join(OCI_LAYOUT_FILE)) {
+            Ok(bytes) => check_layout_version(&store.location(), &bytes)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if store.root.exists() && !store.root.is_dir() {
+                    return Err(StoreError::invalid(
+                        store.location(),
+                        "exists and is not a directory",
+                    ));
+                }
+            }
+            Err(e) => {
+                return Err(StoreError::io(
+                    format!("read {}", store.root.join(OCI_LAYOUT_FILE).display()),
+                    e,
+                ))
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `blobs/sha256/<hex>`: safe because a [`Digest`] is always `sha256:` + 64 hex digits.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join("sha256").join(digest.hex())
+    }
+
+    /// The current `index.json` (an empty index when the layout does not exist yet).
+    pub async fn read_index(&self) -> Result<ImageIndex> {
+        let path = self.root.join(INDEX_FILE);
+        match tokio::fs::metadata(&path).await {
+            Ok(m) if m.len() > MAX_INDEX_SIZE => {
+                return Err(StoreError::TooLarge {
+                    what: format!("{} index.json", self.location()),
+                    size: m.len(),
+                    limit: MAX_INDEX_SIZE,
+                })
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ImageIndex::new()),
+            Err(e) => return Err(StoreError::io(format!("read {}", path.display()), e)),
+        }
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| StoreError::io(format!("read {}", path.display()), e))?;
+        parse_index(&self.location(), &bytes)
+    }
+
+    /// Create `oci-layout`, `index.json` and `blobs/sha256` when missing.
+    fn ensure_layout(&self) -> Result<()> {
+        let blobs = self.root.join("blobs").join("sha256");
+        std::fs::create_dir_all(&blobs)
+            .map_err(|e| StoreError::io(format!("create {}", blobs.display()), e))?;
+        let layout = self.root.join(OCI_LAYOUT_FILE);
+        if !layout.exists() {
+            let body = serde_json::json!({ "imageLayoutVersion": mt::OCI_LAYOUT_VERSION });
+            write_atomic(&self.root, &layout, body.to_string().as_bytes())?;
+        }
+        let index = self.root.join(INDEX_FILE);
+        if !index.exists() {
+            // Under the lock: another writer may be creating it with entries right now.
+            let _lock = self.lock_index()?;
+            if !index.exists() {
+                write_atomic(&self.root, &index, &ImageIndex::new().to_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The advisory lock serializing `index.json` read-modify-write cycles (released on drop).
+    fn lock_index(&self) -> Result<std::fs::File> {
+        let path = self.root.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
+        file.lock()
+            .map_err(|e| StoreError::io(format!("lock {}", path.display()), e))?;
+        Ok(file)
+    }
+
+    /// Read-modify-write `index.json` under the lock; `edit` returns whether it changed it.
+    async fn update_index<F>(&self, edit: F) -> Result<()>
+    where
+        F: FnOnce(&mut ImageIndex) -> bool + Send + 'static,
+    {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = LayoutStore { root };
+            store.ensure_layout()?;
+            let _lock = store.lock_index()?;
+            let path = store.root.join(INDEX_FILE);
+            let bytes = std::fs::read(&path)
+                .map_err(|e| StoreError::io(format!("read {}", path.display()), e))?;
+            let mut index = parse_index(&store.location(), &bytes)?;
+            if edit(&mut index) {
+                write_atomic(&store.root, &path, &index.to_bytes())?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("index.json update task failed: {e}")))?
+    }
+
+    /// Store small content (a manifest) as a blob unless present.
+    async fn write_small_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of(bytes);
+        let path = self.blob_path(&digest);
+        if blob_has_size(&path, bytes.len() as u64).await {
+            return Ok(digest);
+        }
+        let root = self.root.clone();
+        let bytes = bytes.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let store = LayoutStore { root };
+            store.ensure_layout()?;
+            write_atomic(&store.root.join("blobs"), &path, &bytes)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("blob write task failed: {e}")))??;
+        Ok(digest)
+    }
+
+    /// Read a manifest blob fully (capped) and check it against its digest.
+    async fn read_manifest_blob(&self, digest: &Digest, size_hint: Option<u64>) -> Result<Bytes> {
+        let what = format!("manifest {digest} in {}", self.location());
+        if let Some(size) = size_hint {
+            if size > mt::MAX_MANIFEST_SIZE {
+                return Err(StoreError::TooLarge {
+                    what,
+                    size,
+                    limit: mt::MAX_MANIFEST_SIZE,
+                });
+            }
+        }
+        let file = match tokio::fs::File::open(self.blob_path(digest)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::NotFound {
+                    what,
+                    location: self.location(),
+                })
+            }
+            Err(e) => return Err(StoreError::io(format!("read {what}"), e)),
+        };
+        let mut buf = Vec::new();
+        file.take(mt::MAX_MANIFEST_SIZE + 1)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| StoreError::io(format!("read {what}"), e))?;
+        if buf.len() as u64 > mt::MAX_MANIFEST_SIZE {
+            return Err(StoreError::TooLarge {
+                what,
+                size: buf.len() as u64,
+                limit: mt::MAX_MANIFEST_SIZE,
+            });
+        }
+        let actual = Digest::of(&buf);
+        if &actual != digest {
+            return Err(StoreError::DigestMismatch {
+                what,
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        if let Some(size) = size_hint {
+            if size != buf.len() as u64 {
+                return Err(StoreError::SizeMismatch {
+                    what,
+                    expected: size,
+                    actual: buf.len() as u64,
+                });
+            }
+        }
+        Ok(Bytes::from(buf))
+    }
+}
+
+fn check_layout_version(location: &str, bytes: &[u8]) -> Result<()> {
+    let v: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::invalid(format!("{location} oci-layout file"), e.to_string()))?;
+    match v.get("imageLayoutVersion").and_then(|v| v.as_str()) {
+        Some(ver) if ver.starts_with("1.") => Ok(()),
+        other => Err(StoreError::invalid(
+            format!("{location} oci-layout file"),
+            format!("imageLayoutVersion is {other:?}, expected \"1.0.0\""),
+        )),
+    }
+}
+
+fn parse_index(location: &str, bytes: &[u8]) -> Result<ImageIndex> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::invalid(format!("{location} index.json"), e.to_string()))
+}
+
+async fn blob_has_size(path: &Path, size: u64) -> bool {
+    matches!(tokio::fs::metadata(path).await, Ok(m) if m.is_file() && m.len() == size)
+}
+
+/// Write `bytes` to `dest` through a temporary file in `tmp_dir` (same filesystem) + rename.
+fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    let what = || format!("write {}", dest.display());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(tmp_dir)
+        .map_err(|e| StoreError::io(what(), e))?;
+    tmp.write_all(bytes)
+        .map_err(|e| StoreError::io(what(), e))?;
+    tmp.persist(dest)
+        .map_err(|e| StoreError::io(what(), e.error))?;
+    Ok(())
+}
+
+/// `mediaType`, `artifactType` (else config media type) and annotations of manifest bytes.
+struct ManifestInfo {
+    media_type: Option<String>,
+    artifact_type: Option<String>,
+    annotations: Option<Annotations>,
+    subject: Option<Digest>,
+}
+
+fn manifest_info(bytes: &[u8]) -> Option<ManifestInfo> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Partial {
+        media_type: Option<String>,
+        artifact_type: Option<String>,
+        config: Option<ConfigPart>,
+        subject: Option<SubjectPart>,
+        annotations: Option<Annotations>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ConfigPart {
+        media_type: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct SubjectPart {
+        digest: Digest,
+    }
+    let p: Partial = serde_json::from_slice(bytes).ok()?;
+    Some(ManifestInfo {
+        media_type: p.media_type,
+        artifact_type: p
+            .artifact_type
+            .or_else(|| p.config.and_then(|c| c.media_type)),
+        annotations: p.annotations,
+        subject: p.subject.map(|s| s.digest),
+    })
+}
+
+fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotation(mt::ANNOTATION_REF_NAME)
+}
+
+fn is_manifest_type(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        mt::OCI_MANIFEST | mt::OCI_INDEX | mt::DOCKER_MANIFEST_V2 | mt::DOCKER_MANIFEST_LIST
+    )
+}
+
+#[async_trait]
+impl Store for LayoutStore {
+    fn location(&self) -> String {
+        format!("oci:{}", self.root.display())
+    }
+
+    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
+        let index = self.read_index().await?;
+        if let Ok(digest) = reference.parse::<Digest>() {
+            if let Some(d) = index.manifests.iter().find(|d| d.digest == digest) {
+                return Ok(Descriptor::new(d.media_type.clone(), digest, d.size));
+            }
+            // A manifest that is a blob but not listed (e.g. a child of an index).
+            let bytes = self.read_manifest_blob(&digest, None).await?;
+            let media_type = manifest_info(&bytes)
+                .and_then(|i| i.media_type)
+                .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
+            return Ok(Descriptor::new(media_type, digest, bytes.len() as u64));
+        }
+        if !crate::reference::valid_tag(reference) {
+            return Err(StoreError::invalid(
+                format!("reference {reference:?}"),
+                "not a tag or sha256 digest",
+            ));
+        }
+        index
+            .manifests
+            .iter()
+            .rev()
+            .find(|d| ref_name(d) == Some(reference))
+            .map(|d| Descriptor::new(d.media_type.clone(), d.digest.clone(), d.size))
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("tag {reference:?}"),
+                location: self.location(),
+            })
+    }
+
+    async fn fetch_manifest(&self, reference: &str) -> Result<RawManifest> {
+        let descriptor = self.resolve(reference).await?;
+        let bytes = self
+            .read_manifest_blob(&descriptor.digest, Some(descriptor.size))
+            .await?;
+        Ok(RawManifest { descriptor, bytes })
+    }
+
+    async fn push_manifest(
+        &self,
+        bytes: Bytes,
+        media_type: &str,
+        tag: Option<&str>,
+    ) -> Result<Descriptor> {
+        if bytes.len() as u64 > mt::MAX_MANIFEST_SIZE {
+            return Err(StoreError::TooLarge {
+                what: "manifest".into(),
+                size: bytes.len() as u64,
+                limit: mt::MAX_MANIFEST_SIZE,
+            });
+        }
+        if let Some(t) = tag {
+            if !crate::reference::valid_tag(t) {
+                return Err(StoreError::invalid(format!("tag {t:?}"), "not a valid tag"));
+            }
+        }
+        let digest = self.write_small_blob(&bytes).await?;
+        let descriptor = Descriptor::new(media_type, digest.clone(), bytes.len() as u64);
+        let mut entry = descriptor.clone();
+        entry.artifact_type = manifest_info(&bytes).and_then(|i| i.artifact_type);
+        let tag = tag.map(str::to_string);
+        self.update_index(move |index| match tag {
+            Some(tag) => {
+                // The tag moves here; an untagged entry for the same manifest becomes redundant.
+                index.manifests.retain(|d| {
+                    let name = ref_name(d);
+                    name != Some(tag.as_str()) && !(name.is_none() && d.digest == entry.digest)
+                });
+                let mut annotations = Annotations::new();
+                annotations.insert(mt::ANNOTATION_REF_NAME.to_string(), tag);
+                entry.annotations = Some(annotations);
+                index.manifests.push(entry);
+                true
+            }
+            None => {
+                if index.manifests.iter().any(|d| d.digest == entry.digest) {
+                    false
+                } else {
+                    index.manifests.push(entry);
+                    true
+                }
+            }
+        })
+        .await?;
+        Ok(descriptor)
+    }
+
+    async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io(format!("check blob {digest}"), e)),
+        }
+    }
+
+    async fn fetch_blob_raw(&self, descriptor: &Descriptor) -> Result<BoxReader> {
+        let digest = &descriptor.digest;
+        match tokio::fs::File::open(self.blob_path(digest)).await {
+            Ok(f) => Ok(Box::pin(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound {
+                what: format!("blob {digest}"),
+                location: self.location(),
+            }),
+            Err(e) => Err(StoreError::io(format!("read blob {digest}"), e)),
+        }
+    }
+
+    async fn push_blob(&self, source: &dyn BlobSource) -> Result<(Digest, u64)> {
+        let size = source.size();
+        if let Some(digest) = source.known_digest() {
+            if blob_has_size(&self.blob_path(&digest), size).await {
+                return Ok((digest, size));
+            }
+        }
+        {
+            let root = self.root.clone();
+            tokio::task::spawn_blocking(move || LayoutStore { root }.ensure_layout())
+                .await
+                .map_err(|e| StoreError::Other(format!("layout init task failed: {e}")))??;
+        }
+        let what = source.describe();
+        let blobs_dir = self.root.join("blobs");
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&blobs_dir)
+            .map_err(|e| {
+                StoreError::io(
+                    format!("create a temporary file in {}", blobs_dir.display()),
+                    e,
+                )
+            })?;
+        let (file, tmp_path) = tmp.into_parts();
+        let mut file = tokio::fs::File::from_std(file);
+        let mut reader = source.open().await?;
+        let mut hasher = Hasher::new();
+        let mut buf = vec![0u8; COPY_BUF];
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .await
+                .map_err(verified::unwrap_io_error)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            if hasher.len() > size {
+                return Err(StoreError::SizeMismatch {
+                    what,
+                    expected: size,
+                    actual: hasher.len(),
+                });
+            }
+            file.write_all(&buf[..n])
+                .await
+                .map_err(|e| StoreError::io(format!("write blob for {what}"), e))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| StoreError::io(format!("write blob for {what}"), e))?;
+        drop(file);
+        if hasher.len() != size {
+            return Err(StoreError::SizeMismatch {
+                what,
+                expected: size,
+                actual: hasher.len(),
+            });
+        }
+        let digest = hasher.finish();
+        if let Some(expected) = source.known_digest() {
+            if expected != digest {
+                return Err(StoreError::DigestMismatch {
+                    what,
+                    expected,
+                    actual: digest,
+                });
+            }
+        }
+        let dest = self.blob_path(&digest);
+        tmp_path
+            .persist(&dest)
+            .map_err(|e| StoreError::io(format!("store blob {digest}"), e.error))?;
+        Ok((digest, size))
+    }
+
+    async fn referrers(
+        &self,
+        subject: &Descriptor,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        let index = self.read_index().await?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for entry in &index.manifests {
+            if entry.digest == subject.digest
+                || !is_manifest_type(&entry.media_type)
+                || entry.size > mt::MAX_MANIFEST_SIZE
+                || !seen.insert(entry.digest.clone())
+            {
+                continue;
+            }
+            let bytes = match self
+                .read_manifest_blob(&entry.digest, Some(entry.size))
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!("skipping {} in {}: {e}", entry.digest, self.location());
+                    continue;
+                }
+            };
+            let Some(info) = manifest_info(&bytes) else {
+                continue;
+            };
+            if info.subject.as_ref() != Some(&subject.digest) {
+                continue;
+            }
+            if artifact_type.is_some() && info.artifact_type.as_deref() != artifact_type {
+                continue;
+            }
+            let mut d = Descriptor::new(entry.media_type.clone(), entry.digest.clone(), entry.size);
+            d.artifact_type = info.artifact_type;
+            d.annotations = info.annotations;
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    async fn push_referrer(
+        &self,
+        manifest_bytes: Bytes,
+        subject: &Descriptor,
+    ) -> Result<Descriptor> {
+        let size = manifest_bytes.len() as u64;
+        if size > mt::MAX_MANIFEST_SIZE {
+            return Err(StoreError::TooLarge {
+                what: "referrer manifest".into(),
+                size,
+                limit: mt::MAX_MANIFEST_SIZE,
+            });
+        }
+        let info = manifest_info(&manifest_bytes)
+            .ok_or_else(|| StoreError::invalid("referrer manifest", "not a JSON OCI manifest"))?;
+        if info.subject.as_ref() != Some(&subject.digest) {
+            return Err(StoreError::invalid(
+                "referrer manifest",
+                format!(
+                    "its subject is {:?}, expected {}",
+                    info.subject.as_ref().map(Digest::as_str),
+                    subject.digest
+                ),
+            ));
+        }
+        let digest = self.write_small_blob(&manifest_bytes).await?;
+        let media_type = info
+            .media_type
+            .clone()
+            .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
+        let mut entry = Descriptor::new(media_type, digest, size);
+        entry.artifact_type = info.artifact_type;
+        // Never let a referrer's own annotations make its index entry look like a tag.
+        entry.annotations = info
+            .annotations
+            .map(|mut a| {
+                a.remove(mt::ANNOTATION_REF_NAME);
+                a
+            })
+            .filter(|a| !a.is_empty());
+        let descriptor = entry.clone();
+        self.update_index(move |index| {
+            if index.manifests.iter().any(|d| d.digest == entry.digest) {
+                false
+            } else {
+                index.manifests.push(entry);
+                true
+            }
+        })
+        .await?;
+        Ok(descriptor)
+    }
+
+    async fn list_tags(&self) -> Result<Vec<String>> {
+        let index = self.read_index().await?;
+        let mut tags: Vec<String> = index
+            .manifests
+            .iter()
+            .filter_map(|d| ref_name(d).map(str::to_string))
+            .collect();
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn manifest_with_subject(subject: &Descriptor, n: u32) -> Bytes {
+        let m = ImageManifest {
+            schema_version: 2,
+            media_type: Some(mt::OCI_MANIFEST.into()),
+            artifact_type: Some(mt::SIGSTORE_BUNDLE_V03.into()),
+            config: Descriptor::empty(),
+            layers: vec![],
+            subject: Some(subject.clone()),
+            annotations: Some(Annotations::from([
+                ("n".to_string(), n.to_string()),
+                (mt::ANNOTATION_REF_NAME.to_string(), "sneaky".to_string()),
+            ])),
+        };
+        Bytes::from(m.to_bytes())
+    }
+
+    #[tokio::test]
+    async fn blobs_manifests_tags_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(&dir.path().join("l")).unwrap();
+        assert!(matches!(
+            store.resolve("v1").await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(
+            !dir.path().join("l").exists(),
+            "reading must not create the layout"
+        );
+
+        let (d, n) = store
+            .push_blob(&BytesSource(Bytes::from_static(b"hello")))
+            .await
+            .unwrap();
+        assert_eq!((d.clone(), n), (Digest::of(b"hello"), 5));
+        assert!(store.blob_exists(&d).await.unwrap());
+        assert_eq!(std::fs::read(store.blob_path(&d)).unwrap(), b"hello");
+        let layout: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("l/oci-layout")).unwrap())
+                .unwrap();
+        assert_eq!(layout["imageLayoutVersion"], "1.0.0");
+
+        let body = Bytes::from_static(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"x/y","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#);
+        let desc = store
+            .push_manifest(body.clone(), mt::OCI_MANIFEST, Some("v1"))
+            .await
+            .unwrap();
+        assert_eq!(desc.digest, Digest::of(&body));
+        let got = store.fetch_manifest("v1").await.unwrap();
+        assert_eq!(got.bytes, body);
+        assert_eq!(got.descriptor, desc);
+        let by_digest = store.fetch_manifest(desc.digest.as_str()).await.unwrap();
+        assert_eq!(by_digest.bytes, body);
+        assert_eq!(store.list_tags().await.unwrap(), vec!["v1".to_string()]);
+
+        // Re-tagging moves the tag and keeps one entry.
+        store
+            .push_manifest(body.clone(), mt::OCI_MANIFEST, Some("v1"))
+            .await
+            .unwrap();
+        let index = store.read_index().await.unwrap();
+        assert_eq!(index.manifests.len(), 1);
+        assert_eq!(index.manifests[0].artifact_type.as_deref(), Some("x/y"));
+    }
+
+    #[tokio::test]
+    async fn push_blob_checks_size_and_known_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"content").unwrap();
+        let wrong = FileSource {
+            path: path.clone(),
+            size: 7,
+            digest: Some(Digest::of(b"other")),
+        };
+        let err = store.push_blob(&wrong).await.unwrap_err();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+        let short = FileSource {
+            path: path.clone(),
+            size: 3,
+            digest: None,
+        };
+        assert!(matches!(
+            store.push_blob(&short).await.unwrap_err(),
+            StoreError::SizeMismatch { .. }
+        ));
+        assert!(!store.blob_exists(&Digest::of(b"other")).await.unwrap());
+        assert!(!store.blob_exists(&Digest::of(b"content")).await.unwrap());
+        // No temporary files left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("blobs"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name() != "sha256")
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[tokio::test]
+    async fn corrupted_manifest_blob_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        let body = Bytes::from_static(br#"{"schemaVersion":2,"config":{"mediaType":"a/b","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2}}"#);
+        let desc = store
+            .push_manifest(body.clone(), mt::OCI_MANIFEST, Some("t"))
+            .await
+            .unwrap();
+        let mut tampered = body.to_vec();
+        tampered[5] = b'X';
+        std::fs::write(store.blob_path(&desc.digest), tampered).unwrap();
+        let err = store.fetch_manifest("t").await.unwrap_err();
+        assert!(err.is_integrity(), "{err}");
+    }
+
+    #[tokio::test]
+    async fn referrers_are_untagged_index_entries_found_by_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        let subject_bytes = Bytes::from(
+            ImageManifest {
+                schema_version: 2,
+                media_type: Some(mt::OCI_MANIFEST.into()),
+                artifact_type: None,
+                config: Descriptor::empty(),
+                layers: vec![],
+                subject: None,
+                annotations: None,
+            }
+            .to_bytes(),
+        );
+        let subject = store
+            .push_manifest(subject_bytes, mt::OCI_MANIFEST, Some("v1"))
+            .await
+            .unwrap();
+        let other = Descriptor::new(mt::OCI_MANIFEST, Digest::of(b"nope"), 4);
+        let err = store
+            .push_referrer(manifest_with_subject(&other, 0), &subject)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid { .. }));
+
+        let r = store
+            .push_referrer(manifest_with_subject(&subject, 1), &subject)
+            .await
+            .unwrap();
+        // Pushing the same referrer again adds nothing.
+        store
+            .push_referrer(manifest_with_subject(&subject, 1), &subject)
+            .await
+            .unwrap();
+        let found = store.referrers(&subject, None).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].digest, r.digest);
+        assert_eq!(
+            found[0].artifact_type.as_deref(),
+            Some(mt::SIGSTORE_BUNDLE_V03)
+        );
+        assert_eq!(found[0].annotation("n"), Some("1"));
+        assert!(store
+            .referrers(&subject, Some("other/type"))
+            .await
+            .unwrap()
+            .is_empty());
+        // The referrer's own ref.name annotation must not turn into a tag.
+        assert_eq!(store.list_tags().await.unwrap(), vec!["v1".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_keep_every_index_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let subject = {
+            let s = LayoutStore::open_or_create(&root).unwrap();
+            let bytes = Bytes::from(
+                ImageManifest {
+                    schema_version: 2,
+                    media_type: Some(mt::OCI_MANIFEST.into()),
+                    artifact_type: None,
+                    config: Descriptor::empty(),
+                    layers: vec![],
+                    subject: None,
+                    annotations: None,
+                }
+                .to_bytes(),
+            );
+            s.push_manifest(bytes, mt::OCI_MANIFEST, Some("base"))
+                .await
+                .unwrap()
+        };
+        let mut tasks = Vec::new();
+        for n in 0..24u32 {
+            // Separate store values, as separate processes would have.
+            let store = Arc::new(LayoutStore::open_or_create(&root).unwrap());
+            let subject = subject.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .push_referrer(manifest_with_subject(&subject, n), &subject)
+                    .await
+                    .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let store = LayoutStore::open_or_create(&root).unwrap();
+        assert_eq!(store.referrers(&subject, None).await.unwrap().len(), 24);
+        assert_eq!(store.read_index().await.unwrap().manifests.len(), 25);
+    }
+
+    #[test]
+    fn refuses_unknown_layout_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("oci-layout"),
+            br#"{"imageLayoutVersion":"2.0.0"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            LayoutStore::open_or_create(dir.path()),
+            Err(StoreError::Invalid { .. })
+        ));
     }
 }

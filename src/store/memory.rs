@@ -1,1 +1,275 @@
-//! TODO
+//! An in-memory store for tests: blobs, manifests, tags and referrers in hash maps behind a
+//! mutex, with the same semantics as the other stores (content addressed, digests checked on
+//! upload, referrers found by `subject`). Holds whole blobs in memory: never use it for models
+//! outside tests.
+
+use super::*;
+use crate::digest::Hasher;
+use crate::media_types as mt;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use tokio::io::AsyncReadExt;
+
+#[derive(Default)]
+struct Inner {
+    blobs: HashMap<Digest, Bytes>,
+    /// digest → (media type, bytes), in push order for stable referrer listings.
+    manifests: Vec<(Digest, String, Bytes)>,
+    tags: BTreeMap<String, Digest>,
+}
+
+/// See the module documentation.
+#[derive(Default)]
+pub struct MemoryStore {
+    name: String,
+    inner: Mutex<Inner>,
+    uploads: AtomicUsize,
+}
+
+impl MemoryStore {
+    pub fn new(name: impl Into<String>) -> Self {
+        MemoryStore {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    /// How many blob uploads actually transferred content (existing blobs are skipped).
+    pub fn uploads(&self) -> usize {
+        self.uploads.load(Ordering::Relaxed)
+    }
+
+    /// Replace a blob's content (tests of corrupted storage).
+    pub fn corrupt_blob(&self, digest: &Digest, content: Bytes) {
+        self.lock().blobs.insert(digest.clone(), content);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn manifest(&self, digest: &Digest) -> Option<(String, Bytes)> {
+        self.lock()
+            .manifests
+            .iter()
+            .find(|(d, _, _)| d == digest)
+            .map(|(_, m, b)| (m.clone(), b.clone()))
+    }
+
+    fn not_found(&self, what: String) -> StoreError {
+        StoreError::NotFound {
+            what,
+            location: self.location(),
+        }
+    }
+
+    fn insert_manifest(&self, bytes: &Bytes, media_type: &str) -> Digest {
+        let digest = Digest::of(bytes);
+        let mut inner = self.lock();
+        if !inner.manifests.iter().any(|(d, _, _)| d == &digest) {
+            inner
+                .manifests
+                .push((digest.clone(), media_type.to_string(), bytes.clone()));
+        }
+        digest
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Partial {
+    media_type: Option<String>,
+    artifact_type: Option<String>,
+    config: Option<ConfigPart>,
+    subject: Option<SubjectPart>,
+    annotations: Option<Annotations>,
+}
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigPart {
+    media_type: Option<String>,
+}
+#[derive(serde::Deserialize)]
+struct SubjectPart {
+    digest: Digest,
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn location(&self) -> String {
+        format!("memory:{}", self.name)
+    }
+
+    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
+        let digest = match reference.parse::<Digest>() {
+            Ok(d) => d,
+            Err(_) => self
+                .lock()
+                .tags
+                .get(reference)
+                .cloned()
+                .ok_or_else(|| self.not_found(format!("tag {reference:?}")))?,
+        };
+        let (media_type, bytes) = self
+            .manifest(&digest)
+            .ok_or_else(|| self.not_found(format!("manifest {digest}")))?;
+        Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
+    }
+
+    async fn fetch_manifest(&self, reference: &str) -> Result<RawManifest> {
+        let descriptor = self.resolve(reference).await?;
+        let (_, bytes) = self
+            .manifest(&descriptor.digest)
+            .ok_or_else(|| self.not_found(format!("manifest {}", descriptor.digest)))?;
+        Ok(RawManifest { descriptor, bytes })
+    }
+
+    async fn push_manifest(
+        &self,
+        bytes: Bytes,
+        media_type: &str,
+        tag: Option<&str>,
+    ) -> Result<Descriptor> {
+        if bytes.len() as u64 > mt::MAX_MANIFEST_SIZE {
+            return Err(StoreError::TooLarge {
+                what: "manifest".into(),
+                size: bytes.len() as u64,
+                limit: mt::MAX_MANIFEST_SIZE,
+            });
+        }
+        let digest = self.insert_manifest(&bytes, media_type);
+        if let Some(tag) = tag {
+            self.lock().tags.insert(tag.to_string(), digest.clone());
+        }
+        Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
+    }
+
+    async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
+        Ok(self.lock().blobs.contains_key(digest))
+    }
+
+    async fn fetch_blob_raw(&self, descriptor: &Descriptor) -> Result<BoxReader> {
+        let bytes = self
+            .lock()
+            .blobs
+            .get(&descriptor.digest)
+            .cloned()
+            .ok_or_else(|| self.not_found(format!("blob {}", descriptor.digest)))?;
+        Ok(Box::pin(std::io::Cursor::new(bytes)))
+    }
+
+    async fn push_blob(&self, source: &dyn BlobSource) -> Result<(Digest, u64)> {
+        let size = source.size();
+        if let Some(d) = source.known_digest() {
+            if self.lock().blobs.contains_key(&d) {
+                return Ok((d, size));
+            }
+        }
+        let mut reader = source.open().await?;
+        let mut buf = Vec::new();
+        reader
+            .read_to_end(&mut buf)
+            .await
+            .map_err(verified::unwrap_io_error)?;
+        let mut hasher = Hasher::new();
+        hasher.update(&buf);
+        if hasher.len() != size {
+            return Err(StoreError::SizeMismatch {
+                what: source.describe(),
+                expected: size,
+                actual: hasher.len(),
+            });
+        }
+        let digest = hasher.finish();
+        if let Some(expected) = source.known_digest() {
+            if expected != digest {
+                return Err(StoreError::DigestMismatch {
+                    what: source.describe(),
+                    expected,
+                    actual: digest,
+                });
+            }
+        }
+        self.uploads.fetch_add(1, Ordering::Relaxed);
+        self.lock().blobs.insert(digest.clone(), Bytes::from(buf));
+        Ok((digest, size))
+    }
+
+    async fn referrers(
+        &self,
+        subject: &Descriptor,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        let manifests = self.lock().manifests.clone();
+        let mut out = Vec::new();
+        for (digest, media_type, bytes) in manifests {
+            let Ok(p) = serde_json::from_slice::<Partial>(&bytes) else {
+                continue;
+            };
+            if p.subject.map(|s| s.digest) != Some(subject.digest.clone()) {
+                continue;
+            }
+            let at = p
+                .artifact_type
+                .or_else(|| p.config.and_then(|c| c.media_type));
+            if artifact_type.is_some() && at.as_deref() != artifact_type {
+                continue;
+            }
+            let mut d = Descriptor::new(media_type, digest, bytes.len() as u64);
+            d.artifact_type = at;
+            d.annotations = p.annotations;
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    async fn push_referrer(
+        &self,
+        manifest_bytes: Bytes,
+        subject: &Descriptor,
+    ) -> Result<Descriptor> {
+        let p: Partial = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| StoreError::invalid("referrer manifest", e.to_string()))?;
+        if p.subject.as_ref().map(|s| &s.digest) != Some(&subject.digest) {
+            return Err(StoreError::invalid(
+                "referrer manifest",
+                format!("its subject is not {}", subject.digest),
+            ));
+        }
+        let media_type = p.media_type.unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
+        let digest = self.insert_manifest(&manifest_bytes, &media_type);
+        let mut d = Descriptor::new(media_type, digest, manifest_bytes.len() as u64);
+        d.artifact_type = p
+            .artifact_type
+            .or_else(|| p.config.and_then(|c| c.media_type));
+        d.annotations = p.annotations;
+        Ok(d)
+    }
+
+    async fn list_tags(&self) -> Result<Vec<String>> {
+        Ok(self.lock().tags.keys().cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn skips_known_blobs_and_checks_digests() {
+        let store = MemoryStore::new("t");
+        let src = BytesSource(Bytes::from_static(b"abc"));
+        store.push_blob(&src).await.unwrap();
+        store.push_blob(&src).await.unwrap();
+        assert_eq!(store.uploads(), 1);
+        let desc = Descriptor::new("x", Digest::of(b"abc"), 3);
+        let bytes = fetch_small_blob(&store, &desc, "blob", 10).await.unwrap();
+        assert_eq!(&bytes[..], b"abc");
+        store.corrupt_blob(&desc.digest, Bytes::from_static(b"abd"));
+        let err = fetch_small_blob(&store, &desc, "blob", 10)
+            .await
+            .unwrap_err();
+        assert!(err.is_integrity(), "{err}");
+    }
+}

@@ -290,13 +290,7 @@ pub struct StoreOptions {
 /// Open the store a target names.
 pub async fn open(target: &Target, options: &StoreOptions) -> Result<Arc<dyn Store>> {
     match target {
-        Target::Registry(r) => {
-            let _ = registry::RegistryStore::new(r, options)?;
-            Err(StoreError::Other("registry store not implemented".into()))
-        }
-        Target::Layout(l) => {
-            let _ = layout::LayoutStore::open_or_create(&l.path)?;
-            Err(StoreError::Other("layout store not implemented".into()))
-        }
+        Target::Registry(r) => Ok(Arc::new(registry::RegistryStore::new(r, options)?)),
+        Target::Layout(l) => Ok(Arc::new(layout::LayoutStore::open_or_create(&l.path)?)),
     }
 }

@@ -1,0 +1,238 @@
+//! A small local cache of file digests keyed by (path, device, inode, size, mtime, ctime), so a
+//! re-push of a multi-GB model neither re-hashes nor re-uploads: with the digest known up
+//! front, the store can ask the registry whether it has the blob (HEAD) and skip it.
+//!
+//! The key includes the inode change time, which no user-level tool can set back, so a file
+//! rewritten in place is never mistaken for its old content. A wrong entry could still only
+//! cause an upload whose digest check fails (the store hashes what it sends); the caller then
+//! retries without the cache. The file is one JSON document written atomically (temp file +
+//! rename); concurrent processes merge on save, last writer wins per entry.
+
+use crate::digest::Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const FILE_NAME: &str = "digests.json";
+const VERSION: u32 = 1;
+/// Entries kept (least recently used dropped first).
+const MAX_ENTRIES: usize = 50_000;
+
+/// The identity of a file's content as the filesystem reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileKey {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: i64,
+    pub ctime: i64,
+    pub ctime_nsec: i64,
+}
+
+impl FileKey {
+    #[cfg(unix)]
+    pub fn from_metadata(m: &std::fs::Metadata) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        Some(FileKey {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+            ctime: m.ctime(),
+            ctime_nsec: m.ctime_nsec(),
+        })
+    }
+    #[cfg(not(unix))]
+    pub fn from_metadata(_m: &std::fs::Metadata) -> Option<Self> {
+        None
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Entry {
+    key: FileKey,
+    digest: Digest,
+    /// Unix seconds of the last use (for pruning).
+    used: u64,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct CacheFile {
+    version: u32,
+    entries: BTreeMap<String, Entry>,
+}
+
+/// See the module documentation.
+pub struct DigestCache {
+    dir: PathBuf,
+    entries: Mutex<BTreeMap<String, Entry>>,
+    /// Paths whose entries changed in this process.
+    touched: Mutex<BTreeMap<String, Option<Entry>>>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn path_key(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    abs.to_string_lossy().into_owned()
+}
+
+fn read_file(dir: &Path) -> BTreeMap<String, Entry> {
+    let path = dir.join(FILE_NAME);
+    let Ok(bytes) = std::fs::read(&path) else {
+        return BTreeMap::new();
+    };
+    match serde_json::from_slice::<CacheFile>(&bytes) {
+        Ok(f) if f.version == VERSION => f.entries,
+        Ok(_) => BTreeMap::new(),
+        Err(e) => {
+            tracing::debug!("ignoring unreadable digest cache {}: {e}", path.display());
+            BTreeMap::new()
+        }
+    }
+}
+
+impl DigestCache {
+    /// Load the cache kept in `dir` (empty when missing or unreadable).
+    pub fn load(dir: &Path) -> Self {
+        DigestCache {
+            dir: dir.to_path_buf(),
+            entries: Mutex::new(read_file(dir)),
+            touched: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The digest recorded for the file at `path` if its identity still matches `key`.
+    pub fn lookup(&self, path: &Path, key: &FileKey) -> Option<Digest> {
+        let k = path_key(path);
+        let mut entries = self.entries.lock().ok()?;
+        let entry = entries.get_mut(&k)?;
+        if &entry.key != key {
+            return None;
+        }
+        entry.used = now();
+        let e = entry.clone();
+        drop(entries);
+        if let Ok(mut t) = self.touched.lock() {
+            t.insert(k, Some(e.clone()));
+        }
+        Some(e.digest)
+    }
+
+    pub fn insert(&self, path: &Path, key: FileKey, digest: Digest) {
+        let k = path_key(path);
+        let entry = Entry {
+            key,
+            digest,
+            used: now(),
+        };
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(k.clone(), entry.clone());
+        }
+        if let Ok(mut t) = self.touched.lock() {
+            t.insert(k, Some(entry));
+        }
+    }
+
+    pub fn remove(&self, path: &Path) {
+        let k = path_key(path);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&k);
+        }
+        if let Ok(mut t) = self.touched.lock() {
+            t.insert(k, None);
+        }
+    }
+
+    /// Write this process's changes, merged into what is on disk now. Atomic (temp + rename).
+    pub fn save(&self) -> std::io::Result<()> {
+        let touched = match self.touched.lock() {
+            Ok(t) if !t.is_empty() => t.clone(),
+            _ => return Ok(()),
+        };
+        std::fs::create_dir_all(&self.dir)?;
+        let mut entries = read_file(&self.dir);
+        for (k, v) in touched {
+            match v {
+                Some(e) => entries.insert(k, e),
+                None => entries.remove(&k),
+            };
+        }
+        if entries.len() > MAX_ENTRIES {
+            let mut by_use: Vec<(u64, String)> =
+                entries.iter().map(|(k, e)| (e.used, k.clone())).collect();
+            by_use.sort();
+            for (_, k) in by_use.into_iter().take(entries.len() - MAX_ENTRIES) {
+                entries.remove(&k);
+            }
+        }
+        let body = serde_json::to_vec(&CacheFile {
+            version: VERSION,
+            entries,
+        })
+        .map_err(std::io::Error::other)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".digests-")
+            .tempfile_in(&self.dir)?;
+        std::io::Write::write_all(&mut tmp, &body)?;
+        tmp.persist(self.dir.join(FILE_NAME)).map_err(|e| e.error)?;
+        Ok(())
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_digests_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.bin");
+        std::fs::write(&file, b"one").unwrap();
+        let key = FileKey::from_metadata(&std::fs::metadata(&file).unwrap()).unwrap();
+        let cache_dir = dir.path().join("cache");
+        let cache = DigestCache::load(&cache_dir);
+        assert_eq!(cache.lookup(&file, &key), None);
+        cache.insert(&file, key, Digest::of(b"one"));
+        cache.save().unwrap();
+
+        let reloaded = DigestCache::load(&cache_dir);
+        assert_eq!(reloaded.lookup(&file, &key), Some(Digest::of(b"one")));
+        // Same size, rewritten: the ctime (at least) changes.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&file, b"two").unwrap();
+        let key2 = FileKey::from_metadata(&std::fs::metadata(&file).unwrap()).unwrap();
+        assert_ne!(key, key2);
+        assert_eq!(reloaded.lookup(&file, &key2), None);
+
+        // Two processes' entries merge on save.
+        let other = dir.path().join("o.bin");
+        std::fs::write(&other, b"o").unwrap();
+        let okey = FileKey::from_metadata(&std::fs::metadata(&other).unwrap()).unwrap();
+        let a = DigestCache::load(&cache_dir);
+        a.insert(&other, okey, Digest::of(b"o"));
+        reloaded.remove(&file);
+        reloaded.save().unwrap();
+        a.save().unwrap();
+        let merged = DigestCache::load(&cache_dir);
+        assert_eq!(merged.lookup(&other, &okey), Some(Digest::of(b"o")));
+        assert_eq!(merged.lookup(&file, &key), None);
+    }
+
+    #[test]
+    fn unreadable_cache_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), b"{not json").unwrap();
+        let cache = DigestCache::load(dir.path());
+        let key = FileKey::from_metadata(&std::fs::metadata(dir.path()).unwrap()).unwrap();
+        assert_eq!(cache.lookup(dir.path(), &key), None);
+    }
+}

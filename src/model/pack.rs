@@ -1,0 +1,428 @@
+//! Push a model: every file becomes a layer (streamed and hashed by the store while it
+//! uploads, several at once), then the ModelPack config, then the manifest (tagged).
+
+use super::cache::DigestCache;
+use super::config::ModelConfig;
+use super::walk::{collect_model, LocalFile, LocalModel, WalkOptions};
+use super::{roles, ModelError};
+use crate::digest::Digest;
+use crate::media_types as mt;
+use crate::progress::SharedReporter;
+use crate::store::copy::ProgressReader;
+use crate::store::{
+    Annotations, BlobSource, BoxReader, BytesSource, Descriptor, ImageManifest, Store, StoreError,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Annotation marking a layer whose media type is a guess (ModelPack spec).
+pub const ANNOTATION_MEDIATYPE_UNTESTED: &str = "org.cncf.model.file.mediatype.untested";
+/// Read buffer for file uploads (one filesystem read per MiB whatever the consumer asks).
+const READ_BUF: usize = 1 << 20;
+
+#[derive(Clone)]
+pub struct PushOptions {
+    /// Model name for the config (default: the directory name or first file's stem).
+    pub name: Option<String>,
+    /// Manifest annotations.
+    pub annotations: Annotations,
+    pub walk: WalkOptions,
+    /// Files uploaded at once.
+    pub concurrency: usize,
+    pub reporter: SharedReporter,
+    /// Digest cache (re-pushes skip hashing and uploading what the store has).
+    pub cache: Option<Arc<DigestCache>>,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            name: None,
+            annotations: Annotations::new(),
+            walk: WalkOptions::default(),
+            concurrency: 4,
+            reporter: crate::progress::silent(),
+            cache: None,
+        }
+    }
+}
+
+/// One pushed file.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushedFile {
+    pub path: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    /// False when the store already had the blob.
+    #[serde(skip)]
+    pub uploaded: bool,
+}
+
+/// The result of a push.
+#[derive(Clone, Debug)]
+pub struct PushResult {
+    pub manifest: Descriptor,
+    pub manifest_bytes: Bytes,
+    pub config: Descriptor,
+    pub name: String,
+    pub files: Vec<PushedFile>,
+}
+
+impl PushResult {
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+    pub fn uploaded(&self) -> usize {
+        self.files.iter().filter(|f| f.uploaded).count()
+    }
+}
+
+/// Push the model made of `sources` (a directory, or files) to `store`, tagging it `tag`.
+pub async fn push_model(
+    store: &dyn Store,
+    sources: &[PathBuf],
+    tag: Option<&str>,
+    options: &PushOptions,
+) -> Result<PushResult, ModelError> {
+    let sources = sources.to_vec();
+    let walk = options.walk.clone();
+    let model = tokio::task::spawn_blocking(move || collect_model(&sources, &walk))
+        .await
+        .map_err(|e| ModelError::Input(format!("listing the model files failed: {e}")))??;
+    push_local_model(store, &model, tag, options).await
+}
+
+/// Push an already listed model.
+pub async fn push_local_model(
+    store: &dyn Store,
+    model: &LocalModel,
+    tag: Option<&str>,
+    options: &PushOptions,
+) -> Result<PushResult, ModelError> {
+    let result = push_files(store, model, options).await;
+    if let Some(cache) = &options.cache {
+        if let Err(e) = cache.save() {
+            tracing::warn!("cannot save the digest cache: {e}");
+        }
+    }
+    let files = result?;
+
+    let name = options.name.clone().unwrap_or_else(|| model.name.clone());
+    let format = roles::model_format(
+        files
+            .iter()
+            .filter(|f| f.media_type == mt::MODEL_WEIGHT)
+            .map(|f| (f.path.as_str(), f.size)),
+    );
+    let config_bytes = Bytes::from(
+        ModelConfig::new(
+            Some(name.clone()),
+            format,
+            files.iter().map(|f| f.digest.clone()).collect(),
+        )
+        .to_bytes(),
+    );
+    let (config_digest, config_size) = store.push_blob(&BytesSource(config_bytes)).await?;
+    let config = Descriptor::new(mt::MODEL_CONFIG, config_digest, config_size);
+
+    let manifest = build_manifest(config.clone(), &files, &options.annotations);
+    let manifest_bytes = Bytes::from(manifest.to_bytes());
+    let descriptor = store
+        .push_manifest(manifest_bytes.clone(), mt::OCI_MANIFEST, tag)
+        .await?;
+    let expected = Digest::of(&manifest_bytes);
+    if descriptor.digest != expected {
+        return Err(StoreError::DigestMismatch {
+            what: format!("manifest as stored in {}", store.location()),
+            expected,
+            actual: descriptor.digest,
+        }
+        .into());
+    }
+    Ok(PushResult {
+        manifest: descriptor,
+        manifest_bytes,
+        config,
+        name,
+        files,
+    })
+}
+
+/// The model manifest for pushed files (in their order) and a config descriptor.
+pub fn build_manifest(
+    config: Descriptor,
+    files: &[PushedFile],
+    annotations: &Annotations,
+) -> ImageManifest {
+    let layers = files
+        .iter()
+        .map(|f| {
+            let mut a = Annotations::new();
+            a.insert(mt::ANNOTATION_FILEPATH.to_string(), f.path.clone());
+            a.insert(mt::ANNOTATION_TITLE.to_string(), f.path.clone());
+            if roles::role_of(&f.path).guessed {
+                a.insert(
+                    ANNOTATION_MEDIATYPE_UNTESTED.to_string(),
+                    "true".to_string(),
+                );
+            }
+            Descriptor {
+                media_type: f.media_type.clone(),
+                digest: f.digest.clone(),
+                size: f.size,
+                artifact_type: None,
+                annotations: Some(a),
+            }
+        })
+        .collect();
+    ImageManifest {
+        schema_version: 2,
+        media_type: Some(mt::OCI_MANIFEST.to_string()),
+        artifact_type: Some(mt::MODEL_ARTIFACT.to_string()),
+        config,
+        layers,
+        subject: None,
+        annotations: (!annotations.is_empty()).then(|| annotations.clone()),
+    }
+}
+
+async fn push_files(
+    store: &dyn Store,
+    model: &LocalModel,
+    options: &PushOptions,
+) -> Result<Vec<PushedFile>, ModelError> {
+    let mut pushed: Vec<(usize, PushedFile)> =
+        futures::stream::iter(model.files.iter().enumerate())
+            .map(|(i, file)| async move { push_file(store, file, options).await.map(|p| (i, p)) })
+            .buffer_unordered(options.concurrency.max(1))
+            .try_collect()
+            .await?;
+    pushed.sort_by_key(|(i, _)| *i);
+    Ok(pushed.into_iter().map(|(_, p)| p).collect())
+}
+
+async fn push_file(
+    store: &dyn Store,
+    file: &LocalFile,
+    options: &PushOptions,
+) -> Result<PushedFile, ModelError> {
+    let cached = match (&options.cache, &file.key) {
+        (Some(cache), Some(key)) => cache.lookup(&file.source, key),
+        _ => None,
+    };
+    let id = options.reporter.start(&file.path, file.size);
+    let mut source = ReportingFileSource {
+        file,
+        digest: cached.clone(),
+        reporter: options.reporter.clone(),
+        id,
+        opened: AtomicBool::new(false),
+    };
+    let mut result = store.push_blob(&source).await;
+    if cached.is_some() && matches!(result, Err(StoreError::DigestMismatch { .. })) {
+        // A stale cache entry: forget it and upload hashing as we go.
+        tracing::info!(
+            "digest cache was stale for {}; re-hashing",
+            file.source.display()
+        );
+        if let Some(cache) = &options.cache {
+            cache.remove(&file.source);
+        }
+        source.digest = None;
+        result = store.push_blob(&source).await;
+    }
+    let opened = source.opened.load(Ordering::Relaxed);
+    options.reporter.finish(id, !opened);
+    let (digest, size) = result?;
+    if size != file.size {
+        return Err(StoreError::SizeMismatch {
+            what: format!("file {}", file.source.display()),
+            expected: file.size,
+            actual: size,
+        }
+        .into());
+    }
+    if let (Some(cache), Some(key)) = (&options.cache, &file.key) {
+        if cached.as_ref() != Some(&digest) {
+            cache.insert(&file.source, *key, digest.clone());
+        }
+    }
+    Ok(PushedFile {
+        path: file.path.clone(),
+        digest,
+        size,
+        media_type: roles::role_of(&file.path).media_type.to_string(),
+        uploaded: opened,
+    })
+}
+
+/// A model file read for upload: buffered reads, progress, and whether it was read at all.
+struct ReportingFileSource<'a> {
+    file: &'a LocalFile,
+    digest: Option<Digest>,
+    reporter: SharedReporter,
+    id: u64,
+    opened: AtomicBool,
+}
+
+#[async_trait]
+impl BlobSource for ReportingFileSource<'_> {
+    fn size(&self) -> u64 {
+        self.file.size
+    }
+    fn known_digest(&self) -> Option<Digest> {
+        self.digest.clone()
+    }
+    fn describe(&self) -> String {
+        format!("file {}", self.file.source.display())
+    }
+    async fn open(&self) -> crate::store::Result<BoxReader> {
+        self.opened.store(true, Ordering::Relaxed);
+        let f = tokio::fs::File::open(&self.file.source)
+            .await
+            .map_err(|e| StoreError::io(format!("open {}", self.file.source.display()), e))?;
+        let reader = tokio::io::BufReader::with_capacity(READ_BUF, f);
+        Ok(Box::pin(ProgressReader::new(
+            reader,
+            self.reporter.clone(),
+            self.id,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+
+    fn model_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, c) in [
+            ("config.json", &b"{}"[..]),
+            ("model.safetensors", b"weights"),
+            ("README.md", b"# m"),
+            ("sub/.hidden", b""),
+        ] {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, c).unwrap();
+        }
+        dir
+    }
+
+    #[tokio::test]
+    async fn builds_a_modelpack_manifest() {
+        let dir = model_dir();
+        let store = MemoryStore::new("m");
+        let options = PushOptions {
+            name: Some("bert".into()),
+            ..Default::default()
+        };
+        let r = push_model(&store, &[dir.path().to_path_buf()], Some("v1"), &options)
+            .await
+            .unwrap();
+        let m: ImageManifest = serde_json::from_slice(&r.manifest_bytes).unwrap();
+        assert_eq!(m.artifact_type.as_deref(), Some(mt::MODEL_ARTIFACT));
+        assert_eq!(m.media_type.as_deref(), Some(mt::OCI_MANIFEST));
+        assert_eq!(m.config.media_type, mt::MODEL_CONFIG);
+        let got: Vec<(&str, &str)> = m
+            .layers
+            .iter()
+            .map(|l| {
+                (
+                    l.annotation(mt::ANNOTATION_FILEPATH).unwrap(),
+                    l.media_type.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("README.md", mt::MODEL_DOC),
+                ("config.json", mt::MODEL_WEIGHT_CONFIG),
+                ("model.safetensors", mt::MODEL_WEIGHT),
+                ("sub/.hidden", mt::MODEL_WEIGHT),
+            ]
+        );
+        assert_eq!(
+            m.layers[3].annotation(ANNOTATION_MEDIATYPE_UNTESTED),
+            Some("true")
+        );
+        assert_eq!(
+            m.layers[0].annotation(mt::ANNOTATION_TITLE),
+            Some("README.md")
+        );
+        let config = crate::store::fetch_small_blob(&store, &m.config, "config", 1 << 20)
+            .await
+            .unwrap();
+        let c: ModelConfig = serde_json::from_slice(&config).unwrap();
+        assert_eq!(c.descriptor.name.as_deref(), Some("bert"));
+        assert_eq!(c.config.format.as_deref(), Some("safetensors"));
+        assert_eq!(
+            c.modelfs.diff_ids,
+            m.layers
+                .iter()
+                .map(|l| l.digest.clone())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(store.resolve("v1").await.unwrap().digest, r.manifest.digest);
+
+        // Same directory, same digest.
+        let again = push_model(&store, &[dir.path().to_path_buf()], Some("v2"), &options)
+            .await
+            .unwrap();
+        assert_eq!(again.manifest.digest, r.manifest.digest);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn digest_cache_lets_a_repush_skip_reading_files() {
+        let dir = model_dir();
+        let cache_dir = tempfile::tempdir().unwrap();
+        let store = MemoryStore::new("m");
+        let options = PushOptions {
+            cache: Some(Arc::new(DigestCache::load(cache_dir.path()))),
+            ..Default::default()
+        };
+        let first = push_model(&store, &[dir.path().to_path_buf()], Some("v1"), &options)
+            .await
+            .unwrap();
+        assert_eq!(first.uploaded(), 4);
+        let options = PushOptions {
+            cache: Some(Arc::new(DigestCache::load(cache_dir.path()))),
+            ..Default::default()
+        };
+        let second = push_model(&store, &[dir.path().to_path_buf()], Some("v1"), &options)
+            .await
+            .unwrap();
+        assert_eq!(second.manifest.digest, first.manifest.digest);
+        assert_eq!(
+            second.uploaded(),
+            0,
+            "known digests are skipped without reading the files"
+        );
+
+        // A stale entry (forged here) is detected by the upload's own hash and dropped.
+        let target = dir.path().join("model.safetensors");
+        let key = crate::model::cache::FileKey::from_metadata(&std::fs::metadata(&target).unwrap())
+            .unwrap();
+        let cache = Arc::new(DigestCache::load(cache_dir.path()));
+        cache.insert(&target, key, Digest::of(b"not the content"));
+        let fresh = MemoryStore::new("fresh");
+        let options = PushOptions {
+            cache: Some(cache.clone()),
+            ..Default::default()
+        };
+        let third = push_model(&fresh, &[dir.path().to_path_buf()], Some("v1"), &options)
+            .await
+            .unwrap();
+        assert_eq!(third.manifest.digest, first.manifest.digest);
+        assert_eq!(cache.lookup(&target, &key), Some(Digest::of(b"weights")));
+    }
+}

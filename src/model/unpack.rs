@@ -1,0 +1,677 @@
+//! Pull a model: fetch its manifest, check that it is a model, validate every layer path
+//! before anything is written, then stream each blob into a temporary file next to its final
+//! place while checking its size and sha256, and rename the files into place only when every
+//! one of them matched. A failed pull leaves no partial or wrong file and removes the
+//! directories it created.
+
+use super::cache::{DigestCache, FileKey};
+use super::paths;
+use super::ModelError;
+use crate::digest::Digest;
+use crate::media_types as mt;
+use crate::progress::SharedReporter;
+use crate::store::copy::ProgressReader;
+use crate::store::{fetch_blob_verified, verified, Descriptor, ImageManifest, Store, StoreError};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Write buffer for pulled files.
+const COPY_BUF: usize = 1 << 20;
+
+/// A model manifest as fetched, with its exact bytes and digest.
+#[derive(Clone, Debug)]
+pub struct ModelArtifact {
+    /// The manifest descriptor; its digest is computed from `bytes`.
+    pub descriptor: Descriptor,
+    pub bytes: Bytes,
+    pub manifest: ImageManifest,
+}
+
+/// One file of a model artifact.
+#[derive(Clone, Debug)]
+pub struct ModelFile {
+    pub path: String,
+    pub descriptor: Descriptor,
+}
+
+/// The path a layer declares: `org.cncf.model.filepath`, else `org.opencontainers.image.title`.
+pub fn layer_path(layer: &Descriptor) -> Option<&str> {
+    layer
+        .annotation(mt::ANNOTATION_FILEPATH)
+        .or_else(|| layer.annotation(mt::ANNOTATION_TITLE))
+}
+
+/// Is this manifest a model (artifactType or config media type)?
+pub fn is_model(manifest: &ImageManifest) -> bool {
+    manifest.artifact_type.as_deref() == Some(mt::MODEL_ARTIFACT)
+        || manifest.config.media_type == mt::MODEL_CONFIG
+}
+
+impl ModelArtifact {
+    /// Check manifest bytes as fetched for `reference`: a model image manifest.
+    pub fn from_manifest(
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<Self, ModelError> {
+        let digest = Digest::of(&bytes);
+        if media_type == mt::OCI_INDEX || media_type == mt::DOCKER_MANIFEST_LIST {
+            return Err(ModelError::NotAModel {
+                reference: reference.to_string(),
+                reason: format!("it is an image index ({media_type}), not a model manifest"),
+            });
+        }
+        let manifest: ImageManifest =
+            serde_json::from_slice(&bytes).map_err(|e| ModelError::InvalidArtifact {
+                what: format!("manifest {digest}"),
+                reason: e.to_string(),
+            })?;
+        if !is_model(&manifest) {
+            return Err(ModelError::NotAModel {
+                reference: reference.to_string(),
+                reason: format!(
+                    "artifactType is {:?} and config media type is {:?}; expected artifactType {} or config {}",
+                    manifest.artifact_type.as_deref().unwrap_or("(none)"),
+                    manifest.config.media_type,
+                    mt::MODEL_ARTIFACT,
+                    mt::MODEL_CONFIG
+                ),
+            });
+        }
+        Ok(ModelArtifact {
+            descriptor: Descriptor::new(media_type, digest, bytes.len() as u64),
+            bytes,
+            manifest,
+        })
+    }
+
+    /// The files, every path checked: no absolute path, `..`, `.`, backslash, NUL, control
+    /// character or empty component, no duplicates, no file that is also a directory, and only
+    /// raw (not archived) layers.
+    pub fn files(&self) -> Result<Vec<ModelFile>, ModelError> {
+        let mdigest = &self.descriptor.digest;
+        let mut out: Vec<ModelFile> = Vec::with_capacity(self.manifest.layers.len());
+        let mut seen: HashMap<&str, &Digest> = HashMap::new();
+        for layer in &self.manifest.layers {
+            let what = || format!("layer {} of manifest {mdigest}", layer.digest);
+            let path = layer_path(layer).ok_or_else(|| ModelError::InvalidArtifact {
+                what: format!("manifest {mdigest}"),
+                reason: format!(
+                    "layer {} has no {} (or {}) annotation",
+                    layer.digest,
+                    mt::ANNOTATION_FILEPATH,
+                    mt::ANNOTATION_TITLE
+                ),
+            })?;
+            if let Some(reason) = paths::unsafe_reason(path) {
+                return Err(ModelError::UnsafePath {
+                    what: what(),
+                    path: path.to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+            if let Some(other) = seen.insert(path, &layer.digest) {
+                return Err(ModelError::UnsafePath {
+                    what: what(),
+                    path: path.to_string(),
+                    reason: format!("duplicate path (also layer {other})"),
+                });
+            }
+            let mt_lower = layer.media_type.to_ascii_lowercase();
+            if mt_lower.contains(".tar")
+                || mt_lower.ends_with("+gzip")
+                || mt_lower.ends_with("+zstd")
+            {
+                return Err(ModelError::NotAModel {
+                    reference: mdigest.to_string(),
+                    reason: format!(
+                        "layer {} ({path}) is an archive ({}); only raw file layers are supported",
+                        layer.digest, layer.media_type
+                    ),
+                });
+            }
+            out.push(ModelFile {
+                path: path.to_string(),
+                descriptor: layer.clone(),
+            });
+        }
+        for f in &out {
+            let comps: Vec<&str> = f.path.split('/').collect();
+            for k in 1..comps.len() {
+                let prefix = comps[..k].join("/");
+                if let Some(d) = seen.get(prefix.as_str()) {
+                    return Err(ModelError::UnsafePath {
+                        what: format!("layer {} of manifest {mdigest}", f.descriptor.digest),
+                        path: f.path.clone(),
+                        reason: format!("{prefix:?} is also a file (layer {d})"),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Fetch the manifest `reference` (tag or digest) and check that it is a model.
+pub async fn fetch_model(store: &dyn Store, reference: &str) -> Result<ModelArtifact, ModelError> {
+    let raw = store.fetch_manifest(reference).await?;
+    if let Ok(expected) = reference.parse::<Digest>() {
+        let actual = Digest::of(&raw.bytes);
+        if actual != expected {
+            return Err(StoreError::DigestMismatch {
+                what: format!("manifest {reference} from {}", store.location()),
+                expected,
+                actual,
+            }
+            .into());
+        }
+    }
+    let shown = format!("{}@{}", store.location(), reference);
+    ModelArtifact::from_manifest(&shown, &raw.descriptor.media_type, raw.bytes)
+}
+
+#[derive(Clone)]
+pub struct PullOptions {
+    /// Replace files that exist in the target directory.
+    pub overwrite: bool,
+    /// Files downloaded at once.
+    pub concurrency: usize,
+    pub reporter: SharedReporter,
+    /// Record the pulled files' digests (a later push of the directory skips hashing).
+    pub cache: Option<Arc<DigestCache>>,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        PullOptions {
+            overwrite: false,
+            concurrency: 4,
+            reporter: crate::progress::silent(),
+            cache: None,
+        }
+    }
+}
+
+/// What a pull wrote.
+#[derive(Clone, Debug)]
+pub struct PullResult {
+    pub manifest: Descriptor,
+    pub directory: PathBuf,
+    pub files: Vec<ModelFile>,
+}
+
+impl PullResult {
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.descriptor.size).sum()
+    }
+}
+
+/// Write the files of `artifact` (fetched from `store`) into `dir`.
+pub async fn unpack_model(
+    store: &dyn Store,
+    artifact: &ModelArtifact,
+    dir: &Path,
+    options: &PullOptions,
+) -> Result<PullResult, ModelError> {
+    let files = artifact.files()?;
+    let plan = {
+        let owned = dir.to_path_buf();
+        let rels: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        let overwrite = options.overwrite;
+        tokio::task::spawn_blocking(move || check_targets(&owned, &rels, overwrite))
+            .await
+            .map_err(|e| ModelError::Input(format!("checking {} failed: {e}", dir.display())))??
+    };
+    let created: Arc<Mutex<Vec<PathBuf>>> = Default::default();
+    if plan.create_root {
+        std::fs::create_dir_all(&plan.root)
+            .map_err(|e| ModelError::io(format!("create {}", plan.root.display()), e))?;
+        created.lock().expect("lock").push(plan.root.clone());
+    }
+    let root = plan
+        .root
+        .canonicalize()
+        .map_err(|e| ModelError::io(format!("open {}", plan.root.display()), e))?;
+
+    let downloads = futures::stream::iter(files.iter())
+        .map(|f| download(store, &root, f, &created, options))
+        .buffer_unordered(options.concurrency.max(1))
+        .try_collect::<Vec<(tempfile::TempPath, PathBuf, &ModelFile)>>()
+        .await;
+    let downloads = match downloads {
+        Ok(d) => d,
+        Err(e) => {
+            remove_created_dirs(&created);
+            return Err(e);
+        }
+    };
+    let mut placed = Vec::with_capacity(downloads.len());
+    for (tmp, dest, file) in downloads {
+        let res = if options.overwrite {
+            tmp.persist(&dest)
+        } else {
+            tmp.persist_noclobber(&dest)
+        };
+        if let Err(e) = res {
+            return Err(if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                ModelError::Exists { path: dest }
+            } else {
+                ModelError::io(format!("rename into {}", dest.display()), e.error)
+            });
+        }
+        placed.push((dest, file));
+    }
+    if let Some(cache) = &options.cache {
+        for (dest, file) in &placed {
+            if let Some(key) = std::fs::metadata(dest)
+                .ok()
+                .and_then(|m| FileKey::from_metadata(&m))
+            {
+                cache.insert(dest, key, file.descriptor.digest.clone());
+            }
+        }
+        if let Err(e) = cache.save() {
+            tracing::warn!("cannot save the digest cache: {e}");
+        }
+    }
+    Ok(PullResult {
+        manifest: artifact.descriptor.clone(),
+        directory: root,
+        files,
+    })
+}
+
+struct Plan {
+    root: PathBuf,
+    create_root: bool,
+}
+
+/// Before anything is written: no target may escape `dir` through an existing symlink, sit
+/// below an existing non-directory, be a directory, or exist (unless `overwrite`).
+fn check_targets(dir: &Path, rels: &[String], overwrite: bool) -> Result<Plan, ModelError> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Plan {
+                root: dir.to_path_buf(),
+                create_root: true,
+            })
+        }
+        Err(e) => return Err(ModelError::io(format!("cannot read {}", dir.display()), e)),
+        Ok(m) if !m.is_dir() => {
+            return Err(ModelError::Input(format!(
+                "{} exists and is not a directory",
+                dir.display()
+            )))
+        }
+        Ok(_) => {}
+    }
+    let root = dir
+        .canonicalize()
+        .map_err(|e| ModelError::io(format!("cannot read {}", dir.display()), e))?;
+    let mut checked_dirs: HashSet<PathBuf> = HashSet::new();
+    for rel in rels {
+        let comps: Vec<&str> = rel.split('/').collect();
+        let (name, parents) = comps.split_last().expect("validated non-empty");
+        let mut cur = root.clone();
+        let mut exists = true;
+        for comp in parents {
+            cur.push(comp);
+            if !checked_dirs.insert(cur.clone()) {
+                continue;
+            }
+            match std::fs::symlink_metadata(&cur) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    exists = false;
+                    break;
+                }
+                Err(e) => return Err(ModelError::io(format!("cannot read {}", cur.display()), e)),
+                Ok(m) if m.file_type().is_symlink() => {
+                    let real = cur.canonicalize().ok();
+                    match real {
+                        Some(real) if real.starts_with(&root) && real.is_dir() => {}
+                        _ => {
+                            return Err(ModelError::UnsafePath {
+                                what: format!("target directory {}", root.display()),
+                                path: rel.clone(),
+                                reason: format!(
+                                    "{} is a symbolic link leading outside the target directory",
+                                    cur.display()
+                                ),
+                            })
+                        }
+                    }
+                }
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(ModelError::Input(format!(
+                        "cannot write {rel}: {} exists and is not a directory",
+                        cur.display()
+                    )))
+                }
+            }
+        }
+        if !exists {
+            continue;
+        }
+        let target = cur.join(name);
+        match std::fs::symlink_metadata(&target) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ModelError::io(
+                    format!("cannot read {}", target.display()),
+                    e,
+                ))
+            }
+            Ok(m) if m.is_dir() => {
+                return Err(ModelError::Input(format!(
+                    "cannot write {rel}: {} is a directory",
+                    target.display()
+                )))
+            }
+            // A symlink in the way is replaced by the file itself (rename never follows it).
+            Ok(_) if overwrite => {}
+            Ok(_) => return Err(ModelError::Exists { path: target }),
+        }
+    }
+    Ok(Plan {
+        root,
+        create_root: false,
+    })
+}
+
+/// Create the parent directories of `rel` below `root` one by one, recording the new ones.
+async fn ensure_parents(
+    root: &Path,
+    rel: &str,
+    created: &Mutex<Vec<PathBuf>>,
+) -> Result<PathBuf, ModelError> {
+    let mut cur = root.to_path_buf();
+    let comps: Vec<&str> = rel.split('/').collect();
+    for comp in &comps[..comps.len() - 1] {
+        cur.push(comp);
+        match tokio::fs::create_dir(&cur).await {
+            Ok(()) => created.lock().expect("lock").push(cur.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(ModelError::io(format!("create {}", cur.display()), e)),
+        }
+    }
+    Ok(cur)
+}
+
+fn remove_created_dirs(created: &Mutex<Vec<PathBuf>>) {
+    let mut dirs = std::mem::take(&mut *created.lock().expect("lock"));
+    // Deepest first: a directory's children were created after it.
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        let _ = std::fs::remove_dir(&d);
+    }
+}
+
+/// Stream one layer into a temporary file beside its destination, checked for size and digest.
+async fn download<'f>(
+    store: &dyn Store,
+    root: &Path,
+    file: &'f ModelFile,
+    created: &Mutex<Vec<PathBuf>>,
+    options: &PullOptions,
+) -> Result<(tempfile::TempPath, PathBuf, &'f ModelFile), ModelError> {
+    let parent = ensure_parents(root, &file.path, created).await?;
+    let dest = root.join(&file.path);
+    let tmp = tempfile::Builder::new()
+        .prefix(".oci-model-")
+        .suffix(".partial")
+        .tempfile_in(&parent)
+        .map_err(|e| {
+            ModelError::io(
+                format!("create a temporary file in {}", parent.display()),
+                e,
+            )
+        })?;
+    let (std_file, tmp_path) = tmp.into_parts();
+    let mut out = tokio::fs::File::from_std(std_file);
+    let what = format!("file {:?} (layer {})", file.path, file.descriptor.digest);
+    let id = options.reporter.start(&file.path, file.descriptor.size);
+    let result: Result<(), ModelError> = async {
+        let reader = fetch_blob_verified(store, &file.descriptor, &what).await?;
+        let mut reader = ProgressReader::new(reader, options.reporter.clone(), id);
+        let mut buf = vec![0u8; COPY_BUF];
+        loop {
+            let n = reader
+                .read(&mut buf)
+                .await
+                .map_err(verified::unwrap_io_error)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])
+                .await
+                .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
+        }
+        out.flush()
+            .await
+            .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
+        Ok(())
+    }
+    .await;
+    options.reporter.finish(id, false);
+    result?;
+    drop(out);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(0o644));
+    }
+    Ok((tmp_path, dest, file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::pack::{push_model, PushOptions};
+    use crate::store::memory::MemoryStore;
+    use crate::store::{Annotations, BytesSource};
+
+    fn manifest_with_paths(paths: &[&str]) -> (ImageManifest, Vec<Bytes>) {
+        let mut layers = Vec::new();
+        let mut blobs = Vec::new();
+        for (i, p) in paths.iter().enumerate() {
+            let content = Bytes::from(format!("content {i}"));
+            let mut a = Annotations::new();
+            a.insert(mt::ANNOTATION_FILEPATH.into(), p.to_string());
+            layers.push(Descriptor {
+                media_type: mt::MODEL_WEIGHT.into(),
+                digest: Digest::of(&content),
+                size: content.len() as u64,
+                artifact_type: None,
+                annotations: Some(a),
+            });
+            blobs.push(content);
+        }
+        (
+            ImageManifest {
+                schema_version: 2,
+                media_type: Some(mt::OCI_MANIFEST.into()),
+                artifact_type: Some(mt::MODEL_ARTIFACT.into()),
+                config: Descriptor::empty(),
+                layers,
+                subject: None,
+                annotations: None,
+            },
+            blobs,
+        )
+    }
+
+    async fn store_with(paths: &[&str]) -> (MemoryStore, ModelArtifact) {
+        let store = MemoryStore::new("m");
+        let (m, blobs) = manifest_with_paths(paths);
+        for b in blobs {
+            store.push_blob(&BytesSource(b)).await.unwrap();
+        }
+        let bytes = Bytes::from(m.to_bytes());
+        store
+            .push_manifest(bytes.clone(), mt::OCI_MANIFEST, Some("v1"))
+            .await
+            .unwrap();
+        let artifact = fetch_model(&store, "v1").await.unwrap();
+        (store, artifact)
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = walkdir::WalkDir::new(dir)
+            .min_depth(1)
+            .into_iter()
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn hostile_paths_are_refused_before_writing() {
+        for bad in ["../x", "/abs", "a\\b", "a/../../x", "ok/./x", "", "a\0b"] {
+            let (store, artifact) = store_with(&["good.txt", bad]).await;
+            let out = tempfile::tempdir().unwrap();
+            let err = unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, ModelError::UnsafePath { .. }),
+                "{bad:?}: {err}"
+            );
+            assert_eq!(err.exit_class(), 1);
+            assert!(
+                entries(out.path()).is_empty(),
+                "{bad:?} wrote {:?}",
+                entries(out.path())
+            );
+        }
+        for (paths, why) in [
+            (&["a", "a"][..], "duplicate"),
+            (&["a", "a/b"][..], "also a file"),
+        ] {
+            let (store, artifact) = store_with(paths).await;
+            let out = tempfile::tempdir().unwrap();
+            let err = unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains(why), "{err}");
+            assert!(entries(out.path()).is_empty());
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn symlinks_in_the_target_cannot_lead_outside() {
+        let (store, artifact) = store_with(&["link/evil.txt"]).await;
+        let outside = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), out.path().join("link")).unwrap();
+        let err = unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ModelError::UnsafePath { .. }), "{err}");
+        assert!(entries(outside.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn corrupted_blob_fails_naming_file_and_digests_leaving_nothing() {
+        let (store, artifact) = store_with(&["a.bin", "sub/b.bin", "sub/deeper/c.bin"]).await;
+        let victim = artifact.manifest.layers[1].digest.clone();
+        store.corrupt_blob(&victim, Bytes::from_static(b"content X"));
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        let err = unpack_model(&store, &artifact, &out, &PullOptions::default())
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(err.exit_class(), 1, "{msg}");
+        assert!(msg.contains("sub/b.bin"), "{msg}");
+        assert!(msg.contains(victim.as_str()), "{msg}");
+        assert!(msg.contains(Digest::of(b"content X").as_str()), "{msg}");
+        assert!(
+            !out.exists(),
+            "created directory left behind: {:?}",
+            entries(&out)
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_to_overwrite_unless_asked() {
+        let (store, artifact) = store_with(&["a.bin", "b.bin"]).await;
+        let out = tempfile::tempdir().unwrap();
+        std::fs::write(out.path().join("b.bin"), b"mine").unwrap();
+        let err = unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ModelError::Exists { .. }), "{err}");
+        assert_eq!(entries(out.path()), ["b.bin"]);
+        let options = PullOptions {
+            overwrite: true,
+            ..Default::default()
+        };
+        unpack_model(&store, &artifact, out.path(), &options)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(out.path().join("b.bin")).unwrap(),
+            b"content 1"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_non_models() {
+        let store = MemoryStore::new("m");
+        let (mut m, _) = manifest_with_paths(&["a"]);
+        m.artifact_type = Some("application/x-other".into());
+        store
+            .push_manifest(Bytes::from(m.to_bytes()), mt::OCI_MANIFEST, Some("v1"))
+            .await
+            .unwrap();
+        let err = fetch_model(&store, "v1").await.unwrap_err();
+        assert!(matches!(err, ModelError::NotAModel { .. }), "{err}");
+        assert!(err.to_string().contains(mt::MODEL_ARTIFACT));
+    }
+
+    #[tokio::test]
+    async fn push_then_pull_round_trips() {
+        let src = tempfile::tempdir().unwrap();
+        for (p, c) in [("x/y/z.bin", &b"zz"[..]), (".h", b""), ("README.md", b"hi")] {
+            let path = src.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, c).unwrap();
+        }
+        let store = MemoryStore::new("m");
+        let pushed = push_model(
+            &store,
+            &[src.path().to_path_buf()],
+            Some("v1"),
+            &PushOptions::default(),
+        )
+        .await
+        .unwrap();
+        let artifact = fetch_model(&store, pushed.manifest.digest.as_str())
+            .await
+            .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let r = unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.files.len(), 3);
+        assert_eq!(
+            entries(out.path()),
+            [".h", "README.md", "x", "x/y", "x/y/z.bin"]
+        );
+        assert_eq!(std::fs::read(out.path().join("x/y/z.bin")).unwrap(), b"zz");
+    }
+}
