@@ -38,6 +38,13 @@ impl Settings {
         ))
     }
 
+    /// The docker config directory: `$DOCKER_CONFIG`, else `$HOME/.docker`.
+    pub fn docker_config_dir(&self) -> Option<std::path::PathBuf> {
+        self.get("DOCKER_CONFIG")
+            .map(std::path::PathBuf::from)
+            .or_else(|| self.get("HOME").map(|h| std::path::Path::new(h).join(".docker")))
+    }
+
     /// The CI-related variables (GitHub Actions, GitLab CI, Tekton) for provenance.
     pub fn ci_env(&self) -> BTreeMap<String, String> {
         self.env
