@@ -3,6 +3,7 @@
 pub mod args;
 pub mod commands;
 pub mod exit;
+pub mod policy;
 pub mod printer;
 pub mod settings;
 

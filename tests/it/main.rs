@@ -2,3 +2,5 @@
 
 mod harness;
 mod smoke;
+mod conformance;
+mod verify_bundle;

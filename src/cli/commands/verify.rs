@@ -9,10 +9,84 @@ pub async fn run_local(_args: VerifyLocalArgs, _ctx: &Ctx) -> anyhow::Result<()>
     anyhow::bail!("verify-local: not implemented yet")
 }
 
-pub async fn run_bundle(_args: VerifyBundleArgs, _ctx: &Ctx) -> anyhow::Result<()> {
-    anyhow::bail!("verify-bundle: not implemented yet")
+/// `verify-bundle`: one Sigstore bundle over a file or a digest (sigstore-conformance client
+/// shape). Exit 0 verified, 1 verification failed (with the reason), 2 usage/input error.
+pub async fn run_bundle(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    use crate::cli::exit::Failure;
+    use oci_model::verify::{self, Artifact, BundleReport, Report, SignatureKinds};
+
+    let trust = crate::cli::policy::trusted_root(&args.policy)?;
+    let mut policy = crate::cli::policy::policy(&args.policy, None)?;
+    // One artifact: the bundle counts as a signature whatever its predicate type.
+    policy.signature_kinds = SignatureKinds::Any;
+
+    let bundle_name = args.bundle.display().to_string();
+    let size = std::fs::metadata(&args.bundle)
+        .map_err(|e| Failure::usage(format!("bundle {bundle_name}: cannot read: {e}")))?
+        .len();
+    if size > oci_model::media_types::MAX_BUNDLE_SIZE {
+        return Err(Failure::usage(format!(
+            "bundle {bundle_name}: {size} bytes, larger than the {}-byte limit",
+            oci_model::media_types::MAX_BUNDLE_SIZE
+        )));
+    }
+    let bundle = std::fs::read(&args.bundle)
+        .map_err(|e| Failure::usage(format!("bundle {bundle_name}: cannot read: {e}")))?;
+    let (artifact, target) = match (&args.artifact, &args.digest) {
+        (Some(path), None) => {
+            if !path.is_file() {
+                return Err(Failure::usage(format!(
+                    "artifact {}: not a readable file",
+                    path.display()
+                )));
+            }
+            (Artifact::File(path.clone()), path.display().to_string())
+        }
+        (None, Some(d)) => {
+            let digest: oci_model::digest::Digest =
+                d.parse().map_err(|e: oci_model::digest::InvalidDigest| {
+                    Failure::usage(format!("--digest: {e}"))
+                })?;
+            let target = digest.to_string();
+            (Artifact::Digest(digest), target)
+        }
+        _ => return Err(Failure::usage("give the artifact FILE or --digest sha256:HEX")),
+    };
+
+    let signers = policy.signers.clone();
+    let trust_for_task = trust.clone();
+    let verified = tokio::task::spawn_blocking(move || {
+        verify::verify_bundle(&bundle, Some(&artifact), &signers, &trust_for_task)
+    })
+    .await?
+    .map_err(|e| anyhow::Error::new(e).context(format!("bundle {bundle_name} over {target}")))?;
+
+    let outcome = verify::evaluate(std::slice::from_ref(&verified), &policy);
+    let mut report = Report::new(target.clone());
+    report.trusted_root = Some(trust.source().to_string());
+    report.bundles.push(BundleReport::verified(&bundle_name, &verified));
+    report.policy = Some(outcome.clone());
+    report.finish();
+    if !outcome.passed {
+        return Err(anyhow::Error::new(verify::VerifyError::PolicyNotSatisfied(
+            outcome.failures.join("; "),
+        ))
+        .context(format!("bundle {bundle_name} over {target}")));
+    }
+    ctx.printer.result(&report.to_text(), &report.to_json());
+    Ok(())
 }
 
-pub async fn trusted_root(_cmd: TrustedRootCommand, _ctx: &Ctx) -> anyhow::Result<()> {
-    anyhow::bail!("trusted-root: not implemented yet")
+/// `trusted-root show`: the CAs, transparency logs, CT logs and TSAs trusted.
+pub async fn trusted_root(cmd: TrustedRootCommand, ctx: &Ctx) -> anyhow::Result<()> {
+    match cmd {
+        TrustedRootCommand::Show { trusted_root } => {
+            let root = oci_model::verify::TrustedRoot::load(trusted_root.as_deref())
+                .map_err(|e| crate::cli::exit::Failure::usage(e.to_string()))?;
+            let summary = root.summary();
+            let json = serde_json::to_value(&summary)?;
+            ctx.printer.result(&summary.to_text(), &json);
+            Ok(())
+        }
+    }
 }

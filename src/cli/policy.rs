@@ -1,0 +1,120 @@
+//! `PolicyOpts` (the --key / --certificate-identity… / --policy flags) → the library's trusted
+//! root and policy. Input mistakes exit 2; a policy file without a rule for the repository is a
+//! verification failure (exit 1).
+
+use super::args::PolicyOpts;
+use super::exit::Failure;
+use oci_model::verify::{
+    resolve_predicate_type, Matcher, Policy, PolicyFile, ProvenanceRequirements, SignerPolicy,
+    TrustedKey, TrustedRoot,
+};
+
+/// The trusted root: `--trusted-root FILE` or the embedded public-good root.
+pub fn trusted_root(opts: &PolicyOpts) -> anyhow::Result<TrustedRoot> {
+    TrustedRoot::load(opts.trusted_root.as_deref()).map_err(|e| Failure::usage(e.to_string()))
+}
+
+/// True when any signer flag (key or identity) is given.
+pub fn has_signer_flags(opts: &PolicyOpts) -> bool {
+    !opts.keys.is_empty()
+        || !opts.identities.is_empty()
+        || !opts.identity_regexps.is_empty()
+        || opts.issuer.is_some()
+        || opts.issuer_regexp.is_some()
+}
+
+/// True when the user asked for any verification at all (signers or a policy file): `pull`
+/// verifies before writing only then.
+#[allow(dead_code)]
+pub fn requested(opts: &PolicyOpts) -> bool {
+    has_signer_flags(opts) || opts.policy.is_some()
+}
+
+/// The signers named by flags (keys read now).
+pub fn signer_policy(opts: &PolicyOpts) -> anyhow::Result<SignerPolicy> {
+    let mut signers = SignerPolicy::new();
+    for path in &opts.keys {
+        signers.add_key(TrustedKey::from_file(path).map_err(|e| Failure::usage(e.to_string()))?);
+    }
+    let any_identity = !opts.identities.is_empty() || !opts.identity_regexps.is_empty();
+    let issuer = match (&opts.issuer, &opts.issuer_regexp) {
+        (Some(_), Some(_)) => return Err(Failure::usage(
+            "give either --certificate-oidc-issuer or --certificate-oidc-issuer-regexp, not both",
+        )),
+        (Some(i), None) => Some(Matcher::exact(i.clone())),
+        (None, Some(r)) => Some(
+            Matcher::regex(r, "--certificate-oidc-issuer-regexp")
+                .map_err(|e| Failure::usage(e.to_string()))?,
+        ),
+        (None, None) => None,
+    };
+    match (&issuer, any_identity) {
+        (None, true) => {
+            return Err(Failure::usage(
+                "--certificate-identity[-regexp] needs --certificate-oidc-issuer (or --certificate-oidc-issuer-regexp)",
+            ))
+        }
+        (Some(_), false) => {
+            return Err(Failure::usage(
+                "--certificate-oidc-issuer[-regexp] needs --certificate-identity (or --certificate-identity-regexp)",
+            ))
+        }
+        _ => {}
+    }
+    if let Some(issuer) = issuer {
+        for id in &opts.identities {
+            signers.add_identity(Matcher::exact(id.clone()), issuer.clone());
+        }
+        for re in &opts.identity_regexps {
+            let m = Matcher::regex(re, "--certificate-identity-regexp")
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            signers.add_identity(m, issuer.clone());
+        }
+    }
+    Ok(signers)
+}
+
+/// The full policy. `repository` selects the rule of a `--policy` file (`None` where there is
+/// no repository, e.g. `verify-bundle`: then `--policy` is a usage error).
+/// `--attestation-type` and `--provenance-*` flags add to a policy file's requirements.
+pub fn policy(opts: &PolicyOpts, repository: Option<&str>) -> anyhow::Result<Policy> {
+    let mut policy = match &opts.policy {
+        Some(path) => {
+            if has_signer_flags(opts) || opts.require_signers.is_some() {
+                return Err(Failure::usage(
+                    "--policy cannot be combined with --key, --certificate-identity[-regexp], --certificate-oidc-issuer[-regexp] or --require-signers: the policy file names the signers",
+                ));
+            }
+            let Some(repository) = repository else {
+                return Err(Failure::usage(
+                    "--policy selects rules by repository; this command verifies no repository",
+                ));
+            };
+            let file = PolicyFile::load(path).map_err(|e| Failure::usage(e.to_string()))?;
+            file.for_repository(repository)?
+        }
+        None => {
+            let mut p = Policy::new(signer_policy(opts)?);
+            p.require_signers = opts.require_signers.unwrap_or(1);
+            p
+        }
+    };
+    for t in &opts.attestation_types {
+        let t = resolve_predicate_type(t);
+        if !policy.attestation_types.contains(&t) {
+            policy.attestation_types.push(t);
+        }
+    }
+    if let Some(id) = &opts.provenance_builder_id {
+        policy.provenance.builder_id = Some(id.clone());
+    }
+    for m in &opts.provenance_materials {
+        policy.provenance.materials.push(
+            ProvenanceRequirements::parse_material(m).map_err(|e| Failure::usage(e.to_string()))?,
+        );
+    }
+    policy
+        .validate()
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    Ok(policy)
+}

@@ -1,0 +1,806 @@
+//! Who must have signed, and which attestations must be present.
+//!
+//! - [`SignerPolicy`]: the trusted signers, each entry either a public key or a keyless
+//!   identity (SAN exact or anchored regexp, paired with an issuer exact or anchored regexp).
+//!   A bundle verifies when it satisfies at least one entry; a keyless bundle never satisfies a
+//!   key entry and a key-based bundle never satisfies an identity entry.
+//! - [`Policy`]: a signer policy plus `require_signers` (n-of-m: at least N distinct entries
+//!   satisfied by N distinct signers), required attestation predicate types and SLSA provenance
+//!   requirements; [`evaluate`] judges a set of verified bundles against it.
+
+use super::bundle::VerifiedBundle;
+use super::VerifyError;
+use crate::media_types;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a policy could not be built (bad key file, bad regexp, bad policy file): an input error.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("public key {name}: {reason}")]
+    Key { name: String, reason: String },
+    #[error("invalid regular expression {pattern:?} for {what}: {reason}")]
+    Regex {
+        what: &'static str,
+        pattern: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("policy file {file}: {reason}")]
+    File { file: String, reason: String },
+}
+
+/// A trusted public key: PEM `PUBLIC KEY` (SPKI) for ECDSA P-256, P-384 or Ed25519.
+#[derive(Clone, Debug)]
+pub struct TrustedKey {
+    /// Where it came from (a file path), for messages.
+    pub name: String,
+    /// hex sha256 of the PEM file bytes: the `publicKey.hint` model_signing writes.
+    pub hint: String,
+    /// hex sha256 of the DER SubjectPublicKeyInfo: the same key whatever its PEM formatting.
+    pub key_id: String,
+    pub(crate) der: sigstore_types::DerPublicKey,
+    pub(crate) algorithm: sigstore_crypto::KeyAlgorithm,
+}
+
+impl TrustedKey {
+    /// Parse PEM bytes (`-----BEGIN PUBLIC KEY-----`).
+    pub fn from_pem(pem: &[u8], name: impl Into<String>) -> Result<Self, PolicyError> {
+        let name = name.into();
+        let err = |reason: String| PolicyError::Key {
+            name: name.clone(),
+            reason,
+        };
+        let text = std::str::from_utf8(pem).map_err(|_| err("not a PEM text file".into()))?;
+        let der = sigstore_types::DerPublicKey::from_pem(text).map_err(|e| {
+            err(format!(
+                "expected a PEM public key (-----BEGIN PUBLIC KEY-----): {e}"
+            ))
+        })?;
+        let algorithm = sigstore_crypto::KeyAlgorithm::from_spki(&der)
+            .map_err(|e| err(format!("unsupported public key: {e}")))?;
+        use sigstore_crypto::KeyAlgorithm as K;
+        if !matches!(algorithm, K::EcdsaP256 | K::EcdsaP384 | K::Ed25519) {
+            return Err(err(format!(
+                "{algorithm:?} keys are not supported: use ECDSA P-256, P-384 or Ed25519"
+            )));
+        }
+        Ok(TrustedKey {
+            hint: hex::encode(Sha256::digest(pem)),
+            key_id: hex::encode(Sha256::digest(der.as_bytes())),
+            name,
+            der,
+            algorithm,
+        })
+    }
+
+    /// Read a PEM public key file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, PolicyError> {
+        let bytes = std::fs::read(path).map_err(|e| PolicyError::Key {
+            name: path.display().to_string(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Self::from_pem(&bytes, path.display().to_string())
+    }
+
+    /// "ECDSA P-256" etc.
+    pub fn algorithm_name(&self) -> &'static str {
+        use sigstore_crypto::KeyAlgorithm as K;
+        match self.algorithm {
+            K::EcdsaP256 => "ECDSA P-256",
+            K::EcdsaP384 => "ECDSA P-384",
+            K::Ed25519 => "Ed25519",
+            _ => "unsupported",
+        }
+    }
+}
+
+/// An exact string or an anchored regular expression (`^(?:…)$`, like cosign's `-regexp` flags).
+#[derive(Clone, Debug)]
+pub enum Matcher {
+    Exact(String),
+    Regex {
+        pattern: String,
+        regex: regex::Regex,
+    },
+}
+
+impl Matcher {
+    pub fn exact(s: impl Into<String>) -> Self {
+        Matcher::Exact(s.into())
+    }
+
+    /// Compile `pattern`, implicitly anchored at both ends.
+    pub fn regex(pattern: &str, what: &'static str) -> Result<Self, PolicyError> {
+        let regex =
+            regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| PolicyError::Regex {
+                what,
+                pattern: pattern.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Matcher::Regex {
+            pattern: pattern.to_string(),
+            regex,
+        })
+    }
+
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            Matcher::Exact(s) => s == value,
+            Matcher::Regex { regex, .. } => regex.is_match(value),
+        }
+    }
+}
+
+impl std::fmt::Display for Matcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Matcher::Exact(s) => write!(f, "{s:?}"),
+            Matcher::Regex { pattern, .. } => write!(f, "regexp ^(?:{pattern})$"),
+        }
+    }
+}
+
+/// A keyless signer: certificate identity (SAN) and OIDC issuer.
+#[derive(Clone, Debug)]
+pub struct IdentityRule {
+    pub identity: Matcher,
+    pub issuer: Matcher,
+}
+
+/// One entry of a signer policy.
+#[derive(Clone, Debug)]
+pub enum SignerEntry {
+    Key(TrustedKey),
+    Identity(IdentityRule),
+}
+
+impl SignerEntry {
+    /// Short description for reports: "key cosign.pub (hint ab12…)" or
+    /// "identity \"a@b\" issued by \"https://…\"".
+    pub fn describe(&self) -> String {
+        match self {
+            SignerEntry::Key(k) => {
+                format!("key {} ({}, hint {})", k.name, k.algorithm_name(), k.hint)
+            }
+            SignerEntry::Identity(r) => {
+                format!("identity {} issued by {}", r.identity, r.issuer)
+            }
+        }
+    }
+}
+
+/// The trusted signers. Entries are numbered in the order they were added.
+#[derive(Clone, Debug, Default)]
+pub struct SignerPolicy {
+    entries: Vec<SignerEntry>,
+}
+
+impl SignerPolicy {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn add_key(&mut self, key: TrustedKey) -> &mut Self {
+        self.entries.push(SignerEntry::Key(key));
+        self
+    }
+    pub fn add_identity(&mut self, identity: Matcher, issuer: Matcher) -> &mut Self {
+        self.entries
+            .push(SignerEntry::Identity(IdentityRule { identity, issuer }));
+        self
+    }
+    /// Builder form of [`Self::add_key`].
+    pub fn with_key(mut self, key: TrustedKey) -> Self {
+        self.add_key(key);
+        self
+    }
+    /// Builder form of [`Self::add_identity`].
+    pub fn with_identity(mut self, identity: Matcher, issuer: Matcher) -> Self {
+        self.add_identity(identity, issuer);
+        self
+    }
+    pub fn entries(&self) -> &[SignerEntry] {
+        &self.entries
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    /// (index, key) for every key entry.
+    pub fn keys(&self) -> impl Iterator<Item = (usize, &TrustedKey)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                SignerEntry::Key(k) => Some((i, k)),
+                _ => None,
+            })
+    }
+    /// (index, rule) for every identity entry.
+    pub fn identities(&self) -> impl Iterator<Item = (usize, &IdentityRule)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                SignerEntry::Identity(r) => Some((i, r)),
+                _ => None,
+            })
+    }
+    pub fn has_keys(&self) -> bool {
+        self.keys().next().is_some()
+    }
+    pub fn has_identities(&self) -> bool {
+        self.identities().next().is_some()
+    }
+}
+
+/// Which verified bundles count as signatures for `require_signers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignatureKinds {
+    /// Every verified bundle counts (a single artifact: `verify-bundle`).
+    Any,
+    /// Bundles whose in-toto statement has one of these predicate types, plus plain
+    /// message-signature bundles. Attestations (provenance, SBOM …) do not count as signers.
+    PredicateTypes(Vec<String>),
+}
+
+impl Default for SignatureKinds {
+    /// The model signatures: OpenSSF model-signing and cosign's `sign/v1`.
+    fn default() -> Self {
+        SignatureKinds::PredicateTypes(vec![
+            media_types::PREDICATE_MODEL_SIGNING.to_string(),
+            media_types::PREDICATE_COSIGN_SIGN.to_string(),
+        ])
+    }
+}
+
+/// What a SLSA provenance v1 attestation must say.
+#[derive(Clone, Debug, Default)]
+pub struct ProvenanceRequirements {
+    /// `runDetails.builder.id` must equal this.
+    pub builder_id: Option<String>,
+    /// Each (name, sha256 hex) must appear in `buildDefinition.resolvedDependencies`
+    /// (matched on `name` or `uri`, digest in `digest.sha256`).
+    pub materials: Vec<(String, String)>,
+}
+
+impl ProvenanceRequirements {
+    pub fn is_empty(&self) -> bool {
+        self.builder_id.is_none() && self.materials.is_empty()
+    }
+
+    /// Parse a `NAME=DIGEST` material requirement (DIGEST: `sha256:HEX` or `HEX`).
+    pub fn parse_material(spec: &str) -> Result<(String, String), PolicyError> {
+        let (name, digest) = spec.rsplit_once('=').ok_or_else(|| {
+            PolicyError::Invalid(format!(
+                "provenance material {spec:?}: expected NAME=sha256:HEX"
+            ))
+        })?;
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        if name.is_empty()
+            || hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(PolicyError::Invalid(format!(
+                "provenance material {spec:?}: expected NAME=sha256:<64 lowercase hex>"
+            )));
+        }
+        Ok((name.to_string(), hex.to_string()))
+    }
+}
+
+/// The full policy a set of bundles is judged against.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub signers: SignerPolicy,
+    /// Distinct signer entries that must be satisfied (n-of-m); default 1.
+    pub require_signers: usize,
+    /// Which bundles count as signatures.
+    pub signature_kinds: SignatureKinds,
+    /// Predicate types that must each be present in at least one verified bundle.
+    pub attestation_types: Vec<String>,
+    pub provenance: ProvenanceRequirements,
+}
+
+impl Policy {
+    /// `signers`, 1 required, model signature kinds, no attestation required.
+    pub fn new(signers: SignerPolicy) -> Self {
+        Policy {
+            signers,
+            require_signers: 1,
+            signature_kinds: SignatureKinds::default(),
+            attestation_types: Vec::new(),
+            provenance: ProvenanceRequirements::default(),
+        }
+    }
+
+    /// Check the policy itself makes sense (non-empty, N ≤ entries).
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.signers.is_empty() {
+            return Err(PolicyError::Invalid(
+                "no trusted signer: give --key, or --certificate-identity[-regexp] with --certificate-oidc-issuer[-regexp], or a --policy file".into(),
+            ));
+        }
+        if self.require_signers == 0 {
+            return Err(PolicyError::Invalid(
+                "require-signers must be at least 1".into(),
+            ));
+        }
+        if self.require_signers > self.signers.len() {
+            return Err(PolicyError::Invalid(format!(
+                "require-signers is {} but the policy lists only {} signer(s)",
+                self.require_signers,
+                self.signers.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Expand the predicate type shortcuts (`slsaprovenance1`, `spdx`, `cyclonedx`, `link`);
+/// anything else is returned as given.
+pub fn resolve_predicate_type(name: &str) -> String {
+    match name {
+        "slsaprovenance1" | "slsaprovenance" | "provenance" => {
+            media_types::PREDICATE_SLSA_PROVENANCE_V1.to_string()
+        }
+        "spdx" | "spdxjson" => media_types::PREDICATE_SPDX.to_string(),
+        "cyclonedx" => media_types::PREDICATE_CYCLONEDX.to_string(),
+        "link" => media_types::PREDICATE_LINK.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A satisfied signer entry and who satisfied it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SatisfiedSigner {
+    pub entry: usize,
+    pub policy: String,
+    pub signer: String,
+}
+
+/// A required attestation type and whether it was found.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationOutcome {
+    pub predicate_type: String,
+    pub present: bool,
+    /// Signers of the verified attestations of that type.
+    pub signed_by: Vec<String>,
+}
+
+/// What [`evaluate`] found.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyOutcome {
+    pub passed: bool,
+    pub signers_required: usize,
+    /// The entries counted (a maximum matching: one signer counts for one entry).
+    pub signers_satisfied: Vec<SatisfiedSigner>,
+    /// Entries no counted signer satisfied.
+    pub signers_missing: Vec<String>,
+    pub attestations: Vec<AttestationOutcome>,
+    /// Provenance requirements: description → met.
+    pub provenance: Vec<(String, bool)>,
+    /// One line per unmet requirement.
+    pub failures: Vec<String>,
+}
+
+impl PolicyOutcome {
+    /// `Ok(())` when passed, else a [`VerifyError::PolicyNotSatisfied`] listing the failures.
+    pub fn into_result(self) -> Result<Self, VerifyError> {
+        if self.passed {
+            Ok(self)
+        } else {
+            Err(VerifyError::PolicyNotSatisfied(self.failures.join("; ")))
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "Policy: {} ({} of {} required signer(s) satisfied)\n",
+            if self.passed { "PASSED" } else { "FAILED" },
+            self.signers_satisfied.len(),
+            self.signers_required
+        );
+        for s in &self.signers_satisfied {
+            out.push_str(&format!("  ✓ {} — signed by {}\n", s.policy, s.signer));
+        }
+        for m in &self.signers_missing {
+            out.push_str(&format!("  · {m} — no signature\n"));
+        }
+        for a in &self.attestations {
+            out.push_str(&format!(
+                "  {} attestation {}{}\n",
+                if a.present { "✓" } else { "✗" },
+                a.predicate_type,
+                if a.present {
+                    format!(" (signed by {})", a.signed_by.join(", "))
+                } else {
+                    " missing".to_string()
+                }
+            ));
+        }
+        for (what, ok) in &self.provenance {
+            out.push_str(&format!(
+                "  {} provenance {what}\n",
+                if *ok { "✓" } else { "✗" }
+            ));
+        }
+        for f in &self.failures {
+            out.push_str(&format!("  failure: {f}\n"));
+        }
+        out
+    }
+}
+
+/// Judge verified bundles against `policy`: at least `require_signers` distinct entries must be
+/// satisfied by distinct signers (among bundles counting as signatures), every required
+/// attestation type present, and the provenance requirements met by one provenance statement.
+///
+/// Give only bundles that passed every check of their kind (subject/resources included):
+/// anything in `results` is trusted as verified.
+pub fn evaluate(results: &[VerifiedBundle], policy: &Policy) -> PolicyOutcome {
+    let mut failures = Vec::new();
+
+    // Signers → entries they satisfy (from signature bundles only).
+    let mut by_signer: BTreeMap<String, (String, BTreeSet<usize>)> = BTreeMap::new();
+    for b in results.iter().filter(|b| counts_as_signature(b, policy)) {
+        let slot = by_signer
+            .entry(b.signer().distinct_id())
+            .or_insert_with(|| (b.signer().to_string(), BTreeSet::new()));
+        slot.1.extend(
+            b.matched_entries()
+                .iter()
+                .copied()
+                .filter(|i| *i < policy.signers.len()),
+        );
+    }
+    let signers: Vec<(String, Vec<usize>)> = by_signer
+        .into_values()
+        .map(|(name, set)| (name, set.into_iter().collect()))
+        .collect();
+    let matching = max_matching(&signers, policy.signers.len());
+    let mut satisfied: Vec<SatisfiedSigner> = matching
+        .iter()
+        .enumerate()
+        .filter_map(|(entry, s)| {
+            s.map(|s| SatisfiedSigner {
+                entry,
+                policy: policy.signers.entries()[entry].describe(),
+                signer: signers[s].0.clone(),
+            })
+        })
+        .collect();
+    satisfied.sort_by_key(|s| s.entry);
+    let missing: Vec<String> = matching
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.is_none())
+        .map(|(entry, _)| policy.signers.entries()[entry].describe())
+        .collect();
+    let required = policy.require_signers.max(1);
+    if satisfied.len() < required {
+        failures.push(if satisfied.is_empty() {
+            "no valid signature from a trusted signer".to_string()
+        } else {
+            format!(
+                "{} distinct trusted signer(s) required, {} found",
+                required,
+                satisfied.len()
+            )
+        });
+    }
+
+    // Required attestation types.
+    let mut attestations = Vec::new();
+    for wanted in &policy.attestation_types {
+        let wanted = resolve_predicate_type(wanted);
+        let signed_by: Vec<String> = results
+            .iter()
+            .filter(|b| b.predicate_type() == Some(wanted.as_str()))
+            .map(|b| b.signer().to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if signed_by.is_empty() {
+            failures.push(format!(
+                "no verified attestation of type {wanted} from a trusted signer"
+            ));
+        }
+        attestations.push(AttestationOutcome {
+            predicate_type: wanted,
+            present: !signed_by.is_empty(),
+            signed_by,
+        });
+    }
+
+    // Provenance: one verified SLSA provenance statement must meet every requirement.
+    let mut provenance = Vec::new();
+    if !policy.provenance.is_empty() {
+        let statements: Vec<&serde_json::Value> = results
+            .iter()
+            .filter(|b| b.predicate_type() == Some(media_types::PREDICATE_SLSA_PROVENANCE_V1))
+            .filter_map(|b| b.statement().map(|s| &s.predicate))
+            .collect();
+        let mut requirements: Vec<(String, Requirement)> = Vec::new();
+        if let Some(id) = &policy.provenance.builder_id {
+            let id = id.clone();
+            requirements.push((
+                format!("builder.id = {id}"),
+                Box::new(move |p| builder_id(p) == Some(id.as_str())),
+            ));
+        }
+        for (name, hex) in &policy.provenance.materials {
+            let (name, hex) = (name.clone(), hex.clone());
+            requirements.push((
+                format!("material {name} = sha256:{hex}"),
+                Box::new(move |p| has_material(p, &name, &hex)),
+            ));
+        }
+        let best = statements
+            .iter()
+            .max_by_key(|p| requirements.iter().filter(|(_, f)| f(p)).count());
+        for (what, check) in &requirements {
+            let ok = best.is_some_and(|p| check(p));
+            if !ok {
+                failures.push(if statements.is_empty() {
+                    format!("provenance {what}: no verified SLSA provenance v1 attestation")
+                } else {
+                    format!("provenance {what}: not in the verified provenance")
+                });
+            }
+            provenance.push((what.clone(), ok));
+        }
+    }
+
+    PolicyOutcome {
+        passed: failures.is_empty(),
+        signers_required: required,
+        signers_satisfied: satisfied,
+        signers_missing: missing,
+        attestations,
+        provenance,
+        failures,
+    }
+}
+
+/// A check on a provenance predicate.
+type Requirement = Box<dyn Fn(&serde_json::Value) -> bool>;
+
+fn counts_as_signature(b: &VerifiedBundle, policy: &Policy) -> bool {
+    match (&policy.signature_kinds, b.predicate_type()) {
+        (SignatureKinds::Any, _) => true,
+        (SignatureKinds::PredicateTypes(_), None) => true,
+        (SignatureKinds::PredicateTypes(types), Some(t)) => types.iter().any(|x| x == t),
+    }
+}
+
+fn builder_id(p: &serde_json::Value) -> Option<&str> {
+    p.pointer("/runDetails/builder/id").and_then(|v| v.as_str())
+}
+
+fn has_material(p: &serde_json::Value, name: &str, hex: &str) -> bool {
+    p.pointer("/buildDefinition/resolvedDependencies")
+        .and_then(|v| v.as_array())
+        .is_some_and(|deps| {
+            deps.iter().any(|d| {
+                let named = d.get("name").and_then(|v| v.as_str()) == Some(name)
+                    || d.get("uri").and_then(|v| v.as_str()) == Some(name);
+                named && d.pointer("/digest/sha256").and_then(|v| v.as_str()) == Some(hex)
+            })
+        })
+}
+
+/// Maximum bipartite matching signers ↔ entries (Kuhn's algorithm; sizes are tiny).
+/// Returns, per entry, the index of the signer counted for it.
+fn max_matching(signers: &[(String, Vec<usize>)], entries: usize) -> Vec<Option<usize>> {
+    fn augment(
+        s: usize,
+        signers: &[(String, Vec<usize>)],
+        seen: &mut [bool],
+        owner: &mut [Option<usize>],
+    ) -> bool {
+        for &e in &signers[s].1 {
+            if e >= seen.len() || seen[e] {
+                continue;
+            }
+            seen[e] = true;
+            if owner[e].is_none_or(|o| augment(o, signers, seen, owner)) {
+                owner[e] = Some(s);
+                return true;
+            }
+        }
+        false
+    }
+    let mut owner = vec![None; entries];
+    for s in 0..signers.len() {
+        let mut seen = vec![false; entries];
+        augment(s, signers, &mut seen, &mut owner);
+    }
+    owner
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regex_matchers_are_anchored() {
+        let m = Matcher::regex("alice@example\\.com", "identity").unwrap();
+        assert!(m.matches("alice@example.com"));
+        assert!(!m.matches("mallory-alice@example.com"));
+        assert!(!m.matches("alice@example.com.evil"));
+        let m = Matcher::regex("https://github.com/org/.*|x", "identity").unwrap();
+        assert!(m.matches("https://github.com/org/repo"));
+        assert!(m.matches("x"));
+        assert!(!m.matches("xx"));
+        assert!(Matcher::regex("(", "identity").is_err());
+    }
+
+    #[test]
+    fn matching_counts_one_signer_once() {
+        // One signer satisfying two entries counts once; two signers for the same single
+        // entry count once.
+        let signers = vec![("a".to_string(), vec![0, 1])];
+        assert_eq!(max_matching(&signers, 2).iter().flatten().count(), 1);
+        let signers = vec![("a".to_string(), vec![0]), ("b".to_string(), vec![0])];
+        assert_eq!(max_matching(&signers, 2).iter().flatten().count(), 1);
+        // Augmenting path: a can take 0 or 1, b only 0.
+        let signers = vec![("a".to_string(), vec![0, 1]), ("b".to_string(), vec![0])];
+        assert_eq!(max_matching(&signers, 2).iter().flatten().count(), 2);
+    }
+
+    #[test]
+    fn material_specs_parse() {
+        let hex = "a".repeat(64);
+        assert_eq!(
+            ProvenanceRequirements::parse_material(&format!("data=sha256:{hex}")).unwrap(),
+            ("data".to_string(), hex.clone())
+        );
+        assert!(ProvenanceRequirements::parse_material("data").is_err());
+        assert!(ProvenanceRequirements::parse_material("data=sha256:abc").is_err());
+        assert!(ProvenanceRequirements::parse_material(&format!("={hex}")).is_err());
+    }
+
+    #[test]
+    fn policy_validation() {
+        let p = Policy::new(SignerPolicy::new());
+        assert!(p.validate().is_err());
+        let mut p = Policy::new(
+            SignerPolicy::new()
+                .with_identity(Matcher::exact("a@b"), Matcher::exact("https://issuer")),
+        );
+        assert!(p.validate().is_ok());
+        p.require_signers = 2;
+        assert!(p.validate().unwrap_err().to_string().contains("only 1"));
+    }
+
+    #[test]
+    fn key_hint_is_sha256_of_pem_bytes() {
+        use crate::verify::testutil::{Alg, TestKey};
+        let pem = TestKey::new(Alg::P384).pem;
+        let k = TrustedKey::from_pem(pem.as_bytes(), "k.pub").unwrap();
+        assert_eq!(k.algorithm_name(), "ECDSA P-384");
+        assert_eq!(k.hint, hex::encode(Sha256::digest(pem.as_bytes())));
+        // Same key, other PEM bytes: other hint, same key id.
+        let k2 = TrustedKey::from_pem(format!("{pem}\n").as_bytes(), "k2.pub").unwrap();
+        assert_ne!(k.hint, k2.hint);
+        assert_eq!(k.key_id, k2.key_id);
+        let ed = TestKey::new(Alg::Ed25519).pem;
+        assert_eq!(
+            TrustedKey::from_pem(ed.as_bytes(), "ed")
+                .unwrap()
+                .algorithm_name(),
+            "Ed25519"
+        );
+        assert!(TrustedKey::from_pem(b"not a key", "x").is_err());
+    }
+
+    mod evaluate {
+        use super::super::*;
+        use crate::verify::testutil::{key_bundle, statement, Alg, TestKey};
+        use crate::verify::{verify_bundle, TrustedRoot, VerifiedBundle};
+
+        const SUBJECT: &str = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+
+        fn signed(key: &TestKey, predicate: &str, policy: &SignerPolicy) -> VerifiedBundle {
+            let b = key_bundle(
+                key,
+                &statement(SUBJECT, predicate),
+                media_types::SIGSTORE_BUNDLE_V03,
+            );
+            verify_bundle(&b, None, policy, &TrustedRoot::production().unwrap()).unwrap()
+        }
+
+        #[test]
+        fn n_of_m_counts_distinct_trusted_signers() {
+            let (a, b, c) = (
+                TestKey::new(Alg::P256),
+                TestKey::new(Alg::P384),
+                TestKey::new(Alg::Ed25519),
+            );
+            let signers = SignerPolicy::new()
+                .with_key(a.trusted("a.pub"))
+                .with_key(b.trusted("b.pub"))
+                .with_key(c.trusted("c.pub"));
+            let mut policy = Policy::new(signers.clone());
+            policy.require_signers = 2;
+            let sig = media_types::PREDICATE_MODEL_SIGNING;
+            let ra = signed(&a, sig, &signers);
+            let rb = signed(&b, sig, &signers);
+
+            let one = evaluate(std::slice::from_ref(&ra), &policy);
+            assert!(!one.passed);
+            assert!(
+                one.failures[0].contains("2 distinct trusted signer(s) required, 1 found"),
+                "{:?}",
+                one.failures
+            );
+            // The same signer twice is still one signer.
+            assert!(!evaluate(&[ra.clone(), ra.clone()], &policy).passed);
+            let two = evaluate(&[ra.clone(), rb.clone()], &policy);
+            assert!(two.passed, "{:?}", two.failures);
+            assert_eq!(two.signers_satisfied.len(), 2);
+            assert_eq!(two.signers_missing.len(), 1);
+            // An attestation by b does not count as b's signature.
+            let att = signed(&b, media_types::PREDICATE_SLSA_PROVENANCE_V1, &signers);
+            assert!(!evaluate(&[ra, att], &policy).passed);
+        }
+
+        #[test]
+        fn required_attestations_and_provenance() {
+            let a = TestKey::new(Alg::P256);
+            let signers = SignerPolicy::new().with_key(a.trusted("a.pub"));
+            let mut policy = Policy::new(signers.clone());
+            policy.attestation_types = vec![resolve_predicate_type("slsaprovenance1")];
+            let sig = signed(&a, media_types::PREDICATE_MODEL_SIGNING, &signers);
+            let out = evaluate(std::slice::from_ref(&sig), &policy);
+            assert!(!out.passed);
+            assert!(
+                out.failures[0].contains("https://slsa.dev/provenance/v1"),
+                "{:?}",
+                out.failures
+            );
+
+            let hex = "ab".repeat(32);
+            let prov = serde_json::json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"name": "m", "digest": {"sha256": SUBJECT}}],
+                "predicateType": media_types::PREDICATE_SLSA_PROVENANCE_V1,
+                "predicate": {
+                    "buildDefinition": {"resolvedDependencies": [{"name": "data", "digest": {"sha256": hex}}]},
+                    "runDetails": {"builder": {"id": "https://builder.example/x"}},
+                },
+            });
+            let b = key_bundle(
+                &a,
+                &serde_json::to_vec(&prov).unwrap(),
+                media_types::SIGSTORE_BUNDLE_V03,
+            );
+            let prov =
+                verify_bundle(&b, None, &signers, &TrustedRoot::production().unwrap()).unwrap();
+            policy.provenance.builder_id = Some("https://builder.example/x".into());
+            policy.provenance.materials = vec![("data".into(), hex.clone())];
+            let out = evaluate(&[sig.clone(), prov.clone()], &policy);
+            assert!(out.passed, "{:?}", out.failures);
+            policy.provenance.builder_id = Some("https://other".into());
+            let out = evaluate(&[sig, prov], &policy);
+            assert!(!out.passed);
+            assert!(
+                out.failures
+                    .iter()
+                    .any(|f| f.contains("builder.id = https://other")),
+                "{:?}",
+                out.failures
+            );
+        }
+    }
+}
