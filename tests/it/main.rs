@@ -2,5 +2,7 @@
 
 mod harness;
 mod smoke;
+mod fakes;
+mod keyless;
 mod conformance;
 mod verify_bundle;

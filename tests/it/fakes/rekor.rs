@@ -1,0 +1,279 @@
+//! Fake Rekor v1 (`POST /api/v1/log/entries`, kind `dsse` 0.0.1 with `proposedContent`):
+//! verifies the envelope signature against the submitted certificate, canonicalizes the entry
+//! body as Rekor does, appends it to a real RFC 6962 Merkle tree and answers with the entry,
+//! its signed entry timestamp (SET over the canonical `{body, integratedTime, logID, logIndex}`)
+//! and an inclusion proof with a checkpoint in the signed-note format.
+
+use super::{
+    b64, canonical_json, ecdsa_verify, error_response, now_secs, pem, sha256, unb64, unpem, EcKey,
+    Fault, Shared,
+};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use der::{Decode as _, Encode as _};
+use std::sync::{Arc, Mutex};
+
+pub const TREE_ID: u64 = 1_193_050_959_916_656_506;
+pub const ORIGIN_NAME: &str = "fake-rekor.oci-model.test";
+
+pub fn hash_leaf(data: &[u8]) -> [u8; 32] {
+    let mut v = vec![0u8];
+    v.extend_from_slice(data);
+    sha256(&v)
+}
+
+fn hash_children(l: &[u8; 32], r: &[u8; 32]) -> [u8; 32] {
+    let mut v = vec![1u8];
+    v.extend_from_slice(l);
+    v.extend_from_slice(r);
+    sha256(&v)
+}
+
+/// Largest power of two strictly below n (n ≥ 2).
+fn split(n: usize) -> usize {
+    let mut k = 1;
+    while k * 2 < n {
+        k *= 2;
+    }
+    k
+}
+
+/// RFC 6962 §2.1 Merkle tree hash.
+pub fn root(leaves: &[[u8; 32]]) -> [u8; 32] {
+    match leaves.len() {
+        0 => sha256(b""),
+        1 => leaves[0],
+        n => {
+            let k = split(n);
+            hash_children(&root(&leaves[..k]), &root(&leaves[k..]))
+        }
+    }
+}
+
+/// RFC 6962 §2.1.1 audit path for leaf m.
+pub fn path(m: usize, leaves: &[[u8; 32]]) -> Vec<[u8; 32]> {
+    let n = leaves.len();
+    if n <= 1 {
+        return vec![];
+    }
+    let k = split(n);
+    if m < k {
+        let mut p = path(m, &leaves[..k]);
+        p.push(root(&leaves[k..]));
+        p
+    } else {
+        let mut p = path(m - k, &leaves[k..]);
+        p.push(root(&leaves[..k]));
+        p
+    }
+}
+
+pub struct Log {
+    pub key: EcKey,
+    /// Signs checkpoints and SETs under fault `BadLogSignature`.
+    rogue: EcKey,
+    leaves: Mutex<Vec<[u8; 32]>>,
+}
+
+impl Log {
+    pub fn new() -> Log {
+        // A log is never empty in practice; seed it so inclusion proofs have hashes.
+        let leaves = (0..5u8).map(|i| hash_leaf(&[b's', i])).collect();
+        Log {
+            key: EcKey::generate(),
+            rogue: EcKey::generate(),
+            leaves: Mutex::new(leaves),
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.leaves.lock().unwrap().len()
+    }
+
+    /// A checkpoint (signed note) for this tree head.
+    pub fn checkpoint(&self, size: usize, root: &[u8; 32], signer: &EcKey) -> String {
+        let note = format!("{ORIGIN_NAME} - {TREE_ID}\n{size}\n{}\n", b64(root));
+        let mut sig = self.key.key_id()[..4].to_vec();
+        sig.extend_from_slice(&signer.sign(note.as_bytes()));
+        format!("{note}\n\u{2014} {ORIGIN_NAME} {}\n", b64(&sig))
+    }
+}
+
+pub fn router(s: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v1/log/entries", post(create_entry))
+        .with_state(s)
+}
+
+/// The certificate in a `verifiers` item (base64 of PEM), re-encoded canonically.
+fn parse_verifier(v: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    let pem_text = String::from_utf8(unb64(v)?).ok()?;
+    let cert_der = unpem("CERTIFICATE", &pem_text)?;
+    let cert = x509_cert::Certificate::from_der(&cert_der).ok()?;
+    let spki = cert.tbs_certificate.subject_public_key_info.to_der().ok()?;
+    Some((cert_der, spki))
+}
+
+fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut v = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        payload.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(payload);
+    v
+}
+
+async fn create_entry(
+    State(s): State<Arc<Shared>>,
+    Json(req): Json<serde_json::Value>,
+) -> Response {
+    if req["kind"] != "dsse" || req["apiVersion"] != "0.0.1" {
+        return error_response(400, "this log accepts dsse 0.0.1 entries");
+    }
+    let content = &req["spec"]["proposedContent"];
+    let Some(envelope_text) = content["envelope"].as_str() else {
+        return error_response(400, "spec.proposedContent.envelope must be a string");
+    };
+    let Ok(envelope) = serde_json::from_str::<serde_json::Value>(envelope_text) else {
+        return error_response(400, "the envelope is not JSON");
+    };
+    let verifiers: Vec<&str> = content["verifiers"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let [verifier] = verifiers.as_slice() else {
+        return error_response(400, "exactly one verifier expected");
+    };
+    let Some((cert_der, spki)) = parse_verifier(verifier) else {
+        return error_response(400, "the verifier is not a base64 PEM certificate");
+    };
+    let payload_type = envelope["payloadType"].as_str().unwrap_or_default();
+    let Some(payload) = envelope["payload"].as_str().and_then(unb64) else {
+        return error_response(400, "envelope payload is not base64");
+    };
+    let sigs: Vec<Vec<u8>> = envelope["signatures"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["sig"].as_str().and_then(unb64))
+                .collect()
+        })
+        .unwrap_or_default();
+    if sigs.is_empty() {
+        return error_response(400, "the envelope has no signatures");
+    }
+    let message = pae(payload_type, &payload);
+    for sig in &sigs {
+        if !ecdsa_verify(&spki, &message, sig) {
+            return error_response(
+                400,
+                "an envelope signature does not verify with the verifier",
+            );
+        }
+    }
+
+    let fault = s.fault();
+    let payload_hash = if fault == Some(Fault::BodyMismatch) {
+        sha256(b"some other payload")
+    } else {
+        sha256(&payload)
+    };
+    let verifier_canonical = b64(pem("CERTIFICATE", &cert_der).as_bytes());
+    let body = serde_json::json!({
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {
+            "envelopeHash": {"algorithm": "sha256", "value": hex::encode(sha256(envelope_text.as_bytes()))},
+            "payloadHash": {"algorithm": "sha256", "value": hex::encode(payload_hash)},
+            "signatures": sigs.iter().map(|sig| serde_json::json!({
+                "signature": b64(sig),
+                "verifier": verifier_canonical,
+            })).collect::<Vec<_>>(),
+        },
+    });
+    let body = canonical_json(&body);
+    let leaf = hash_leaf(body.as_bytes());
+    let (index, size, tree_root, mut proof) = {
+        let mut leaves = s.rekor.leaves.lock().unwrap();
+        leaves.push(leaf);
+        let index = leaves.len() - 1;
+        (index, leaves.len(), root(&leaves), path(index, &leaves))
+    };
+    let signer = if fault == Some(Fault::BadLogSignature) {
+        &s.rekor.rogue
+    } else {
+        &s.rekor.key
+    };
+    if fault == Some(Fault::BrokenInclusionProof) {
+        proof[0][0] ^= 0x01;
+    }
+    let log_id = hex::encode(s.rekor.key.key_id());
+    let integrated_time = now_secs();
+    let body_b64 = b64(body.as_bytes());
+    let set_payload = canonical_json(&serde_json::json!({
+        "body": body_b64,
+        "integratedTime": integrated_time,
+        "logID": log_id,
+        "logIndex": index,
+    }));
+    let set = signer.sign(set_payload.as_bytes());
+    let uuid = format!("{TREE_ID:016x}{}", hex::encode(leaf));
+    let entry = serde_json::json!({
+        uuid: {
+            "body": body_b64,
+            "integratedTime": integrated_time,
+            "logID": log_id,
+            "logIndex": index,
+            "verification": {
+                "inclusionProof": {
+                    "checkpoint": s.rekor.checkpoint(size, &tree_root, signer),
+                    "hashes": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+                    "logIndex": index,
+                    "rootHash": hex::encode(tree_root),
+                    "treeSize": size,
+                },
+                "signedEntryTimestamp": b64(&set),
+            },
+        }
+    });
+    (StatusCode::CREATED, Json(entry)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_paths_lead_to_the_root() {
+        for n in 1..12usize {
+            let leaves: Vec<[u8; 32]> = (0..n).map(|i| hash_leaf(&[i as u8])).collect();
+            let r = root(&leaves);
+            for m in 0..n {
+                // Recompute the root from the leaf and its path (RFC 9162 §2.1.3.2).
+                let p = path(m, &leaves);
+                let (mut fnn, mut sn) = (m, n - 1);
+                let mut h = leaves[m];
+                for sib in &p {
+                    if fnn % 2 == 1 || fnn == sn {
+                        h = hash_children(sib, &h);
+                        while fnn % 2 == 0 && fnn != 0 {
+                            fnn >>= 1;
+                            sn >>= 1;
+                        }
+                    } else {
+                        h = hash_children(&h, sib);
+                    }
+                    fnn >>= 1;
+                    sn >>= 1;
+                }
+                assert_eq!(h, r, "n={n} m={m}");
+            }
+        }
+    }
+}

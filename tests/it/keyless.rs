@@ -1,0 +1,598 @@
+//! Keyless signing against the fake Sigstore instance (tests/it/fakes): bundles verify with our
+//! verifier and the test trusted root, every fault switch makes signing refuse, token sources
+//! resolve in order, the browser flow works up to (and past) the authorization URL, and a
+//! bundle re-verifies with sigstore-python.
+
+use crate::fakes::{self, FakeSigstore, Fault};
+use oci_model::secret::Secret;
+use oci_model::signing::keyless::{KeylessError, KeylessOptions, KeylessSigner};
+use oci_model::signing::oidc::{self, IdentityToken, LoginUi, TokenOrigin, TokenSources};
+use oci_model::signing::signing_config::Services;
+use oci_model::verify::{self, Artifact, Matcher, SignerPolicy, TrustedRoot};
+use sha2::{Digest as _, Sha256};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+
+fn options(fake: &FakeSigstore) -> KeylessOptions {
+    let text = std::fs::read_to_string(&fake.signing_config_path).unwrap();
+    let loaded = Services::from_json(&text, "fake signing_config.json").unwrap();
+    KeylessOptions {
+        services: loaded.services,
+        trusted_root: TrustedRoot::from_file(&fake.trusted_root_path).unwrap(),
+        http: None,
+    }
+}
+
+fn token(raw: String) -> IdentityToken {
+    IdentityToken::parse(Secret::new(raw), TokenOrigin::Explicit).unwrap()
+}
+
+/// An in-toto statement v1 whose subject is `data`; returns (payload, sha256 hex).
+fn statement(name: &str, data: &[u8]) -> (Vec<u8>, String) {
+    let hex = hex::encode(Sha256::digest(data));
+    let st = serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": name, "digest": {"sha256": hex}}],
+        "predicateType": "https://sigstore.dev/cosign/sign/v1",
+        "predicate": {},
+    });
+    (serde_json::to_vec(&st).unwrap(), hex)
+}
+
+fn verify_with_test_root(
+    fake: &FakeSigstore,
+    bundle: &serde_json::Value,
+    hex: &str,
+    identity: &str,
+) {
+    let trust = TrustedRoot::from_file(&fake.trusted_root_path).unwrap();
+    let policy =
+        SignerPolicy::new().with_identity(Matcher::exact(identity), Matcher::exact(fake.issuer()));
+    let digest = format!("sha256:{hex}").parse().unwrap();
+    verify::verify_bundle(
+        &serde_json::to_vec(bundle).unwrap(),
+        Some(&Artifact::Digest(digest)),
+        &policy,
+        &trust,
+    )
+    .unwrap_or_else(|e| panic!("bundle does not verify: {e}\n{bundle:#}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_bundles_share_one_certificate_and_verify_with_the_test_root() {
+    let fake = FakeSigstore::start();
+    let email = "alice@example.com";
+    let signer = KeylessSigner::new(&token(fake.token_for_email(email)), options(&fake))
+        .await
+        .unwrap();
+    assert_eq!(signer.identity(), email);
+    assert_eq!(signer.issuer(), fake.issuer());
+
+    let (p1, h1) = statement("model", b"model signature subject");
+    let (p2, h2) = statement("manifest", b"manifest subject");
+    let b1 = signer.sign_dsse(PAYLOAD_TYPE, &p1).await.unwrap();
+    let b2 = signer.sign_dsse(PAYLOAD_TYPE, &p2).await.unwrap();
+    // One token exchange, one certificate for both bundles.
+    assert_eq!(fake.shared.fulcio.issued.load(Ordering::SeqCst), 1);
+    let cert = |b: &serde_json::Value| b["verificationMaterial"]["certificate"]["rawBytes"].clone();
+    assert!(cert(&b1).is_string());
+    assert_eq!(cert(&b1), cert(&b2));
+
+    for (b, h) in [(&b1, &h1), (&b2, &h2)] {
+        assert_eq!(
+            b["mediaType"],
+            "application/vnd.dev.sigstore.bundle.v0.3+json"
+        );
+        let entry = &b["verificationMaterial"]["tlogEntries"][0];
+        assert_eq!(entry["kindVersion"]["kind"], "dsse");
+        assert_eq!(entry["kindVersion"]["version"], "0.0.1");
+        assert!(entry["inclusionPromise"]["signedEntryTimestamp"].is_string());
+        assert!(entry["inclusionProof"]["checkpoint"]["envelope"]
+            .as_str()
+            .unwrap()
+            .contains(fakes::rekor::ORIGIN_NAME));
+        assert!(entry["canonicalizedBody"].is_string());
+        assert!(entry["integratedTime"].is_string() || entry["integratedTime"].is_number());
+        assert_eq!(
+            b["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+        verify_with_test_root(&fake, b, h, email);
+    }
+    // The same bundle does not verify for another identity.
+    let trust = TrustedRoot::from_file(&fake.trusted_root_path).unwrap();
+    let other = SignerPolicy::new().with_identity(
+        Matcher::exact("bob@example.com"),
+        Matcher::exact(fake.issuer()),
+    );
+    let digest = format!("sha256:{h1}").parse().unwrap();
+    assert!(verify::verify_bundle(
+        &serde_json::to_vec(&b1).unwrap(),
+        Some(&Artifact::Digest(digest)),
+        &other,
+        &trust
+    )
+    .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_without_tsa_and_through_the_signer_trait() {
+    let fake = FakeSigstore::start();
+    let mut opts = options(&fake);
+    opts.services.tsa = None;
+    let signer = KeylessSigner::new(&token(fake.token_for_email("carol@example.com")), opts)
+        .await
+        .unwrap();
+    let (p, h) = statement("m", b"x");
+    let signer: &dyn oci_model::signing::Signer = &signer;
+    let signed = signer.sign_dsse(PAYLOAD_TYPE, &p).await.unwrap();
+    assert!(
+        signed.signer.contains("carol@example.com"),
+        "{}",
+        signed.signer
+    );
+    let b: serde_json::Value = serde_json::from_slice(&signed.json).unwrap();
+    let tsv = &b["verificationMaterial"]["timestampVerificationData"];
+    assert!(
+        tsv["rfc3161Timestamps"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{tsv}"
+    );
+    verify_with_test_root(&fake, &b, &h, "carol@example.com");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_token_without_email_uses_the_subject_uri() {
+    let fake = FakeSigstore::start();
+    let sub = "https://ci.example.com/pipelines/train@refs/heads/main";
+    let t = token(fake.token_for_workload(sub));
+    assert!(t.claims().email.is_none());
+    let signer = KeylessSigner::new(&t, options(&fake)).await.unwrap();
+    assert_eq!(signer.identity(), sub);
+    let (p, h) = statement("m", b"workload");
+    let b = signer.sign_dsse(PAYLOAD_TYPE, &p).await.unwrap();
+    verify_with_test_root(&fake, &b, &h, sub);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_github_actions_ambient_token() {
+    let fake = FakeSigstore::start();
+    let http = oci_model::signing::keyless::http_client().unwrap();
+    let sources = TokenSources {
+        github_actions: Some((
+            fake.github_request_url.clone(),
+            Secret::new(fake.github_request_token.clone()),
+        )),
+        ..Default::default()
+    };
+    let t = oidc::obtain_token(&http, sources).await.unwrap();
+    assert_eq!(t.origin(), &TokenOrigin::GitHubActions);
+    assert!(t.claims().email.is_none());
+    let signer = KeylessSigner::new(&t, options(&fake)).await.unwrap();
+    let expected = format!("https://github.com/{}", fakes::oidc::GITHUB_WORKFLOW_REF);
+    assert_eq!(signer.identity(), expected);
+    let (p, h) = statement("m", b"gha");
+    let b = signer.sign_dsse(PAYLOAD_TYPE, &p).await.unwrap();
+    verify_with_test_root(&fake, &b, &h, &expected);
+
+    // A wrong request token is refused with a message naming the endpoint, not the token.
+    let bad = TokenSources {
+        github_actions: Some((fake.github_request_url.clone(), Secret::new("wrong-token"))),
+        ..Default::default()
+    };
+    let err = oidc::obtain_token(&http, bad)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("GitHub Actions OIDC token request") && err.contains("401"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-token"), "{err}");
+}
+
+#[tokio::test]
+async fn keyless_token_sources_in_order() {
+    let fake = FakeSigstore::start();
+    let http = oci_model::signing::keyless::http_client().unwrap();
+    let explicit = fake.token_for_email("explicit@example.com");
+    let env = fake.token_for_email("env@example.com");
+    let file = fake.dir().join("token.jwt");
+    std::fs::write(
+        &file,
+        format!("{}\n", fake.token_for_email("file@example.com")),
+    )
+    .unwrap();
+    let gha = || {
+        Some((
+            fake.github_request_url.clone(),
+            Secret::new(fake.github_request_token.clone()),
+        ))
+    };
+
+    // 1. explicit beats everything.
+    let t = oidc::obtain_token(
+        &http,
+        TokenSources {
+            explicit: Some(explicit.clone()),
+            sigstore_id_token: Some(Secret::new(env.clone())),
+            github_actions: gha(),
+            interactive: None,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (t.identity(), t.origin()),
+        ("explicit@example.com", &TokenOrigin::Explicit)
+    );
+    // @file.
+    let t = oidc::obtain_token(
+        &http,
+        TokenSources {
+            explicit: Some(format!("@{}", file.display())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.identity(), "file@example.com");
+    assert_eq!(t.origin(), &TokenOrigin::File(file.clone()));
+    // 2. SIGSTORE_ID_TOKEN (GitLab's id_tokens too) beats GitHub ambient.
+    let t = oidc::obtain_token(
+        &http,
+        TokenSources {
+            sigstore_id_token: Some(Secret::new(env)),
+            github_actions: gha(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.origin(), &TokenOrigin::SigstoreIdTokenEnv);
+    assert_eq!(t.identity(), "env@example.com");
+    // 3. GitHub ambient.
+    let t = oidc::obtain_token(
+        &http,
+        TokenSources {
+            github_actions: gha(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(t.origin(), &TokenOrigin::GitHubActions);
+    // Nothing: a clear error listing the sources.
+    let err = oidc::obtain_token(&http, TokenSources::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("--identity-token") && err.contains("SIGSTORE_ID_TOKEN"),
+        "{err}"
+    );
+    // A missing @file names the file.
+    let err = oidc::obtain_token(
+        &http,
+        TokenSources {
+            explicit: Some("@/nonexistent/token".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("/nonexistent/token"), "{err}");
+    // An expired token is refused before Fulcio.
+    let expired = fake.token_with(
+        serde_json::json!({"email": "e@example.com", "email_verified": true, "exp": 1000}),
+    );
+    let err = oidc::explicit_token(&expired).unwrap_err().to_string();
+    assert!(err.contains("expired"), "{err}");
+}
+
+#[test]
+fn keyless_authorization_url_has_pkce_state_and_localhost_redirect() {
+    let endpoints = oidc::ProviderEndpoints {
+        authorization: "https://oauth2.example.com/auth/auth".into(),
+        token: "https://oauth2.example.com/auth/token".into(),
+    };
+    let req = oidc::authorization_request(
+        &endpoints,
+        "sigstore",
+        "http://localhost:43117/auth/callback",
+    )
+    .unwrap();
+    let url = url::Url::parse(&req.url).unwrap();
+    assert_eq!(url.host_str(), Some("oauth2.example.com"));
+    assert_eq!(url.path(), "/auth/auth");
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["client_id"], "sigstore");
+    assert_eq!(q["redirect_uri"], "http://localhost:43117/auth/callback");
+    assert_eq!(q["scope"], "openid email");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(
+        q["code_challenge"],
+        oidc::pkce_challenge(req.code_verifier.expose())
+    );
+    assert_eq!(q["code_challenge"].len(), 43);
+    assert_eq!(q["state"], req.state);
+    assert!(req.state.len() >= 22);
+    assert_eq!(q["nonce"], req.nonce);
+    // Fresh randomness every time.
+    let again = oidc::authorization_request(&endpoints, "sigstore", "http://localhost:1/").unwrap();
+    assert_ne!(again.state, req.state);
+    assert_ne!(again.code_verifier.expose(), req.code_verifier.expose());
+}
+
+/// A "user" that opens the URL with an HTTP client (following the provider's redirect to the
+/// localhost listener), or reads the out-of-band code from the provider's page.
+struct ScriptedUser {
+    browser: bool,
+    urls: Mutex<Vec<(String, bool)>>,
+    oob_code: Mutex<Option<String>>,
+}
+
+impl LoginUi for ScriptedUser {
+    fn show_url(&self, url: &str, redirect: bool) {
+        self.urls.lock().unwrap().push((url.to_string(), redirect));
+        if !redirect {
+            // The provider's out-of-band page shows the code; fetch it now (blocking thread).
+            let url = url.to_string();
+            let page = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+            })
+            .join()
+            .unwrap();
+            *self.oob_code.lock().unwrap() = page.strip_prefix("Your code: ").map(str::to_string);
+        }
+    }
+    fn prompt_code(&self) -> std::io::Result<Secret> {
+        Ok(Secret::new(
+            self.oob_code.lock().unwrap().clone().unwrap_or_default(),
+        ))
+    }
+    fn open_browser(&self, url: &str) -> bool {
+        if self.browser {
+            let url = url.to_string();
+            tokio::spawn(async move {
+                let resp = reqwest::get(url).await.unwrap();
+                assert!(
+                    resp.status().is_success(),
+                    "callback page: {}",
+                    resp.status()
+                );
+            });
+        }
+        self.browser
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_browser_login_with_localhost_redirect_and_paste_fallback() {
+    let fake = FakeSigstore::start();
+    let http = oci_model::signing::keyless::http_client().unwrap();
+    for browser in [true, false] {
+        let user = Arc::new(ScriptedUser {
+            browser,
+            urls: Mutex::new(vec![]),
+            oob_code: Mutex::new(None),
+        });
+        let login = oidc::InteractiveLogin {
+            issuer: fake.oidc_url.clone(),
+            client_id: "sigstore".into(),
+            ui: user.clone(),
+            force_oob: false,
+        };
+        let t = oidc::obtain_token(
+            &http,
+            TokenSources {
+                interactive: Some(login),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(t.origin(), &TokenOrigin::Browser);
+        assert_eq!(t.identity(), fakes::oidc::BROWSER_USER_EMAIL);
+        let urls = user.urls.lock().unwrap().clone();
+        assert_eq!(urls.len(), 1);
+        assert_eq!(urls[0].1, browser);
+        let q: std::collections::HashMap<String, String> = url::Url::parse(&urls[0].0)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        if browser {
+            assert!(q["redirect_uri"].starts_with("http://localhost:"), "{q:?}");
+            assert!(q["redirect_uri"].ends_with("/auth/callback"), "{q:?}");
+        } else {
+            assert_eq!(q["redirect_uri"], oidc::OOB_REDIRECT_URI);
+        }
+        // The token signs.
+        let signer = KeylessSigner::new(&t, options(&fake)).await.unwrap();
+        assert_eq!(signer.identity(), fakes::oidc::BROWSER_USER_EMAIL);
+    }
+}
+
+async fn refusal(fault: Fault) -> (KeylessError, usize, usize) {
+    let fake = FakeSigstore::with_fault(fault);
+    let before = fake.rekor_size();
+    let result = async {
+        let signer = KeylessSigner::new(
+            &token(fake.token_for_email("dave@example.com")),
+            options(&fake),
+        )
+        .await?;
+        let (p, _) = statement("m", b"fault");
+        signer.sign_dsse(PAYLOAD_TYPE, &p).await
+    }
+    .await;
+    let err = result.expect_err("signing must refuse");
+    eprintln!("{fault:?}: {err}");
+    (err, before, fake.rekor_size())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_refuses_bad_sct() {
+    let (err, _, _) = refusal(Fault::BadSct).await;
+    let msg = err.to_string();
+    assert!(matches!(err, KeylessError::Unverified { .. }), "{msg}");
+    assert!(
+        msg.contains("refusing to publish") && msg.contains("SCT"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_refuses_bad_log_signature() {
+    let (err, _, _) = refusal(Fault::BadLogSignature).await;
+    let msg = err.to_string();
+    assert!(matches!(err, KeylessError::Unverified { .. }), "{msg}");
+    assert!(
+        msg.to_lowercase().contains("checkpoint") || msg.contains("SET"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_refuses_untrusted_ca() {
+    let (err, _, _) = refusal(Fault::UntrustedCa).await;
+    let msg = err.to_string();
+    assert!(matches!(err, KeylessError::Unverified { .. }), "{msg}");
+    assert!(msg.contains("chain"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_refuses_certificate_for_another_identity() {
+    let (err, before, after) = refusal(Fault::OtherIdentity).await;
+    let msg = err.to_string();
+    assert!(matches!(err, KeylessError::WrongIdentity { .. }), "{msg}");
+    assert!(
+        msg.contains("mallory@evil.example") && msg.contains("dave@example.com"),
+        "{msg}"
+    );
+    // Refused before anything was logged.
+    assert_eq!(before, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_refuses_broken_inclusion_proof() {
+    let (err, _, _) = refusal(Fault::BrokenInclusionProof).await;
+    let msg = err.to_string();
+    assert!(matches!(err, KeylessError::Unverified { .. }), "{msg}");
+    assert!(msg.contains("inclusion proof"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_refuses_log_body_that_does_not_match() {
+    let (err, _, _) = refusal(Fault::BodyMismatch).await;
+    let msg = err.to_string();
+    assert!(
+        matches!(err, KeylessError::RekorBodyMismatch { .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("payloadHash") && msg.contains("refusing to publish"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_refuses_bad_timestamp() {
+    let (err, _, _) = refusal(Fault::BadTimestamp).await;
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            KeylessError::Unverified { .. } | KeylessError::Tsa { .. }
+        ),
+        "{msg}"
+    );
+    assert!(msg.to_lowercase().contains("timestamp"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_fulcio_rejects_tokens_it_cannot_trust() {
+    let fake = FakeSigstore::start();
+    // A token signed by another issuer's key (a second fake), claiming this issuer.
+    let other = FakeSigstore::start();
+    let forged = other.token_with(serde_json::json!({
+        "iss": fake.issuer(), "sub": "eve", "email": "eve@example.com", "email_verified": true
+    }));
+    let err = KeylessSigner::new(&token(forged), options(&fake))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, KeylessError::Fulcio { .. }), "{msg}");
+    assert!(
+        msg.contains("401") && msg.contains("eve@example.com"),
+        "{msg}"
+    );
+    assert!(msg.contains(&fake.fulcio_url), "{msg}");
+}
+
+/// The sigstore-python CLI in the project venv (scripts/venv.sh installs it with model-signing).
+fn sigstore_python() -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/sigstore");
+    p.exists().then_some(p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_bundle_reverifies_with_sigstore_python() {
+    let Some(sigstore) = sigstore_python() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have .venv/bin/sigstore (scripts/venv.sh)"
+        );
+        eprintln!("skipped: .venv/bin/sigstore not installed (run scripts/venv.sh)");
+        return;
+    };
+    let fake = FakeSigstore::start();
+    let email = "python@example.com";
+    let signer = KeylessSigner::new(&token(fake.token_for_email(email)), options(&fake))
+        .await
+        .unwrap();
+    let artifact = fake.dir().join("model.bin");
+    std::fs::write(&artifact, b"weights for sigstore-python").unwrap();
+    let (p, _) = statement("model.bin", b"weights for sigstore-python");
+    let bundle = signer.sign_dsse(PAYLOAD_TYPE, &p).await.unwrap();
+    let bundle_path = fake.dir().join("model.bin.sigstore.json");
+    std::fs::write(&bundle_path, serde_json::to_vec(&bundle).unwrap()).unwrap();
+
+    let run = |identity: &str| {
+        std::process::Command::new(&sigstore)
+            .arg("--trust-config")
+            .arg(&fake.trust_config_path)
+            .args(["verify", "identity", "--offline", "--bundle"])
+            .arg(&bundle_path)
+            .args([
+                "--cert-identity",
+                identity,
+                "--cert-oidc-issuer",
+                fake.issuer(),
+            ])
+            .arg(&artifact)
+            .output()
+            .unwrap()
+    };
+    let out = run(email);
+    assert!(
+        out.status.success(),
+        "sigstore-python rejected our bundle:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And it does check the identity.
+    assert!(!run("someone-else@example.com").status.success());
+}
