@@ -3,12 +3,15 @@
 pub mod attest;
 pub mod copy;
 pub mod discover;
+pub mod keyless;
 pub mod keys;
+pub mod local;
 pub mod login;
 pub mod pull;
 pub mod push;
 pub mod sign;
 pub mod verify;
+pub mod verify_target;
 
 use super::args::{Command, RegistryOpts};
 use super::exit::Failure;
@@ -26,10 +29,10 @@ pub async fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::Copy(a) => copy::run(a, ctx).await,
         Command::Inspect(a) => pull::inspect(a, ctx).await,
         Command::Sign(a) => sign::run(a, ctx).await,
-        Command::SignLocal(a) => sign::run_local(a, ctx).await,
+        Command::SignLocal(a) => local::sign_local(a, ctx).await,
         Command::Attest(a) => attest::run(a, ctx).await,
-        Command::Verify(a) => verify::run(a, ctx).await,
-        Command::VerifyLocal(a) => verify::run_local(a, ctx).await,
+        Command::Verify(a) => verify_target::run(a, ctx).await,
+        Command::VerifyLocal(a) => local::verify_local(a, ctx).await,
         Command::VerifyBundle(a) => verify::run_bundle(a, ctx).await,
         Command::Discover(a) => discover::run(a, ctx).await,
         Command::GenerateKeyPair(a) => keys::generate(a, ctx).await,
@@ -84,4 +87,28 @@ pub async fn open_store(
 ) -> anyhow::Result<Arc<dyn store::Store>> {
     let options = store_options(opts)?;
     Ok(store::open(target, &options).await?)
+}
+
+/// Write `content` to `path` through a temporary file in the same directory, so a reader never
+/// sees a partial file (signature bundles, keys).
+pub fn write_atomically(path: &std::path::Path, content: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".oci-model-")
+        .tempfile_in(&dir)
+        .map_err(|e| Failure::usage(format!("cannot write in {}: {e}", dir.display())))?;
+    tmp.write_all(content)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
+    }
+    tmp.persist(path)
+        .map_err(|e| Failure::usage(format!("cannot write {}: {}", path.display(), e.error)))?;
+    Ok(())
 }

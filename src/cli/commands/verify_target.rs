@@ -1,0 +1,120 @@
+//! `verify <TARGET>` and the verification `pull` does before releasing any file.
+
+use super::{open_store, parse_target};
+use crate::cli::args::{PolicyOpts, VerifyArgs};
+use crate::cli::exit::Failure;
+use crate::cli::Ctx;
+use anyhow::Context as _;
+use oci_model::model::{fetch_model, ModelArtifact};
+use oci_model::reference::Target;
+use oci_model::sigstore_ops;
+use oci_model::store::Store;
+use oci_model::verify::{Report, VerifiedBundle};
+use serde_json::json;
+
+/// Verify a fetched model against the policy flags; Err (exit 1) unless the policy passes.
+async fn verify_artifact(
+    policy_opts: &PolicyOpts,
+    target: &Target,
+    store: &dyn Store,
+    artifact: &ModelArtifact,
+) -> anyhow::Result<(Report, Vec<VerifiedBundle>)> {
+    let trust = crate::cli::policy::trusted_root(policy_opts)?;
+    let repository = target.repository_name();
+    let policy = crate::cli::policy::policy(policy_opts, Some(&repository))?;
+    let shown = strip_digest(target);
+    Ok(sigstore_ops::verify_model(store, artifact, &shown, &policy, &trust).await?)
+}
+
+fn strip_digest(target: &Target) -> String {
+    let s = target.to_string();
+    s.split('@').next().unwrap_or(&s).to_string()
+}
+
+pub async fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let target = parse_target(&args.target)?;
+    let store = open_store(&target, &args.registry).await?;
+    let artifact = fetch_model(store.as_ref(), &target.reference())
+        .await
+        .with_context(|| format!("verify {target}"))?;
+    let (report, verified) =
+        verify_artifact(&args.policy, &target, store.as_ref(), &artifact).await?;
+    let attestations: Vec<serde_json::Value> = if args.show_attestations {
+        verified
+            .iter()
+            .filter_map(|b| b.statement())
+            .map(|s| {
+                json!({
+                    "predicateType": s.predicate_type,
+                    "subject": s.subject,
+                    "predicate": s.predicate,
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut text = report.to_text();
+    if args.show_attestations {
+        for a in &attestations {
+            text.push_str(&format!(
+                "\nAttestation {}:\n{}\n",
+                a["predicateType"].as_str().unwrap_or(""),
+                serde_json::to_string_pretty(&a["predicate"]).unwrap_or_default()
+            ));
+        }
+    }
+    let mut value = report.to_json();
+    if args.show_attestations {
+        value["attestations"] = serde_json::Value::Array(attestations);
+    }
+    ctx.printer.result(&text, &value);
+    if report.ok {
+        Ok(())
+    } else {
+        Err(Failure::verify(failure_summary(&report)))
+    }
+}
+
+/// One line saying why verification failed.
+fn failure_summary(report: &Report) -> String {
+    let mut reasons: Vec<String> = report
+        .policy
+        .as_ref()
+        .map(|p| p.failures.clone())
+        .unwrap_or_default();
+    if report.bundles.is_empty() {
+        reasons.insert(0, "no signatures or attestations are attached".into());
+    }
+    for b in report.bundles.iter().filter(|b| !b.ok) {
+        if let Some(e) = &b.error {
+            reasons.push(format!("{}: {e}", b.source));
+        }
+    }
+    format!(
+        "verification of {} failed: {}",
+        report.target,
+        reasons.join("; ")
+    )
+}
+
+/// `pull --key …`: verify the exact manifest that will be pulled before any file is written.
+/// Prints the report to stderr in text mode; Err (exit 1) when the policy fails.
+pub async fn verify_before_pull(
+    policy_opts: &PolicyOpts,
+    target: &Target,
+    store: &dyn Store,
+    artifact: &ModelArtifact,
+    ctx: &Ctx,
+) -> anyhow::Result<Report> {
+    let (report, _) = verify_artifact(policy_opts, target, store, artifact).await?;
+    ctx.printer.note(report.to_text().trim_end());
+    if report.ok {
+        Ok(report)
+    } else {
+        Err(Failure::verify(format!(
+            "{}; nothing was written",
+            failure_summary(&report)
+        )))
+    }
+}
