@@ -354,6 +354,10 @@ pub async fn verify_model(
         ) {
             Ok((b, extra)) => {
                 let mut r = BundleReport::verified(source, &b);
+                // The OMS subject is checked here (resources → root digest), not by the
+                // bundle verifier: drop its "not checked" note.
+                r.checks
+                    .retain(|c| !(c.name == "subject" && c.detail.starts_with("not checked")));
                 r.checks.push(Check::new(
                     "referrer subject",
                     format!("the referrer's subject is {digest}"),
@@ -416,8 +420,9 @@ fn verify_one(
         checks.push(Check::new(
             "resources",
             format!(
-                "the signature lists exactly the manifest's {} file(s) with the same sha256 digests",
-                comparison.checked
+                "the signature lists exactly the manifest's {} file(s) with the same sha256 digests; its subject is their root digest {}",
+                comparison.checked,
+                statement.root_digest()
             ),
         ));
         b
@@ -429,13 +434,6 @@ fn verify_one(
             trust,
         )
         .map_err(|e| e.to_string())?;
-        checks.push(Check::new(
-            "subject",
-            format!(
-                "the statement's subject is the manifest {}",
-                artifact.descriptor.digest
-            ),
-        ));
         b
     };
     if let (Some(annotated), Some(actual)) = (annotated, verified.predicate_type()) {
