@@ -60,11 +60,11 @@ impl Registry {
     }
 
     /// Start with extra configuration appended to / edited in the generated YAML.
-    pub fn start_with_config(edit: impl FnOnce(&mut String)) -> Registry {
+    pub fn start_with_config(edit: impl Fn(&mut String)) -> Registry {
         Self::start_in(tempfile::tempdir().expect("tempdir"), edit)
     }
 
-    fn start_in(dir: tempfile::TempDir, edit: impl FnOnce(&mut String)) -> Registry {
+    fn start_in(dir: tempfile::TempDir, edit: impl Fn(&mut String)) -> Registry {
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage).unwrap();
         // A port can be taken between probing and binding: try a few.
