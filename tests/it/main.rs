@@ -2,6 +2,7 @@
 
 mod harness;
 mod smoke;
+mod registry;
 mod fakes;
 mod keyless;
 mod conformance;

@@ -1,0 +1,884 @@
+//! The OCI distribution client against the real `docker-registry` 2.8.2 (and, for the
+//! referrers API, an in-process `ferro-oci-server`): blobs, manifests, auth, retries,
+//! referrers, login/logout.
+
+use crate::harness;
+use bytes::Bytes;
+use oci_model::digest::Digest;
+use oci_model::media_types as mt;
+use oci_model::reference::{RegistryRef, Target};
+use oci_model::secret::Secret;
+use oci_model::store::auth::Credentials;
+use oci_model::store::registry::RegistryStore;
+use oci_model::store::{
+    fetch_blob_verified, BytesSource, Descriptor, FileSource, ImageManifest, Store, StoreError,
+    StoreOptions,
+};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+fn reg_ref(host: &str, repo: &str) -> RegistryRef {
+    match Target::parse(&format!("{host}/{repo}")).unwrap() {
+        Target::Registry(r) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn store_with(host: &str, repo: &str, options: StoreOptions) -> RegistryStore {
+    RegistryStore::new(&reg_ref(host, repo), &options)
+        .unwrap()
+        .with_backoff_base(Duration::from_millis(10))
+}
+
+fn store(host: &str, repo: &str) -> RegistryStore {
+    store_with(host, repo, StoreOptions::default())
+}
+
+fn basic(user: &str, password: &str) -> StoreOptions {
+    StoreOptions {
+        credentials: Some(Credentials::Basic {
+            username: user.into(),
+            password: Secret::new(password),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn read_all(store: &dyn Store, d: &Descriptor) -> Result<Vec<u8>, StoreError> {
+    let mut r = fetch_blob_verified(store, d, "test blob").await?;
+    let mut out = Vec::new();
+    r.read_to_end(&mut out)
+        .await
+        .map_err(oci_model::store::verified::unwrap_io_error)?;
+    Ok(out)
+}
+
+/// Push `{}` and one layer, then a model-like manifest under `tag`; returns its descriptor.
+async fn push_subject(store: &dyn Store, tag: &str) -> Descriptor {
+    store
+        .push_blob(&BytesSource(Bytes::from_static(b"{}")))
+        .await
+        .unwrap();
+    let layer = Bytes::from(format!("weights for {tag}"));
+    let (ld, ls) = store.push_blob(&BytesSource(layer)).await.unwrap();
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(mt::OCI_MANIFEST.into()),
+        artifact_type: Some(mt::MODEL_ARTIFACT.into()),
+        config: Descriptor::empty(),
+        layers: vec![Descriptor::new(mt::MODEL_WEIGHT, ld, ls)],
+        subject: None,
+        annotations: None,
+    };
+    store
+        .push_manifest(
+            Bytes::from(manifest.to_bytes()),
+            mt::OCI_MANIFEST,
+            Some(tag),
+        )
+        .await
+        .unwrap()
+}
+
+/// A referrer manifest (bundle-like) of `subject`; its layer is pushed too.
+async fn referrer_of(
+    store: &dyn Store,
+    subject: &Descriptor,
+    artifact_type: &str,
+    n: usize,
+) -> Bytes {
+    let layer = Bytes::from(format!("bundle {n} of {}", subject.digest));
+    let (ld, ls) = store.push_blob(&BytesSource(layer)).await.unwrap();
+    let mut annotations = BTreeMap::new();
+    annotations.insert("test.n".to_string(), n.to_string());
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(mt::OCI_MANIFEST.into()),
+        artifact_type: Some(artifact_type.into()),
+        config: Descriptor::empty(),
+        layers: vec![Descriptor::new(mt::SIGSTORE_BUNDLE_V03, ld, ls)],
+        subject: Some(subject.clone()),
+        annotations: Some(annotations),
+    };
+    Bytes::from(manifest.to_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A loopback HTTP proxy in front of the registry: logs requests, can answer some itself
+// (failures, oversized manifests) and forwards the rest.
+
+type Hook = Box<dyn Fn(&reqwest::Method, &str) -> Option<axum::response::Response> + Send + Sync>;
+
+struct ProxyState {
+    upstream: String,
+    own: Mutex<String>,
+    client: reqwest::Client,
+    log: Mutex<Vec<(String, String)>>,
+    /// `Content-Length` and `Transfer-Encoding` of each PATCH.
+    patch_framing: Mutex<Vec<(Option<String>, Option<String>)>>,
+    hook: Hook,
+}
+
+struct Proxy {
+    host: String,
+    state: Arc<ProxyState>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str, hook: Hook) -> Proxy {
+        let state = Arc::new(ProxyState {
+            upstream: upstream.to_string(),
+            own: Mutex::new(String::new()),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            log: Mutex::new(Vec::new()),
+            patch_framing: Mutex::new(Vec::new()),
+            hook,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        *state.own.lock().unwrap() = host.clone();
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Proxy { host, state }
+    }
+
+    /// Requests seen (method, path and query), in order.
+    fn log(&self) -> Vec<(String, String)> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    fn count(&self, method: &str, path_contains: &str) -> usize {
+        self.log()
+            .iter()
+            .filter(|(m, p)| m == method && p.contains(path_contains))
+            .count()
+    }
+}
+
+async fn forward(
+    axum::extract::State(st): axum::extract::State<Arc<ProxyState>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let method = req.method().clone();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    st.log
+        .lock()
+        .unwrap()
+        .push((method.to_string(), pq.clone()));
+    if method == reqwest::Method::PATCH {
+        let h = |name: &str| {
+            req.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap_or("").to_string())
+        };
+        st.patch_framing
+            .lock()
+            .unwrap()
+            .push((h("content-length"), h("transfer-encoding")));
+    }
+    if let Some(resp) = (st.hook)(&method, &pq) {
+        return resp;
+    }
+    let mut headers = req.headers().clone();
+    for h in ["host", "connection", "transfer-encoding", "keep-alive"] {
+        headers.remove(h);
+    }
+    let body = reqwest::Body::wrap_stream(req.into_body().into_data_stream());
+    let sent = st
+        .client
+        .request(method, format!("http://{}{}", st.upstream, pq))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => return (axum::http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let own = st.own.lock().unwrap().clone();
+    let mut out = axum::response::Response::builder().status(resp.status());
+    for (k, v) in resp.headers() {
+        if matches!(
+            k.as_str(),
+            "connection" | "transfer-encoding" | "keep-alive"
+        ) {
+            continue;
+        }
+        if k == reqwest::header::LOCATION {
+            let rewritten = v.to_str().unwrap_or("").replace(&st.upstream, &own);
+            out = out.header(k, rewritten);
+        } else {
+            out = out.header(k, v);
+        }
+    }
+    out.body(axum::body::Body::from_stream(resp.bytes_stream()))
+        .unwrap()
+}
+
+/// A hook failing the first `n` requests that match with `status` (and `Retry-After: 0`).
+fn fail_first(n: usize, method: &'static str, path_contains: &'static str, status: u16) -> Hook {
+    let left = AtomicUsize::new(n);
+    Box::new(move |m, p| {
+        if m.as_str() == method
+            && p.contains(path_contains)
+            && left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                .is_ok()
+        {
+            Some(
+                axum::response::Response::builder()
+                    .status(status)
+                    .header("Retry-After", "0")
+                    .body(axum::body::Body::from(
+                        "{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"try later\"}]}",
+                    ))
+                    .unwrap(),
+            )
+        } else {
+            None
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blobs
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blob_push_and_fetch_round_trip_with_digest_check() {
+    let reg = harness::Registry::start();
+    let s = store(&reg.host, &harness::repo("blobs"));
+    let data = harness::pseudo_random(3 * 1024 * 1024 + 17, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    std::fs::write(&path, &data).unwrap();
+    // Digest unknown: hashed while uploading.
+    let source = FileSource {
+        path: path.clone(),
+        size: data.len() as u64,
+        digest: None,
+    };
+    let (digest, size) = s.push_blob(&source).await.unwrap();
+    assert_eq!(digest, Digest::of(&data));
+    assert_eq!(size, data.len() as u64);
+    assert!(s.blob_exists(&digest).await.unwrap());
+    assert!(!s.blob_exists(&Digest::of(b"absent")).await.unwrap());
+    let d = Descriptor::new(mt::MODEL_WEIGHT, digest.clone(), size);
+    assert_eq!(read_all(&s, &d).await.unwrap(), data);
+
+    // The empty blob.
+    let (empty, n) = s.push_blob(&BytesSource(Bytes::new())).await.unwrap();
+    assert_eq!((empty.clone(), n), (Digest::of(b""), 0));
+    assert!(read_all(&s, &Descriptor::new("x", empty, 0))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A known digest that does not match the content is refused, naming the source.
+    let lying = FileSource {
+        path: path.clone(),
+        size: data.len() as u64,
+        digest: Some(Digest::of(b"other")),
+    };
+    let err = s.push_blob(&lying).await.unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
+    // A wrong declared size too.
+    let short = FileSource {
+        path,
+        size: data.len() as u64 + 5,
+        digest: None,
+    };
+    let err = s.push_blob(&short).await.unwrap_err();
+    assert!(matches!(err, StoreError::SizeMismatch { .. }), "{err}");
+
+    // Missing blob: NotFound naming the digest and the repository.
+    let missing = Descriptor::new("x", Digest::of(b"nope"), 4);
+    let err = match s.fetch_blob_raw(&missing).await {
+        Err(e) => e,
+        Ok(_) => panic!("fetched a missing blob"),
+    };
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    assert!(
+        err.to_string().contains(missing.digest.as_str())
+            && err.to_string().contains(&s.location()),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn known_blob_is_not_uploaded_again_and_uploads_are_one_patch() {
+    let reg = harness::Registry::start();
+    let proxy = Proxy::start(&reg.host, Box::new(|_, _| None)).await;
+    let s = store(&proxy.host, &harness::repo("skip"));
+    let data = Bytes::from(harness::pseudo_random(1024 * 1024, 3));
+    let (d1, _) = s.push_blob(&BytesSource(data.clone())).await.unwrap();
+    assert_eq!(proxy.count("POST", "/blobs/uploads/"), 1);
+    assert_eq!(
+        proxy.count("PATCH", "/blobs/uploads/"),
+        1,
+        "{:?}",
+        proxy.log()
+    );
+    assert_eq!(proxy.count("PUT", "digest=sha256:"), 1);
+    // The PATCH declared its length (no chunked encoding).
+    assert_eq!(
+        proxy.state.patch_framing.lock().unwrap().clone(),
+        vec![(Some(data.len().to_string()), None)]
+    );
+    // Second push with the known digest: one HEAD, nothing sent.
+    let (d2, n) = s.push_blob(&BytesSource(data.clone())).await.unwrap();
+    assert_eq!((d2, n), (d1.clone(), data.len() as u64));
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        1,
+        "{:?}",
+        proxy.log()
+    );
+    assert_eq!(proxy.count("HEAD", &format!("/blobs/{d1}")), 2);
+    assert!(s.blob_exists(&d1).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrupted_blob_in_storage_fails_verification_naming_both_digests() {
+    let reg = harness::Registry::start();
+    let s = store(&reg.host, &harness::repo("corrupt"));
+    let data = harness::pseudo_random(200_000, 11);
+    let (digest, size) = s
+        .push_blob(&BytesSource(Bytes::from(data.clone())))
+        .await
+        .unwrap();
+    // Same length, one byte changed, behind the registry's back.
+    let mut bad = data.clone();
+    bad[100_000] ^= 0xff;
+    std::fs::write(reg.blob_data_path(digest.hex()), &bad).unwrap();
+    let d = Descriptor::new(mt::MODEL_WEIGHT, digest.clone(), size);
+    let err = read_all(&s, &d).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{msg}");
+    assert!(
+        msg.contains(digest.as_str()) && msg.contains(Digest::of(&bad).as_str()),
+        "{msg}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn manifest_push_and_fetch_preserve_exact_bytes_and_digest() {
+    let reg = harness::Registry::start();
+    let s = store(&reg.host, &harness::repo("manifests"));
+    s.push_blob(&BytesSource(Bytes::from_static(b"{}")))
+        .await
+        .unwrap();
+    let (ld, ls) = s
+        .push_blob(&BytesSource(Bytes::from_static(b"layer")))
+        .await
+        .unwrap();
+    // Deliberately non-canonical JSON: odd spacing and key order must survive.
+    let text = format!(
+        "{{\n  \"schemaVersion\" : 2,\"mediaType\":\"{}\",   \"config\": {{\"mediaType\":\"{}\",\"digest\":\"{}\",\"size\":2}},\n\"layers\":[{{\"size\":{ls},\"digest\":\"{ld}\",\"mediaType\":\"{}\"}}] }}\n",
+        mt::OCI_MANIFEST,
+        mt::OCI_EMPTY,
+        mt::OCI_EMPTY_DIGEST,
+        mt::MODEL_WEIGHT
+    );
+    let bytes = Bytes::from(text);
+    let pushed = s
+        .push_manifest(bytes.clone(), mt::OCI_MANIFEST, Some("v1"))
+        .await
+        .unwrap();
+    assert_eq!(pushed.digest, Digest::of(&bytes));
+    assert_eq!(pushed.size, bytes.len() as u64);
+    for reference in ["v1".to_string(), pushed.digest.to_string()] {
+        let got = s.fetch_manifest(&reference).await.unwrap();
+        assert_eq!(got.bytes, bytes, "{reference}");
+        assert_eq!(got.descriptor.digest, pushed.digest);
+        assert_eq!(got.descriptor.media_type, mt::OCI_MANIFEST);
+        let resolved = s.resolve(&reference).await.unwrap();
+        assert_eq!(
+            resolved,
+            Descriptor::new(mt::OCI_MANIFEST, pushed.digest.clone(), bytes.len() as u64)
+        );
+    }
+    // Untagged push: by digest.
+    let index = oci_model::store::ImageIndex {
+        manifests: vec![pushed.clone()],
+        ..Default::default()
+    };
+    let ib = Bytes::from(index.to_bytes());
+    let d = s
+        .push_manifest(ib.clone(), mt::OCI_INDEX, None)
+        .await
+        .unwrap();
+    let got = s.fetch_manifest(d.digest.as_str()).await.unwrap();
+    assert_eq!(
+        (got.bytes, got.descriptor.media_type.as_str()),
+        (ib, mt::OCI_INDEX)
+    );
+
+    let mut tags = s.list_tags().await.unwrap();
+    tags.sort();
+    assert_eq!(tags, vec!["v1"]);
+    let err = s.fetch_manifest("nope").await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound { .. }) && err.to_string().contains("nope"),
+        "{err}"
+    );
+    assert!(matches!(
+        s.resolve("nope").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(store(&reg.host, "never/pushed")
+        .list_tags()
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tag_list_follows_link_pagination() {
+    // distribution 2.8 never pages its tag list: the proxy answers with pages, linked once
+    // relatively and once absolutely, the last page with `"tags": null`.
+    let reg = harness::Registry::start();
+    let own = Arc::new(Mutex::new(String::new()));
+    let own2 = own.clone();
+    let page = |body: &str, link: Option<String>| {
+        let mut b = axum::response::Response::builder()
+            .status(200)
+            .header("Content-Type", "application/json");
+        if let Some(l) = link {
+            b = b.header("Link", l);
+        }
+        b.body(axum::body::Body::from(body.to_string())).unwrap()
+    };
+    let proxy = Proxy::start(
+        &reg.host,
+        Box::new(move |m, p| {
+            if m != reqwest::Method::GET || !p.contains("/tags/list") {
+                return None;
+            }
+            let host = own2.lock().unwrap().clone();
+            Some(if p.ends_with("/tags/list") {
+                page(
+                    r#"{"name":"m","tags":["a","b"]}"#,
+                    Some("</v2/team/m/tags/list?last=b&n=2>; rel=\"next\"".to_string()),
+                )
+            } else if p.ends_with("last=b&n=2") {
+                page(
+                    r#"{"name":"m","tags":["c"]}"#,
+                    Some(format!(
+                        "<http://{host}/v2/team/m/tags/list?last=c&n=2>; rel=\"next\""
+                    )),
+                )
+            } else {
+                page(r#"{"name":"m","tags":null}"#, None)
+            })
+        }),
+    )
+    .await;
+    *own.lock().unwrap() = proxy.host.clone();
+    let tags = store(&proxy.host, "team/m").list_tags().await.unwrap();
+    assert_eq!(tags, vec!["a", "b", "c"]);
+    assert_eq!(proxy.count("GET", "/tags/list"), 3, "{:?}", proxy.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oversized_manifest_is_refused_on_read() {
+    let reg = harness::Registry::start();
+    let big = 5 * 1024 * 1024usize;
+    // Served by the proxy: one answer with Content-Length, one streamed without it.
+    let hook: Hook = Box::new(move |m, p| {
+        let body = |declared: bool| {
+            let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+            let stream = futures::stream::iter(
+                (0..big / chunk.len()).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+            );
+            let mut b = axum::response::Response::builder()
+                .status(200)
+                .header("Content-Type", mt::OCI_MANIFEST);
+            if declared {
+                b = b.header("Content-Length", big.to_string());
+            }
+            b.body(axum::body::Body::from_stream(stream)).unwrap()
+        };
+        if m != reqwest::Method::GET {
+            return None;
+        }
+        if p.ends_with("/manifests/declared") {
+            Some(body(true))
+        } else if p.ends_with("/manifests/streamed") {
+            Some(body(false))
+        } else {
+            None
+        }
+    });
+    let proxy = Proxy::start(&reg.host, hook).await;
+    let s = store(&proxy.host, &harness::repo("big"));
+    for tag in ["declared", "streamed"] {
+        let err = s.fetch_manifest(tag).await.unwrap_err();
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{tag}: {err}");
+        assert!(
+            err.to_string().contains(&format!("manifest {tag}")),
+            "{err}"
+        );
+    }
+    // And we never send one.
+    let err = s
+        .push_manifest(Bytes::from(vec![b' '; big]), mt::OCI_MANIFEST, Some("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn basic_auth_with_good_bad_and_missing_credentials() {
+    let password = "correct-horse-battery";
+    let reg = harness::Registry::start_with_htpasswd("alice", password);
+    let repo = harness::repo("auth");
+    let good = store_with(&reg.host, &repo, basic("alice", password));
+    let (d, _) = good
+        .push_blob(&BytesSource(Bytes::from_static(b"secret weights")))
+        .await
+        .unwrap();
+    let subject = push_subject(&good, "v1").await;
+    assert_eq!(good.resolve("v1").await.unwrap().digest, subject.digest);
+    assert!(good.blob_exists(&d).await.unwrap());
+
+    let wrong = "wrong-password-123";
+    let bad = store_with(&reg.host, &repo, basic("alice", wrong));
+    let err = bad
+        .push_blob(&BytesSource(Bytes::from_static(b"x")))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Unauthorized { .. }), "{msg}");
+    assert!(msg.contains(&reg.host) && msg.contains("alice"), "{msg}");
+    assert!(
+        !msg.contains(wrong) && !format!("{err:?}").contains(wrong),
+        "{msg}"
+    );
+    let err = bad.fetch_manifest("v1").await.unwrap_err();
+    assert!(matches!(err, StoreError::Unauthorized { .. }) && !err.to_string().contains(wrong));
+
+    // Anonymous (the test process has no docker config for this host): told how to log in.
+    let anon = store(&reg.host, &repo);
+    let err = anon.resolve("v1").await.unwrap_err();
+    assert!(matches!(err, StoreError::Unauthorized { .. }), "{err}");
+    assert!(err.to_string().contains("login"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retries
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transient_failures_are_retried_and_uploads_restart_from_the_source() {
+    let reg = harness::Registry::start();
+    // Two 503s on the first PATCH (the upload restarts: a new POST each time), one on a GET.
+    let patch_fails = fail_first(2, "PATCH", "/blobs/uploads/", 503);
+    let get_fails = fail_first(1, "GET", "/manifests/v1", 429);
+    let proxy = Proxy::start(
+        &reg.host,
+        Box::new(move |m, p| patch_fails(m, p).or_else(|| get_fails(m, p))),
+    )
+    .await;
+    let s = store(&proxy.host, &harness::repo("retry"));
+    let data = Bytes::from(harness::pseudo_random(300_000, 5));
+    let (digest, _) = s.push_blob(&BytesSource(data.clone())).await.unwrap();
+    assert_eq!(digest, Digest::of(&data));
+    assert_eq!(
+        proxy.count("POST", "/blobs/uploads/"),
+        3,
+        "{:?}",
+        proxy.log()
+    );
+    assert_eq!(proxy.count("PATCH", "/blobs/uploads/"), 3);
+    assert_eq!(
+        read_all(&s, &Descriptor::new("x", digest, data.len() as u64))
+            .await
+            .unwrap(),
+        data
+    );
+    let subject = push_subject(&s, "v1").await;
+    assert_eq!(
+        s.fetch_manifest("v1").await.unwrap().descriptor.digest,
+        subject.digest
+    );
+    assert_eq!(proxy.count("GET", "/manifests/v1"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_the_last_attempt_the_error_names_attempts_and_cause() {
+    let reg = harness::Registry::start();
+    let proxy = Proxy::start(&reg.host, fail_first(usize::MAX, "GET", "/manifests/", 503)).await;
+    let options = StoreOptions {
+        max_attempts: 3,
+        ..Default::default()
+    };
+    let s = store_with(&proxy.host, &harness::repo("giveup"), options);
+    let err = s.fetch_manifest("v1").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("HTTP 503")
+            && msg.contains("3 attempts")
+            && msg.contains("UNAVAILABLE: try later")
+            && msg.contains("manifests/v1"),
+        "{msg}"
+    );
+    assert_eq!(proxy.count("GET", "/manifests/v1"), 3);
+
+    // A registry that went away: connection errors, retried, then a clear Network error.
+    let host = reg.host.clone();
+    drop(reg);
+    let s = store_with(
+        &host,
+        "gone/repo",
+        StoreOptions {
+            max_attempts: 2,
+            ..Default::default()
+        },
+    );
+    let err = s.blob_exists(&Digest::of(b"x")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Network { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&host) && err.to_string().contains("2 attempts"),
+        "{err}"
+    );
+
+    // Non-transient errors are not retried.
+    let reg = harness::Registry::start();
+    let proxy = Proxy::start(
+        &reg.host,
+        fail_first(usize::MAX, "HEAD", "/manifests/", 400),
+    )
+    .await;
+    let s = store(&proxy.host, &harness::repo("noretry"));
+    assert!(s.resolve("v1").await.is_err());
+    assert_eq!(proxy.count("HEAD", "/manifests/v1"), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Referrers
+
+async fn check_twenty_referrers(host: &str, shared: bool) {
+    let repo = harness::repo(if shared { "ref-shared" } else { "ref-separate" });
+    let main = Arc::new(store(host, &repo));
+    let subject = push_subject(main.as_ref(), "v1").await;
+    let mut manifests = Vec::new();
+    for n in 0..20 {
+        let at = if n % 2 == 0 {
+            mt::SIGSTORE_BUNDLE_V03
+        } else {
+            "application/vnd.example.other"
+        };
+        manifests.push(referrer_of(main.as_ref(), &subject, at, n).await);
+    }
+    let mut tasks = Vec::new();
+    for bytes in manifests.clone() {
+        let s: Arc<RegistryStore> = if shared {
+            main.clone()
+        } else {
+            Arc::new(store(host, &repo))
+        };
+        let subject = subject.clone();
+        tasks.push(tokio::spawn(async move {
+            s.push_referrer(bytes, &subject).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    // Exactly twenty entries in the fallback index, each with its artifact type and annotations.
+    let index = main
+        .fetch_manifest(&subject.digest.fallback_tag())
+        .await
+        .unwrap();
+    let index: oci_model::store::ImageIndex = serde_json::from_slice(&index.bytes).unwrap();
+    assert_eq!(index.manifests.len(), 20, "{index:?}");
+    let mut digests: Vec<_> = index.manifests.iter().map(|d| d.digest.clone()).collect();
+    digests.sort();
+    let mut expected: Vec<_> = manifests.iter().map(|b| Digest::of(b)).collect();
+    expected.sort();
+    assert_eq!(digests, expected);
+    let all = main.referrers(&subject, None).await.unwrap();
+    assert_eq!(all.len(), 20);
+    let sigs = main
+        .referrers(&subject, Some(mt::SIGSTORE_BUNDLE_V03))
+        .await
+        .unwrap();
+    assert_eq!(sigs.len(), 10);
+    assert!(sigs
+        .iter()
+        .all(|d| d.annotation("test.n").is_some() && d.media_type == mt::OCI_MANIFEST));
+    // Pushing one again changes nothing.
+    main.push_referrer(manifests[0].clone(), &subject)
+        .await
+        .unwrap();
+    assert_eq!(main.referrers(&subject, None).await.unwrap().len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_referrers_on_one_store_all_land_in_the_fallback_index() {
+    let reg = harness::Registry::start();
+    check_twenty_referrers(&reg.host, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_referrers_from_separate_clients_all_land_in_the_fallback_index() {
+    // Like twenty processes: no shared lock, only the read-modify-write-verify protocol
+    // against a registry with last-writer-wins tags.
+    let reg = harness::Registry::start();
+    check_twenty_referrers(&reg.host, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn referrers_of_a_subject_without_any_is_empty_and_subject_is_checked() {
+    let reg = harness::Registry::start();
+    let s = store(&reg.host, &harness::repo("noref"));
+    let subject = push_subject(&s, "v1").await;
+    assert!(s.referrers(&subject, None).await.unwrap().is_empty());
+    let other = Descriptor::new(mt::OCI_MANIFEST, Digest::of(b"other"), 5);
+    let bytes = referrer_of(&s, &other, mt::SIGSTORE_BUNDLE_V03, 0).await;
+    let err = s.push_referrer(bytes, &subject).await.unwrap_err();
+    assert!(err.to_string().contains("subject"), "{err}");
+}
+
+/// An OCI 1.1 registry with the referrers API, in process.
+async fn start_ferro() -> String {
+    let state = ferro_oci_server::AppState::new(
+        Arc::new(ferro_blob_store::InMemoryBlobStore::new()),
+        Arc::new(ferro_oci_server::InMemoryRegistryMeta::new()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let app = ferro_oci_server::router(state);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    host
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn referrers_api_is_used_when_the_registry_has_it() {
+    let ferro = start_ferro().await;
+    let proxy = Proxy::start(&ferro, Box::new(|_, _| None)).await;
+    let s = store(&proxy.host, "team/model");
+    let subject = push_subject(&s, "v1").await;
+    for n in 0..3 {
+        let at = if n == 0 {
+            "application/vnd.example.other"
+        } else {
+            mt::SIGSTORE_BUNDLE_V03
+        };
+        let bytes = referrer_of(&s, &subject, at, n).await;
+        s.push_referrer(bytes, &subject).await.unwrap();
+    }
+    // No fallback tag was written or read: the registry indexes subjects itself.
+    assert!(!s
+        .list_tags()
+        .await
+        .unwrap()
+        .iter()
+        .any(|t| t.starts_with("sha256-")));
+    assert_eq!(
+        proxy.count("PUT", "/manifests/sha256-"),
+        0,
+        "{:?}",
+        proxy.log()
+    );
+    let all = s.referrers(&subject, None).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let sigs = s
+        .referrers(&subject, Some(mt::SIGSTORE_BUNDLE_V03))
+        .await
+        .unwrap();
+    assert_eq!(sigs.len(), 2);
+    assert!(sigs
+        .iter()
+        .all(|d| d.artifact_type.as_deref() == Some(mt::SIGSTORE_BUNDLE_V03)));
+    assert!(sigs.iter().all(|d| d.annotation("test.n").is_some()));
+    assert!(proxy.count("GET", "/referrers/") >= 2);
+    assert_eq!(proxy.count("GET", "/manifests/sha256-"), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// login / logout (the binary, with its own DOCKER_CONFIG)
+
+#[test]
+fn login_verifies_and_stores_credentials_and_logout_removes_them() {
+    use base64::Engine as _;
+    let password = "s3cret-for-login";
+    let reg = harness::Registry::start_with_htpasswd("bob", password);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"auths":{"other.example":{"auth":"eDp5"}},"credsStore":""}"#,
+    )
+    .unwrap();
+
+    // Wrong password: exit 3, nothing stored, the password never printed.
+    let out = harness::bin()
+        .env("DOCKER_CONFIG", dir.path())
+        .args(["login", &reg.host, "-u", "bob", "--password-stdin"])
+        .write_stdin("wrong-pw-xyz\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("wrong-pw-xyz") && stderr.contains(&reg.host),
+        "{stderr}"
+    );
+    assert!(!std::fs::read_to_string(&config)
+        .unwrap()
+        .contains(&reg.host));
+
+    let out = harness::bin()
+        .env("DOCKER_CONFIG", dir.path())
+        .args(["login", &reg.host, "-u", "bob", "--password-stdin"])
+        .write_stdin(format!("{password}\n"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(password));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    let expected = base64::engine::general_purpose::STANDARD.encode(format!("bob:{password}"));
+    assert_eq!(cfg["auths"][&reg.host]["auth"], expected.as_str());
+    assert_eq!(
+        cfg["auths"]["other.example"]["auth"], "eDp5",
+        "other entries kept"
+    );
+
+    let out = harness::bin()
+        .env("DOCKER_CONFIG", dir.path())
+        .args(["logout", &reg.host])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert!(cfg["auths"].get(&reg.host).is_none(), "{cfg}");
+    assert_eq!(cfg["auths"]["other.example"]["auth"], "eDp5");
+    let out = harness::bin()
+        .env("DOCKER_CONFIG", dir.path())
+        .args(["--output", "json", "logout", &reg.host])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["removed"], false);
+}
