@@ -614,6 +614,26 @@ pub async fn exchange_code(
     IdentityToken::parse(Secret::new(id_token), TokenOrigin::Browser).map_err(|e| e.to_string())
 }
 
+/// Ask the desktop to open `url` (xdg-open, open, or start); false when that failed.
+pub fn open_in_browser(url: &str) -> bool {
+    let mut cmd = if cfg!(target_os = "macos") {
+        std::process::Command::new("open")
+    } else if cfg!(windows) {
+        let mut c = std::process::Command::new("cmd");
+        c.args(["/C", "start", ""]);
+        c
+    } else {
+        std::process::Command::new("xdg-open")
+    };
+    cmd.arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,24 +712,4 @@ mod tests {
             "E9Melhoa2OwvFrEMTJguCQaoeU3ojfGmG7AtjdBHmN0"
         );
     }
-}
-
-/// Ask the desktop to open `url` (xdg-open, open, or start); false when that failed.
-pub fn open_in_browser(url: &str) -> bool {
-    let mut cmd = if cfg!(target_os = "macos") {
-        std::process::Command::new("open")
-    } else if cfg!(windows) {
-        let mut c = std::process::Command::new("cmd");
-        c.args(["/C", "start", ""]);
-        c
-    } else {
-        std::process::Command::new("xdg-open")
-    };
-    cmd.arg(url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }

@@ -596,3 +596,291 @@ async fn keyless_bundle_reverifies_with_sigstore_python() {
     // And it does check the identity.
     assert!(!run("someone-else@example.com").status.success());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Through the CLI: `oci-model sign --keyless` against the fake, on an OCI image layout.
+// ---------------------------------------------------------------------------------------------
+
+const AMBIENT_VARS: [&str; 3] = [
+    "SIGSTORE_ID_TOKEN",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+];
+
+fn cli() -> assert_cmd::Command {
+    let mut c = crate::harness::bin();
+    for v in AMBIENT_VARS {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// Push a tiny model into a fresh layout; returns (tempdir, target).
+fn pushed_model() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny-model");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::write(model.join("config.json"), br#"{"hidden_size": 8}"#).unwrap();
+    std::fs::write(model.join("model.safetensors"), vec![7u8; 4096]).unwrap();
+    let target = format!("oci:{}:v1", dir.path().join("layout").display());
+    let out = cli().arg("push").arg(&model).arg(&target).output().unwrap();
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir, target)
+}
+
+fn referrer_count(target: &str) -> usize {
+    let out = cli()
+        .args(["discover", target, "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "discover: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    fn count(v: &serde_json::Value) -> usize {
+        match v {
+            serde_json::Value::Object(m) => m
+                .get("referrers")
+                .and_then(|r| r.as_array())
+                .map(|a| a.len() + a.iter().map(count).sum::<usize>())
+                .unwrap_or(0),
+            serde_json::Value::Array(a) => a.iter().map(count).sum(),
+            _ => 0,
+        }
+    }
+    count(&v)
+}
+
+#[test]
+fn keyless_cli_sign_then_verify_with_the_test_root() {
+    let fake = FakeSigstore::start();
+    let (_dir, target) = pushed_model();
+    let email = "cli-user@example.com";
+    let bundle_out = fake.dir().join("model.sigstore.json");
+    let out = cli()
+        .args(["sign", &target, "--keyless", "--identity-token"])
+        .arg(fake.token_for_email(email))
+        .arg("--signing-config")
+        .arg(&fake.trust_config_path)
+        .arg("--bundle-out")
+        .arg(&bundle_out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "sign --keyless failed: {stderr}");
+    assert!(stderr.contains(email), "{stderr}");
+    // Two referrers (model-signing bundle + cosign-style bundle), one certificate.
+    assert_eq!(referrer_count(&target), 2);
+    assert_eq!(fake.shared.fulcio.issued.load(Ordering::SeqCst), 1);
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle_out).unwrap()).unwrap();
+    assert!(bundle["verificationMaterial"]["certificate"]["rawBytes"].is_string());
+
+    let verify = |identity: &str| {
+        cli()
+            .args(["verify", &target, "--certificate-identity", identity])
+            .args(["--certificate-oidc-issuer", fake.issuer()])
+            .arg("--trusted-root")
+            .arg(&fake.trusted_root_path)
+            .output()
+            .unwrap()
+    };
+    let ok = verify(email);
+    assert!(
+        ok.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&ok.stdout),
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(verify("mallory@evil.example").status.code(), Some(1));
+}
+
+#[test]
+fn keyless_cli_token_from_environment() {
+    let fake = FakeSigstore::start();
+    let (_dir, target) = pushed_model();
+    // SIGSTORE_ID_TOKEN (GitLab's id_tokens set the same variable).
+    let out = cli()
+        .args([
+            "sign",
+            &target,
+            "--keyless",
+            "--no-cosign-bundle",
+            "--signing-config",
+        ])
+        .arg(&fake.trust_config_path)
+        .env(
+            "SIGSTORE_ID_TOKEN",
+            fake.token_for_email("gitlab-job@example.com"),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("gitlab-job@example.com"), "{stderr}");
+    // GitHub Actions ambient credentials.
+    let out = cli()
+        .args([
+            "sign",
+            &target,
+            "--keyless",
+            "--no-cosign-bundle",
+            "--signing-config",
+        ])
+        .arg(&fake.trust_config_path)
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", &fake.github_request_url)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", &fake.github_request_token)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(fakes::oidc::GITHUB_WORKFLOW_REF),
+        "{stderr}"
+    );
+    // No source at all (stdin is not a terminal): a usage error naming the sources.
+    let out = cli()
+        .args(["sign", &target, "--keyless", "--signing-config"])
+        .arg(&fake.trust_config_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SIGSTORE_ID_TOKEN"));
+}
+
+#[test]
+fn keyless_cli_faults_refuse_and_push_no_referrer() {
+    let fake = FakeSigstore::start();
+    let (_dir, target) = pushed_model();
+    for fault in [
+        Fault::BadSct,
+        Fault::BadLogSignature,
+        Fault::UntrustedCa,
+        Fault::OtherIdentity,
+        Fault::BrokenInclusionProof,
+        Fault::BodyMismatch,
+        Fault::BadTimestamp,
+    ] {
+        fake.set_fault(Some(fault));
+        let out = cli()
+            .args(["sign", &target, "--keyless", "--identity-token"])
+            .arg(fake.token_for_email("erin@example.com"))
+            .arg("--signing-config")
+            .arg(&fake.trust_config_path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Exit 1 (verification failed) where the CLI can classify the refusal; the signer
+        // trait carries refusals during bundle signing as a message, so any failure code.
+        assert!(!out.status.success(), "{fault:?}: {stderr}");
+        assert!(stderr.contains("refusing to"), "{fault:?}: {stderr}");
+        assert_eq!(referrer_count(&target), 0, "{fault:?} pushed a referrer");
+    }
+    // The same fake, healthy again, signs.
+    fake.set_fault(None);
+    let out = cli()
+        .args(["sign", &target, "--keyless", "--identity-token"])
+        .arg(fake.token_for_email("erin@example.com"))
+        .arg("--signing-config")
+        .arg(&fake.trust_config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(referrer_count(&target), 2);
+}
+
+#[test]
+fn keyless_cli_tlog_upload_false_needs_a_key() {
+    let fake = FakeSigstore::start();
+    let (_dir, target) = pushed_model();
+    let out = cli()
+        .args([
+            "sign",
+            &target,
+            "--keyless",
+            "--tlog-upload=false",
+            "--identity-token",
+        ])
+        .arg(fake.token_for_email("frank@example.com"))
+        .arg("--signing-config")
+        .arg(&fake.trust_config_path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tlog-upload=false"));
+    assert_eq!(fake.shared.fulcio.issued.load(Ordering::SeqCst), 0);
+    assert_eq!(referrer_count(&target), 0);
+}
+
+#[test]
+fn keyless_cli_sign_on_a_registry() {
+    let fake = FakeSigstore::start();
+    let reg = crate::harness::Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.gguf"), vec![3u8; 2048]).unwrap();
+    let target = format!("{}/{}:v1", reg.host, crate::harness::repo("keyless"));
+    let out = cli()
+        .arg("push")
+        .arg(dir.path())
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A refused signature leaves the registry untouched.
+    fake.set_fault(Some(Fault::BrokenInclusionProof));
+    let sign = |fake: &FakeSigstore| {
+        cli()
+            .args(["sign", &target, "--keyless", "--identity-token"])
+            .arg(fake.token_for_email("reg@example.com"))
+            .arg("--signing-config")
+            .arg(&fake.trust_config_path)
+            .output()
+            .unwrap()
+    };
+    let out = sign(&fake);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inclusion proof"));
+    assert_eq!(referrer_count(&target), 0);
+
+    fake.set_fault(None);
+    let out = sign(&fake);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(referrer_count(&target), 2);
+    let out = cli()
+        .args([
+            "verify",
+            &target,
+            "--certificate-identity",
+            "reg@example.com",
+        ])
+        .args(["--certificate-oidc-issuer", fake.issuer()])
+        .arg("--trusted-root")
+        .arg(&fake.trusted_root_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
