@@ -864,6 +864,22 @@ fn login_verifies_and_stores_credentials_and_logout_removes_them() {
         "other entries kept"
     );
 
+    // Every command now finds the credentials in the docker config.
+    let repo = harness::repo("login");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let pusher = store_with(&reg.host, &repo, basic("bob", password));
+    let subject = rt.block_on(push_subject(&pusher, "v1"));
+    let inspect = |dir: &std::path::Path| {
+        harness::bin()
+            .env("DOCKER_CONFIG", dir)
+            .args(["inspect", &format!("{}/{repo}:v1", reg.host)])
+            .output()
+            .unwrap()
+    };
+    let out = inspect(dir.path());
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(subject.digest.as_str()));
+
     let out = harness::bin()
         .env("DOCKER_CONFIG", dir.path())
         .args(["logout", &reg.host])
@@ -873,6 +889,12 @@ fn login_verifies_and_stores_credentials_and_logout_removes_them() {
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
     assert!(cfg["auths"].get(&reg.host).is_none(), "{cfg}");
     assert_eq!(cfg["auths"]["other.example"]["auth"], "eDp5");
+    let out = inspect(dir.path());
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("login"),
+        "{out:?}"
+    );
     let out = harness::bin()
         .env("DOCKER_CONFIG", dir.path())
         .args(["--output", "json", "logout", &reg.host])
