@@ -3,6 +3,7 @@
 mod harness;
 mod smoke;
 mod registry;
+mod attest_lib;
 mod fakes;
 mod keyless;
 mod conformance;
