@@ -903,7 +903,8 @@ mod tests {
         let parsed = ModelStatement::parse(&serde_json::to_vec(&v).unwrap()).unwrap();
         assert_eq!(parsed.serialization.ignore_paths, vec!["x"]);
 
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             (
                 "subject digest",
                 Box::new(|v| v["subject"][0]["digest"]["sha256"] = json!("00".repeat(32))),

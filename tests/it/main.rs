@@ -8,3 +8,5 @@ mod fakes;
 mod keyless;
 mod conformance;
 mod verify_bundle;
+mod interop;
+mod local;
