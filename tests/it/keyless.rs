@@ -884,3 +884,75 @@ fn keyless_cli_sign_on_a_registry() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn keyless_cli_attest() {
+    let fake = FakeSigstore::start();
+    let (dir, target) = pushed_model();
+    let predicate = dir.path().join("eval.json");
+    std::fs::write(&predicate, br#"{"accuracy": 0.93, "dataset": "tiny-eval"}"#).unwrap();
+    let ptype = "https://example.com/eval/v1";
+    let out = cli()
+        .args([
+            "attest",
+            &target,
+            "--type",
+            ptype,
+            "--keyless",
+            "--predicate",
+        ])
+        .arg(&predicate)
+        .arg("--identity-token")
+        .arg(fake.token_for_workload("https://ci.example.com/eval-job"))
+        .arg("--signing-config")
+        .arg(&fake.trust_config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "attest --keyless: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fake.shared.fulcio.issued.load(Ordering::SeqCst), 1);
+    assert_eq!(referrer_count(&target), 1);
+    // Sign too (a second run: its own certificate), then verify signature + attestation.
+    let out = cli()
+        .args(["sign", &target, "--keyless", "--identity-token"])
+        .arg(fake.token_for_workload("https://ci.example.com/eval-job"))
+        .arg("--signing-config")
+        .arg(&fake.trust_config_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sign: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fake.shared.fulcio.issued.load(Ordering::SeqCst), 2);
+    let verify = |ptype: &str| {
+        cli()
+            .args(["verify", &target, "--certificate-identity"])
+            .arg("https://ci.example.com/eval-job")
+            .args([
+                "--certificate-oidc-issuer",
+                fake.issuer(),
+                "--attestation-type",
+                ptype,
+            ])
+            .arg("--trusted-root")
+            .arg(&fake.trusted_root_path)
+            .output()
+            .unwrap()
+    };
+    let out = verify(ptype);
+    assert!(
+        out.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        verify("https://example.com/missing/v1").status.code(),
+        Some(1)
+    );
+}
