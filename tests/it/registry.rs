@@ -110,7 +110,11 @@ async fn referrer_of(
 // A loopback HTTP proxy in front of the registry: logs requests, can answer some itself
 // (failures, oversized manifests) and forwards the rest.
 
-type Hook = Box<dyn Fn(&reqwest::Method, &str) -> Option<axum::response::Response> + Send + Sync>;
+type Hook = Box<
+    dyn Fn(&reqwest::Method, &str, &reqwest::header::HeaderMap) -> Option<axum::response::Response>
+        + Send
+        + Sync,
+>;
 
 struct ProxyState {
     upstream: String,
@@ -189,7 +193,7 @@ async fn forward(
             .unwrap()
             .push((h("content-length"), h("transfer-encoding")));
     }
-    if let Some(resp) = (st.hook)(&method, &pq) {
+    if let Some(resp) = (st.hook)(&method, &pq, req.headers()) {
         return resp;
     }
     let mut headers = req.headers().clone();
@@ -231,7 +235,7 @@ async fn forward(
 /// A hook failing the first `n` requests that match with `status` (and `Retry-After: 0`).
 fn fail_first(n: usize, method: &'static str, path_contains: &'static str, status: u16) -> Hook {
     let left = AtomicUsize::new(n);
-    Box::new(move |m, p| {
+    Box::new(move |m, p, _| {
         if m.as_str() == method
             && p.contains(path_contains)
             && left
@@ -321,7 +325,7 @@ async fn blob_push_and_fetch_round_trip_with_digest_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn known_blob_is_not_uploaded_again_and_uploads_are_one_patch() {
     let reg = harness::Registry::start();
-    let proxy = Proxy::start(&reg.host, Box::new(|_, _| None)).await;
+    let proxy = Proxy::start(&reg.host, Box::new(|_, _, _| None)).await;
     let s = store(&proxy.host, &harness::repo("skip"));
     let data = Bytes::from(harness::pseudo_random(1024 * 1024, 3));
     let (d1, _) = s.push_blob(&BytesSource(data.clone())).await.unwrap();
@@ -467,7 +471,7 @@ async fn tag_list_follows_link_pagination() {
     };
     let proxy = Proxy::start(
         &reg.host,
-        Box::new(move |m, p| {
+        Box::new(move |m, p, _| {
             if m != reqwest::Method::GET || !p.contains("/tags/list") {
                 return None;
             }
@@ -501,7 +505,7 @@ async fn oversized_manifest_is_refused_on_read() {
     let reg = harness::Registry::start();
     let big = 5 * 1024 * 1024usize;
     // Served by the proxy: one answer with Content-Length, one streamed without it.
-    let hook: Hook = Box::new(move |m, p| {
+    let hook: Hook = Box::new(move |m, p, _| {
         let body = |declared: bool| {
             let chunk = Bytes::from(vec![b' '; 64 * 1024]);
             let stream = futures::stream::iter(
@@ -584,6 +588,170 @@ async fn basic_auth_with_good_bad_and_missing_credentials() {
     assert!(err.to_string().contains("login"), "{err}");
 }
 
+/// A token service and bearer-protected registry in front of the real one (the distribution
+/// token flow as ghcr.io / Docker Hub run it): `GET /token?service=&scope=` with Basic
+/// credentials issues tokens for the scopes asked; registry requests need a token whose scope
+/// covers the repository and action (pull for GET/HEAD, push otherwise).
+fn bearer_gate(own: Arc<Mutex<String>>, user: &'static str, password: &'static str) -> Hook {
+    use base64::Engine as _;
+    let tokens: Mutex<BTreeMap<String, Vec<String>>> = Mutex::new(BTreeMap::new());
+    let reply = |status: u16, challenge: Option<String>, body: String| {
+        let mut b = axum::response::Response::builder().status(status);
+        if let Some(c) = challenge {
+            b = b.header("WWW-Authenticate", c);
+        }
+        Some(b.body(axum::body::Body::from(body)).unwrap())
+    };
+    Box::new(move |m, p, headers| {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Some(query) = p.strip_prefix("/token?") {
+            let good = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            );
+            if auth != good {
+                return reply(
+                    401,
+                    None,
+                    r#"{"details":"incorrect username or password"}"#.into(),
+                );
+            }
+            let scopes: Vec<String> = url::form_urlencoded::parse(query.as_bytes())
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            let mut t = tokens.lock().unwrap();
+            let token = format!("tok{}", t.len());
+            t.insert(token.clone(), scopes);
+            return reply(
+                200,
+                None,
+                format!(r#"{{"token":"{token}","expires_in":300}}"#),
+            );
+        }
+        let rest = p.strip_prefix("/v2/")?;
+        let repo = ["/manifests/", "/blobs/", "/tags/", "/referrers/"]
+            .iter()
+            .filter_map(|k| rest.find(k).map(|i| &rest[..i]))
+            .next()
+            .unwrap_or("");
+        let action = if matches!(m.as_str(), "GET" | "HEAD") {
+            "pull"
+        } else {
+            "push"
+        };
+        let wanted = if action == "pull" {
+            "pull"
+        } else {
+            "pull,push"
+        };
+        let realm = format!("http://{}/token", own.lock().unwrap());
+        let granted = auth
+            .strip_prefix("Bearer ")
+            .and_then(|t| tokens.lock().unwrap().get(t).cloned());
+        let ok = match &granted {
+            Some(scopes) => {
+                repo.is_empty()
+                    || scopes.iter().any(|s| {
+                        s.strip_prefix(&format!("repository:{repo}:"))
+                            .is_some_and(|acts| acts.split(',').any(|a| a == action))
+                    })
+            }
+            None => false,
+        };
+        if ok {
+            return None;
+        }
+        let mut challenge = format!(r#"Bearer realm="{realm}",service="fake-registry""#);
+        if !repo.is_empty() {
+            challenge.push_str(&format!(r#",scope="repository:{repo}:{wanted}""#));
+        }
+        if granted.is_some() {
+            challenge.push_str(r#",error="insufficient_scope""#);
+        }
+        reply(
+            401,
+            Some(challenge),
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.into(),
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bearer_token_exchange_with_scopes_and_caching() {
+    let reg = harness::Registry::start();
+    let own = Arc::new(Mutex::new(String::new()));
+    let proxy = Proxy::start(&reg.host, bearer_gate(own.clone(), "carol", "tok-pass-987")).await;
+    *own.lock().unwrap() = proxy.host.clone();
+    let repo = harness::repo("bearer");
+
+    // Push and read back: one token, for pull,push, serves every request.
+    let s = store_with(&proxy.host, &repo, basic("carol", "tok-pass-987"));
+    let subject = push_subject(&s, "v1").await;
+    assert_eq!(s.resolve("v1").await.unwrap(), subject);
+    let bytes = referrer_of(&s, &subject, mt::SIGSTORE_BUNDLE_V03, 1).await;
+    s.push_referrer(bytes, &subject).await.unwrap();
+    assert_eq!(s.referrers(&subject, None).await.unwrap().len(), 1);
+    let token_requests: Vec<String> = proxy
+        .log()
+        .into_iter()
+        .filter(|(_, p)| p.starts_with("/token"))
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(token_requests.len(), 1, "{token_requests:?}");
+    let scope = format!(
+        "scope=repository%3A{}%3Apull%2Cpush",
+        repo.replace('/', "%2F")
+    );
+    assert!(
+        token_requests[0].contains(&scope) && token_requests[0].contains("service=fake-registry"),
+        "{token_requests:?}"
+    );
+
+    // A reader asks for pull only; a later push upgrades to a pull,push token.
+    let reader = store_with(&proxy.host, &repo, basic("carol", "tok-pass-987"));
+    reader.fetch_manifest("v1").await.unwrap();
+    let last = proxy
+        .log()
+        .into_iter()
+        .filter(|(_, p)| p.starts_with("/token"))
+        .last()
+        .unwrap()
+        .1;
+    assert!(
+        last.ends_with(&format!("repository%3A{}%3Apull", repo.replace('/', "%2F"))),
+        "{last}"
+    );
+    reader
+        .push_blob(&BytesSource(Bytes::from_static(b"more")))
+        .await
+        .unwrap();
+    assert_eq!(proxy.count("GET", "/token"), 3);
+
+    // Wrong password: the token service refuses; the message names it, not the password.
+    let bad = store_with(&proxy.host, &repo, basic("carol", "nope-wrong-77"));
+    let err = bad.fetch_manifest("v1").await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StoreError::Unauthorized { .. }), "{msg}");
+    assert!(
+        msg.contains("token service") && msg.contains("carol") && !msg.contains("nope-wrong-77"),
+        "{msg}"
+    );
+
+    // Login check: GET /v2/ with token exchange (no repository scope).
+    let options = basic("carol", "tok-pass-987");
+    RegistryStore::check_login(&proxy.host, &options)
+        .await
+        .unwrap();
+    let err = RegistryStore::check_login(&proxy.host, &basic("carol", "x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unauthorized { .. }), "{err}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Retries
 
@@ -595,7 +763,7 @@ async fn transient_failures_are_retried_and_uploads_restart_from_the_source() {
     let get_fails = fail_first(1, "GET", "/manifests/v1", 429);
     let proxy = Proxy::start(
         &reg.host,
-        Box::new(move |m, p| patch_fails(m, p).or_else(|| get_fails(m, p))),
+        Box::new(move |m, p, h| patch_fails(m, p, h).or_else(|| get_fails(m, p, h))),
     )
     .await;
     let s = store(&proxy.host, &harness::repo("retry"));
@@ -775,7 +943,7 @@ async fn start_ferro() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn referrers_api_is_used_when_the_registry_has_it() {
     let ferro = start_ferro().await;
-    let proxy = Proxy::start(&ferro, Box::new(|_, _| None)).await;
+    let proxy = Proxy::start(&ferro, Box::new(|_, _, _| None)).await;
     let s = store(&proxy.host, "team/model");
     let subject = push_subject(&s, "v1").await;
     for n in 0..3 {
