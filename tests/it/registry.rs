@@ -717,8 +717,7 @@ async fn bearer_token_exchange_with_scopes_and_caching() {
     let last = proxy
         .log()
         .into_iter()
-        .filter(|(_, p)| p.starts_with("/token"))
-        .last()
+        .rfind(|(_, p)| p.starts_with("/token"))
         .unwrap()
         .1;
     assert!(
