@@ -37,7 +37,10 @@ pub enum PolicyError {
 pub struct TrustedKey {
     /// Where it came from (a file path), for messages.
     pub name: String,
-    /// hex sha256 of the PEM file bytes: the `publicKey.hint` model_signing writes.
+    /// hex sha256 of the key's canonical PEM (`-----BEGIN PUBLIC KEY-----`, base64 in 64-column
+    /// lines, `\n` line ends): the `publicKey.hint` model_signing writes. Equal to the sha256
+    /// of the key file's bytes when the file is that canonical PEM (as OpenSSL, Python
+    /// `cryptography` and oci-model write it); files with extra text hash differently.
     pub hint: String,
     /// hex sha256 of the DER SubjectPublicKeyInfo: the same key whatever its PEM formatting.
     pub key_id: String,
@@ -68,7 +71,7 @@ impl TrustedKey {
             )));
         }
         Ok(TrustedKey {
-            hint: hex::encode(Sha256::digest(pem)),
+            hint: hex::encode(Sha256::digest(canonical_pem(der.as_bytes()).as_bytes())),
             key_id: hex::encode(Sha256::digest(der.as_bytes())),
             name,
             der,
@@ -95,6 +98,20 @@ impl TrustedKey {
             _ => "unsupported",
         }
     }
+}
+
+/// The canonical PEM of a DER SubjectPublicKeyInfo: what OpenSSL and Python `cryptography`
+/// write, and what model_signing hashes for `publicKey.hint`.
+pub fn canonical_pem(spki_der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(spki_der);
+    let mut out = String::from("-----BEGIN PUBLIC KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str("-----END PUBLIC KEY-----\n");
+    out
 }
 
 /// An exact string or an anchored regular expression (`^(?:…)$`, like cosign's `-regexp` flags).
@@ -684,15 +701,19 @@ mod tests {
     }
 
     #[test]
-    fn key_hint_is_sha256_of_pem_bytes() {
+    fn key_hint_is_sha256_of_canonical_pem() {
         use crate::verify::testutil::{Alg, TestKey};
         let pem = TestKey::new(Alg::P384).pem;
         let k = TrustedKey::from_pem(pem.as_bytes(), "k.pub").unwrap();
         assert_eq!(k.algorithm_name(), "ECDSA P-384");
         assert_eq!(k.hint, hex::encode(Sha256::digest(pem.as_bytes())));
-        // Same key, other PEM bytes: other hint, same key id.
-        let k2 = TrustedKey::from_pem(format!("{pem}\n").as_bytes(), "k2.pub").unwrap();
-        assert_ne!(k.hint, k2.hint);
+        // Same key with text around it (certtool writes a preamble): same hint and key id.
+        let k2 = TrustedKey::from_pem(
+            format!("Public Key Info:\n\tEC\n\n{pem}\n").as_bytes(),
+            "k2.pub",
+        )
+        .unwrap();
+        assert_eq!(k.hint, k2.hint);
         assert_eq!(k.key_id, k2.key_id);
         let ed = TestKey::new(Alg::Ed25519).pem;
         assert_eq!(

@@ -43,7 +43,7 @@ impl TestKey {
             Pair::Ecdsa(p) => p.public_key().as_der().unwrap().as_ref().to_vec(),
             Pair::Ed(p) => p.public_key().as_der().unwrap().as_ref().to_vec(),
         };
-        let pem = sigstore_types::DerPublicKey::new(der).to_pem();
+        let pem = super::policy::canonical_pem(&der);
         TestKey { pair, pem }
     }
 
