@@ -296,3 +296,47 @@ fn model_transparency_v1_1_0_elliptic_key_bundle_verifies() {
         .code(1)
         .stderr(predicates::str::contains("changed file signme-2"));
 }
+
+/// Real keyless model-signing bundles (production Sigstore, identity stefanb@us.ibm.com) from
+/// model-transparency verify offline with the embedded production trusted root. v1.0.1 did
+/// not record `ignore-me` in `ignore_paths`, so it must be passed, as with model_signing.
+#[test]
+fn model_transparency_keyless_bundles_verify() {
+    let root = harness::project_root().join("testdata/model-signing");
+    let verify = |dir: &str, extra: &[&str]| {
+        let model = root.join(dir);
+        harness::bin()
+            .arg("verify-local")
+            .arg(&model)
+            .arg("--signature")
+            .arg(model.join("model.sig"))
+            .args(["--certificate-identity", "stefanb@us.ibm.com"])
+            .args([
+                "--certificate-oidc-issuer",
+                "https://sigstore.verify.ibm.com/oauth2",
+            ])
+            .args(extra)
+            .assert()
+    };
+    verify("v1.1.0-sigstore", &[])
+        .success()
+        .stdout(predicates::str::contains("all 2 signed files match"));
+    verify("v1.0.1-sigstore", &[])
+        .code(1)
+        .stderr(predicates::str::contains(
+            "files not in the signature: ignore-me",
+        ));
+    verify("v1.0.1-sigstore", &["--ignore-paths", "ignore-me"]).success();
+    harness::bin()
+        .arg("verify-local")
+        .arg(root.join("v1.1.0-sigstore"))
+        .arg("--signature")
+        .arg(root.join("v1.1.0-sigstore/model.sig"))
+        .args(["--certificate-identity", "someone@example.com"])
+        .args([
+            "--certificate-oidc-issuer",
+            "https://sigstore.verify.ibm.com/oauth2",
+        ])
+        .assert()
+        .code(1);
+}

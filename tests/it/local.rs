@@ -459,3 +459,50 @@ fn generate_key_pair_encrypted_by_default_and_no_overwrite() {
     sign(&model, &t.path().join("k.key"), &sig).success();
     verify(&model, &t.path().join("k.pub"), &sig).success();
 }
+
+/// `sign-local --keyless` against the fake Sigstore (OIDC, Fulcio, Rekor, TSA), then
+/// `verify-local` with the certificate identity and the fake's trusted root.
+#[test]
+fn keyless_sign_local_then_verify_local_with_identity() {
+    let fake = crate::fakes::FakeSigstore::start();
+    let t = tempfile::tempdir().unwrap();
+    let model = make_model(t.path());
+    let sig = t.path().join("m.sig");
+    let email = "model-owner@example.com";
+    harness::bin()
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .env_remove("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        .arg("sign-local")
+        .arg(&model)
+        .args(["--keyless", "--identity-token"])
+        .arg(fake.token_for_email(email))
+        .arg("--signing-config")
+        .arg(&fake.trust_config_path)
+        .arg("--signature")
+        .arg(&sig)
+        .assert()
+        .success();
+    let verify = |identity: &str| {
+        harness::bin()
+            .arg("verify-local")
+            .arg(&model)
+            .arg("--signature")
+            .arg(&sig)
+            .args(["--certificate-identity", identity])
+            .args(["--certificate-oidc-issuer", fake.issuer()])
+            .arg("--trusted-root")
+            .arg(&fake.trusted_root_path)
+            .assert()
+    };
+    verify(email)
+        .success()
+        .stdout(predicates::str::contains("all 5 signed files match"));
+    verify("mallory@evil.example").code(1);
+    // A key policy does not accept a keyless bundle.
+    verify_with_key_fails(&model, &sig);
+}
+
+fn verify_with_key_fails(model: &Path, sig: &Path) {
+    let a = verify(model, &key("p256.pub"), sig).code(1);
+    assert!(stderr(&a).contains("keyless"), "{}", stderr(&a));
+}

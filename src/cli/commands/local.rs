@@ -6,7 +6,7 @@ use crate::cli::exit::Failure;
 use crate::cli::Ctx;
 use oci_model::media_types::IN_TOTO_PAYLOAD_TYPE;
 use oci_model::signing::oms::{self, HashOptions, ModelStatement};
-use oci_model::signing::{KeySigner, Signer as _};
+use oci_model::signing::{KeySigner, Signer};
 use oci_model::verify::{self, VerifyOptions};
 use serde_json::json;
 use std::io::Write as _;
@@ -98,14 +98,6 @@ fn model_error(e: oms::OmsError) -> anyhow::Error {
 }
 
 pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
-    if args.signer.keyless {
-        return Err(Failure::usage(
-            "sign-local signs with --key; keyless signing of a local directory is not available yet",
-        ));
-    }
-    let Some(key_path) = &args.signer.key else {
-        return Err(Failure::usage("sign-local needs --key PRIVATE_KEY"));
-    };
     check_model_path(&args.model)?;
     let sig_dir = match args.signature.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -118,13 +110,20 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
             sig_dir.display()
         )));
     }
-    let key = super::keys::load_private_key(key_path, ctx)?;
-    if !key.kind().model_signing_compatible() {
-        ctx.printer.note(&format!(
-            "note: {} signatures do not verify with model_signing 1.x (it supports ECDSA keys only)",
-            key.kind().name()
-        ));
-    }
+    // The signer first (a bad key or password fails before any hashing and writes nothing).
+    let signer: Box<dyn Signer> = match (&args.signer.key, args.signer.keyless) {
+        (Some(key_path), false) => {
+            let key = super::keys::load_private_key(key_path, ctx)?;
+            if !key.kind().model_signing_compatible() {
+                ctx.printer.note(&format!(
+                    "note: {} signatures do not verify with model_signing 1.x (it supports ECDSA keys only)",
+                    key.kind().name()
+                ));
+            }
+            Box::new(KeySigner::new(key))
+        }
+        _ => super::sign::build_signer(&args.signer, ctx).await?,
+    };
 
     let opts = HashOptions {
         ignore_paths: ignore_list(&args.model, &args.ignore_paths, &args.signature),
@@ -135,11 +134,17 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let statement = tokio::task::spawn_blocking(move || oms::hash_model(&model, &opts))
         .await?
         .map_err(model_error)?;
-    let signer = KeySigner::new(key);
     let bundle = signer
         .sign_dsse(IN_TOTO_PAYLOAD_TYPE, &statement.to_payload())
         .await
-        .map_err(|e| Failure::usage(e.to_string()))?;
+        .map_err(|e| match e {
+            // Fulcio, Rekor, a TSA or the OIDC provider failed: a network/service error.
+            oci_model::signing::SigningError::Keyless(m) => anyhow::Error::new(Failure {
+                code: crate::cli::exit::REGISTRY,
+                message: m,
+            }),
+            other => Failure::usage(other.to_string()),
+        })?;
 
     // Write through a temporary file next to the signature: never a partial model.sig.
     let mut tmp = tempfile::Builder::new()
