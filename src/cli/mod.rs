@@ -25,7 +25,9 @@ pub async fn run(cli: Cli) -> u8 {
         Ok(()) => exit::OK,
         Err(err) => {
             let code = exit::code_for(&err);
-            if ctx.printer.json() {
+            // JSON mode: one document on stdout; a command that printed its result (e.g. a
+            // failed verification report) already said everything.
+            if ctx.printer.json() && !ctx.printer.printed() {
                 let value = serde_json::json!({
                     "ok": false,
                     "exitCode": code,

@@ -6,13 +6,15 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oci_model::progress::{Reporter, SharedReporter};
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone)]
 pub struct Printer {
     pub format: OutputFormat,
     bars: bool,
+    /// A result document went to stdout (JSON mode prints exactly one document).
+    printed: Arc<AtomicBool>,
 }
 
 impl Printer {
@@ -20,7 +22,11 @@ impl Printer {
         let bars = !global.quiet
             && global.output == OutputFormat::Text
             && std::io::stderr().is_terminal();
-        Printer { format: global.output, bars }
+        Printer {
+            format: global.output,
+            bars,
+            printed: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     pub fn json(&self) -> bool {
@@ -29,12 +35,18 @@ impl Printer {
 
     /// The command's result: `text` in text mode, `json` (pretty) in JSON mode.
     pub fn result(&self, text: &str, json: &serde_json::Value) {
+        self.printed.store(true, Ordering::SeqCst);
         let mut out = std::io::stdout().lock();
         if self.json() {
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(json).unwrap_or_default());
         } else if !text.is_empty() {
             let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
         }
+    }
+
+    /// Has a result been printed?
+    pub fn printed(&self) -> bool {
+        self.printed.load(Ordering::SeqCst)
     }
 
     /// A note for a person, on stderr (not shown in JSON mode).

@@ -17,7 +17,10 @@ impl Settings {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.env.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.env
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// Password for encrypted private keys (`OCI_MODEL_PASSWORD`).
@@ -42,13 +45,30 @@ impl Settings {
     pub fn docker_config_dir(&self) -> Option<std::path::PathBuf> {
         self.get("DOCKER_CONFIG")
             .map(std::path::PathBuf::from)
-            .or_else(|| self.get("HOME").map(|h| std::path::Path::new(h).join(".docker")))
+            .or_else(|| {
+                self.get("HOME")
+                    .map(|h| std::path::Path::new(h).join(".docker"))
+            })
+    }
+
+    /// Where oci-model keeps its digest cache: `$XDG_CACHE_HOME/oci-model`, else
+    /// `$HOME/.cache/oci-model` (None when neither is set: no cache).
+    pub fn cache_dir(&self) -> Option<std::path::PathBuf> {
+        self.get("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                self.get("HOME")
+                    .map(|h| std::path::Path::new(h).join(".cache"))
+            })
+            .map(|d| d.join("oci-model"))
     }
 
     /// The CI-related variables (GitHub Actions, GitLab CI, Tekton) for provenance.
     pub fn ci_env(&self) -> BTreeMap<String, String> {
         self.env
             .iter()
+            // Never hand credentials to the provenance builder (GITHUB_TOKEN, CI_JOB_TOKEN …).
+            .filter(|(k, _)| !is_secret_name(k))
             .filter(|(k, _)| {
                 k.starts_with("GITHUB_")
                     || k.starts_with("RUNNER_")
@@ -60,5 +80,49 @@ impl Settings {
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+}
+
+/// Variable names that hold credentials.
+fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["TOKEN", "PASSWORD", "SECRET", "PRIVATE", "CREDENTIAL"]
+        .iter()
+        .any(|w| n.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ci_env_keeps_ci_variables_and_drops_credentials() {
+        let s = Settings {
+            env: [
+                ("GITHUB_REPOSITORY", "o/r"),
+                ("GITHUB_TOKEN", "ghs_secret"),
+                ("CI_JOB_TOKEN", "glcbt"),
+                ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "x"),
+                ("CI_PIPELINE_ID", "7"),
+                ("HOME", "/root"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        };
+        let env = s.ci_env();
+        assert_eq!(
+            env.get("GITHUB_REPOSITORY").map(String::as_str),
+            Some("o/r")
+        );
+        assert_eq!(env.get("CI_PIPELINE_ID").map(String::as_str), Some("7"));
+        for gone in [
+            "GITHUB_TOKEN",
+            "CI_JOB_TOKEN",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            "HOME",
+        ] {
+            assert!(!env.contains_key(gone), "{gone} leaked into ci_env");
+        }
     }
 }

@@ -8,5 +8,8 @@ mod fakes;
 mod keyless;
 mod conformance;
 mod verify_bundle;
+mod layout;
+mod push_pull;
 mod interop;
 mod local;
+mod sign_verify;
