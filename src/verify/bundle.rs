@@ -982,4 +982,55 @@ mod tests {
         let err = verify_bundle(&b, Some(&Artifact::File(path)), &policy, &root()).unwrap_err();
         assert!(matches!(err, VerifyError::SubjectMismatch(_)), "{err}");
     }
+
+    #[test]
+    fn key_message_signature_without_log_verifies_over_the_artifact() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let (bytes, _) = artifact();
+        for (alg, digest_alg, digest) in [
+            (Alg::P256, "SHA2_256", Sha256::digest(&bytes).to_vec()),
+            (Alg::P384, "SHA2_384", Sha384::digest(&bytes).to_vec()),
+            (Alg::Ed25519, "SHA2_256", Sha256::digest(&bytes).to_vec()),
+        ] {
+            let key = TestKey::new(alg);
+            let bundle = serde_json::to_vec(&serde_json::json!({
+                "mediaType": media_types::SIGSTORE_BUNDLE_V03,
+                "verificationMaterial": {"publicKey": {"hint": key.hint()}},
+                "messageSignature": {
+                    "messageDigest": {"algorithm": digest_alg, "digest": b64.encode(&digest)},
+                    "signature": b64.encode(key.sign(&bytes)),
+                },
+            }))
+            .unwrap();
+            let policy = SignerPolicy::new().with_key(key.trusted("k.pub"));
+            let v = verify_bundle(
+                &bundle,
+                Some(&Artifact::Bytes(bytes.clone())),
+                &policy,
+                &root(),
+            )
+            .unwrap();
+            assert!(v.message_digest().is_some());
+            assert!(v.statement().is_none());
+            let err = verify_bundle(
+                &bundle,
+                Some(&Artifact::Bytes(b"x".to_vec())),
+                &policy,
+                &root(),
+            )
+            .unwrap_err();
+            assert!(matches!(err, VerifyError::SubjectMismatch(_)), "{err}");
+            // Model-signing strictness refuses message signatures.
+            let err = verify_bundle_with(
+                &bundle,
+                Some(&Artifact::Bytes(bytes.clone())),
+                &policy,
+                &root(),
+                &VerifyOptions::oms(),
+            )
+            .unwrap_err();
+            assert!(matches!(err, VerifyError::UnsupportedBundle(_)), "{err}");
+        }
+    }
 }
