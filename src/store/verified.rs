@@ -85,6 +85,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for VerifiedReader<R> {
                 if hasher.len() > this.expected_size {
                     let got = hasher.len();
                     this.hasher = None;
+                    // Hand nothing of the oversized read to the caller.
+                    buf.set_filled(before);
                     return Poll::Ready(Err(to_io(StoreError::SizeMismatch {
                         what: this.what.clone(),
                         expected: this.expected_size,

@@ -13,3 +13,4 @@ mod push_pull;
 mod interop;
 mod local;
 mod sign_verify;
+mod attest;
