@@ -1,13 +1,7 @@
-use crate::cli::args::{TrustedRootCommand, VerifyArgs, VerifyBundleArgs, VerifyLocalArgs};
+//! `verify-bundle` and `trusted-root show` (`verify <TARGET>` lives in verify_target.rs).
+
+use crate::cli::args::{TrustedRootCommand, VerifyBundleArgs};
 use crate::cli::Ctx;
-
-pub async fn run(_args: VerifyArgs, _ctx: &Ctx) -> anyhow::Result<()> {
-    anyhow::bail!("verify: not implemented yet")
-}
-
-pub async fn run_local(_args: VerifyLocalArgs, _ctx: &Ctx) -> anyhow::Result<()> {
-    anyhow::bail!("verify-local: not implemented yet")
-}
 
 /// `verify-bundle`: one Sigstore bundle over a file or a digest (sigstore-conformance client
 /// shape). Exit 0 verified, 1 verification failed (with the reason), 2 usage/input error.
@@ -50,7 +44,11 @@ pub async fn run_bundle(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()>
             let target = digest.to_string();
             (Artifact::Digest(digest), target)
         }
-        _ => return Err(Failure::usage("give the artifact FILE or --digest sha256:HEX")),
+        _ => {
+            return Err(Failure::usage(
+                "give the artifact FILE or --digest sha256:HEX",
+            ))
+        }
     };
 
     let signers = policy.signers.clone();
@@ -64,7 +62,9 @@ pub async fn run_bundle(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()>
     let outcome = verify::evaluate(std::slice::from_ref(&verified), &policy);
     let mut report = Report::new(target.clone());
     report.trusted_root = Some(trust.source().to_string());
-    report.bundles.push(BundleReport::verified(&bundle_name, &verified));
+    report
+        .bundles
+        .push(BundleReport::verified(&bundle_name, &verified));
     report.policy = Some(outcome.clone());
     report.finish();
     if !outcome.passed {
