@@ -174,6 +174,10 @@ pub struct SignerOpts {
     /// Upload to the transparency log (false only with --key).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub tlog_upload: bool,
+    /// Keyless: the Sigstore trusted_root.json the new bundles must verify against before
+    /// anything is published (default: from --signing-config, else the public-good root).
+    #[arg(long, value_name = "FILE", requires = "keyless")]
+    pub trusted_root: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -79,6 +79,26 @@ pub enum KeylessError {
     Bundle(String),
 }
 
+impl KeylessError {
+    /// Exit code class: a service answer that fails our checks is a verification failure (1),
+    /// bad input 2, a service that cannot be reached or refuses the request 3.
+    pub fn exit_class(&self) -> u8 {
+        match self {
+            KeylessError::WrongIdentity { .. }
+            | KeylessError::RekorBodyMismatch { .. }
+            | KeylessError::Unverified { .. } => 1,
+            KeylessError::Fulcio { .. }
+            | KeylessError::Rekor { .. }
+            | KeylessError::Tsa { .. }
+            | KeylessError::Http(_) => 3,
+            KeylessError::Token(
+                super::oidc::OidcError::GitHub { .. } | super::oidc::OidcError::Login { .. },
+            ) => 3,
+            _ => 2,
+        }
+    }
+}
+
 /// Where keyless signing goes and what its results must verify against.
 #[derive(Clone, Debug)]
 pub struct KeylessOptions {
@@ -438,7 +458,7 @@ impl super::Signer for KeylessSigner {
     ) -> Result<super::SignedBundle, super::SigningError> {
         let bundle = KeylessSigner::sign_dsse(self, payload_type, payload)
             .await
-            .map_err(|e| super::SigningError::Keyless(e.to_string()))?;
+            .map_err(|e| super::SigningError::Keyless(Box::new(e)))?;
         Ok(super::SignedBundle {
             json: serde_json::to_vec(&bundle).expect("JSON value serializes"),
             signer: super::Signer::describe(self),

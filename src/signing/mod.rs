@@ -27,7 +27,8 @@ pub enum SigningError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Statement(#[from] OmsError),
-    /// Keyless signing (OIDC, Fulcio, Rekor, TSA) failed; the message names the service.
-    #[error("{0}")]
-    Keyless(String),
+    /// Keyless signing (OIDC, Fulcio, Rekor, TSA) failed or was refused; the error names the
+    /// service.
+    #[error(transparent)]
+    Keyless(Box<keyless::KeylessError>),
 }

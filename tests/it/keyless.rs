@@ -777,9 +777,8 @@ fn keyless_cli_faults_refuse_and_push_no_referrer() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        // Exit 1 (verification failed) where the CLI can classify the refusal; the signer
-        // trait carries refusals during bundle signing as a message, so any failure code.
-        assert!(!out.status.success(), "{fault:?}: {stderr}");
+        // A refusal is a verification failure: exit 1.
+        assert_eq!(out.status.code(), Some(1), "{fault:?}: {stderr}");
         assert!(stderr.contains("refusing to"), "{fault:?}: {stderr}");
         assert_eq!(referrer_count(&target), 0, "{fault:?} pushed a referrer");
     }

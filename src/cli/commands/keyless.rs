@@ -1,11 +1,10 @@
 //! `--keyless`: identity token → Fulcio certificate → Rekor entry, one certificate per run.
 
 use crate::cli::args::SignerOpts;
-use crate::cli::exit::{Failure, REGISTRY};
 use crate::cli::Ctx;
 use oci_model::secret::Secret;
-use oci_model::signing::keyless::{self, KeylessError, KeylessSetup};
-use oci_model::signing::oidc::{self, InteractiveLogin, LoginUi, OidcError, TokenSources};
+use oci_model::signing::keyless::{self, KeylessSetup};
+use oci_model::signing::oidc::{self, InteractiveLogin, LoginUi, TokenSources};
 use oci_model::signing::Signer;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -33,25 +32,6 @@ impl LoginUi for TerminalLogin {
     }
 }
 
-fn failure(e: KeylessError) -> anyhow::Error {
-    let message = e.to_string();
-    match e {
-        KeylessError::Unverified { .. }
-        | KeylessError::WrongIdentity { .. }
-        | KeylessError::RekorBodyMismatch { .. } => Failure::verify(message),
-        KeylessError::Token(OidcError::GitHub { .. } | OidcError::Login { .. })
-        | KeylessError::Fulcio { .. }
-        | KeylessError::Rekor { .. }
-        | KeylessError::Tsa { .. }
-        | KeylessError::Http(_) => Failure {
-            code: REGISTRY,
-            message,
-        }
-        .into(),
-        _ => Failure::usage(message),
-    }
-}
-
 /// The keyless signer for this run: one token exchange, one certificate.
 pub async fn signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dyn Signer>> {
     let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
@@ -60,7 +40,7 @@ pub async fn signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dyn Sign
         fulcio_url: opts.fulcio_url.clone(),
         rekor_url: opts.rekor_url.clone(),
         tsa_url: opts.tsa_url.clone(),
-        trusted_root: None,
+        trusted_root: opts.trusted_root.clone(),
         tlog_upload: opts.tlog_upload,
         sources: TokenSources {
             explicit: opts.identity_token.clone(),
@@ -74,7 +54,7 @@ pub async fn signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dyn Sign
             }),
         },
     };
-    let signer = keyless::start(setup).await.map_err(failure)?;
+    let signer = keyless::start(setup).await.map_err(anyhow::Error::new)?;
     ctx.printer.note(&format!(
         "keyless: certificate for {} (issuer {}) from {}",
         signer.identity(),

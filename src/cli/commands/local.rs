@@ -137,14 +137,7 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let bundle = signer
         .sign_dsse(IN_TOTO_PAYLOAD_TYPE, &statement.to_payload())
         .await
-        .map_err(|e| match e {
-            // Fulcio, Rekor, a TSA or the OIDC provider failed: a network/service error.
-            oci_model::signing::SigningError::Keyless(m) => anyhow::Error::new(Failure {
-                code: crate::cli::exit::REGISTRY,
-                message: m,
-            }),
-            other => Failure::usage(other.to_string()),
-        })?;
+        .map_err(anyhow::Error::new)?;
 
     // Write through a temporary file next to the signature: never a partial model.sig.
     let mut tmp = tempfile::Builder::new()
