@@ -530,3 +530,111 @@ fn twenty_concurrent_sign_runs_leave_twenty_referrers() {
     let tree = json_of(&out);
     assert_eq!(tree["referrers"].as_array().unwrap().len(), 20, "{tree:#}");
 }
+
+/// The real production keyless model signature (model-transparency v1.1.0, Fulcio + Rekor),
+/// attached to the same files pushed to the registry: verify and pull check it by identity.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_keyless_model_signature_verifies_by_identity_through_the_registry() {
+    const IDENTITY: &str = "stefanb@us.ibm.com";
+    const ISSUER: &str = "https://sigstore.verify.ibm.com/oauth2";
+    let reg = Registry::start();
+    let fixture = harness::project_root().join("testdata/model-signing/v1.1.0-sigstore");
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    for f in ["signme-1", "signme-2"] {
+        write_model(&model, &[(f, &std::fs::read(fixture.join(f)).unwrap())]);
+    }
+    let target = format!("{}/{}:v1", reg.host, harness::repo("keyless-real"));
+    push(&model, &target);
+    let bundle = std::fs::read(fixture.join("model.sig")).unwrap();
+    attach(&target, &bundle, mt::PREDICATE_MODEL_SIGNING).await;
+
+    let t = target.clone();
+    let (code, report, stderr) = tokio::task::spawn_blocking(move || {
+        verify(
+            &t,
+            &[],
+            &[
+                "--certificate-identity",
+                IDENTITY,
+                "--certificate-oidc-issuer",
+                ISSUER,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let b = &report["bundles"][0];
+    assert_eq!(b["signer"]["identity"], IDENTITY);
+    assert!(
+        b["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "resources"),
+        "{b:#}"
+    );
+
+    let t = target.clone();
+    let (code, _, _) = tokio::task::spawn_blocking(move || {
+        verify(
+            &t,
+            &[],
+            &[
+                "--certificate-identity",
+                "mallory@example.com",
+                "--certificate-oidc-issuer",
+                ISSUER,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "a wrong identity passed");
+    let t = target.clone();
+    let (code, _, _) = tokio::task::spawn_blocking(move || {
+        verify(
+            &t,
+            &[],
+            &[
+                "--certificate-identity",
+                IDENTITY,
+                "--certificate-oidc-issuer",
+                "https://accounts.google.com",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "a wrong issuer passed");
+    // A key policy never accepts a keyless bundle.
+    let (_, public) = keypair(tmp.path(), "k");
+    let t = target.clone();
+    let (code, _, _) = tokio::task::spawn_blocking(move || verify(&t, &[&public], &[]))
+        .await
+        .unwrap();
+    assert_eq!(code, 1, "a keyless bundle passed a key policy");
+
+    let out_dir = tmp.path().join("pulled");
+    let out = harness::bin()
+        .args(["pull", &target])
+        .arg(&out_dir)
+        .args([
+            "--certificate-identity-regexp",
+            "^stefanb@.*$",
+            "--certificate-oidc-issuer",
+            ISSUER,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(out_dir.join("signme-1")).unwrap(),
+        std::fs::read(fixture.join("signme-1")).unwrap()
+    );
+}
