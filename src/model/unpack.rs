@@ -384,7 +384,9 @@ fn check_targets(dir: &Path, rels: &[String], overwrite: bool) -> Result<Plan, M
 }
 
 /// Create the parent directories of `rel` below `root` one by one, recording the new ones.
-async fn ensure_parents(
+/// Synchronous on purpose: a cancelled download must not leave a directory creation in flight
+/// (it would escape the cleanup of a failed pull).
+fn ensure_parents(
     root: &Path,
     rel: &str,
     created: &Mutex<Vec<PathBuf>>,
@@ -393,7 +395,7 @@ async fn ensure_parents(
     let comps: Vec<&str> = rel.split('/').collect();
     for comp in &comps[..comps.len() - 1] {
         cur.push(comp);
-        match tokio::fs::create_dir(&cur).await {
+        match std::fs::create_dir(&cur) {
             Ok(()) => created.lock().expect("lock").push(cur.clone()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(ModelError::io(format!("create {}", cur.display()), e)),
@@ -419,7 +421,7 @@ async fn download<'f>(
     created: &Mutex<Vec<PathBuf>>,
     options: &PullOptions,
 ) -> Result<(tempfile::TempPath, PathBuf, &'f ModelFile), ModelError> {
-    let parent = ensure_parents(root, &file.path, created).await?;
+    let parent = ensure_parents(root, &file.path, created)?;
     let dest = root.join(&file.path);
     let tmp = tempfile::Builder::new()
         .prefix(".oci-model-")

@@ -170,12 +170,13 @@ pub fn collect_model(sources: &[PathBuf], options: &WalkOptions) -> Result<Local
             key: FileKey::from_metadata(&meta),
         });
     }
-    files.sort_by(|a, b| paths::compare(&a.path, &b.path));
+    // Named after the first file given (before sorting).
     let name = Path::new(&files[0].path)
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("model")
         .to_string();
+    files.sort_by(|a, b| paths::compare(&a.path, &b.path));
     Ok(LocalModel {
         name,
         root: None,

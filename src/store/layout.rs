@@ -251,9 +251,21 @@ fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| StoreError::io(what(), e))?;
     tmp.write_all(bytes)
         .map_err(|e| StoreError::io(what(), e))?;
+    make_readable(tmp.path());
     tmp.persist(dest)
         .map_err(|e| StoreError::io(what(), e.error))?;
     Ok(())
+}
+
+/// Temporary files are created private (0600); layout content is ordinary readable data.
+fn make_readable(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644));
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// `mediaType`, `artifactType` (else config media type) and annotations of manifest bytes.
@@ -490,6 +502,7 @@ impl Store for LayoutStore {
             }
         }
         let dest = self.blob_path(&digest);
+        make_readable(&tmp_path);
         tmp_path
             .persist(&dest)
             .map_err(|e| StoreError::io(format!("store blob {digest}"), e.error))?;

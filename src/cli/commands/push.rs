@@ -1,6 +1,141 @@
-use crate::cli::args::PushArgs;
-use crate::cli::Ctx;
+//! `push <SOURCE…> <TARGET>`: a model directory (or files) → ModelPack artifact in a registry or
+//! an OCI layout.
 
-pub async fn run(_args: PushArgs, _ctx: &Ctx) -> anyhow::Result<()> {
-    anyhow::bail!("push: not implemented yet")
+use super::{open_store, parse_target};
+use crate::cli::args::PushArgs;
+use crate::cli::exit::Failure;
+use crate::cli::Ctx;
+use anyhow::Context as _;
+use oci_model::media_types as mt;
+use oci_model::model::cache::DigestCache;
+use oci_model::model::{push_model, PushOptions, WalkOptions};
+use oci_model::reference::Target;
+use oci_model::store::Annotations;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub async fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let (target_arg, sources) = args
+        .paths
+        .split_last()
+        .ok_or_else(|| Failure::usage("push needs SOURCE… and a TARGET"))?;
+    if sources.is_empty() {
+        return Err(Failure::usage(
+            "push needs a model directory (or files) and a TARGET",
+        ));
+    }
+    let target = parse_target(target_arg)?;
+    if target.digest().is_some() {
+        return Err(Failure::usage(format!(
+            "cannot push to {target}: give a tag (or none for `latest`), not a digest"
+        )));
+    }
+    let tag = target.tag().unwrap_or("latest").to_string();
+    let target = with_tag(&target, &tag);
+    let annotations = parse_annotations(&args.annotations)?;
+    let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
+
+    let store = open_store(&target, &args.registry).await?;
+    let options = PushOptions {
+        name: args.name.clone(),
+        annotations,
+        walk: WalkOptions {
+            allow_symlinks: args.allow_symlinks,
+            ignore: args.ignore.clone(),
+            keep_git_paths: false,
+        },
+        concurrency: args.transfer.concurrency as usize,
+        reporter: ctx.printer.reporter(),
+        cache: ctx
+            .settings
+            .cache_dir()
+            .map(|dir| Arc::new(DigestCache::load(&dir))),
+    };
+    let result = push_model(store.as_ref(), &sources, Some(&tag), &options)
+        .await
+        .with_context(|| format!("push to {target}"))?;
+
+    let size = result.total_size();
+    let uploaded = result.uploaded();
+    let text = format!(
+        "Pushed {target}@{}\n{} file{}, {} ({} uploaded, {} already present)",
+        result.manifest.digest,
+        result.files.len(),
+        if result.files.len() == 1 { "" } else { "s" },
+        human_size(size),
+        uploaded,
+        result.files.len() - uploaded,
+    );
+    let value = json!({
+        "reference": target.to_string(),
+        "digest": result.manifest.digest,
+        "mediaType": result.manifest.media_type,
+        "artifactType": mt::MODEL_ARTIFACT,
+        "size": size,
+        "files": result.files,
+    });
+    ctx.printer.result(&text, &value);
+    Ok(())
+}
+
+/// The target with `tag` set (for display).
+pub(crate) fn with_tag(target: &Target, tag: &str) -> Target {
+    let mut t = target.clone();
+    match &mut t {
+        Target::Registry(r) => r.tag = Some(tag.to_string()),
+        Target::Layout(l) => l.tag = Some(tag.to_string()),
+    }
+    t
+}
+
+fn parse_annotations(raw: &[String]) -> anyhow::Result<Annotations> {
+    let mut out = Annotations::new();
+    for a in raw {
+        match a.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            _ => {
+                return Err(Failure::usage(format!(
+                    "--annotation {a:?}: expected KEY=VALUE"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `1.5 GiB`-style sizes for people.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_annotations() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(64 << 20), "64.0 MiB");
+        let a = parse_annotations(&["a=b=c".into(), "k=".into()]).unwrap();
+        assert_eq!(a.get("a").map(String::as_str), Some("b=c"));
+        assert_eq!(a.get("k").map(String::as_str), Some(""));
+        assert!(parse_annotations(&["=v".into()]).is_err());
+        assert!(parse_annotations(&["novalue".into()]).is_err());
+    }
 }
