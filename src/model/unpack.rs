@@ -10,14 +10,14 @@ use super::ModelError;
 use crate::digest::Digest;
 use crate::media_types as mt;
 use crate::progress::SharedReporter;
-use crate::store::copy::ProgressReader;
+use crate::store::copy::{fill_buf, ProgressReader};
 use crate::store::{fetch_blob_verified, verified, Descriptor, ImageManifest, Store, StoreError};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Write buffer for pulled files.
 const COPY_BUF: usize = 1 << 20;
@@ -442,8 +442,7 @@ async fn download<'f>(
         let mut reader = ProgressReader::new(reader, options.reporter.clone(), id);
         let mut buf = vec![0u8; COPY_BUF];
         loop {
-            let n = reader
-                .read(&mut buf)
+            let n = fill_buf(&mut reader, &mut buf)
                 .await
                 .map_err(verified::unwrap_io_error)?;
             if n == 0 {

@@ -12,6 +12,7 @@
 //!   so no digest can name a file outside `blobs/`.
 //! - Nothing is created until the first write: reading a missing layout is a "not found".
 
+use super::copy::fill_buf;
 use super::*;
 use crate::digest::Hasher;
 use crate::media_types as mt;
@@ -461,8 +462,7 @@ impl Store for LayoutStore {
         let mut hasher = Hasher::new();
         let mut buf = vec![0u8; COPY_BUF];
         loop {
-            let n = reader
-                .read(&mut buf)
+            let n = fill_buf(&mut reader, &mut buf)
                 .await
                 .map_err(verified::unwrap_io_error)?;
             if n == 0 {
