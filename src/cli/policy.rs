@@ -4,9 +4,9 @@
 
 use super::args::PolicyOpts;
 use super::exit::Failure;
+use oci_model::attest::resolve_predicate_type;
 use oci_model::verify::{
-    resolve_predicate_type, Matcher, Policy, PolicyFile, ProvenanceRequirements, SignerPolicy,
-    TrustedKey, TrustedRoot,
+    Matcher, Policy, PolicyFile, ProvenanceRequirements, SignerPolicy, TrustedKey, TrustedRoot,
 };
 
 /// The trusted root: `--trusted-root FILE` or the embedded public-good root.
@@ -23,11 +23,16 @@ pub fn has_signer_flags(opts: &PolicyOpts) -> bool {
         || opts.issuer_regexp.is_some()
 }
 
-/// True when the user asked for any verification at all (signers or a policy file): `pull`
-/// verifies before writing only then.
-#[allow(dead_code)]
+/// True when the user asked for any verification at all (any policy flag): `pull` verifies
+/// before writing only then. Flags without a signer are then refused by [`policy`].
 pub fn requested(opts: &PolicyOpts) -> bool {
-    has_signer_flags(opts) || opts.policy.is_some()
+    has_signer_flags(opts)
+        || opts.policy.is_some()
+        || opts.trusted_root.is_some()
+        || opts.require_signers.is_some()
+        || !opts.attestation_types.is_empty()
+        || opts.provenance_builder_id.is_some()
+        || !opts.provenance_materials.is_empty()
 }
 
 /// The signers named by flags (keys read now).
@@ -100,7 +105,7 @@ pub fn policy(opts: &PolicyOpts, repository: Option<&str>) -> anyhow::Result<Pol
         }
     };
     for t in &opts.attestation_types {
-        let t = resolve_predicate_type(t);
+        let t = resolve_predicate_type(t).map_err(|e| Failure::usage(e.to_string()))?;
         if !policy.attestation_types.contains(&t) {
             policy.attestation_types.push(t);
         }

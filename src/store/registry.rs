@@ -71,6 +71,8 @@ pub(crate) struct Attempt {
     /// The credentials were refreshed mid-request (a streamed body cannot be resent): start
     /// the operation again without counting an attempt.
     reauth: bool,
+    /// A registry-side race that clears by itself: retried like a transient error.
+    race: bool,
 }
 
 impl From<StoreError> for Attempt {
@@ -79,6 +81,7 @@ impl From<StoreError> for Attempt {
             error,
             retry_after: None,
             reauth: false,
+            race: false,
         }
     }
 }
@@ -557,6 +560,7 @@ impl RegistryStore {
             error,
             retry_after: wait,
             reauth: false,
+            race: false,
         }
     }
 
@@ -572,7 +576,7 @@ impl RegistryStore {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(a) if a.reauth && reauths < AUTH_ROUNDS => reauths += 1,
-                Err(a) if a.error.is_transient() && attempt < self.max_attempts => {
+                Err(a) if (a.error.is_transient() || a.race) && attempt < self.max_attempts => {
                     let wait = a
                         .retry_after
                         .unwrap_or_else(|| backoff(self.backoff_base, attempt));
@@ -585,7 +589,7 @@ impl RegistryStore {
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
-                Err(a) if a.error.is_transient() && attempt > 1 => {
+                Err(a) if (a.error.is_transient() || a.race) && attempt > 1 => {
                     return Err(gave_up(a.error, attempt))
                 }
                 Err(a) => return Err(a.error),
@@ -679,7 +683,13 @@ impl RegistryStore {
                     })
                     .await?;
                 if !resp.status().is_success() {
-                    return Err(self.status_error(&Method::PUT, url, resp, what).await);
+                    let mut failed = self.status_error(&Method::PUT, url, resp, what).await;
+                    // distribution 2.8 answers MANIFEST_BLOB_UNKNOWN while a concurrent upload
+                    // of the same blob (e.g. the shared empty config of referrers) rewrites its
+                    // repository link: the blob is there a moment later.
+                    failed.race = matches!(&failed.error,
+                        StoreError::Http { status: 400, body, .. } if body.contains("MANIFEST_BLOB_UNKNOWN"));
+                    return Err(failed);
                 }
                 let headers = resp.headers().clone();
                 if let Some(said) = header_str(&headers, DOCKER_CONTENT_DIGEST) {
@@ -897,6 +907,7 @@ impl RegistryStore {
                     .unauthorized("upload interrupted by re-authentication".into()),
                 retry_after: None,
                 reauth: true,
+                race: false,
             });
         }
         if !resp.status().is_success() {

@@ -2,8 +2,7 @@
 
 use super::push::human_size;
 use super::{open_store, parse_target};
-use crate::cli::args::{InspectArgs, PolicyOpts, PullArgs};
-use crate::cli::exit::Failure;
+use crate::cli::args::{InspectArgs, PullArgs};
 use crate::cli::Ctx;
 use anyhow::Context as _;
 use oci_model::digest::Digest;
@@ -16,34 +15,24 @@ use oci_model::store::{self, ImageIndex, StoreError};
 use serde_json::json;
 use std::sync::Arc;
 
-/// Is any verification flag set?
-pub(crate) fn policy_requested(p: &PolicyOpts) -> bool {
-    !p.keys.is_empty()
-        || !p.identities.is_empty()
-        || !p.identity_regexps.is_empty()
-        || p.issuer.is_some()
-        || p.issuer_regexp.is_some()
-        || p.trusted_root.is_some()
-        || p.require_signers.is_some()
-        || p.policy.is_some()
-        || !p.attestation_types.is_empty()
-        || p.provenance_builder_id.is_some()
-        || !p.provenance_materials.is_empty()
-}
-
 pub async fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let target = parse_target(&args.target)?;
-    if policy_requested(&args.policy) {
-        // TODO(lead): verify_before_pull — call
-        // `crate::cli::commands::verify::verify_before_pull(&args.policy, &pinned, store.clone(), ctx).await?`
-        // after `fetch_model` below, with `pinned` (the target pinned to the fetched digest).
-        return Err(Failure::usage("verification flags not yet supported"));
-    }
     let store = open_store(&target, &args.registry).await?;
     let artifact = fetch_model(store.as_ref(), &target.reference())
         .await
         .with_context(|| format!("pull {target}"))?;
     let pinned = target.with_digest(artifact.descriptor.digest.clone());
+    // Verification flags: check the exact manifest about to be pulled before writing anything.
+    if crate::cli::policy::requested(&args.policy) {
+        super::verify_target::verify_before_pull(
+            &args.policy,
+            &target,
+            store.as_ref(),
+            &artifact,
+            ctx,
+        )
+        .await?;
+    }
     let options = PullOptions {
         overwrite: args.overwrite,
         concurrency: args.transfer.concurrency as usize,
