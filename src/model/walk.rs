@@ -28,6 +28,9 @@ pub struct WalkOptions {
     pub ignore: Vec<String>,
     /// Keep `.git`, `.gitattributes`, `.github`, `.gitignore`.
     pub keep_git_paths: bool,
+    /// Exact model paths (files or directories, `/`-separated) to leave out, e.g. an OCI
+    /// layout being written inside the model directory.
+    pub exclude: Vec<String>,
 }
 
 /// One file of a model.
@@ -62,6 +65,7 @@ struct Ignore {
     names: GlobSet,
     paths: GlobSet,
     git: bool,
+    exact: Vec<String>,
 }
 
 impl Ignore {
@@ -96,11 +100,12 @@ impl Ignore {
             names: build(names)?,
             paths: build(paths)?,
             git: !options.keep_git_paths,
+            exact: options.exclude.clone(),
         })
     }
 
     fn ignored(&self, rel: &str) -> bool {
-        if self.git && DEFAULT_IGNORES.contains(&rel) {
+        if (self.git && DEFAULT_IGNORES.contains(&rel)) || self.exact.iter().any(|e| e == rel) {
             return true;
         }
         let name = rel.rsplit('/').next().unwrap_or(rel);
@@ -367,6 +372,15 @@ mod tests {
         };
         let files = walk_dir(dir.path(), &options).unwrap();
         assert_eq!(paths_of(&files), ["keep.bin", "sub/deeper/z.bin"]);
+        let exact = WalkOptions {
+            exclude: vec!["sub/deeper".into(), "keep.bin".into()],
+            ..Default::default()
+        };
+        let files = walk_dir(dir.path(), &exact).unwrap();
+        assert!(!paths_of(&files)
+            .iter()
+            .any(|p| p.starts_with("sub/deeper") || *p == "keep.bin"));
+        assert!(paths_of(&files).contains(&"sub/z.bin"));
         let bad = WalkOptions {
             ignore: vec!["a[".into()],
             ..Default::default()

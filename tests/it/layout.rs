@@ -527,3 +527,19 @@ fn bad_input_is_a_usage_error() {
     let (code, _, _) = run(&["push", s(&empty), "oci:"]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn a_layout_written_inside_the_model_directory_is_left_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let first = run_json(&["push", s(&model), &layout_target(&model.join("oci"), "v1")]);
+    // Pushed again, the layout now exists inside the model: same files, same digest.
+    let second = run_json(&["push", s(&model), &layout_target(&model.join("oci"), "v2")]);
+    assert_eq!(first["digest"], second["digest"]);
+    assert!(second["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| !f["path"].as_str().unwrap().starts_with("oci")));
+}

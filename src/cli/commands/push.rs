@@ -44,6 +44,7 @@ pub async fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
             allow_symlinks: args.allow_symlinks,
             ignore: args.ignore.clone(),
             keep_git_paths: false,
+            exclude: layout_inside(&target, &sources).into_iter().collect(),
         },
         concurrency: args.transfer.concurrency as usize,
         reporter: ctx.printer.reporter(),
@@ -77,6 +78,29 @@ pub async fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
     });
     ctx.printer.result(&text, &value);
     Ok(())
+}
+
+/// The path, relative to the model directory, of a layout target written inside it (so the
+/// layout never becomes part of the model it stores).
+fn layout_inside(target: &Target, sources: &[PathBuf]) -> Option<String> {
+    let (Target::Layout(l), [dir]) = (target, sources) else {
+        return None;
+    };
+    let dir = dir.canonicalize().ok()?;
+    let layout = std::path::absolute(&l.path).ok()?;
+    // The layout may not exist yet: canonicalize its closest existing ancestor.
+    let mut existing = layout.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name()?.to_owned());
+        existing = existing.parent()?;
+    }
+    let mut full = existing.canonicalize().ok()?;
+    full.extend(rest.iter().rev());
+    let rel = full.strip_prefix(&dir).ok()?;
+    let parts: Option<Vec<&str>> = rel.iter().map(|c| c.to_str()).collect();
+    let rel = parts?.join("/");
+    (!rel.is_empty()).then_some(rel)
 }
 
 /// The target with `tag` set (for display).
