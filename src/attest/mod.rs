@@ -3,16 +3,16 @@
 //! Pure library: nothing here reads the process environment. The CLI passes the CI variables
 //! it collected (`Settings::ci_env()`), the flag values, and a resolver for OCI references.
 //!
-//! - [`statement`]: the in-toto Statement v1 type, the builder for a model manifest, and the
-//!   subject / predicate-type checks verify uses on a verified statement.
-//! - [`predicate`]: `--type` shortcuts and `--predicate FILE` reading.
+//! - [`statement`]: the in-toto Statement v1 type and the builder for a model manifest.
+//! - [`predicate`]: predicate type shortcuts (`attest --type`, and `verify --attestation-type`
+//!   and policy files' `attestations`) and `--predicate FILE` reading.
 //! - [`materials`]: `--material NAME=PATH|REF` → SLSA resource descriptors (files and
 //!   directories hashed, OCI references resolved to manifest digests).
 //! - [`ci`]: builder id, invocation id, times and CI specifics from GitHub Actions, GitLab CI,
 //!   Tekton or flags.
 //! - [`provenance`]: the SLSA provenance v1 predicate (build type
-//!   [`provenance::BUILD_TYPE`]) and the provenance checks verify runs
-//!   (`--provenance-builder-id`, `--provenance-material`).
+//!   [`provenance::BUILD_TYPE`]) and the checks [`crate::verify::evaluate`] runs on a verified
+//!   provenance predicate (`--provenance-builder-id`, `--provenance-material`).
 //!
 //! How the `attest` command combines them:
 //! ```text
@@ -34,12 +34,10 @@ pub mod statement;
 pub use materials::{Material, NoReferences, ReferenceResolver};
 pub use predicate::{read_predicate_file, resolve_predicate_type};
 pub use provenance::{
-    check_builder_id, check_material, generate_provenance, parse_material_expectation,
-    provenance_statement, Provenance, ProvenanceInput, BUILD_TYPE,
+    check_builder_id, check_material, generate_provenance, provenance_statement, Provenance,
+    ProvenanceInput, BUILD_TYPE,
 };
-pub use statement::{
-    check_predicate_type_annotation, check_subject, statement_for_manifest, Statement, Subject,
-};
+pub use statement::{statement_for_manifest, Statement, Subject};
 
 use std::path::PathBuf;
 
@@ -151,9 +149,6 @@ pub enum AttestError {
         variable: &'static str,
         reason: &'static str,
     },
-
-    #[error("invalid in-toto statement: {0}")]
-    InvalidStatement(String),
 }
 
 pub type Result<T, E = AttestError> = std::result::Result<T, E>;

@@ -16,10 +16,12 @@ use std::path::Path;
 /// signature and certificates, so every attestation we write can be read by verify.
 pub const MAX_PREDICATE_SIZE: u64 = (MAX_BUNDLE_SIZE - 256 * 1024) / 4 * 3;
 
-/// Shortcut → predicate type URI.
+/// Shortcut → predicate type URI. `spdxjson` is cosign's name for the same SPDX type. (cosign's
+/// `slsaprovenance` means SLSA provenance v0.2, so it is deliberately not an alias of v1.)
 pub const SHORTCUTS: &[(&str, &str)] = &[
     ("slsaprovenance1", PREDICATE_SLSA_PROVENANCE_V1),
     ("spdx", PREDICATE_SPDX),
+    ("spdxjson", PREDICATE_SPDX),
     ("cyclonedx", PREDICATE_CYCLONEDX),
     ("link", PREDICATE_LINK),
 ];
@@ -177,6 +179,10 @@ mod tests {
             "https://spdx.dev/Document"
         );
         assert_eq!(
+            resolve_predicate_type("spdxjson").unwrap(),
+            "https://spdx.dev/Document"
+        );
+        assert_eq!(
             resolve_predicate_type("CycloneDX").unwrap(),
             "https://cyclonedx.org/bom"
         );
@@ -193,7 +199,7 @@ mod tests {
 
     #[test]
     fn unknown_shortcut_names_the_valid_ones() {
-        for bad in ["slsa", "", "has space:x"] {
+        for bad in ["slsa", "slsaprovenance", "provenance", "", "has space:x"] {
             let err = resolve_predicate_type(bad).unwrap_err().to_string();
             assert!(err.contains(SHORTCUT_NAMES), "{err}");
         }

@@ -303,17 +303,13 @@ impl Provenance {
         serde_json::to_value(self).expect("string keys only: serializes")
     }
 
-    /// The provenance inside a (verified) statement; an error when the statement is not SLSA
-    /// provenance v1 or its predicate does not have the v1 shape.
-    pub fn from_statement(statement: &Statement) -> Result<Provenance, String> {
-        if statement.predicate_type != PREDICATE_SLSA_PROVENANCE_V1 {
-            return Err(format!(
-                "the attestation is not SLSA provenance v1: predicateType is {:?}, expected {:?}",
-                statement.predicate_type, PREDICATE_SLSA_PROVENANCE_V1
-            ));
-        }
-        serde_json::from_value(statement.predicate.clone())
-            .map_err(|e| format!("the SLSA provenance v1 predicate is malformed: {e}"))
+    /// Reads a SLSA provenance v1 predicate (the `predicate` of a verified statement whose
+    /// `predicateType` is `https://slsa.dev/provenance/v1`). Lenient as described on
+    /// [`Provenance`]; an error when the predicate does not have the v1 shape (e.g. no
+    /// `buildDefinition.buildType` or `runDetails.builder.id`).
+    pub fn from_predicate(predicate: &Value) -> Result<Provenance, String> {
+        Provenance::deserialize(predicate)
+            .map_err(|e| format!("predicate is not SLSA provenance v1: {e}"))
     }
 }
 
@@ -366,34 +362,20 @@ fn structured(bytes: &[u8]) -> Option<Value> {
     }
 }
 
-/// Verify `--provenance-builder-id ID`: the SLSA provenance in a VERIFIED statement (signature,
-/// subject and policy already checked) must have `runDetails.builder.id` exactly `expected`.
+/// `--provenance-builder-id ID` (and a policy file's `builderId`): the SLSA provenance v1
+/// `predicate` of a VERIFIED statement (signature, subject and signer policy already checked)
+/// must have `runDetails.builder.id` exactly `expected`.
 ///
-/// Verify: for each verified attestation of type `https://slsa.dev/provenance/v1`, call this
-/// (and [`check_material`]); the requirement holds when one provenance passes every check.
-/// The `Err` message says what was expected and found.
-pub fn check_builder_id(statement: &Statement, expected: &str) -> Result<(), String> {
-    let provenance = Provenance::from_statement(statement)?;
+/// Verify ([`crate::verify::evaluate`]) runs this and [`check_material`] on every verified
+/// provenance; the requirements hold when one provenance passes every check. The `Err` message
+/// says what was found and expected (`builder id is "A", expected "B"`).
+pub fn check_builder_id(predicate: &Value, expected: &str) -> Result<(), String> {
+    let provenance = Provenance::from_predicate(predicate)?;
     let found = &provenance.run_details.builder.id;
     if found == expected {
         Ok(())
     } else {
-        Err(format!(
-            "provenance builder id is {found:?}, expected {expected:?}"
-        ))
-    }
-}
-
-/// Parses `--provenance-material NAME=DIGEST` into (NAME, DIGEST) for [`check_material`].
-pub fn parse_material_expectation(spec: &str) -> Result<(String, String), String> {
-    match spec.split_once('=') {
-        Some((name, digest)) if !name.is_empty() && !digest.is_empty() => {
-            normalize_expected_digest(digest)?;
-            Ok((name.to_string(), digest.to_string()))
-        }
-        _ => Err(format!(
-            "invalid --provenance-material {spec:?}: expected NAME=sha256:<64 hex> or NAME=<64 hex>"
-        )),
+        Err(format!("builder id is {found:?}, expected {expected:?}"))
     }
 }
 
@@ -408,30 +390,31 @@ fn normalize_expected_digest(expected: &str) -> Result<String, String> {
     }
 }
 
-/// Verify `--provenance-material NAME=DIGEST`: the SLSA provenance in a VERIFIED statement must
-/// list a resolved dependency named `name` whose `digest.sha256` equals `expected_digest`
-/// (`sha256:HEX` or `HEX`, any case). The `Err` message names the material, the expected
-/// digest and what was found (another digest, no sha256 digest, or the names present).
-pub fn check_material(
-    statement: &Statement,
-    name: &str,
-    expected_digest: &str,
-) -> Result<(), String> {
+/// `--provenance-material NAME=DIGEST` (and a policy file's `materials`): the SLSA provenance
+/// v1 `predicate` of a VERIFIED statement must list a resolved dependency whose `name` or `uri`
+/// is `name` and whose `digest.sha256` equals `expected_digest` (`sha256:HEX` or `HEX`, any
+/// case). The `Err` message names the material, the expected digest and what was found
+/// (another digest, no sha256 digest, or the materials present).
+pub fn check_material(predicate: &Value, name: &str, expected_digest: &str) -> Result<(), String> {
     let expected = normalize_expected_digest(expected_digest)?;
-    let provenance = Provenance::from_statement(statement)?;
+    let provenance = Provenance::from_predicate(predicate)?;
     let deps = &provenance.build_definition.resolved_dependencies;
     let named: Vec<&ResourceDescriptor> = deps
         .iter()
-        .filter(|d| d.name.as_deref() == Some(name))
+        .filter(|d| d.name.as_deref() == Some(name) || d.uri.as_deref() == Some(name))
         .collect();
     if named.is_empty() {
-        let names: Vec<&str> = deps.iter().filter_map(|d| d.name.as_deref()).collect();
-        return Err(if names.is_empty() {
-            format!("provenance lists no material named {name:?} (it has no named materials)")
+        // Each material by its name, or its uri when it has none.
+        let present: Vec<&str> = deps
+            .iter()
+            .filter_map(|d| d.name.as_deref().or(d.uri.as_deref()))
+            .collect();
+        return Err(if present.is_empty() {
+            format!("lists no material named {name:?} (it lists no materials)")
         } else {
             format!(
-                "provenance lists no material named {name:?} (materials: {})",
-                names.join(", ")
+                "lists no material named {name:?} (materials: {})",
+                present.join(", ")
             )
         });
     }
@@ -452,7 +435,7 @@ pub fn check_material(
         })
         .collect();
     Err(format!(
-        "provenance material {name:?} has {}, expected sha256:{expected}",
+        "material {name:?} has {}, expected sha256:{expected}",
         found.join(" and ")
     ))
 }
@@ -858,9 +841,11 @@ mod tests {
             s.subject[0].digest["sha256"],
             Digest::from_raw(&[9; 32]).hex()
         );
-        let back = Statement::from_json(&s.to_json_bytes()).unwrap();
+        // The signed bytes read back to the same provenance.
+        let back: Statement = serde_json::from_slice(&s.to_json_bytes()).unwrap();
+        assert_eq!(back, s);
         assert_eq!(
-            Provenance::from_statement(&back)
+            Provenance::from_predicate(&back.predicate)
                 .unwrap()
                 .run_details
                 .builder
@@ -872,75 +857,94 @@ mod tests {
     #[tokio::test]
     async fn builder_id_check_passes_and_fails() {
         let (s, _) = sample_statement().await;
-        check_builder_id(&s, "https://ci.example.com/b").unwrap();
+        check_builder_id(&s.predicate, "https://ci.example.com/b").unwrap();
         let err = check_builder_id(
-            &s,
+            &s.predicate,
             "https://github.com/org/r/.github/workflows/t.yml@refs/heads/main",
         )
         .unwrap_err();
         assert!(
-            err.contains("\"https://ci.example.com/b\"")
-                && err.contains("expected \"https://github.com/"),
+            err.starts_with(
+                "builder id is \"https://ci.example.com/b\", expected \"https://github.com/"
+            ),
             "{err}"
         );
-        let mut other = s.clone();
-        other.predicate_type = "https://spdx.dev/Document".into();
-        let err = check_builder_id(&other, "https://ci.example.com/b").unwrap_err();
+        let err = check_builder_id(&json!({"runDetails": 1}), "x").unwrap_err();
         assert!(err.contains("not SLSA provenance v1"), "{err}");
-        let mut broken = s.clone();
-        broken.predicate = json!({"runDetails": 1});
-        assert!(check_builder_id(&broken, "x")
-            .unwrap_err()
-            .contains("malformed"));
+        // An SPDX document is not provenance either.
+        let err = check_builder_id(&json!({"spdxVersion": "SPDX-2.3"}), "x").unwrap_err();
+        assert!(err.contains("not SLSA provenance v1"), "{err}");
     }
 
     #[tokio::test]
     async fn material_check_passes_and_fails() {
         let (s, d) = sample_statement().await;
-        check_material(&s, "dataset", d.as_str()).unwrap();
-        check_material(&s, "dataset", &d.hex().to_ascii_uppercase()).unwrap();
+        let p = &s.predicate;
+        check_material(p, "dataset", d.as_str()).unwrap();
+        check_material(p, "dataset", &d.hex().to_ascii_uppercase()).unwrap();
         let other = Digest::of(b"2");
-        let err = check_material(&s, "dataset", other.as_str()).unwrap_err();
-        assert!(err.contains(&format!("has {d}, expected {other}")), "{err}");
-        let err = check_material(&s, "base", d.as_str()).unwrap_err();
+        let err = check_material(p, "dataset", other.as_str()).unwrap_err();
+        assert_eq!(
+            err,
+            format!("material \"dataset\" has {d}, expected {other}")
+        );
+        let err = check_material(p, "base", d.as_str()).unwrap_err();
         assert!(
             err.contains("no material named \"base\" (materials: dataset)"),
             "{err}"
         );
-        let err = check_material(&s, "dataset", "sha256:1234").unwrap_err();
+        let err = check_material(p, "dataset", "sha256:1234").unwrap_err();
         assert!(err.contains("\"sha256:1234\""), "{err}");
     }
 
     #[test]
-    fn material_expectations_parse() {
-        let d = Digest::of(b"x");
-        assert_eq!(
-            parse_material_expectation(&format!("data={d}")).unwrap(),
-            ("data".to_string(), d.to_string())
+    fn material_is_matched_by_name_or_uri() {
+        let hex = "ab".repeat(32);
+        let p = json!({
+            "buildDefinition": {
+                "buildType": "https://example.com/build/v1",
+                "resolvedDependencies": [
+                    {"uri": "oci://r.example/base@sha256:00", "digest": {"sha256": hex}},
+                    {"name": "data", "uri": "file:data", "digest": {"sha256": hex}}
+                ]
+            },
+            "runDetails": {"builder": {"id": "https://b"}}
+        });
+        check_material(&p, "oci://r.example/base@sha256:00", &hex).unwrap();
+        check_material(&p, "data", &hex).unwrap();
+        check_material(&p, "file:data", &format!("sha256:{hex}")).unwrap();
+        let err = check_material(&p, "base", &hex).unwrap_err();
+        assert!(
+            err.contains("(materials: oci://r.example/base@sha256:00, data)"),
+            "{err}"
         );
-        for bad in ["data", "=sha256:00", "data=", "data=sha256:zz"] {
-            assert!(parse_material_expectation(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]
     fn foreign_provenance_is_read_leniently() {
+        let p = json!({
+            "buildDefinition": {
+                "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                "externalParameters": {"workflow": {"ref": "refs/heads/main"}},
+                "resolvedDependencies": [{"uri": "git+https://github.com/o/r@refs/heads/main", "digest": {"gitCommit": "abc"}}]
+            },
+            "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}, "byproducts": []}
+        });
+        check_builder_id(&p, "https://github.com/actions/runner/github-hosted").unwrap();
         let d = Digest::of(b"g");
-        let s = statement_for_manifest(
-            "r",
-            &d,
-            PREDICATE_SLSA_PROVENANCE_V1,
-            json!({
-                "buildDefinition": {
-                    "buildType": "https://actions.github.io/buildtypes/workflow/v1",
-                    "externalParameters": {"workflow": {"ref": "refs/heads/main"}},
-                    "resolvedDependencies": [{"uri": "git+https://github.com/o/r@refs/heads/main", "digest": {"gitCommit": "abc"}}]
-                },
-                "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}, "byproducts": []}
-            }),
+        let err = check_material(&p, "src", d.as_str()).unwrap_err();
+        assert!(
+            err.contains("(materials: git+https://github.com/o/r@refs/heads/main)"),
+            "{err}"
         );
-        check_builder_id(&s, "https://github.com/actions/runner/github-hosted").unwrap();
-        let err = check_material(&s, "src", d.as_str()).unwrap_err();
-        assert!(err.contains("no named materials"), "{err}");
+        let err = check_material(&p, "git+https://github.com/o/r@refs/heads/main", d.as_str())
+            .unwrap_err();
+        assert!(err.contains("no sha256 digest (has gitCommit)"), "{err}");
+        let empty = json!({
+            "buildDefinition": {"buildType": "https://b/t"},
+            "runDetails": {"builder": {"id": "https://b"}}
+        });
+        let err = check_material(&empty, "src", d.as_str()).unwrap_err();
+        assert!(err.contains("it lists no materials"), "{err}");
     }
 }

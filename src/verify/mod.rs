@@ -26,8 +26,8 @@ pub use bundle::{
 };
 pub use error::VerifyError;
 pub use policy::{
-    canonical_pem, evaluate, resolve_predicate_type, IdentityRule, Matcher, Policy, PolicyError,
-    PolicyOutcome, ProvenanceRequirements, SignatureKinds, SignerEntry, SignerPolicy, TrustedKey,
+    canonical_pem, evaluate, IdentityRule, Matcher, Policy, PolicyError, PolicyOutcome,
+    ProvenanceRequirements, SignatureKinds, SignerEntry, SignerPolicy, TrustedKey,
 };
 pub use policy_file::PolicyFile;
 pub use report::{BundleReport, Report};

@@ -10,7 +10,7 @@
 
 use super::bundle::VerifiedBundle;
 use super::VerifyError;
-use crate::media_types;
+use crate::{attest, media_types};
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
@@ -320,7 +320,8 @@ pub struct Policy {
     pub require_signers: usize,
     /// Which bundles count as signatures.
     pub signature_kinds: SignatureKinds,
-    /// Predicate types that must each be present in at least one verified bundle.
+    /// Predicate type URIs that must each be present in at least one verified bundle (already
+    /// resolved from shortcuts with [`crate::attest::resolve_predicate_type`]).
     pub attestation_types: Vec<String>,
     pub provenance: ProvenanceRequirements,
 }
@@ -357,20 +358,6 @@ impl Policy {
             )));
         }
         Ok(())
-    }
-}
-
-/// Expand the predicate type shortcuts (`slsaprovenance1`, `spdx`, `cyclonedx`, `link`);
-/// anything else is returned as given.
-pub fn resolve_predicate_type(name: &str) -> String {
-    match name {
-        "slsaprovenance1" | "slsaprovenance" | "provenance" => {
-            media_types::PREDICATE_SLSA_PROVENANCE_V1.to_string()
-        }
-        "spdx" | "spdxjson" => media_types::PREDICATE_SPDX.to_string(),
-        "cyclonedx" => media_types::PREDICATE_CYCLONEDX.to_string(),
-        "link" => media_types::PREDICATE_LINK.to_string(),
-        other => other.to_string(),
     }
 }
 
@@ -519,7 +506,6 @@ pub fn evaluate(results: &[VerifiedBundle], policy: &Policy) -> PolicyOutcome {
     // Required attestation types.
     let mut attestations = Vec::new();
     for wanted in &policy.attestation_types {
-        let wanted = resolve_predicate_type(wanted);
         let signed_by: Vec<String> = results
             .iter()
             .filter(|b| b.predicate_type() == Some(wanted.as_str()))
@@ -533,16 +519,17 @@ pub fn evaluate(results: &[VerifiedBundle], policy: &Policy) -> PolicyOutcome {
             ));
         }
         attestations.push(AttestationOutcome {
-            predicate_type: wanted,
+            predicate_type: wanted.clone(),
             present: !signed_by.is_empty(),
             signed_by,
         });
     }
 
-    // Provenance: one verified SLSA provenance statement must meet every requirement.
+    // Provenance: one verified SLSA provenance statement must meet every requirement. The
+    // checks are attest's: the same reading of the predicate that attest writes.
     let mut provenance = Vec::new();
     if !policy.provenance.is_empty() {
-        let statements: Vec<&serde_json::Value> = results
+        let predicates: Vec<&serde_json::Value> = results
             .iter()
             .filter(|b| b.predicate_type() == Some(media_types::PREDICATE_SLSA_PROVENANCE_V1))
             .filter_map(|b| b.statement().map(|s| &s.predicate))
@@ -552,29 +539,31 @@ pub fn evaluate(results: &[VerifiedBundle], policy: &Policy) -> PolicyOutcome {
             let id = id.clone();
             requirements.push((
                 format!("builder.id = {id}"),
-                Box::new(move |p| builder_id(p) == Some(id.as_str())),
+                Box::new(move |p| attest::check_builder_id(p, &id)),
             ));
         }
         for (name, hex) in &policy.provenance.materials {
             let (name, hex) = (name.clone(), hex.clone());
             requirements.push((
                 format!("material {name} = sha256:{hex}"),
-                Box::new(move |p| has_material(p, &name, &hex)),
+                Box::new(move |p| attest::check_material(p, &name, &hex)),
             ));
         }
-        let best = statements
+        // The statement meeting the most requirements; its failures are reported.
+        let best = predicates
             .iter()
-            .max_by_key(|p| requirements.iter().filter(|(_, f)| f(p)).count());
+            .max_by_key(|p| requirements.iter().filter(|(_, f)| f(p).is_ok()).count());
         for (what, check) in &requirements {
-            let ok = best.is_some_and(|p| check(p));
-            if !ok {
-                failures.push(if statements.is_empty() {
-                    format!("provenance {what}: no verified SLSA provenance v1 attestation")
-                } else {
-                    format!("provenance {what}: not in the verified provenance")
-                });
+            let result = match best {
+                Some(p) => check(p),
+                None => Err(format!(
+                    "{what}: no verified SLSA provenance v1 attestation"
+                )),
+            };
+            if let Err(e) = &result {
+                failures.push(format!("provenance {e}"));
             }
-            provenance.push((what.clone(), ok));
+            provenance.push((what.clone(), result.is_ok()));
         }
     }
 
@@ -589,8 +578,8 @@ pub fn evaluate(results: &[VerifiedBundle], policy: &Policy) -> PolicyOutcome {
     }
 }
 
-/// A check on a provenance predicate.
-type Requirement = Box<dyn Fn(&serde_json::Value) -> bool>;
+/// A check on a provenance predicate: `Err` says what was found and expected.
+type Requirement = Box<dyn Fn(&serde_json::Value) -> Result<(), String>>;
 
 fn counts_as_signature(b: &VerifiedBundle, policy: &Policy) -> bool {
     match (&policy.signature_kinds, b.predicate_type()) {
@@ -598,22 +587,6 @@ fn counts_as_signature(b: &VerifiedBundle, policy: &Policy) -> bool {
         (SignatureKinds::PredicateTypes(_), None) => true,
         (SignatureKinds::PredicateTypes(types), Some(t)) => types.iter().any(|x| x == t),
     }
-}
-
-fn builder_id(p: &serde_json::Value) -> Option<&str> {
-    p.pointer("/runDetails/builder/id").and_then(|v| v.as_str())
-}
-
-fn has_material(p: &serde_json::Value, name: &str, hex: &str) -> bool {
-    p.pointer("/buildDefinition/resolvedDependencies")
-        .and_then(|v| v.as_array())
-        .is_some_and(|deps| {
-            deps.iter().any(|d| {
-                let named = d.get("name").and_then(|v| v.as_str()) == Some(name)
-                    || d.get("uri").and_then(|v| v.as_str()) == Some(name);
-                named && d.pointer("/digest/sha256").and_then(|v| v.as_str()) == Some(hex)
-            })
-        })
 }
 
 /// Maximum bipartite matching signers ↔ entries (Kuhn's algorithm; sizes are tiny).
@@ -781,47 +754,87 @@ mod tests {
             let a = TestKey::new(Alg::P256);
             let signers = SignerPolicy::new().with_key(a.trusted("a.pub"));
             let mut policy = Policy::new(signers.clone());
-            policy.attestation_types = vec![resolve_predicate_type("slsaprovenance1")];
+            // The policy holds resolved URIs (the CLI and policy files resolve shortcuts).
+            policy.attestation_types = vec![media_types::PREDICATE_SLSA_PROVENANCE_V1.into()];
+            policy.provenance.builder_id = Some("https://builder.example/x".into());
             let sig = signed(&a, media_types::PREDICATE_MODEL_SIGNING, &signers);
             let out = evaluate(std::slice::from_ref(&sig), &policy);
             assert!(!out.passed);
-            assert!(
-                out.failures[0].contains("https://slsa.dev/provenance/v1"),
-                "{:?}",
-                out.failures
+            assert_eq!(
+                out.failures,
+                vec![
+                    "no verified attestation of type https://slsa.dev/provenance/v1 from a trusted signer".to_string(),
+                    "provenance builder.id = https://builder.example/x: no verified SLSA provenance v1 attestation".to_string(),
+                ]
             );
 
             let hex = "ab".repeat(32);
-            let prov = serde_json::json!({
-                "_type": "https://in-toto.io/Statement/v1",
-                "subject": [{"name": "m", "digest": {"sha256": SUBJECT}}],
-                "predicateType": media_types::PREDICATE_SLSA_PROVENANCE_V1,
-                "predicate": {
-                    "buildDefinition": {"resolvedDependencies": [{"name": "data", "digest": {"sha256": hex}}]},
-                    "runDetails": {"builder": {"id": "https://builder.example/x"}},
-                },
-            });
-            let b = key_bundle(
-                &a,
-                &serde_json::to_vec(&prov).unwrap(),
-                media_types::SIGSTORE_BUNDLE_V03,
-            );
-            let prov =
-                verify_bundle(&b, None, &signers, &TrustedRoot::production().unwrap()).unwrap();
-            policy.provenance.builder_id = Some("https://builder.example/x".into());
-            policy.provenance.materials = vec![("data".into(), hex.clone())];
+            let provenance = |builder: &str| {
+                let prov = serde_json::json!({
+                    "_type": "https://in-toto.io/Statement/v1",
+                    "subject": [{"name": "m", "digest": {"sha256": SUBJECT}}],
+                    "predicateType": media_types::PREDICATE_SLSA_PROVENANCE_V1,
+                    "predicate": {
+                        "buildDefinition": {
+                            "buildType": "https://oci-model.dev/ModelTraining/v1",
+                            "resolvedDependencies": [
+                                {"name": "data", "digest": {"sha256": hex}},
+                                {"uri": "oci://r.example/base@sha256:00", "digest": {"sha256": hex}},
+                            ],
+                        },
+                        "runDetails": {"builder": {"id": builder}},
+                    },
+                });
+                let b = key_bundle(
+                    &a,
+                    &serde_json::to_vec(&prov).unwrap(),
+                    media_types::SIGSTORE_BUNDLE_V03,
+                );
+                verify_bundle(&b, None, &signers, &TrustedRoot::production().unwrap()).unwrap()
+            };
+            let prov = provenance("https://builder.example/x");
+            // Materials match on name or uri.
+            policy.provenance.materials = vec![
+                ("data".into(), hex.clone()),
+                ("oci://r.example/base@sha256:00".into(), hex.clone()),
+            ];
             let out = evaluate(&[sig.clone(), prov.clone()], &policy);
             assert!(out.passed, "{:?}", out.failures);
+            assert!(out.provenance.iter().all(|(_, ok)| *ok));
+
+            // Failures carry attest's precise messages for the best statement.
+            let other = "cd".repeat(32);
             policy.provenance.builder_id = Some("https://other".into());
-            let out = evaluate(&[sig, prov], &policy);
+            policy.provenance.materials = vec![
+                ("data".into(), other.clone()),
+                ("tokenizer".into(), hex.clone()),
+            ];
+            let out = evaluate(&[sig.clone(), prov.clone()], &policy);
             assert!(!out.passed);
-            assert!(
-                out.failures
-                    .iter()
-                    .any(|f| f.contains("builder.id = https://other")),
-                "{:?}",
-                out.failures
+            assert_eq!(
+                out.failures,
+                vec![
+                    "provenance builder id is \"https://builder.example/x\", expected \"https://other\"".to_string(),
+                    format!("provenance material \"data\" has sha256:{hex}, expected sha256:{other}"),
+                    "provenance lists no material named \"tokenizer\" (materials: data, oci://r.example/base@sha256:00)".to_string(),
+                ]
             );
+            assert_eq!(
+                out.provenance,
+                vec![
+                    ("builder.id = https://other".to_string(), false),
+                    (format!("material data = sha256:{other}"), false),
+                    (format!("material tokenizer = sha256:{hex}"), false),
+                ]
+            );
+
+            // Two provenance statements: the one meeting the requirements counts.
+            policy.provenance.materials = vec![("data".into(), hex.clone())];
+            let good = provenance("https://other");
+            let out = evaluate(&[sig.clone(), good.clone(), prov.clone()], &policy);
+            assert!(out.passed, "{:?}", out.failures);
+            let out = evaluate(&[sig, prov, good], &policy);
+            assert!(out.passed, "{:?}", out.failures);
         }
     }
 }

@@ -36,6 +36,7 @@ use super::policy::{
     Matcher, Policy, PolicyError, ProvenanceRequirements, SignerPolicy, TrustedKey,
 };
 use super::VerifyError;
+use crate::attest::resolve_predicate_type;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -196,8 +197,8 @@ impl PolicyFile {
             policy.attestation_types = r
                 .attestations
                 .iter()
-                .map(|t| super::policy::resolve_predicate_type(t))
-                .collect();
+                .map(|t| resolve_predicate_type(t).map_err(|e| at(format!("attestations: {e}"))))
+                .collect::<Result<_, _>>()?;
             if let Some(p) = r.provenance {
                 policy.provenance = ProvenanceRequirements {
                     builder_id: p.builder_id,
@@ -321,6 +322,7 @@ policies:
             ("version: 1\npolicies:\n  - repositories: [x]\n    signers:\n      - key: keys/alice.pub\n        identity: a\n        issuer: b\n", "not both"),
             ("version: 1\npolicies:\n  - repositories: [x]\n    requireSigners: 3\n    signers:\n      - key: keys/alice.pub\n", "only 1"),
             ("version: 1\npolicies:\n  - repositories: [x]\n    signers:\n      - identityRegexp: \"(\"\n        issuer: b\n", "regular expression"),
+            ("version: 1\npolicies:\n  - repositories: [x]\n    signers:\n      - key: keys/alice.pub\n    attestations: [slsa]\n", "policies[0]: attestations: unknown predicate type \"slsa\""),
         ] {
             let err = PolicyFile::from_yaml(text, dir.path(), "p.yaml").unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
