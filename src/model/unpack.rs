@@ -17,10 +17,12 @@ use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// Write buffer for pulled files.
 const COPY_BUF: usize = 1 << 20;
+/// Tries per blob when the connection fails mid-way.
+const DOWNLOAD_ATTEMPTS: u32 = 3;
 
 /// A model manifest as fetched, with its exact bytes and digest.
 #[derive(Clone, Debug)]
@@ -437,27 +439,26 @@ async fn download<'f>(
     let mut out = tokio::fs::File::from_std(std_file);
     let what = format!("file {:?} (layer {})", file.path, file.descriptor.digest);
     let id = options.reporter.start(&file.path, file.descriptor.size);
-    let result: Result<(), ModelError> = async {
-        let reader = fetch_blob_verified(store, &file.descriptor, &what).await?;
-        let mut reader = ProgressReader::new(reader, options.reporter.clone(), id);
-        let mut buf = vec![0u8; COPY_BUF];
-        loop {
-            let n = fill_buf(&mut reader, &mut buf)
-                .await
-                .map_err(verified::unwrap_io_error)?;
-            if n == 0 {
-                break;
+    let mut attempt = 1;
+    let result = loop {
+        let result = stream_layer(store, file, &what, &dest, &mut out, options, id).await;
+        match result {
+            // A connection lost mid-blob: start this blob again from its first byte.
+            Err(ModelError::Store(e)) if e.is_transient() && attempt < DOWNLOAD_ATTEMPTS => {
+                tracing::warn!("{what}: {e}; retrying (attempt {})", attempt + 1);
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                attempt += 1;
+                let restart = async {
+                    out.set_len(0).await?;
+                    out.seek(std::io::SeekFrom::Start(0)).await.map(|_| ())
+                };
+                restart
+                    .await
+                    .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
             }
-            out.write_all(&buf[..n])
-                .await
-                .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
+            other => break other,
         }
-        out.flush()
-            .await
-            .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
-        Ok(())
-    }
-    .await;
+    };
     options.reporter.finish(id, false);
     result?;
     drop(out);
@@ -467,6 +468,44 @@ async fn download<'f>(
         let _ = std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(0o644));
     }
     Ok((tmp_path, dest, file))
+}
+
+/// One pass over a layer: fetch, check while streaming, write. Read failures that are not
+/// integrity failures are the connection's (so they count as network errors, and are retried).
+async fn stream_layer(
+    store: &dyn Store,
+    file: &ModelFile,
+    what: &str,
+    dest: &Path,
+    out: &mut tokio::fs::File,
+    options: &PullOptions,
+    progress_id: u64,
+) -> Result<(), ModelError> {
+    let reader = fetch_blob_verified(store, &file.descriptor, what).await?;
+    let mut reader = ProgressReader::new(reader, options.reporter.clone(), progress_id);
+    let mut buf = vec![0u8; COPY_BUF];
+    loop {
+        let n =
+            fill_buf(&mut reader, &mut buf).await.map_err(|e| {
+                match verified::unwrap_io_error(e) {
+                    StoreError::Io { source, .. } => StoreError::Network {
+                        url: format!("{} (blob {})", store.location(), file.descriptor.digest),
+                        reason: format!("reading {what} failed: {source}"),
+                    },
+                    other => other,
+                }
+            })?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])
+            .await
+            .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -674,5 +713,168 @@ mod tests {
             [".h", "README.md", "x", "x/y", "x/y/z.bin"]
         );
         assert_eq!(std::fs::read(out.path().join("x/y/z.bin")).unwrap(), b"zz");
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{BlobSource, BoxReader, BytesSource, RawManifest};
+    use async_trait::async_trait;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    /// A store whose blob streams break after a few bytes, `fails` times.
+    struct Flaky {
+        inner: MemoryStore,
+        fails: AtomicUsize,
+    }
+
+    struct BreakAfter {
+        inner: BoxReader,
+        left: usize,
+    }
+
+    impl AsyncRead for BreakAfter {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if self.left == 0 {
+                return Poll::Ready(Err(std::io::Error::other("connection reset by peer")));
+            }
+            let mut small = vec![0u8; self.left.min(buf.remaining())];
+            let mut rb = ReadBuf::new(&mut small);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    buf.put_slice(rb.filled());
+                    self.left -= n;
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Store for Flaky {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        async fn resolve(&self, r: &str) -> crate::store::Result<Descriptor> {
+            self.inner.resolve(r).await
+        }
+        async fn fetch_manifest(&self, r: &str) -> crate::store::Result<RawManifest> {
+            self.inner.fetch_manifest(r).await
+        }
+        async fn push_manifest(
+            &self,
+            b: Bytes,
+            m: &str,
+            t: Option<&str>,
+        ) -> crate::store::Result<Descriptor> {
+            self.inner.push_manifest(b, m, t).await
+        }
+        async fn blob_exists(&self, d: &Digest) -> crate::store::Result<bool> {
+            self.inner.blob_exists(d).await
+        }
+        async fn fetch_blob_raw(&self, d: &Descriptor) -> crate::store::Result<BoxReader> {
+            let r = self.inner.fetch_blob_raw(d).await?;
+            let fail = self
+                .fails
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            Ok(if fail {
+                Box::pin(BreakAfter { inner: r, left: 3 })
+            } else {
+                r
+            })
+        }
+        async fn push_blob(&self, s: &dyn BlobSource) -> crate::store::Result<(Digest, u64)> {
+            self.inner.push_blob(s).await
+        }
+        async fn referrers(
+            &self,
+            s: &Descriptor,
+            a: Option<&str>,
+        ) -> crate::store::Result<Vec<Descriptor>> {
+            self.inner.referrers(s, a).await
+        }
+        async fn push_referrer(
+            &self,
+            b: Bytes,
+            s: &Descriptor,
+        ) -> crate::store::Result<Descriptor> {
+            self.inner.push_referrer(b, s).await
+        }
+        async fn list_tags(&self) -> crate::store::Result<Vec<String>> {
+            self.inner.list_tags().await
+        }
+    }
+
+    async fn flaky(fails: usize) -> (Flaky, ModelArtifact) {
+        let inner = MemoryStore::new("flaky");
+        let content = Bytes::from_static(b"some model weights");
+        let (digest, size) = inner.push_blob(&BytesSource(content)).await.unwrap();
+        let mut layer = Descriptor::new(mt::MODEL_WEIGHT, digest, size);
+        layer.annotations = Some(
+            [(mt::ANNOTATION_FILEPATH.to_string(), "w.bin".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let m = ImageManifest {
+            schema_version: 2,
+            media_type: Some(mt::OCI_MANIFEST.into()),
+            artifact_type: Some(mt::MODEL_ARTIFACT.into()),
+            config: Descriptor::empty(),
+            layers: vec![layer],
+            subject: None,
+            annotations: None,
+        };
+        inner
+            .push_manifest(Bytes::from(m.to_bytes()), mt::OCI_MANIFEST, Some("v1"))
+            .await
+            .unwrap();
+        let store = Flaky {
+            inner,
+            fails: AtomicUsize::new(fails),
+        };
+        let artifact = fetch_model(&store, "v1").await.unwrap();
+        (store, artifact)
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_mid_blob_restarts_that_blob() {
+        let (store, artifact) = flaky(DOWNLOAD_ATTEMPTS as usize - 1).await;
+        let out = tempfile::tempdir().unwrap();
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(out.path().join("w.bin")).unwrap(),
+            b"some model weights"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_keeps_failing_is_a_network_error() {
+        let (store, artifact) = flaky(100).await;
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        let err = unpack_model(&store, &artifact, &out, &PullOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ModelError::Store(StoreError::Network { .. })),
+            "{err}"
+        );
+        assert_eq!(err.exit_class(), 3);
+        assert!(err.to_string().contains("w.bin"), "{err}");
+        assert!(!out.exists());
     }
 }
