@@ -427,14 +427,13 @@ fn verify_one(
         ));
         b
     } else {
-        let b = verify::verify_bundle(
+        verify::verify_bundle(
             bundle,
             Some(&Artifact::Digest(artifact.descriptor.digest.clone())),
             &policy.signers,
             trust,
         )
-        .map_err(|e| e.to_string())?;
-        b
+        .map_err(|e| e.to_string())?
     };
     if let (Some(annotated), Some(actual)) = (annotated, verified.predicate_type()) {
         if annotated != actual {

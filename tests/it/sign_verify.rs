@@ -271,7 +271,8 @@ async fn a_signature_from_another_model_or_changed_files_is_rejected() {
     let bundle = oms_bundle(&signed).await;
 
     // Each variant carries the original's (valid, trusted) signature as a referrer.
-    let cases: [(&str, &[(&str, &[u8])], &str); 3] = [
+    type Files<'a> = &'a [(&'a str, &'a [u8])];
+    let cases: [(&str, Files, &str); 3] = [
         (
             "extra",
             &[("a.bin", b"aaa"), ("b.json", b"{}"), ("c.py", b"print()")],
