@@ -31,7 +31,7 @@ pub mod model;
 pub mod progress;
 pub mod reference;
 pub mod secret;
-pub mod sigstore_ops;
 pub mod signing;
+pub mod sigstore_ops;
 pub mod store;
 pub mod verify;

@@ -69,11 +69,17 @@ fn valid_repository(repo: &str) -> bool {
 }
 
 /// Splits `name[:tag][@digest]` where the tag colon is after the last `/`.
-fn split_tag_digest(input: &str, s: &str) -> Result<(String, Option<String>, Option<Digest>), ReferenceError> {
+fn split_tag_digest(
+    input: &str,
+    s: &str,
+) -> Result<(String, Option<String>, Option<Digest>), ReferenceError> {
     let (rest, digest) = match s.rsplit_once('@') {
         Some((rest, d)) => (
             rest,
-            Some(d.parse::<Digest>().map_err(|e| invalid(input, e.to_string()))?),
+            Some(
+                d.parse::<Digest>()
+                    .map_err(|e| invalid(input, e.to_string()))?,
+            ),
         ),
         None => (s, None),
     };
@@ -295,7 +301,10 @@ mod tests {
     #[test]
     fn docker_hub_short_names() {
         let r = reg("bert");
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("docker.io", "library/bert"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("docker.io", "library/bert")
+        );
         assert_eq!(r.api_host(), "registry-1.docker.io");
         let r = reg("team/bert:v2");
         assert_eq!(r.repository, "team/bert");
@@ -303,7 +312,13 @@ mod tests {
 
     #[test]
     fn rejects_bad_references() {
-        for bad in ["", "http://x/y", "localhost:5000/Team/Bert", "localhost:5000/m:bad tag", "localhost:5000/m@sha256:zz"] {
+        for bad in [
+            "",
+            "http://x/y",
+            "localhost:5000/Team/Bert",
+            "localhost:5000/m:bad tag",
+            "localhost:5000/m@sha256:zz",
+        ] {
             assert!(Target::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -313,7 +328,11 @@ mod tests {
         let t = Target::parse("oci:./out/layout:v1").unwrap();
         assert_eq!(
             t,
-            Target::Layout(LayoutRef { path: "./out/layout".into(), tag: Some("v1".into()), digest: None })
+            Target::Layout(LayoutRef {
+                path: "./out/layout".into(),
+                tag: Some("v1".into()),
+                digest: None
+            })
         );
         let t = Target::parse("oci:/tmp/l").unwrap();
         assert_eq!(t.reference(), "latest");

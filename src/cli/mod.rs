@@ -33,7 +33,10 @@ pub async fn run(cli: Cli) -> u8 {
                     "exitCode": code,
                     "error": format!("{err:#}"),
                 });
-                println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                );
             }
             eprintln!("error: {err:#}");
             code

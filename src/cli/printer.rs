@@ -19,9 +19,8 @@ pub struct Printer {
 
 impl Printer {
     pub fn new(global: &GlobalOpts) -> Self {
-        let bars = !global.quiet
-            && global.output == OutputFormat::Text
-            && std::io::stderr().is_terminal();
+        let bars =
+            !global.quiet && global.output == OutputFormat::Text && std::io::stderr().is_terminal();
         Printer {
             format: global.output,
             bars,
@@ -38,7 +37,11 @@ impl Printer {
         self.printed.store(true, Ordering::SeqCst);
         let mut out = std::io::stdout().lock();
         if self.json() {
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(json).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(json).unwrap_or_default()
+            );
         } else if !text.is_empty() {
             let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
         }

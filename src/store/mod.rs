@@ -182,7 +182,10 @@ pub struct RawManifest {
 impl RawManifest {
     pub fn image_manifest(&self) -> Result<ImageManifest> {
         serde_json::from_slice(&self.bytes).map_err(|e| {
-            StoreError::invalid(format!("manifest {}", self.descriptor.digest), e.to_string())
+            StoreError::invalid(
+                format!("manifest {}", self.descriptor.digest),
+                e.to_string(),
+            )
         })
     }
 }
@@ -228,8 +231,11 @@ pub trait Store: Send + Sync {
 
     /// Store a manifest that has a `subject`, and make it discoverable as a referrer of that
     /// subject (referrers API, or the fallback tag kept consistent under concurrent writers).
-    async fn push_referrer(&self, manifest_bytes: Bytes, subject: &Descriptor)
-        -> Result<Descriptor>;
+    async fn push_referrer(
+        &self,
+        manifest_bytes: Bytes,
+        subject: &Descriptor,
+    ) -> Result<Descriptor>;
 
     /// Tags in the repository (used to copy fallback-tag referrers).
     async fn list_tags(&self) -> Result<Vec<String>>;

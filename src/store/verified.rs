@@ -104,7 +104,11 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
-    async fn read_all(data: &'static [u8], digest: Digest, size: u64) -> Result<Vec<u8>, StoreError> {
+    async fn read_all(
+        data: &'static [u8],
+        digest: Digest,
+        size: u64,
+    ) -> Result<Vec<u8>, StoreError> {
         let mut r = VerifiedReader::new(data, digest, size, "blob x".into());
         let mut out = Vec::new();
         r.read_to_end(&mut out).await.map_err(unwrap_io_error)?;
@@ -119,15 +123,28 @@ mod tests {
 
     #[tokio::test]
     async fn fails_on_wrong_digest_naming_both() {
-        let err = read_all(b"hellO", Digest::of(b"hello"), 5).await.unwrap_err();
+        let err = read_all(b"hellO", Digest::of(b"hello"), 5)
+            .await
+            .unwrap_err();
         let msg = err.to_string();
         assert!(err.is_integrity());
-        assert!(msg.contains("blob x") && msg.contains(Digest::of(b"hello").as_str()) && msg.contains(Digest::of(b"hellO").as_str()), "{msg}");
+        assert!(
+            msg.contains("blob x")
+                && msg.contains(Digest::of(b"hello").as_str())
+                && msg.contains(Digest::of(b"hellO").as_str()),
+            "{msg}"
+        );
     }
 
     #[tokio::test]
     async fn fails_on_short_and_long_content() {
-        assert!(matches!(read_all(b"hell", Digest::of(b"hello"), 5).await, Err(StoreError::SizeMismatch { .. })));
-        assert!(matches!(read_all(b"hello!", Digest::of(b"hello"), 5).await, Err(StoreError::SizeMismatch { .. })));
+        assert!(matches!(
+            read_all(b"hell", Digest::of(b"hello"), 5).await,
+            Err(StoreError::SizeMismatch { .. })
+        ));
+        assert!(matches!(
+            read_all(b"hello!", Digest::of(b"hello"), 5).await,
+            Err(StoreError::SizeMismatch { .. })
+        ));
     }
 }

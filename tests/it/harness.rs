@@ -77,7 +77,8 @@ impl Registry {
             edit(&mut yaml);
             let config = dir.path().join(format!("config-{port}.yml"));
             std::fs::write(&config, &yaml).unwrap();
-            let log = std::fs::File::create(dir.path().join(format!("registry-{port}.log"))).unwrap();
+            let log =
+                std::fs::File::create(dir.path().join(format!("registry-{port}.log"))).unwrap();
             let mut child = Command::new(registry_program())
                 .arg("serve")
                 .arg(&config)
@@ -103,7 +104,10 @@ impl Registry {
             let _ = child.kill();
             let _ = child.wait();
         }
-        panic!("docker-registry did not start; logs in {}", dir.path().display());
+        panic!(
+            "docker-registry did not start; logs in {}",
+            dir.path().display()
+        );
     }
 
     /// Path of a blob's data file in the registry's storage.
@@ -155,13 +159,18 @@ pub fn bin() -> assert_cmd::Command {
 
 fn test_home() -> &'static Path {
     static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    HOME.get_or_init(|| tempfile::tempdir().expect("tempdir")).path()
+    HOME.get_or_init(|| tempfile::tempdir().expect("tempdir"))
+        .path()
 }
 
 /// A repository name unique within this test run.
 pub fn repo(name: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("test/{name}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "test/{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Project root (for testdata/ and ../shared).

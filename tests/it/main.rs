@@ -1,16 +1,16 @@
 //! Integration tests: one binary, one module per area. The harness starts the real registry.
 
-mod harness;
-mod smoke;
-mod registry;
-mod attest_lib;
-mod fakes;
-mod keyless;
-mod conformance;
-mod verify_bundle;
-mod layout;
-mod push_pull;
-mod interop;
-mod local;
-mod sign_verify;
 mod attest;
+mod attest_lib;
+mod conformance;
+mod fakes;
+mod harness;
+mod interop;
+mod keyless;
+mod layout;
+mod local;
+mod push_pull;
+mod registry;
+mod sign_verify;
+mod smoke;
+mod verify_bundle;

@@ -16,7 +16,19 @@ fn help_lists_every_command() {
     let out = harness::bin().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["push", "pull", "copy", "inspect", "sign", "attest", "verify", "discover", "generate-key-pair", "login", "logout"] {
+    for cmd in [
+        "push",
+        "pull",
+        "copy",
+        "inspect",
+        "sign",
+        "attest",
+        "verify",
+        "discover",
+        "generate-key-pair",
+        "login",
+        "logout",
+    ] {
         assert!(text.contains(cmd), "--help lacks {cmd}: {text}");
     }
 }
