@@ -10,7 +10,7 @@ size_mib="${1:-1024}"
 
 bash scripts/deps.sh
 cargo build --release --quiet
-bin="$root/target/release/oci-model"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/oci-model"
 
 work="$root/.work/bench"
 rm -rf "$work"; mkdir -p "$work/model"

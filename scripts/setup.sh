@@ -9,7 +9,7 @@ cd "$root"
 bash scripts/deps.sh
 echo "==> building oci-model (release)"
 cargo build --release --quiet
-bin="$root/target/release/oci-model"
+bin="${CARGO_TARGET_DIR:-$root/target}/release/oci-model"
 
 bash scripts/registry.sh start 5000
 reg="$(cat .work/registry/addr)"
