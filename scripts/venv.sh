@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv (at the repository root) with the OpenSSF reference signing tool, used by the
-# interop tests in tests/it/interop.rs: `model_signing` 1.1.1 (PyPI `model-signing`) plus
-# pyOpenSSL, which it imports for key-based signing.
+# Creates .venv (at the repository root) with the interop peers listed in
+# scripts/requirements-interop.txt: the OpenSSF reference signing tool `model_signing` 1.1.1
+# (with pyOpenSSL) and sigstore-python 4.5.1.
 #
 #   scripts/venv.sh            # create or update .venv
 #   PYTHON=python3.12 scripts/venv.sh
@@ -13,7 +13,7 @@ venv="$root/.venv"
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet 'model-signing==1.1.1' pyOpenSSL
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/scripts/requirements-interop.txt"
 "$venv/bin/model_signing" --help >/dev/null
-echo "ready: $venv/bin/model_signing ($("$venv/bin/python" -m pip show model-signing | sed -n 's/^Version: //p'))"
+"$venv/bin/sigstore" --version >/dev/null
+echo "ready: $venv ($("$venv/bin/python" -m pip show model-signing sigstore 2>/dev/null | sed -n 's/^\(Name\|Version\): //p' | paste -sd' '))"
