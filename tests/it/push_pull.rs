@@ -62,6 +62,14 @@ fn registry_round_trip_with_nested_hidden_empty_and_large_files() {
         "{stdout}"
     );
 
+    // The pulled copy pushes without reading a byte either: pull recorded its digests.
+    let (code, stdout, stderr) = run(&["push", s(&out), &target(&reg, &repo, "from-pull")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("(0 uploaded, 8 already present)"),
+        "{stdout}"
+    );
+
     // Pull by digest from the registry.
     let out2 = tmp.path().join("out2");
     run_json(&["pull", &format!("{}/{repo}@{digest}", reg.host), s(&out2)]);
