@@ -108,10 +108,22 @@ pub async fn verify_before_pull(
     ctx: &Ctx,
 ) -> anyhow::Result<Report> {
     let (report, _) = verify_artifact(policy_opts, target, store, artifact).await?;
-    ctx.printer.note(report.to_text().trim_end());
     if report.ok {
+        // One line on success; the whole report only when something failed.
+        let signers: Vec<String> = report
+            .policy
+            .iter()
+            .flat_map(|p| p.signers_satisfied.iter().map(|s| s.signer.clone()))
+            .collect();
+        ctx.printer.note(&format!(
+            "Verified {} ({} bundle(s) checked; signed by {})",
+            report.target,
+            report.bundles.len(),
+            signers.join(", ")
+        ));
         Ok(report)
     } else {
+        ctx.printer.note(report.to_text().trim_end());
         Err(Failure::verify(format!(
             "{}; nothing was written",
             failure_summary(&report)
