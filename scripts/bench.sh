@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Benchmark: push and pull a 1 GiB model (random data) against the local registry and compare
-# with curl's plain upload/download of the same bytes in the same run. Prints time, MB/s and
-# peak RSS (from /usr/bin/time -v). Not a test: numbers go into the README.
-#   scripts/bench.sh [SIZE_MIB]     (default 1024)
+# with curl's plain upload/download of the same bytes in the same run. Each measurement runs
+# RUNS times (default 3); the median time and the largest peak RSS (/usr/bin/time -v) are
+# printed. Not a test: the numbers go into the README.
+#   scripts/bench.sh [SIZE_MIB] [RUNS]     (defaults 1024 3)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 size_mib="${1:-1024}"
+runs="${2:-3}"
 
 bash scripts/deps.sh
 cargo build --release --quiet
@@ -19,41 +21,57 @@ rm -rf "$root/.work/registry/storage"
 bash scripts/registry.sh start 5000 >/dev/null
 reg="$(cat .work/registry/addr)"
 
-echo "creating a ${size_mib} MiB model (random data)"
+echo "creating a ${size_mib} MiB model (random data); $runs runs per measurement"
 head -c $((size_mib * 1048576)) /dev/urandom > "$work/model/model.safetensors"
 printf '{"hidden_size":768}\n' > "$work/model/config.json"
 bytes=$(stat -c %s "$work/model/model.safetensors")
+digest="sha256:$(sha256sum "$work/model/model.safetensors" | cut -d' ' -f1)"
 
-# measure NAME CMD...: runs CMD under /usr/bin/time -v, prints seconds and peak RSS.
-measure() {
+# once NAME CMD...: one run under /usr/bin/time -v; appends "seconds rss_kb" to NAME.runs.
+once() {
   local name="$1"; shift
-  local tlog="$work/$name.time"
-  /usr/bin/time -v "$@" >"$work/$name.out" 2>"$tlog"
-  local wall rss secs
-  wall=$(grep 'Elapsed (wall clock)' "$tlog" | awk '{print $NF}')
-  rss=$(grep 'Maximum resident set size' "$tlog" | awk '{print $NF}')
-  secs=$(echo "$wall" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
-  printf '%-22s %8.2f s %9.1f MB/s %8.1f MB peak RSS\n' "$name" "$secs" \
-    "$(echo "$bytes $secs" | awk '{ printf "%.1f", $1/1048576/$2 }')" \
-    "$(echo "$rss" | awk '{ printf "%.1f", $1/1024 }')"
-  echo "$secs" > "$work/$name.secs"
+  /usr/bin/time -v "$@" >"$work/$name.out" 2>"$work/$name.time"
+  local wall rss
+  wall=$(grep 'Elapsed (wall clock)' "$work/$name.time" | awk '{print $NF}')
+  rss=$(grep 'Maximum resident set size' "$work/$name.time" | awk '{print $NF}')
+  echo "$wall" | awk -F: -v rss="$rss" '{ s = (NF==3) ? $1*3600+$2*60+$3 : $1*60+$2; print s, rss }' >>"$work/$name.runs"
 }
 
-echo "== curl baseline (upload session + one PUT of the file, download to a file)"
-digest="sha256:$(sha256sum "$work/model/model.safetensors" | cut -d' ' -f1)"
-loc=$(curl -fsS -D - -o /dev/null -X POST "http://$reg/v2/bench/curl/blobs/uploads/" | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
-case "$loc" in http*) ;; *) loc="http://$reg$loc" ;; esac
-case "$loc" in *\?*) sep='&' ;; *) sep='?' ;; esac
-measure curl-upload curl -fsS -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$work/model/model.safetensors" "${loc}${sep}digest=${digest}"
-measure curl-download curl -fsS -o "$work/curl-download.bin" "http://$reg/v2/bench/curl/blobs/$digest"
-rm -f "$work/curl-download.bin"
+# report NAME: median seconds, MB/s, max peak RSS.
+report() {
+  local name="$1" med rss
+  med=$(sort -n "$work/$name.runs" | awk '{ a[NR]=$1 } END { print a[int((NR+1)/2)] }')
+  rss=$(sort -n -k2 "$work/$name.runs" | tail -1 | awk '{ print $2 }')
+  echo "$med" > "$work/$name.secs"
+  printf '%-16s %7.2f s %9.1f MB/s %7.1f MB peak RSS   (runs: %s)\n' "$name" "$med" \
+    "$(awk -v b="$bytes" -v s="$med" 'BEGIN { printf "%.1f", b/1048576/s }')" \
+    "$(awk -v r="$rss" 'BEGIN { printf "%.1f", r/1024 }')" \
+    "$(awk '{ printf "%s ", $1 }' "$work/$name.runs")"
+}
 
-echo "== oci-model"
-rm -rf "$work/cache"
-measure oci-model-push env XDG_CACHE_HOME="$work/cache" "$bin" push -q "$work/model" "$reg/bench/model:v1"
-measure oci-model-pull "$bin" pull -q "$reg/bench/model:v1" "$work/pulled"
-cmp "$work/model/model.safetensors" "$work/pulled/model.safetensors"
+curl_upload() {
+  local repo="$1" loc sep
+  loc=$(curl -fsS -D - -o /dev/null -X POST "http://$reg/v2/$repo/blobs/uploads/" | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
+  case "$loc" in http*) ;; *) loc="http://$reg$loc" ;; esac
+  case "$loc" in *\?*) sep='&' ;; *) sep='?' ;; esac
+  once curl-upload curl -fsS -H "Content-Type: application/octet-stream" -T "$work/model/model.safetensors" "${loc}${sep}digest=${digest}"
+}
 
+for i in $(seq 1 "$runs"); do
+  # Each run pushes into a new repository with an empty digest cache, so every byte is sent.
+  curl_upload "bench/curl$i"
+  once oci-model-push env XDG_CACHE_HOME="$work/cache$i" "$bin" push -q "$work/model" "$reg/bench/model$i:v1"
+  rm -f "$work/curl.bin"; rm -rf "$work/pulled"
+  once curl-download curl -fsS -o "$work/curl.bin" "http://$reg/v2/bench/curl$i/blobs/$digest"
+  once oci-model-pull "$bin" pull -q "$reg/bench/model$i:v1" "$work/pulled"
+  cmp "$work/model/model.safetensors" "$work/pulled/model.safetensors"
+done
+rm -f "$work/curl.bin"
+
+report curl-upload
+report oci-model-push
+report curl-download
+report oci-model-pull
 ratio() { awk -v a="$(cat "$work/$1.secs")" -v b="$(cat "$work/$2.secs")" 'BEGIN { printf "%.2f", a/b }'; }
 echo "push/curl-upload   = $(ratio oci-model-push curl-upload)x  (goal <= 1.10)"
 echo "pull/curl-download = $(ratio oci-model-pull curl-download)x  (goal <= 1.15)"
