@@ -249,6 +249,18 @@ async fn copy_blob(
         .map(str::to_string)
         .unwrap_or_else(|| short_digest(&descriptor.digest));
     let id = options.reporter.start(&name, descriptor.size);
+    // Two repositories of one registry: ask it to mount the blob instead of sending it.
+    if let (Some((src_base, src_repo)), Some((dst_base, dst_repo))) =
+        (src.registry_repository(), dst.registry_repository())
+    {
+        if src_base == dst_base
+            && src_repo != dst_repo
+            && dst.mount_blob(&descriptor.digest, &src_repo).await?
+        {
+            options.reporter.finish(id, true);
+            return Ok(None);
+        }
+    }
     let source = StoreBlobSource::new(src, descriptor, options.reporter.clone(), id);
     let result = dst.push_blob(&source).await;
     let opened = source.opened.load(Ordering::Relaxed);

@@ -239,6 +239,19 @@ pub trait Store: Send + Sync {
 
     /// Tags in the repository (used to copy fallback-tag referrers).
     async fn list_tags(&self) -> Result<Vec<String>>;
+
+    /// `(registry API base URL, repository)` when this store is a repository of a registry
+    /// (cross-repository mounts are possible between two repositories of one registry).
+    fn registry_repository(&self) -> Option<(String, String)> {
+        None
+    }
+
+    /// Make `digest`, held by `from_repository` of the same registry, available here without
+    /// sending it (cross-repository mount). `Ok(false)` when the store did not mount it (no
+    /// support, no access to the source): the caller then uploads as usual.
+    async fn mount_blob(&self, _digest: &Digest, _from_repository: &str) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Fetch a blob and check its size and digest while reading.

@@ -1157,6 +1157,48 @@ impl Store for RegistryStore {
         super::referrers::registry_push_referrer(self, manifest_bytes, subject).await
     }
 
+    fn registry_repository(&self) -> Option<(String, String)> {
+        Some((self.base.to_string(), self.repository.clone()))
+    }
+
+    async fn mount_blob(&self, digest: &Digest, from_repository: &str) -> Result<bool> {
+        let mut url = self.url("blobs/uploads/")?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest.as_str())
+            .append_pair("from", from_repository);
+        let resp = match self
+            .send(Access::Push, || {
+                self.http.post(url.clone()).header(CONTENT_LENGTH, 0)
+            })
+            .await
+        {
+            Ok(resp) => resp,
+            // Not mountable (e.g. no pull access to the source): upload instead.
+            Err(a) => {
+                tracing::debug!(
+                    "mount of {digest} from {from_repository} failed: {}",
+                    a.error
+                );
+                return Ok(false);
+            }
+        };
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                // The registry opened an upload session instead: close it, upload as usual.
+                if let Some(Ok(loc)) =
+                    header_str(resp.headers(), LOCATION.as_str()).map(|l| resolve_location(&url, l))
+                {
+                    let _ = self
+                        .send(Access::Push, || self.http.delete(loc.clone()))
+                        .await;
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn list_tags(&self) -> Result<Vec<String>> {
         #[derive(serde::Deserialize)]
         struct TagList {

@@ -115,6 +115,25 @@ async fn copy_registry_to_layout_to_another_registry_preserves_digests() {
 }
 
 #[test]
+fn copy_between_repositories_of_one_registry_mounts_blobs() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let src = target(&reg, &harness::repo("mount-src"), "v1");
+    let pushed = run_json(&["push", s(&model), &src]);
+    let dst = target(&reg, &harness::repo("mount-dst"), "v1");
+    let copied = run_json(&["copy", &src, &dst]);
+    assert_eq!(copied["digest"], pushed["digest"]);
+    // Every blob was mounted by the registry: nothing went over the wire.
+    assert_eq!(copied["blobsCopied"], 0, "{copied:#}");
+    assert_eq!(copied["bytesCopied"], 0, "{copied:#}");
+    let out = tmp.path().join("out");
+    run_json(&["pull", &dst, s(&out)]);
+    assert_eq!(tree(&out), tree(&model));
+}
+
+#[test]
 fn corrupted_blob_in_registry_storage_fails_the_pull_cleanly() {
     let reg = Registry::start();
     let repo = harness::repo("corrupt");
