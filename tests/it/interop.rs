@@ -340,3 +340,105 @@ fn model_transparency_keyless_bundles_verify() {
         .assert()
         .code(1);
 }
+
+/// push → sign in the registry → pull; the model-signing bundle read back from the referrer
+/// (and the `--bundle-out` copy) verify the pulled directory with `model_signing verify key`.
+async fn registry_signature_verifies_with_model_signing(tool: &Path, private: &str, public: &str) {
+    use oci_model::media_types as mt;
+    use oci_model::reference::Target;
+    use oci_model::store::{self, StoreOptions};
+    let reg = harness::Registry::start();
+    let t = tempfile::tempdir().unwrap();
+    let model = make_model(t.path(), "model");
+    let target = format!("{}/{}:v1", reg.host, harness::repo("interop"));
+    let bundle_out = t.path().join("bundle-out.sig");
+    let (m, tg, bo) = (model.clone(), target.clone(), bundle_out.clone());
+    let private = key(private);
+    tokio::task::spawn_blocking(move || {
+        harness::bin()
+            .arg("push")
+            .arg(&m)
+            .arg(&tg)
+            .assert()
+            .success();
+        harness::bin()
+            .args(["sign", &tg, "--key"])
+            .arg(&private)
+            .arg("--bundle-out")
+            .arg(&bo)
+            .env("OCI_MODEL_PASSWORD", PASSWORD)
+            .assert()
+            .success();
+    })
+    .await
+    .unwrap();
+
+    // The bundle as a client finds it: through the referrers of the model manifest.
+    let s = store::open(&Target::parse(&target).unwrap(), &StoreOptions::default())
+        .await
+        .unwrap();
+    let subject = s.resolve("v1").await.unwrap();
+    let found = oci_model::sigstore_ops::find_bundles(s.as_ref(), &subject)
+        .await
+        .unwrap();
+    let referrer_bundle = found
+        .into_iter()
+        .find(|f| f.annotated_predicate_type.as_deref() == Some(mt::PREDICATE_MODEL_SIGNING))
+        .expect("model-signing referrer")
+        .bundle
+        .unwrap();
+    let from_registry = t.path().join("from-registry.sig");
+    std::fs::write(&from_registry, &referrer_bundle).unwrap();
+    assert_eq!(
+        std::fs::read(&bundle_out).unwrap(),
+        referrer_bundle.to_vec()
+    );
+
+    let pulled = t.path().join("pulled");
+    let (tg, p) = (target.clone(), pulled.clone());
+    tokio::task::spawn_blocking(move || {
+        harness::bin()
+            .arg("pull")
+            .arg(&tg)
+            .arg(&p)
+            .assert()
+            .success();
+    })
+    .await
+    .unwrap();
+    let verify = |model: &Path| {
+        Command::new(tool)
+            .args(["verify", "key", "--public_key"])
+            .arg(key(public))
+            .arg("--signature")
+            .arg(&from_registry)
+            .arg(model)
+            .output()
+            .expect("run model_signing")
+    };
+    let out = verify(&pulled);
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("Verification succeeded"),
+        "model_signing rejected the registry signature on the pulled model:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(pulled.join("a/b"), "tampered\n").unwrap();
+    assert!(
+        !verify(&pulled).status.success(),
+        "model_signing accepted a changed file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_p256_signature_verifies_pulled_model_with_model_signing() {
+    let Some(tool) = model_signing() else { return };
+    registry_signature_verifies_with_model_signing(&tool, "p256.key", "p256.pub").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_p384_signature_verifies_pulled_model_with_model_signing() {
+    let Some(tool) = model_signing() else { return };
+    registry_signature_verifies_with_model_signing(&tool, "p384.key", "p384.pub").await;
+}
