@@ -269,12 +269,10 @@ fn make_readable(path: &Path) {
     let _ = path;
 }
 
-/// `mediaType`, `artifactType` (else config media type) and annotations of manifest bytes.
+/// `mediaType` and `artifactType` (else config media type) of manifest bytes.
 struct ManifestInfo {
     media_type: Option<String>,
     artifact_type: Option<String>,
-    annotations: Option<Annotations>,
-    subject: Option<Digest>,
 }
 
 fn manifest_info(bytes: &[u8]) -> Option<ManifestInfo> {
@@ -284,17 +282,11 @@ fn manifest_info(bytes: &[u8]) -> Option<ManifestInfo> {
         media_type: Option<String>,
         artifact_type: Option<String>,
         config: Option<ConfigPart>,
-        subject: Option<SubjectPart>,
-        annotations: Option<Annotations>,
     }
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct ConfigPart {
         media_type: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct SubjectPart {
-        digest: Digest,
     }
     let p: Partial = serde_json::from_slice(bytes).ok()?;
     Some(ManifestInfo {
@@ -302,8 +294,6 @@ fn manifest_info(bytes: &[u8]) -> Option<ManifestInfo> {
         artifact_type: p
             .artifact_type
             .or_else(|| p.config.and_then(|c| c.media_type)),
-        annotations: p.annotations,
-        subject: p.subject.map(|s| s.digest),
     })
 }
 
@@ -535,18 +525,15 @@ impl Store for LayoutStore {
                     continue;
                 }
             };
-            let Some(info) = manifest_info(&bytes) else {
+            let Ok((manifest, d)) = super::referrers::referrer_descriptor(&bytes) else {
                 continue;
             };
-            if info.subject.as_ref() != Some(&subject.digest) {
+            if manifest.subject.map(|s| s.digest).as_ref() != Some(&subject.digest) {
                 continue;
             }
-            if artifact_type.is_some() && info.artifact_type.as_deref() != artifact_type {
+            if artifact_type.is_some() && d.artifact_type.as_deref() != artifact_type {
                 continue;
             }
-            let mut d = Descriptor::new(entry.media_type.clone(), entry.digest.clone(), entry.size);
-            d.artifact_type = info.artifact_type;
-            d.annotations = info.annotations;
             out.push(d);
         }
         Ok(out)
@@ -565,27 +552,21 @@ impl Store for LayoutStore {
                 limit: mt::MAX_MANIFEST_SIZE,
             });
         }
-        let info = manifest_info(&manifest_bytes)
-            .ok_or_else(|| StoreError::invalid("referrer manifest", "not a JSON OCI manifest"))?;
-        if info.subject.as_ref() != Some(&subject.digest) {
+        let (manifest, mut entry) = super::referrers::referrer_descriptor(&manifest_bytes)?;
+        let declared = manifest.subject.map(|s| s.digest);
+        if declared.as_ref() != Some(&subject.digest) {
             return Err(StoreError::invalid(
                 "referrer manifest",
                 format!(
                     "its subject is {:?}, expected {}",
-                    info.subject.as_ref().map(Digest::as_str),
+                    declared.as_ref().map(Digest::as_str),
                     subject.digest
                 ),
             ));
         }
-        let digest = self.write_small_blob(&manifest_bytes).await?;
-        let media_type = info
-            .media_type
-            .clone()
-            .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
-        let mut entry = Descriptor::new(media_type, digest, size);
-        entry.artifact_type = info.artifact_type;
+        self.write_small_blob(&manifest_bytes).await?;
         // Never let a referrer's own annotations make its index entry look like a tag.
-        entry.annotations = info
+        entry.annotations = entry
             .annotations
             .map(|mut a| {
                 a.remove(mt::ANNOTATION_REF_NAME);

@@ -76,25 +76,6 @@ impl MemoryStore {
     }
 }
 
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Partial {
-    media_type: Option<String>,
-    artifact_type: Option<String>,
-    config: Option<ConfigPart>,
-    subject: Option<SubjectPart>,
-    annotations: Option<Annotations>,
-}
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ConfigPart {
-    media_type: Option<String>,
-}
-#[derive(serde::Deserialize)]
-struct SubjectPart {
-    digest: Digest,
-}
-
 #[async_trait]
 impl Store for MemoryStore {
     fn location(&self) -> String {
@@ -203,22 +184,16 @@ impl Store for MemoryStore {
     ) -> Result<Vec<Descriptor>> {
         let manifests = self.lock().manifests.clone();
         let mut out = Vec::new();
-        for (digest, media_type, bytes) in manifests {
-            let Ok(p) = serde_json::from_slice::<Partial>(&bytes) else {
+        for (_, _, bytes) in manifests {
+            let Ok((manifest, d)) = super::referrers::referrer_descriptor(&bytes) else {
                 continue;
             };
-            if p.subject.map(|s| s.digest) != Some(subject.digest.clone()) {
+            if manifest.subject.map(|s| s.digest) != Some(subject.digest.clone()) {
                 continue;
             }
-            let at = p
-                .artifact_type
-                .or_else(|| p.config.and_then(|c| c.media_type));
-            if artifact_type.is_some() && at.as_deref() != artifact_type {
+            if artifact_type.is_some() && d.artifact_type.as_deref() != artifact_type {
                 continue;
             }
-            let mut d = Descriptor::new(media_type, digest, bytes.len() as u64);
-            d.artifact_type = at;
-            d.annotations = p.annotations;
             out.push(d);
         }
         Ok(out)
@@ -229,21 +204,14 @@ impl Store for MemoryStore {
         manifest_bytes: Bytes,
         subject: &Descriptor,
     ) -> Result<Descriptor> {
-        let p: Partial = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| StoreError::invalid("referrer manifest", e.to_string()))?;
-        if p.subject.as_ref().map(|s| &s.digest) != Some(&subject.digest) {
+        let (manifest, d) = super::referrers::referrer_descriptor(&manifest_bytes)?;
+        if manifest.subject.as_ref().map(|s| &s.digest) != Some(&subject.digest) {
             return Err(StoreError::invalid(
                 "referrer manifest",
                 format!("its subject is not {}", subject.digest),
             ));
         }
-        let media_type = p.media_type.unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
-        let digest = self.insert_manifest(&manifest_bytes, &media_type);
-        let mut d = Descriptor::new(media_type, digest, manifest_bytes.len() as u64);
-        d.artifact_type = p
-            .artifact_type
-            .or_else(|| p.config.and_then(|c| c.media_type));
-        d.annotations = p.annotations;
+        self.insert_manifest(&manifest_bytes, &d.media_type);
         Ok(d)
     }
 
