@@ -639,3 +639,85 @@ async fn real_keyless_model_signature_verifies_by_identity_through_the_registry(
         std::fs::read(fixture.join("signme-1")).unwrap()
     );
 }
+
+#[test]
+fn n_of_m_signers_and_a_policy_file_per_repository() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    write_model(&model, &[("w.bin", b"two signers")]);
+    let (alice, alice_pub) = keypair(tmp.path(), "alice");
+    let (bob, bob_pub) = keypair(tmp.path(), "bob");
+    let repo = harness::repo("n-of-m");
+    let target = format!("{}/{repo}:v1", reg.host);
+    push(&model, &target);
+    sign(&target, &alice, &[]);
+
+    // 2 of {alice, bob} required: alice alone is not enough.
+    let (code, _, stderr) = verify(
+        &target,
+        &[&alice_pub, &bob_pub],
+        &["--require-signers", "2"],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("2 distinct trusted signer(s) required, 1 found"),
+        "{stderr}"
+    );
+    sign(&target, &bob, &[]);
+    let (code, report, stderr) = verify(
+        &target,
+        &[&alice_pub, &bob_pub],
+        &["--require-signers", "2"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        report["policy"]["signersSatisfied"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // The same signer twice does not count twice.
+    let (code, _, _) = verify(
+        &target,
+        &[&alice_pub, &alice_pub],
+        &["--require-signers", "2"],
+    );
+    assert_eq!(code, 1);
+
+    // A policy file: the rule for this repository wants both keys and provenance.
+    let policy = tmp.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "version: 1\npolicies:\n  - repositories: [\"{}/test/**\"]\n    requireSigners: 2\n    signers:\n      - key: alice.pub\n      - key: bob.pub\n",
+            reg.host
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = verify(&target, &[], &["--policy", policy.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(
+        &policy,
+        format!(
+            "version: 1\npolicies:\n  - repositories: [\"{}/test/**\"]\n    signers:\n      - key: alice.pub\n    attestations: [slsaprovenance1]\n",
+            reg.host
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = verify(&target, &[], &["--policy", policy.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("https://slsa.dev/provenance/v1"),
+        "{stderr}"
+    );
+    // No rule for the repository: fail closed.
+    std::fs::write(
+        &policy,
+        "version: 1\npolicies:\n  - repositories: [\"registry.example.com/**\"]\n    signers:\n      - key: alice.pub\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = verify(&target, &[], &["--policy", policy.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+}
