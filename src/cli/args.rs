@@ -171,12 +171,23 @@ pub struct SignerOpts {
     /// RFC 3161 timestamp authority URL (overrides the signing config).
     #[arg(long, value_name = "URL")]
     pub tsa_url: Option<String>,
-    /// Upload to the transparency log (false only with --key).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
-    pub tlog_upload: bool,
-    /// Keyless: the Sigstore trusted_root.json the new bundles must verify against before
-    /// anything is published (default: from --signing-config, else the public-good root).
-    #[arg(long, value_name = "FILE", requires = "keyless")]
+    /// Record the signature in the Rekor transparency log. Keyless signing always does
+    /// (false is refused). With --key the default is no log entry, like model_signing (offline,
+    /// interoperable bundles); --tlog-upload=true with --key also records the DSSE signature in
+    /// Rekor (from --signing-config / --rekor-url), so verifiers get a signed time and
+    /// transparency.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub tlog_upload: Option<bool>,
+    /// The Sigstore trusted_root.json new bundles must verify against before anything is
+    /// published, with --keyless or --key --tlog-upload=true (default: from --signing-config,
+    /// else the public-good root).
+    #[arg(long, value_name = "FILE")]
     pub trusted_root: Option<PathBuf>,
 }
 

@@ -6,12 +6,16 @@
 //! "verificationMaterial": {"publicKey": {"hint": HEX}, "tlogEntries": []},
 //! "dsseEnvelope": {"payload", "payloadType", "signatures": [{"sig", "keyid": ""}]}}`.
 //! `timestampVerificationData` is left out, as `model_signing` does; readers (ours included)
-//! treat it as empty.
+//! treat it as empty. With `--tlog-upload=true` the same layout carries the Rekor entry in
+//! `tlogEntries` (see [`KeySigner::with_tlog`]).
 
 use super::dsse::{self, Envelope};
+use super::keyless::{self, KeylessError, LogVerifier, TransparencyLog};
 use super::keys::PrivateKey;
 use super::SigningError;
 use crate::media_types::SIGSTORE_BUNDLE_V03;
+use crate::verify::{SignerPolicy, TrustedKey, TrustedRoot};
+use base64::Engine as _;
 use serde_json::json;
 
 /// A signed Sigstore bundle.
@@ -37,44 +41,110 @@ pub trait Signer: Send + Sync {
     ) -> Result<SignedBundle, SigningError>;
 }
 
-/// Key-based signer: DSSE signature with a local private key, public key hint in the bundle,
-/// no transparency log entry.
+/// Key-based signer: DSSE signature with a local private key, public key hint in the bundle.
+///
+/// By default ([`KeySigner::new`]) nothing is logged: the bundle has empty `tlogEntries`,
+/// exactly as `model_signing` writes it, and signing needs no network. With
+/// [`KeySigner::with_tlog`] (`--key K --tlog-upload=true`) every signature is also recorded in
+/// a Rekor v1 log as a `dsse` 0.0.1 entry whose verifier is the public key; the bundle keeps
+/// the hint and carries that entry (inclusion proof, checkpoint, SET), which gives verifiers a
+/// signed time and transparency. Such a bundle is verified with the signer's own key against
+/// the trusted root before it is returned.
 #[derive(Debug)]
 pub struct KeySigner {
     key: PrivateKey,
+    tlog: Option<KeyTlog>,
+}
+
+#[derive(Debug)]
+struct KeyTlog {
+    log: TransparencyLog,
+    trusted_root: TrustedRoot,
 }
 
 impl KeySigner {
+    /// Sign offline: no transparency log entry (`model_signing`'s bundles).
     pub fn new(key: PrivateKey) -> Self {
-        KeySigner { key }
+        KeySigner { key, tlog: None }
+    }
+
+    /// Sign and record each signature in `log`; bundles must verify against `trusted_root`
+    /// (which must know that log's key) before they are returned.
+    pub fn with_tlog(key: PrivateKey, log: TransparencyLog, trusted_root: TrustedRoot) -> Self {
+        KeySigner {
+            key,
+            tlog: Some(KeyTlog { log, trusted_root }),
+        }
     }
 
     pub fn key(&self) -> &PrivateKey {
         &self.key
     }
 
-    /// Synchronous form of [`Signer::sign_dsse`] (key signing needs no I/O).
-    pub fn sign_dsse_now(
+    /// The Rekor URL signatures are logged in, if any.
+    pub fn tlog_url(&self) -> Option<&str> {
+        self.tlog.as_ref().map(|t| t.log.url())
+    }
+
+    /// Log the envelope, add the entry to the bundle, and verify the bundle with our own key.
+    async fn sign_logged(
         &self,
+        tlog: &KeyTlog,
         payload_type: &str,
         payload: &[u8],
-    ) -> Result<SignedBundle, SigningError> {
-        let envelope = dsse::sign(&self.key, payload_type, payload)?;
-        Ok(SignedBundle {
-            json: key_bundle_json(&self.key.public_key().hint(), &envelope),
-            signer: self.describe(),
-        })
+        envelope: &Envelope,
+    ) -> Result<Vec<u8>, KeylessError> {
+        let subject = keyless::in_toto_subject(payload_type, payload)?;
+        let signature = envelope
+            .signatures
+            .first()
+            .and_then(|s| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(&s.sig)
+                    .ok()
+            })
+            .ok_or_else(|| KeylessError::Bundle("the DSSE envelope has no signature".into()))?;
+        let logged = sigstore_types::DsseEnvelope::new(
+            payload_type,
+            sigstore_types::PayloadBytes::new(payload.to_vec()),
+            sigstore_types::DsseSignature::new(
+                sigstore_types::SignatureBytes::new(signature),
+                sigstore_types::KeyId::default(),
+            ),
+        );
+        let public = self.key.public_key();
+        let verifier = LogVerifier::PublicKey(sigstore_types::DerPublicKey::new(
+            public.spki_der().to_vec(),
+        ));
+        let entry = tlog.log.log_dsse(&logged, &verifier).await?;
+        let entry =
+            serde_json::to_value(&entry).map_err(|e| KeylessError::Bundle(e.to_string()))?;
+        let json = key_bundle_json_with_log(&public.hint(), envelope, vec![entry]);
+
+        let trusted = TrustedKey::from_pem(public.to_pem().as_bytes(), "the signing key")
+            .map_err(|e| KeylessError::Key(e.to_string()))?;
+        keyless::verify_before_publishing(
+            &json,
+            &subject,
+            &SignerPolicy::new().with_key(trusted),
+            &tlog.trusted_root,
+        )?;
+        Ok(json)
     }
 }
 
 #[async_trait::async_trait]
 impl Signer for KeySigner {
     fn describe(&self) -> String {
-        format!(
+        let mut text = format!(
             "{} key, hint {}",
             self.key.kind().name(),
             self.key.public_key().hint()
-        )
+        );
+        if let Some(url) = self.tlog_url() {
+            text.push_str(&format!(", logged in {url}"));
+        }
+        text
     }
 
     async fn sign_dsse(
@@ -82,17 +152,37 @@ impl Signer for KeySigner {
         payload_type: &str,
         payload: &[u8],
     ) -> Result<SignedBundle, SigningError> {
-        self.sign_dsse_now(payload_type, payload)
+        let envelope = dsse::sign(&self.key, payload_type, payload)?;
+        let json = match &self.tlog {
+            None => key_bundle_json(&self.key.public_key().hint(), &envelope),
+            Some(tlog) => self
+                .sign_logged(tlog, payload_type, payload, &envelope)
+                .await
+                .map_err(|e| SigningError::Keyless(Box::new(e)))?,
+        };
+        Ok(SignedBundle {
+            json,
+            signer: self.describe(),
+        })
     }
 }
 
 /// The key-based bundle JSON (compact, `model_signing`'s layout).
 pub fn key_bundle_json(hint: &str, envelope: &Envelope) -> Vec<u8> {
+    key_bundle_json_with_log(hint, envelope, Vec::new())
+}
+
+/// The same layout with transparency log entries (bundle v0.3 `TransparencyLogEntry` JSON).
+fn key_bundle_json_with_log(
+    hint: &str,
+    envelope: &Envelope,
+    tlog_entries: Vec<serde_json::Value>,
+) -> Vec<u8> {
     let v = json!({
         "mediaType": SIGSTORE_BUNDLE_V03,
         "verificationMaterial": {
             "publicKey": {"hint": hint},
-            "tlogEntries": [],
+            "tlogEntries": tlog_entries,
         },
         "dsseEnvelope": envelope,
     });
@@ -104,7 +194,6 @@ mod tests {
     use super::*;
     use crate::media_types::IN_TOTO_PAYLOAD_TYPE;
     use crate::signing::keys::KeyKind;
-    use base64::Engine as _;
 
     #[tokio::test]
     async fn key_bundle_has_model_signing_layout_and_verifies() {

@@ -13,6 +13,11 @@
 //! signed checkpoint, signed entry timestamp, TSA timestamp) before it is returned, so a caller
 //! never publishes a bundle a verifier would reject.
 //!
+//! The Rekor side ([`TransparencyLog`], [`LogVerifier`], [`verify_before_publishing`], and
+//! [`ServiceFlags`] for the config flags) is shared with key-based signing under
+//! `--tlog-upload=true` ([`key_signer_with_tlog`]), whose entries name the public key instead
+//! of a certificate.
+//!
 //! Built on the lower-level crates re-exported by `sigstore-sign` 0.15.1 (`sigstore-fulcio`,
 //! `sigstore-rekor`, `sigstore-tsa`, `sigstore-bundle`): `sigstore_sign::Signer` asks Fulcio
 //! for a new certificate for each bundle, which would break "one certificate per run".
@@ -26,8 +31,8 @@ use sigstore_sign::fulcio::{FulcioClient, SigningCertificate};
 use sigstore_sign::rekor::{DsseEntry, RekorClient, RekorEntryBody};
 use sigstore_sign::tsa::TimestampClient;
 use sigstore_sign::types::{
-    DerCertificate, DsseEnvelope, DsseSignature, KeyId, KindVersion, PayloadBytes, Sha256Hash,
-    Statement,
+    DerCertificate, DerPublicKey, DsseEnvelope, DsseSignature, KeyId, KindVersion, PayloadBytes,
+    Sha256Hash, Statement, TransparencyLogEntry,
 };
 use std::time::Duration;
 
@@ -70,7 +75,7 @@ pub enum KeylessError {
     /// A combination of options keyless signing does not allow.
     #[error("{0}")]
     Usage(String),
-    #[error("refusing to publish: the keyless bundle does not verify against the trusted root ({trusted_root}): {reason}")]
+    #[error("refusing to publish: the signed bundle does not verify against the trusted root ({trusted_root}): {reason}")]
     Unverified {
         trusted_root: String,
         reason: String,
@@ -139,7 +144,7 @@ pub struct KeylessSigner {
     /// The certificate's OIDC issuer extension.
     issuer: String,
     services: Services,
-    rekor: RekorClient,
+    rekor: TransparencyLog,
     tsa: Option<TimestampClient>,
     trusted_root: TrustedRoot,
 }
@@ -233,13 +238,7 @@ impl KeylessSigner {
             });
         }
 
-        let rekor = RekorClient::builder(&services.rekor)
-            .with_http_client(http.clone())
-            .build()
-            .map_err(|e| KeylessError::Rekor {
-                url: services.rekor.clone(),
-                reason: e.to_string(),
-            })?;
+        let rekor = TransparencyLog::new(&services.rekor, http.clone())?;
         let tsa = match &services.tsa {
             Some(url) => Some(
                 TimestampClient::builder(url)
@@ -287,20 +286,7 @@ impl KeylessSigner {
         payload_type: &str,
         payload: &[u8],
     ) -> Result<serde_json::Value, KeylessError> {
-        if payload_type != IN_TOTO_PAYLOAD_TYPE {
-            return Err(KeylessError::Payload(format!(
-                "payload type {payload_type:?} is not {IN_TOTO_PAYLOAD_TYPE:?}"
-            )));
-        }
-        let statement: Statement = serde_json::from_slice(payload)
-            .map_err(|e| KeylessError::Payload(format!("not an in-toto statement: {e}")))?;
-        let subject_digest: Sha256Hash = statement
-            .subject
-            .iter()
-            .find_map(|s| s.digest.sha256)
-            .ok_or_else(|| {
-                KeylessError::Payload("the statement has no subject with a sha256 digest".into())
-            })?;
+        let subject = in_toto_subject(payload_type, payload)?;
 
         // DSSE signature over the PAE with the ephemeral key.
         let pae = sigstore_sign::types::pae(payload_type, payload);
@@ -314,46 +300,10 @@ impl KeylessSigner {
             DsseSignature::new(signature.clone(), KeyId::default()),
         );
 
-        // Rekor v1 dsse 0.0.1 entry.
-        let rekor_err = |reason: String| KeylessError::Rekor {
-            url: self.services.rekor.clone(),
-            reason,
-        };
-        let request =
-            DsseEntry::new(&envelope, &self.leaf).map_err(|e| rekor_err(e.to_string()))?;
-        let log_entry = self
+        let tlog_entry = self
             .rekor
-            .create_dsse_entry(request)
-            .await
-            .map_err(|e| rekor_err(format!("upload of the dsse entry failed: {e}")))?;
-        let verification = log_entry.verification.as_ref();
-        if verification
-            .and_then(|v| v.inclusion_proof.as_ref())
-            .is_none()
-        {
-            return Err(rekor_err(format!(
-                "log entry {} has no inclusion proof",
-                log_entry.log_index
-            )));
-        }
-        if verification
-            .and_then(|v| v.signed_entry_timestamp.as_ref())
-            .is_none()
-        {
-            return Err(rekor_err(format!(
-                "log entry {} has no signed entry timestamp",
-                log_entry.log_index
-            )));
-        }
-        check_entry_body(log_entry.body.as_bytes(), &envelope, &self.leaf).map_err(|reason| {
-            KeylessError::RekorBodyMismatch {
-                url: self.services.rekor.clone(),
-                reason,
-            }
-        })?;
-        let tlog_entry = log_entry
-            .to_bundle_entry(KindVersion::DsseV001)
-            .map_err(|e| rekor_err(format!("malformed log entry: {e}")))?;
+            .log_dsse(&envelope, &LogVerifier::Certificate(self.leaf.clone()))
+            .await?;
 
         let mut bundle = BundleV03::with_certificate_and_dsse(self.leaf.clone(), envelope)
             .with_tlog_entry(tlog_entry);
@@ -378,30 +328,224 @@ impl KeylessSigner {
             Matcher::exact(self.identity.clone()),
             Matcher::exact(self.issuer.clone()),
         );
-        let digest: crate::digest::Digest =
-            format!("sha256:{}", subject_digest.to_hex())
-                .parse()
-                .map_err(|e: crate::digest::InvalidDigest| KeylessError::Payload(e.to_string()))?;
-        crate::verify::verify_bundle(
-            json.as_bytes(),
-            Some(&Artifact::Digest(digest)),
-            &policy,
-            &self.trusted_root,
-        )
-        .map_err(|e| KeylessError::Unverified {
-            trusted_root: self.trusted_root.source().to_string(),
-            reason: e.to_string(),
-        })?;
+        verify_before_publishing(json.as_bytes(), &subject, &policy, &self.trusted_root)?;
         serde_json::from_str(&json).map_err(|e| KeylessError::Bundle(e.to_string()))
     }
 }
 
+/// The sha256 subject of the in-toto statement a signer is asked to sign (the verifier binds
+/// the bundle to it before publishing).
+pub fn in_toto_subject(
+    payload_type: &str,
+    payload: &[u8],
+) -> Result<crate::digest::Digest, KeylessError> {
+    if payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Err(KeylessError::Payload(format!(
+            "payload type {payload_type:?} is not {IN_TOTO_PAYLOAD_TYPE:?}"
+        )));
+    }
+    let statement: Statement = serde_json::from_slice(payload)
+        .map_err(|e| KeylessError::Payload(format!("not an in-toto statement: {e}")))?;
+    let subject: Sha256Hash = statement
+        .subject
+        .iter()
+        .find_map(|s| s.digest.sha256)
+        .ok_or_else(|| {
+            KeylessError::Payload("the statement has no subject with a sha256 digest".into())
+        })?;
+    format!("sha256:{}", subject.to_hex())
+        .parse()
+        .map_err(|e: crate::digest::InvalidDigest| KeylessError::Payload(e.to_string()))
+}
+
+/// Run a finished bundle through the project's verifier; a bundle a verifier would reject is
+/// never handed out.
+pub fn verify_before_publishing(
+    bundle_json: &[u8],
+    subject: &crate::digest::Digest,
+    policy: &SignerPolicy,
+    trusted_root: &TrustedRoot,
+) -> Result<(), KeylessError> {
+    crate::verify::verify_bundle(
+        bundle_json,
+        Some(&Artifact::Digest(subject.clone())),
+        policy,
+        trusted_root,
+    )
+    .map(|_| ())
+    .map_err(|e| KeylessError::Unverified {
+        trusted_root: trusted_root.source().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Who a Rekor `dsse` entry names as the verifier of the envelope signature: the Fulcio
+/// certificate (keyless) or the signer's public key (`--key` with `--tlog-upload=true`).
+#[derive(Clone, Debug)]
+pub enum LogVerifier {
+    Certificate(DerCertificate),
+    /// A SubjectPublicKeyInfo (DER).
+    PublicKey(DerPublicKey),
+}
+
+impl LogVerifier {
+    /// The PEM Rekor receives (base64-encoded once more on the wire).
+    pub fn to_pem(&self) -> String {
+        match self {
+            LogVerifier::Certificate(c) => c.to_pem(),
+            LogVerifier::PublicKey(k) => k.to_pem(),
+        }
+    }
+
+    fn noun(&self) -> &'static str {
+        match self {
+            LogVerifier::Certificate(_) => "certificate",
+            LogVerifier::PublicKey(_) => "public key",
+        }
+    }
+
+    /// Does the verifier PEM in a logged entry body name this verifier (compared as DER)?
+    fn check_logged(&self, logged_pem: &[u8]) -> Result<(), String> {
+        let text = std::str::from_utf8(logged_pem).map_err(|_| {
+            format!(
+                "the logged verifier is not PEM text (expected our {})",
+                self.noun()
+            )
+        })?;
+        let same = match self {
+            LogVerifier::Certificate(c) => {
+                DerCertificate::from_pem(text).map(|logged| logged.as_bytes() == c.as_bytes())
+            }
+            LogVerifier::PublicKey(k) => {
+                DerPublicKey::from_pem(text).map(|logged| logged.as_bytes() == k.as_bytes())
+            }
+        }
+        .map_err(|e| {
+            format!(
+                "the logged verifier is unreadable as a {}: {e}",
+                self.noun()
+            )
+        })?;
+        if same {
+            Ok(())
+        } else {
+            Err(format!("the logged verifier is not our {}", self.noun()))
+        }
+    }
+}
+
+/// A Rekor v1 log that DSSE envelopes are recorded in, as `dsse` 0.0.1 entries. Shared by
+/// keyless signing and key-based signing with `--tlog-upload=true`.
+pub struct TransparencyLog {
+    url: String,
+    client: RekorClient,
+}
+
+impl std::fmt::Debug for TransparencyLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransparencyLog")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TransparencyLog {
+    /// A client for the Rekor v1 instance at `url` (base URL).
+    pub fn new(url: &str, http: HttpClient) -> Result<Self, KeylessError> {
+        let client = RekorClient::builder(url)
+            .with_http_client(http)
+            .build()
+            .map_err(|e| KeylessError::Rekor {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(TransparencyLog {
+            url: url.to_string(),
+            client,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Upload `envelope` (one signature) with its `verifier` and return the bundle's log entry.
+    /// Refuses an answer without an inclusion proof or signed entry timestamp, or whose body
+    /// is not the `dsse` 0.0.1 entry for our payload, signature and verifier. The proof, the
+    /// checkpoint and the SET themselves are checked by the verifier the caller runs on the
+    /// finished bundle.
+    pub async fn log_dsse(
+        &self,
+        envelope: &DsseEnvelope,
+        verifier: &LogVerifier,
+    ) -> Result<TransparencyLogEntry, KeylessError> {
+        let rekor_err = |reason: String| KeylessError::Rekor {
+            url: self.url.clone(),
+            reason,
+        };
+        let request = dsse_entry(envelope, verifier).map_err(rekor_err)?;
+        let log_entry = self
+            .client
+            .create_dsse_entry(request)
+            .await
+            .map_err(|e| rekor_err(format!("upload of the dsse entry failed: {e}")))?;
+        let verification = log_entry.verification.as_ref();
+        if verification
+            .and_then(|v| v.inclusion_proof.as_ref())
+            .is_none()
+        {
+            return Err(rekor_err(format!(
+                "log entry {} has no inclusion proof",
+                log_entry.log_index
+            )));
+        }
+        if verification
+            .and_then(|v| v.signed_entry_timestamp.as_ref())
+            .is_none()
+        {
+            return Err(rekor_err(format!(
+                "log entry {} has no signed entry timestamp",
+                log_entry.log_index
+            )));
+        }
+        check_entry_body(log_entry.body.as_bytes(), envelope, verifier).map_err(|reason| {
+            KeylessError::RekorBodyMismatch {
+                url: self.url.clone(),
+                reason,
+            }
+        })?;
+        log_entry
+            .to_bundle_entry(KindVersion::DsseV001)
+            .map_err(|e| rekor_err(format!("malformed log entry: {e}")))
+    }
+}
+
+/// The `dsse` 0.0.1 request (`proposedContent`: the envelope JSON and the verifier as base64
+/// of PEM). `sigstore-rekor` builds it for a certificate only; for a public key the same
+/// request is built from its documented JSON form.
+fn dsse_entry(envelope: &DsseEnvelope, verifier: &LogVerifier) -> Result<DsseEntry, String> {
+    use base64::Engine as _;
+    match verifier {
+        LogVerifier::Certificate(cert) => DsseEntry::new(envelope, cert).map_err(|e| e.to_string()),
+        LogVerifier::PublicKey(_) => {
+            let envelope_json = serde_json::to_string(envelope).map_err(|e| e.to_string())?;
+            let pem_b64 = base64::engine::general_purpose::STANDARD.encode(verifier.to_pem());
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "0.0.1",
+                "kind": "dsse",
+                "spec": {"proposedContent": {"envelope": envelope_json, "verifiers": [pem_b64]}},
+            }))
+            .map_err(|e| format!("dsse entry request: {e}"))
+        }
+    }
+}
+
 /// The log entry body must be the `dsse` 0.0.1 entry Rekor derives from what we sent: the
-/// payload hash of our payload, exactly our one signature with our certificate.
+/// payload hash of our payload, exactly our one signature with our verifier.
 fn check_entry_body(
     body: &[u8],
     envelope: &DsseEnvelope,
-    leaf: &DerCertificate,
+    verifier: &LogVerifier,
 ) -> Result<(), String> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
@@ -438,11 +582,7 @@ fn check_entry_body(
     if sig.signature.as_bytes() != envelope.signature.sig.as_bytes() {
         return Err("the logged signature is not ours".into());
     }
-    match sig.parse_certificate() {
-        Ok(cert) if cert.as_bytes() == leaf.as_bytes() => Ok(()),
-        Ok(_) => Err("the logged verifier is not our certificate".into()),
-        Err(e) => Err(format!("the logged verifier is unreadable: {e}")),
-    }
+    verifier.check_logged(sig.verifier.as_bytes())
 }
 
 #[async_trait::async_trait]
@@ -466,10 +606,10 @@ impl super::Signer for KeylessSigner {
     }
 }
 
-/// Everything `sign --keyless` / `attest --keyless` resolve from flags and the environment
-/// (the CLI fills it; the library reads no environment).
-#[derive(Default)]
-pub struct KeylessSetup {
+/// Which Sigstore services a signer talks to and which trusted root its bundles must verify
+/// against: `--signing-config`, the URL overrides and `--trusted-root`.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceFlags {
     /// `--signing-config FILE`: a signing config v0.2 or a ClientTrustConfig.
     pub signing_config: Option<std::path::PathBuf>,
     pub fulcio_url: Option<String>,
@@ -477,8 +617,68 @@ pub struct KeylessSetup {
     pub tsa_url: Option<String>,
     /// `--trusted-root FILE`; else the ClientTrustConfig's root; else the public-good root.
     pub trusted_root: Option<std::path::PathBuf>,
-    /// `--tlog-upload` (keyless signing requires true).
-    pub tlog_upload: bool,
+}
+
+impl ServiceFlags {
+    /// The services (signing config, default public-good, with the URL overrides applied)
+    /// and the trusted root.
+    pub fn resolve(&self) -> Result<(Services, TrustedRoot), KeylessError> {
+        let (services, ctc_root) = match &self.signing_config {
+            Some(path) => {
+                let name = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    super::signing_config::SigningConfigError {
+                        source_name: name.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                let loaded = Services::from_json(&text, &name)?;
+                (loaded.services, loaded.trusted_root_json.map(|j| (j, name)))
+            }
+            None => (Services::public_good(), None),
+        };
+        let services = services.with_overrides(
+            self.fulcio_url.clone(),
+            self.rekor_url.clone(),
+            self.tsa_url.clone(),
+        );
+        let trust_err = |e: crate::verify::VerifyError| {
+            KeylessError::Config(super::signing_config::SigningConfigError {
+                source_name: "trusted root".into(),
+                reason: e.to_string(),
+            })
+        };
+        let trusted_root = match (&self.trusted_root, ctc_root) {
+            (Some(path), _) => TrustedRoot::from_file(path).map_err(trust_err)?,
+            (None, Some((json, name))) => {
+                TrustedRoot::from_json(&json, &format!("{name} (trustedRoot)"))
+                    .map_err(trust_err)?
+            }
+            (None, None) => TrustedRoot::production().map_err(trust_err)?,
+        };
+        Ok((services, trusted_root))
+    }
+}
+
+/// A key-based signer that also records every DSSE signature in the Rekor log the flags
+/// name (`--key` with `--tlog-upload=true`); its bundles must verify against the resolved
+/// trusted root, with the signer's own public key, before they are returned.
+pub fn key_signer_with_tlog(
+    key: super::PrivateKey,
+    flags: &ServiceFlags,
+) -> Result<super::KeySigner, KeylessError> {
+    let (services, trusted_root) = flags.resolve()?;
+    let log = TransparencyLog::new(&services.rekor, http_client()?)?;
+    Ok(super::KeySigner::with_tlog(key, log, trusted_root))
+}
+
+/// Everything `sign --keyless` / `attest --keyless` resolve from flags and the environment
+/// (the CLI fills it; the library reads no environment).
+#[derive(Default)]
+pub struct KeylessSetup {
+    pub services: ServiceFlags,
+    /// `--tlog-upload`: unset or true (keyless signing always logs; false is refused).
+    pub tlog_upload: Option<bool>,
     /// Token sources (explicit flag, SIGSTORE_ID_TOKEN, GitHub Actions, interactive login).
     /// For the interactive login, `issuer` may be left empty: the signing config's OIDC URL
     /// is used.
@@ -487,39 +687,12 @@ pub struct KeylessSetup {
 
 /// Resolve services and trust, obtain the identity token (once) and the certificate (once).
 pub async fn start(setup: KeylessSetup) -> Result<KeylessSigner, KeylessError> {
-    if !setup.tlog_upload {
+    if setup.tlog_upload == Some(false) {
         return Err(KeylessError::Usage(
-            "--tlog-upload=false is only allowed with --key: a keyless certificate expires in minutes, and only the transparency log entry proves it was valid when the signature was made".into(),
+            "--tlog-upload=false is refused with --keyless: a keyless certificate expires in minutes, and only the transparency log entry proves it was valid when the signature was made".into(),
         ));
     }
-    let (services, ctc_root) = match &setup.signing_config {
-        Some(path) => {
-            let name = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                super::signing_config::SigningConfigError {
-                    source_name: name.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-            let loaded = Services::from_json(&text, &name)?;
-            (loaded.services, loaded.trusted_root_json.map(|j| (j, name)))
-        }
-        None => (Services::public_good(), None),
-    };
-    let services = services.with_overrides(setup.fulcio_url, setup.rekor_url, setup.tsa_url);
-    let trust_err = |e: crate::verify::VerifyError| {
-        KeylessError::Config(super::signing_config::SigningConfigError {
-            source_name: "trusted root".into(),
-            reason: e.to_string(),
-        })
-    };
-    let trusted_root = match (&setup.trusted_root, ctc_root) {
-        (Some(path), _) => TrustedRoot::from_file(path).map_err(trust_err)?,
-        (None, Some((json, name))) => {
-            TrustedRoot::from_json(&json, &format!("{name} (trustedRoot)")).map_err(trust_err)?
-        }
-        (None, None) => TrustedRoot::production().map_err(trust_err)?,
-    };
+    let (services, trusted_root) = setup.services.resolve()?;
     let http = http_client()?;
     let mut sources = setup.sources;
     if let Some(login) = sources.interactive.as_mut() {
@@ -540,4 +713,113 @@ pub async fn start(setup: KeylessSetup) -> Result<KeylessSigner, KeylessError> {
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::keys::{KeyKind, PrivateKey};
+    use base64::Engine as _;
+
+    const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+    fn signed(key: &PrivateKey) -> DsseEnvelope {
+        let payload = br#"{"_type":"https://in-toto.io/Statement/v1"}"#;
+        let sig = key
+            .sign(&sigstore_sign::types::pae(IN_TOTO_PAYLOAD_TYPE, payload))
+            .unwrap();
+        DsseEnvelope::new(
+            IN_TOTO_PAYLOAD_TYPE,
+            PayloadBytes::new(payload.to_vec()),
+            DsseSignature::new(sig.into(), KeyId::default()),
+        )
+    }
+
+    fn key_verifier(key: &PrivateKey) -> LogVerifier {
+        LogVerifier::PublicKey(DerPublicKey::new(key.public_key().spki_der().to_vec()))
+    }
+
+    /// A `dsse` 0.0.1 body as Rekor logs it, with these signatures and verifier PEMs.
+    fn body(envelope: &DsseEnvelope, sigs: &[(&[u8], &str)]) -> Vec<u8> {
+        let payload_hash = sigstore_sign::crypto::sha256(envelope.payload.as_bytes()).to_hex();
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "0.0.1",
+            "kind": "dsse",
+            "spec": {
+                "envelopeHash": {"algorithm": "sha256", "value": payload_hash},
+                "payloadHash": {"algorithm": "sha256", "value": payload_hash},
+                "signatures": sigs.iter().map(|(sig, pem)| serde_json::json!({
+                    "signature": B64.encode(sig),
+                    "verifier": B64.encode(pem),
+                })).collect::<Vec<_>>(),
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn public_key_dsse_request_carries_the_envelope_and_the_key_pem() {
+        let key = PrivateKey::generate(KeyKind::P256).unwrap();
+        let envelope = signed(&key);
+        let request =
+            serde_json::to_value(dsse_entry(&envelope, &key_verifier(&key)).unwrap()).unwrap();
+        assert_eq!(request["kind"], "dsse");
+        assert_eq!(request["apiVersion"], "0.0.1");
+        let content = &request["spec"]["proposedContent"];
+        let verifiers = content["verifiers"].as_array().unwrap();
+        assert_eq!(verifiers.len(), 1);
+        let pem = String::from_utf8(B64.decode(verifiers[0].as_str().unwrap()).unwrap()).unwrap();
+        assert_eq!(
+            DerPublicKey::from_pem(&pem).unwrap().as_bytes(),
+            key.public_key().spki_der()
+        );
+        let sent: serde_json::Value =
+            serde_json::from_str(content["envelope"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            sent["signatures"][0]["sig"],
+            B64.encode(envelope.signature.sig.as_bytes())
+        );
+        assert!(request["spec"].get("signatures").is_none());
+    }
+
+    #[test]
+    fn entry_body_must_name_our_signature_and_public_key() {
+        let key = PrivateKey::generate(KeyKind::P256).unwrap();
+        let other = PrivateKey::generate(KeyKind::P256).unwrap();
+        let envelope = signed(&key);
+        let verifier = key_verifier(&key);
+        let sig = envelope.signature.sig.as_bytes().to_vec();
+        let ours = key.public_key().to_pem();
+
+        check_entry_body(&body(&envelope, &[(&sig, &ours)]), &envelope, &verifier).unwrap();
+
+        let err = check_entry_body(
+            &body(&envelope, &[(&sig, &other.public_key().to_pem())]),
+            &envelope,
+            &verifier,
+        )
+        .unwrap_err();
+        assert!(err.contains("not our public key"), "{err}");
+
+        let cert_pem = "-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n";
+        let err = check_entry_body(&body(&envelope, &[(&sig, cert_pem)]), &envelope, &verifier)
+            .unwrap_err();
+        assert!(err.contains("unreadable as a public key"), "{err}");
+
+        let err = check_entry_body(
+            &body(&envelope, &[(&sig, &ours), (&sig, &ours)]),
+            &envelope,
+            &verifier,
+        )
+        .unwrap_err();
+        assert!(err.contains("2 signatures"), "{err}");
+
+        let err = check_entry_body(
+            &body(&envelope, &[(b"forged", &ours)]),
+            &envelope,
+            &verifier,
+        )
+        .unwrap_err();
+        assert!(err.contains("not ours"), "{err}");
+    }
 }

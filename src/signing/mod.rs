@@ -27,8 +27,8 @@ pub enum SigningError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Statement(#[from] OmsError),
-    /// Keyless signing (OIDC, Fulcio, Rekor, TSA) failed or was refused; the error names the
-    /// service.
+    /// A Sigstore service (OIDC, Fulcio, Rekor, TSA) failed or its answer was refused: keyless
+    /// signing, and key signing with a transparency log entry. The error names the service.
     #[error(transparent)]
     Keyless(Box<keyless::KeylessError>),
 }

@@ -6,6 +6,7 @@ mod conformance;
 mod fakes;
 mod harness;
 mod interop;
+mod key_tlog;
 mod keyless;
 mod layout;
 mod local;

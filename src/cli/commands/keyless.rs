@@ -3,7 +3,7 @@
 use crate::cli::args::SignerOpts;
 use crate::cli::Ctx;
 use oci_model::secret::Secret;
-use oci_model::signing::keyless::{self, KeylessSetup};
+use oci_model::signing::keyless::{self, KeylessSetup, ServiceFlags};
 use oci_model::signing::oidc::{self, InteractiveLogin, LoginUi, TokenSources};
 use oci_model::signing::Signer;
 use std::io::{IsTerminal, Write};
@@ -32,15 +32,23 @@ impl LoginUi for TerminalLogin {
     }
 }
 
-/// The keyless signer for this run: one token exchange, one certificate.
-pub async fn signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dyn Signer>> {
-    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let setup = KeylessSetup {
+/// `--signing-config`, the URL overrides and `--trusted-root`, for keyless signing and for
+/// `--key --tlog-upload=true`.
+pub fn service_flags(opts: &SignerOpts) -> ServiceFlags {
+    ServiceFlags {
         signing_config: opts.signing_config.clone(),
         fulcio_url: opts.fulcio_url.clone(),
         rekor_url: opts.rekor_url.clone(),
         tsa_url: opts.tsa_url.clone(),
         trusted_root: opts.trusted_root.clone(),
+    }
+}
+
+/// The keyless signer for this run: one token exchange, one certificate.
+pub async fn signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dyn Signer>> {
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let setup = KeylessSetup {
+        services: service_flags(opts),
         tlog_upload: opts.tlog_upload,
         sources: TokenSources {
             explicit: opts.identity_token.clone(),

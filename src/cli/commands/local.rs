@@ -6,7 +6,7 @@ use crate::cli::exit::Failure;
 use crate::cli::Ctx;
 use oci_model::media_types::IN_TOTO_PAYLOAD_TYPE;
 use oci_model::signing::oms::{self, HashOptions, ModelStatement};
-use oci_model::signing::{KeySigner, Signer};
+use oci_model::signing::Signer;
 use oci_model::verify::{self, VerifyOptions};
 use serde_json::json;
 use std::io::Write as _;
@@ -113,6 +113,7 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
     // The signer first (a bad key or password fails before any hashing and writes nothing).
     let signer: Box<dyn Signer> = match (&args.signer.key, args.signer.keyless) {
         (Some(key_path), false) => {
+            super::sign::check_key_flags(&args.signer)?;
             let key = super::keys::load_private_key(key_path, ctx)?;
             if !key.kind().model_signing_compatible() {
                 ctx.printer.note(&format!(
@@ -120,7 +121,7 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
                     key.kind().name()
                 ));
             }
-            Box::new(KeySigner::new(key))
+            super::sign::key_signer(key, &args.signer, ctx)?
         }
         _ => super::sign::build_signer(&args.signer, ctx).await?,
     };

@@ -8,7 +8,8 @@ use crate::cli::Ctx;
 use anyhow::Context as _;
 use oci_model::model::fetch_model;
 use oci_model::reference::Target;
-use oci_model::signing::{KeySigner, Signer};
+use oci_model::signing::keyless;
+use oci_model::signing::{KeySigner, PrivateKey, Signer};
 use oci_model::sigstore_ops;
 use serde_json::json;
 use std::path::Path;
@@ -18,13 +19,14 @@ use std::path::Path;
 pub async fn build_signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dyn Signer>> {
     match (&opts.key, opts.keyless) {
         (Some(path), false) => {
+            check_key_flags(opts)?;
             let key = super::keys::load_private_key(path, ctx)?;
-            Ok(Box::new(KeySigner::new(key)))
+            key_signer(key, opts, ctx)
         }
         (None, true) => {
-            if !opts.tlog_upload {
+            if opts.tlog_upload == Some(false) {
                 return Err(Failure::usage(
-                    "--tlog-upload=false is allowed only with --key: a keyless signature needs the transparency log",
+                    "--tlog-upload=false is refused with --keyless: a keyless signature needs the transparency log (only --key signs without a log entry)",
                 ));
             }
             super::keyless::signer(opts, ctx).await
@@ -34,6 +36,48 @@ pub async fn build_signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dy
         )),
         (Some(_), true) => Err(Failure::usage("give either --key or --keyless, not both")),
     }
+}
+
+/// `--key` without `--tlog-upload=true` talks to no service: refuse the flags that would only
+/// matter with a log entry instead of ignoring them (call before the key's password prompt).
+pub fn check_key_flags(opts: &SignerOpts) -> anyhow::Result<()> {
+    if opts.tlog_upload == Some(true) {
+        return Ok(());
+    }
+    let given: Vec<&str> = [
+        ("--signing-config", opts.signing_config.is_some()),
+        ("--rekor-url", opts.rekor_url.is_some()),
+        ("--trusted-root", opts.trusted_root.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::usage(format!(
+        "{} only matter(s) with a transparency log entry: add --tlog-upload=true to log the --key signature in Rekor (without it, key signing is offline)",
+        given.join(", ")
+    )))
+}
+
+/// The signer for a loaded `--key`: offline (no log entry, model_signing's bundles) unless
+/// `--tlog-upload=true` asks for a Rekor entry.
+pub fn key_signer(
+    key: PrivateKey,
+    opts: &SignerOpts,
+    ctx: &Ctx,
+) -> anyhow::Result<Box<dyn Signer>> {
+    if opts.tlog_upload != Some(true) {
+        return Ok(Box::new(KeySigner::new(key)));
+    }
+    let flags = super::keyless::service_flags(opts);
+    let signer = keyless::key_signer_with_tlog(key, &flags).map_err(anyhow::Error::new)?;
+    ctx.printer.note(&format!(
+        "key signature will be logged in {}",
+        signer.tlog_url().unwrap_or_default()
+    ));
+    Ok(Box::new(signer))
 }
 
 /// A TARGET that names an existing local path (and no `oci:` layout) is a local model.

@@ -1,8 +1,9 @@
 //! Fake Rekor v1 (`POST /api/v1/log/entries`, kind `dsse` 0.0.1 with `proposedContent`):
-//! verifies the envelope signature against the submitted certificate, canonicalizes the entry
-//! body as Rekor does, appends it to a real RFC 6962 Merkle tree and answers with the entry,
-//! its signed entry timestamp (SET over the canonical `{body, integratedTime, logID, logIndex}`)
-//! and an inclusion proof with a checkpoint in the signed-note format.
+//! verifies the envelope signature against the submitted certificate or P-256 public key,
+//! canonicalizes the entry body as Rekor does, appends it to a real RFC 6962 Merkle tree and
+//! answers with the entry, its signed entry timestamp (SET over the canonical
+//! `{body, integratedTime, logID, logIndex}`) and an inclusion proof with a checkpoint in the
+//! signed-note format.
 
 use super::{
     b64, canonical_json, ecdsa_verify, error_response, now_secs, pem, sha256, unb64, unpem, EcKey,
@@ -108,13 +109,18 @@ pub fn router(s: Arc<Shared>) -> Router {
         .with_state(s)
 }
 
-/// The certificate in a `verifiers` item (base64 of PEM), re-encoded canonically.
-fn parse_verifier(v: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+/// The certificate or public key in a `verifiers` item (base64 of PEM): its canonical PEM (as
+/// Rekor re-encodes it in the entry body) and the SubjectPublicKeyInfo that checks signatures.
+fn parse_verifier(v: &str) -> Option<(String, Vec<u8>)> {
     let pem_text = String::from_utf8(unb64(v)?).ok()?;
+    if let Some(spki) = unpem("PUBLIC KEY", &pem_text) {
+        spki::SubjectPublicKeyInfoRef::from_der(&spki).ok()?;
+        return Some((pem("PUBLIC KEY", &spki), spki));
+    }
     let cert_der = unpem("CERTIFICATE", &pem_text)?;
     let cert = x509_cert::Certificate::from_der(&cert_der).ok()?;
     let spki = cert.tbs_certificate.subject_public_key_info.to_der().ok()?;
-    Some((cert_der, spki))
+    Some((pem("CERTIFICATE", &cert_der), spki))
 }
 
 fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
@@ -150,8 +156,11 @@ async fn create_entry(
     let [verifier] = verifiers.as_slice() else {
         return error_response(400, "exactly one verifier expected");
     };
-    let Some((cert_der, spki)) = parse_verifier(verifier) else {
-        return error_response(400, "the verifier is not a base64 PEM certificate");
+    let Some((verifier_pem, spki)) = parse_verifier(verifier) else {
+        return error_response(
+            400,
+            "the verifier is not a base64 PEM certificate or public key",
+        );
     };
     let payload_type = envelope["payloadType"].as_str().unwrap_or_default();
     let Some(payload) = envelope["payload"].as_str().and_then(unb64) else {
@@ -184,7 +193,7 @@ async fn create_entry(
     } else {
         sha256(&payload)
     };
-    let verifier_canonical = b64(pem("CERTIFICATE", &cert_der).as_bytes());
+    let verifier_canonical = b64(verifier_pem.as_bytes());
     let body = serde_json::json!({
         "apiVersion": "0.0.1",
         "kind": "dsse",
