@@ -525,16 +525,11 @@ impl Store for LayoutStore {
                     continue;
                 }
             };
-            let Ok((manifest, d)) = super::referrers::referrer_descriptor(&bytes) else {
-                continue;
-            };
-            if manifest.subject.map(|s| s.digest).as_ref() != Some(&subject.digest) {
-                continue;
-            }
-            if artifact_type.is_some() && d.artifact_type.as_deref() != artifact_type {
-                continue;
-            }
-            out.push(d);
+            out.extend(super::referrers::descriptor_if_referrer(
+                &bytes,
+                &subject.digest,
+                artifact_type,
+            ));
         }
         Ok(out)
     }

@@ -185,16 +185,11 @@ impl Store for MemoryStore {
         let manifests = self.lock().manifests.clone();
         let mut out = Vec::new();
         for (_, _, bytes) in manifests {
-            let Ok((manifest, d)) = super::referrers::referrer_descriptor(&bytes) else {
-                continue;
-            };
-            if manifest.subject.map(|s| s.digest) != Some(subject.digest.clone()) {
-                continue;
-            }
-            if artifact_type.is_some() && d.artifact_type.as_deref() != artifact_type {
-                continue;
-            }
-            out.push(d);
+            out.extend(super::referrers::descriptor_if_referrer(
+                &bytes,
+                &subject.digest,
+                artifact_type,
+            ));
         }
         Ok(out)
     }

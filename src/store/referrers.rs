@@ -44,6 +44,20 @@ pub fn referrer_descriptor(manifest_bytes: &[u8]) -> Result<(ImageManifest, Desc
     Ok((manifest, descriptor))
 }
 
+/// The referrers-list descriptor of `manifest_bytes` when it is a manifest whose `subject` is
+/// `subject` (and whose artifact type is `artifact_type`, when given); stores that find
+/// referrers by scanning their manifests (layout, memory) use it.
+pub fn descriptor_if_referrer(
+    manifest_bytes: &[u8],
+    subject: &Digest,
+    artifact_type: Option<&str>,
+) -> Option<Descriptor> {
+    let (manifest, d) = referrer_descriptor(manifest_bytes).ok()?;
+    let about_subject = manifest.subject.is_some_and(|s| &s.digest == subject);
+    let of_type = artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t));
+    (about_subject && of_type).then_some(d)
+}
+
 /// Descriptors from an index's `manifests` entries, keeping those that parse (a malformed
 /// entry written by another tool is skipped, not fatal) and match `artifact_type`.
 pub fn filter_entries(
