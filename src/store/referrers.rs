@@ -261,9 +261,29 @@ async fn update_fallback(
                 }
                 Err(e) => return Err(e),
             }
-            tokio::time::sleep(settle(started.elapsed())).await;
-            let check = read_fallback(store, &tag, Access::Push).await?;
-            if check.is_some_and(|(doc, _)| holds(&doc, &descriptor.digest)) {
+            // Registries without conditional writes (distribution 2.8 ignores If-Match) let a
+            // writer that read before our write overwrite us later. Done only when our entry
+            // is present in two reads a settle period apart that show the same index: no
+            // writer was still landing.
+            let pause = settle(started.elapsed());
+            let mut previous: Option<Digest> = None;
+            let mut survived = false;
+            for _ in 0..FALLBACK_ATTEMPTS {
+                tokio::time::sleep(pause).await;
+                let Some((doc, _)) = read_fallback(store, &tag, Access::Push).await? else {
+                    break;
+                };
+                if !holds(&doc, &descriptor.digest) {
+                    break;
+                }
+                let seen = Digest::of(&serde_json::to_vec(&doc).expect("index serializes"));
+                if previous.as_ref() == Some(&seen) {
+                    survived = true;
+                    break;
+                }
+                previous = Some(seen);
+            }
+            if survived {
                 return Ok(());
             }
             tracing::debug!(
