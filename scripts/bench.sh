@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark: push and pull a 1 GiB model (random data) against the local registry and compare
 # with curl's plain upload/download of the same bytes in the same run. Each measurement runs
-# RUNS times (default 3); the median time and the largest peak RSS (/usr/bin/time -v) are
-# printed. Not a test: the numbers go into the README.
-#   scripts/bench.sh [SIZE_MIB] [RUNS]     (defaults 1024 3)
+# RUNS times; the median time and the largest peak RSS (/usr/bin/time -v) are
+# printed. Not a test: the numbers go into the README. Defaults to 5 runs: this machine's
+# timings are noisy (a VM sharing its host), and the median of 5 is steadier than of 3.
+#   scripts/bench.sh [SIZE_MIB] [RUNS]     (defaults 1024 5)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 size_mib="${1:-1024}"
-runs="${2:-3}"
+runs="${2:-5}"
 
 bash scripts/deps.sh
 cargo build --release --quiet
@@ -28,8 +29,11 @@ bytes=$(stat -c %s "$work/model/model.safetensors")
 digest="sha256:$(sha256sum "$work/model/model.safetensors" | cut -d' ' -f1)"
 
 # once NAME CMD...: one run under /usr/bin/time -v; appends "seconds rss_kb" to NAME.runs.
+# Dirty pages left by the previous step are written out first (sync), so that no measurement
+# pays for another's disk writeback.
 once() {
   local name="$1"; shift
+  sync
   /usr/bin/time -v "$@" >"$work/$name.out" 2>"$work/$name.time"
   local wall rss
   wall=$(grep 'Elapsed (wall clock)' "$work/$name.time" | awk '{print $NF}')

@@ -10,17 +10,14 @@ use super::ModelError;
 use crate::digest::Digest;
 use crate::media_types as mt;
 use crate::progress::SharedReporter;
-use crate::store::copy::{fill_buf, ProgressReader};
-use crate::store::{fetch_blob_verified, verified, Descriptor, ImageManifest, Store, StoreError};
+use crate::store::copy::PROGRESS_STEP;
+use crate::store::{verified, Descriptor, ImageManifest, Store, StoreError};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
-/// Write buffer for pulled files.
-const COPY_BUF: usize = 1 << 20;
 /// Tries per blob when the connection fails mid-way.
 const DOWNLOAD_ATTEMPTS: u32 = 3;
 
@@ -435,25 +432,22 @@ async fn download<'f>(
                 e,
             )
         })?;
-    let (std_file, tmp_path) = tmp.into_parts();
-    let mut out = tokio::fs::File::from_std(std_file);
+    let (mut out, tmp_path) = tmp.into_parts();
     let what = format!("file {:?} (layer {})", file.path, file.descriptor.digest);
     let id = options.reporter.start(&file.path, file.descriptor.size);
     let mut attempt = 1;
     let result = loop {
-        let result = stream_layer(store, file, &what, &dest, &mut out, options, id).await;
+        let (back, result) = stream_layer(store, file, &what, &dest, out, options, id).await;
+        out = back;
         match result {
             // A connection lost mid-blob: start this blob again from its first byte.
             Err(ModelError::Store(e)) if e.is_transient() && attempt < DOWNLOAD_ATTEMPTS => {
                 tracing::warn!("{what}: {e}; retrying (attempt {})", attempt + 1);
                 tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
                 attempt += 1;
-                let restart = async {
-                    out.set_len(0).await?;
-                    out.seek(std::io::SeekFrom::Start(0)).await.map(|_| ())
-                };
-                restart
-                    .await
+                use std::io::Seek;
+                out.set_len(0)
+                    .and_then(|()| out.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
                     .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
             }
             other => break other,
@@ -470,42 +464,115 @@ async fn download<'f>(
     Ok((tmp_path, dest, file))
 }
 
-/// One pass over a layer: fetch, check while streaming, write. Read failures that are not
-/// integrity failures are the connection's (so they count as network errors, and are retried).
+/// One pass over a layer: the blob's chunks are taken as they arrive and checked and written
+/// by one blocking thread, with no copy in between, while the async workers keep receiving.
+/// Failures to read that are not integrity failures are the connection's (network errors,
+/// retried). Returns the file for a retry.
 async fn stream_layer(
     store: &dyn Store,
     file: &ModelFile,
     what: &str,
     dest: &Path,
-    out: &mut tokio::fs::File,
+    mut out: std::fs::File,
     options: &PullOptions,
     progress_id: u64,
-) -> Result<(), ModelError> {
-    let reader = fetch_blob_verified(store, &file.descriptor, what).await?;
-    let mut reader = ProgressReader::new(reader, options.reporter.clone(), progress_id);
-    let mut buf = vec![0u8; COPY_BUF];
-    loop {
-        let n =
-            fill_buf(&mut reader, &mut buf).await.map_err(|e| {
-                match verified::unwrap_io_error(e) {
-                    StoreError::Io { source, .. } => StoreError::Network {
-                        url: format!("{} (blob {})", store.location(), file.descriptor.digest),
-                        reason: format!("reading {what} failed: {source}"),
-                    },
-                    other => other,
-                }
-            })?;
-        if n == 0 {
-            break;
-        }
-        out.write_all(&buf[..n])
-            .await
-            .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
+) -> (std::fs::File, Result<(), ModelError>) {
+    let chunks = match store.fetch_blob_chunks(&file.descriptor).await {
+        Ok(c) => c,
+        Err(e) => return (out, Err(e.into())),
+    };
+    // Dropping this future (another file failed, the pull was cancelled) stops the thread.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let _stop_on_drop = cancel.clone().drop_guard();
+    let pass = ChunkPass {
+        runtime: tokio::runtime::Handle::current(),
+        cancel,
+        check: verified::BlobCheck::new(
+            file.descriptor.digest.clone(),
+            file.descriptor.size,
+            what.to_string(),
+        ),
+        source: format!("{} (blob {})", store.location(), file.descriptor.digest),
+        what: what.to_string(),
+        dest: dest.to_path_buf(),
+        reporter: options.reporter.clone(),
+        progress_id,
+    };
+    let joined = tokio::task::spawn_blocking(move || {
+        let result = pass.run(chunks, &mut out);
+        (out, result)
+    })
+    .await;
+    match joined {
+        Ok(done) => done,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
-    out.flush()
-        .await
-        .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
-    Ok(())
+}
+
+struct ChunkPass {
+    runtime: tokio::runtime::Handle,
+    cancel: tokio_util::sync::CancellationToken,
+    check: verified::BlobCheck,
+    source: String,
+    what: String,
+    dest: PathBuf,
+    reporter: SharedReporter,
+    progress_id: u64,
+}
+
+impl ChunkPass {
+    fn run(
+        self,
+        mut chunks: crate::store::BoxChunks,
+        out: &mut std::fs::File,
+    ) -> Result<(), ModelError> {
+        use std::io::Write;
+        let ChunkPass {
+            runtime,
+            cancel,
+            mut check,
+            source,
+            what,
+            dest,
+            reporter,
+            progress_id,
+        } = self;
+        let mut unreported = 0u64;
+        loop {
+            let next = runtime.block_on(async {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => None,
+                    next = chunks.next() => Some(next),
+                }
+            });
+            let chunk = match next {
+                None => return Err(ModelError::Input(format!("{what}: download cancelled"))),
+                Some(None) => break,
+                Some(Some(Ok(chunk))) => chunk,
+                Some(Some(Err(e))) => {
+                    return Err(StoreError::Network {
+                        url: source,
+                        reason: format!("reading {what} failed: {e}"),
+                    }
+                    .into())
+                }
+            };
+            check.update(&chunk)?;
+            out.write_all(&chunk)
+                .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
+            unreported += chunk.len() as u64;
+            if unreported >= PROGRESS_STEP {
+                reporter.advance(progress_id, unreported);
+                unreported = 0;
+            }
+        }
+        if unreported > 0 {
+            reporter.advance(progress_id, unreported);
+        }
+        check.finish()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -720,17 +787,42 @@ mod tests {
 mod retry_tests {
     use super::*;
     use crate::store::memory::MemoryStore;
-    use crate::store::{BlobSource, BoxReader, BytesSource, RawManifest};
+    use crate::store::{BlobSource, BoxChunks, BoxReader, BytesSource, RawManifest};
     use async_trait::async_trait;
     use std::pin::Pin;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::task::{Context, Poll};
     use tokio::io::{AsyncRead, ReadBuf};
 
-    /// A store whose blob streams break after a few bytes, `fails` times.
+    /// A store whose blob streams break after a few bytes, `fails` times; the blob `stall`
+    /// names sends its first bytes and then nothing, and its flag tells when the stream was
+    /// dropped.
     struct Flaky {
         inner: MemoryStore,
         fails: AtomicUsize,
+        stall: Option<(Digest, Arc<AtomicBool>)>,
+    }
+
+    /// First bytes, then silence; sets its flag when dropped.
+    struct Stalled {
+        first: Option<Bytes>,
+        dropped: Arc<AtomicBool>,
+    }
+
+    impl futures::Stream for Stalled {
+        type Item = std::io::Result<Bytes>;
+        fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            match self.first.take() {
+                Some(b) => Poll::Ready(Some(Ok(b))),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    impl Drop for Stalled {
+        fn drop(&mut self) {
+            self.dropped.store(true, Ordering::SeqCst);
+        }
     }
 
     struct BreakAfter {
@@ -795,6 +887,18 @@ mod retry_tests {
                 r
             })
         }
+        async fn fetch_blob_chunks(&self, d: &Descriptor) -> crate::store::Result<BoxChunks> {
+            match &self.stall {
+                Some((digest, dropped)) if *digest == d.digest => Ok(Box::pin(Stalled {
+                    first: Some(Bytes::from_static(b"abc")),
+                    dropped: dropped.clone(),
+                })),
+                _ => {
+                    let r = self.fetch_blob_raw(d).await?;
+                    Ok(Box::pin(tokio_util::io::ReaderStream::new(r)))
+                }
+            }
+        }
         async fn push_blob(&self, s: &dyn BlobSource) -> crate::store::Result<(Digest, u64)> {
             self.inner.push_blob(s).await
         }
@@ -843,6 +947,7 @@ mod retry_tests {
         let store = Flaky {
             inner,
             fails: AtomicUsize::new(fails),
+            stall: None,
         };
         let artifact = fetch_model(&store, "v1").await.unwrap();
         (store, artifact)
@@ -876,5 +981,70 @@ mod retry_tests {
         assert_eq!(err.exit_class(), 3);
         assert!(err.to_string().contains("w.bin"), "{err}");
         assert!(!out.exists());
+    }
+
+    #[tokio::test]
+    async fn a_failed_file_stops_the_downloads_still_running() {
+        let inner = MemoryStore::new("stall");
+        let mut layers = Vec::new();
+        for (path, content) in [("bad.bin", &b"good bytes"[..]), ("slow.bin", b"abcdef")] {
+            let (digest, size) = inner
+                .push_blob(&BytesSource(Bytes::from_static(content)))
+                .await
+                .unwrap();
+            let mut layer = Descriptor::new(mt::MODEL_WEIGHT, digest, size);
+            layer.annotations = Some(
+                [(mt::ANNOTATION_FILEPATH.to_string(), path.to_string())]
+                    .into_iter()
+                    .collect(),
+            );
+            layers.push(layer);
+        }
+        inner.corrupt_blob(&layers[0].digest, Bytes::from_static(b"evil bytes"));
+        let m = ImageManifest {
+            schema_version: 2,
+            media_type: Some(mt::OCI_MANIFEST.into()),
+            artifact_type: Some(mt::MODEL_ARTIFACT.into()),
+            config: Descriptor::empty(),
+            layers: layers.clone(),
+            subject: None,
+            annotations: None,
+        };
+        inner
+            .push_manifest(Bytes::from(m.to_bytes()), mt::OCI_MANIFEST, Some("v1"))
+            .await
+            .unwrap();
+        let dropped = Arc::new(AtomicBool::new(false));
+        let store = Flaky {
+            inner,
+            fails: AtomicUsize::new(0),
+            stall: Some((layers[1].digest.clone(), dropped.clone())),
+        };
+        let artifact = fetch_model(&store, "v1").await.unwrap();
+        let parent = tempfile::tempdir().unwrap();
+        let out = parent.path().join("out");
+        let err = unpack_model(&store, &artifact, &out, &PullOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ModelError::Store(StoreError::DigestMismatch { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains("bad.bin"), "{err}");
+        // The stalled download's thread lets go of its stream (and so of its connection)
+        // instead of waiting for bytes that never come.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !dropped.load(Ordering::SeqCst) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stalled download still runs after the pull failed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            !out.exists(),
+            "{:?}",
+            std::fs::read_dir(&out).ok().map(|d| d.count())
+        );
     }
 }

@@ -18,7 +18,7 @@ const MAX_REFERRER_DEPTH: usize = 4;
 /// Manifest lists nest at most this deep.
 const MAX_INDEX_DEPTH: usize = 4;
 /// Progress is reported in steps of at least this many bytes (keeps reporting cheap).
-const PROGRESS_STEP: u64 = 256 * 1024;
+pub(crate) const PROGRESS_STEP: u64 = 256 * 1024;
 
 #[derive(Clone)]
 pub struct CopyOptions {

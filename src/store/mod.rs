@@ -24,6 +24,11 @@ use std::sync::Arc;
 use tokio::io::AsyncRead;
 
 pub type BoxReader = Pin<Box<dyn AsyncRead + Send>>;
+/// A blob as the chunks it arrives in (an HTTP body's frames, or reads of a file).
+pub type BoxChunks = Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Chunk size when a reader is turned into chunks.
+const READER_CHUNK: usize = 256 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -217,6 +222,17 @@ pub trait Store: Send + Sync {
     /// A reader over the blob. Unchecked: wrap with [`verified::VerifiedReader`] (or use
     /// [`fetch_blob_verified`]) before trusting it.
     async fn fetch_blob_raw(&self, descriptor: &Descriptor) -> Result<BoxReader>;
+
+    /// The blob as a stream of chunks, unchecked like [`Store::fetch_blob_raw`] (check each
+    /// chunk with [`verified::BlobCheck`]). Stores whose transport already delivers chunks
+    /// (HTTP bodies) hand them over as they are, with no copy.
+    async fn fetch_blob_chunks(&self, descriptor: &Descriptor) -> Result<BoxChunks> {
+        let reader = self.fetch_blob_raw(descriptor).await?;
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            reader,
+            READER_CHUNK,
+        )))
+    }
 
     /// Upload a blob, hashing it while it streams. Returns its descriptor's digest and size.
     /// When the source knows its digest and the blob exists already, nothing is sent.

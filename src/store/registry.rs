@@ -1093,6 +1093,11 @@ impl Store for RegistryStore {
     }
 
     async fn fetch_blob_raw(&self, descriptor: &Descriptor) -> Result<BoxReader> {
+        let chunks = self.fetch_blob_chunks(descriptor).await?;
+        Ok(Box::pin(StreamReader::new(chunks)))
+    }
+
+    async fn fetch_blob_chunks(&self, descriptor: &Descriptor) -> Result<BoxChunks> {
         let digest = &descriptor.digest;
         let url = self.url(&format!("blobs/{digest}"))?;
         let what = format!("blob {digest}");
@@ -1113,7 +1118,7 @@ impl Store for RegistryStore {
         let stream = resp.bytes_stream().map_err(move |e| {
             std::io::Error::other(format!("reading {shown_url}: {}", error_chain(&e)))
         });
-        Ok(Box::pin(StreamReader::new(stream)))
+        Ok(Box::pin(stream))
     }
 
     async fn push_blob(&self, source: &dyn BlobSource) -> Result<(Digest, u64)> {

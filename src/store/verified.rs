@@ -8,22 +8,83 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
-pub struct VerifiedReader<R> {
-    inner: R,
-    hasher: Option<Hasher>,
+/// Checks a blob chunk by chunk: fails as soon as it has seen a byte too many, and at the
+/// end when the size or the sha256 is not what the descriptor says.
+pub struct BlobCheck {
+    hasher: Hasher,
     expected_digest: Digest,
     expected_size: u64,
     what: String,
+}
+
+impl BlobCheck {
+    pub fn new(expected_digest: Digest, expected_size: u64, what: String) -> Self {
+        BlobCheck {
+            hasher: Hasher::new(),
+            expected_digest,
+            expected_size,
+            what,
+        }
+    }
+
+    /// Take the next chunk. An error means the blob is longer than expected; the chunk must
+    /// then not be used.
+    pub fn update(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let total = self.hasher.len() + chunk.len() as u64;
+        if total > self.expected_size {
+            return Err(StoreError::SizeMismatch {
+                what: self.what.clone(),
+                expected: self.expected_size,
+                actual: total,
+            });
+        }
+        self.hasher.update(chunk);
+        Ok(())
+    }
+
+    /// Bytes taken so far.
+    pub fn len(&self) -> u64 {
+        self.hasher.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hasher.is_empty()
+    }
+
+    /// The blob ended: is it all there, with the expected digest?
+    pub fn finish(self) -> Result<(), StoreError> {
+        let got = self.hasher.len();
+        if got != self.expected_size {
+            return Err(StoreError::SizeMismatch {
+                what: self.what,
+                expected: self.expected_size,
+                actual: got,
+            });
+        }
+        let actual = self.hasher.finish();
+        if actual != self.expected_digest {
+            return Err(StoreError::DigestMismatch {
+                what: self.what,
+                expected: self.expected_digest,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A reader that passes the blob through a [`BlobCheck`] and fails instead of returning the
+/// end (or a byte too many) when the content is wrong.
+pub struct VerifiedReader<R> {
+    inner: R,
+    check: Option<BlobCheck>,
 }
 
 impl<R> VerifiedReader<R> {
     pub fn new(inner: R, expected_digest: Digest, expected_size: u64, what: String) -> Self {
         VerifiedReader {
             inner,
-            hasher: Some(Hasher::new()),
-            expected_digest,
-            expected_size,
-            what,
+            check: Some(BlobCheck::new(expected_digest, expected_size, what)),
         }
     }
 }
@@ -51,47 +112,24 @@ impl<R: AsyncRead + Unpin> AsyncRead for VerifiedReader<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.hasher.is_none() {
+        let Some(check) = this.check.as_mut() else {
             return Poll::Ready(Ok(()));
-        }
+        };
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
-                let hasher = this.hasher.as_mut().expect("checked");
                 if new.is_empty() {
-                    let hasher = this.hasher.take().expect("checked");
-                    let got = hasher.len();
-                    if got != this.expected_size {
-                        return Poll::Ready(Err(to_io(StoreError::SizeMismatch {
-                            what: this.what.clone(),
-                            expected: this.expected_size,
-                            actual: got,
-                        })));
-                    }
-                    let actual = hasher.finish();
-                    if actual != this.expected_digest {
-                        return Poll::Ready(Err(to_io(StoreError::DigestMismatch {
-                            what: this.what.clone(),
-                            expected: this.expected_digest.clone(),
-                            actual,
-                        })));
-                    }
-                    return Poll::Ready(Ok(()));
+                    let check = this.check.take().expect("checked");
+                    return Poll::Ready(check.finish().map_err(to_io));
                 }
-                hasher.update(new);
-                if hasher.len() > this.expected_size {
-                    let got = hasher.len();
-                    this.hasher = None;
+                if let Err(e) = check.update(new) {
+                    this.check = None;
                     // Hand nothing of the oversized read to the caller.
                     buf.set_filled(before);
-                    return Poll::Ready(Err(to_io(StoreError::SizeMismatch {
-                        what: this.what.clone(),
-                        expected: this.expected_size,
-                        actual: got,
-                    })));
+                    return Poll::Ready(Err(to_io(e)));
                 }
                 Poll::Ready(Ok(()))
             }
@@ -146,5 +184,59 @@ mod tests {
             read_all(b"hello!", Digest::of(b"hello"), 5).await,
             Err(StoreError::SizeMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn blob_check_takes_chunks_and_checks_the_whole() {
+        let mut c = BlobCheck::new(Digest::of(b"hello world"), 11, "blob y".into());
+        c.update(b"hello").unwrap();
+        c.update(b"").unwrap();
+        c.update(b" world").unwrap();
+        assert_eq!(c.len(), 11);
+        c.finish().unwrap();
+    }
+
+    #[test]
+    fn blob_check_refuses_the_chunk_that_makes_it_too_long() {
+        let mut c = BlobCheck::new(Digest::of(b"hello"), 5, "blob y".into());
+        c.update(b"hel").unwrap();
+        let err = c.update(b"lo!").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::SizeMismatch {
+                    expected: 5,
+                    actual: 6,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // The refused chunk was not taken.
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn blob_check_fails_short_or_wrong_content_naming_both_digests() {
+        let mut short = BlobCheck::new(Digest::of(b"hello"), 5, "blob y".into());
+        short.update(b"hell").unwrap();
+        assert!(matches!(
+            short.finish(),
+            Err(StoreError::SizeMismatch {
+                expected: 5,
+                actual: 4,
+                ..
+            })
+        ));
+        let mut wrong = BlobCheck::new(Digest::of(b"hello"), 5, "blob y".into());
+        wrong.update(b"he").unwrap();
+        wrong.update(b"llO").unwrap();
+        let msg = wrong.finish().unwrap_err().to_string();
+        assert!(
+            msg.contains("blob y")
+                && msg.contains(Digest::of(b"hello").as_str())
+                && msg.contains(Digest::of(b"hellO").as_str()),
+            "{msg}"
+        );
     }
 }
