@@ -48,6 +48,12 @@ pub enum OutputFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Push a model directory (or files) to a registry or OCI layout as a ModelPack artifact.
+    ///
+    /// Each regular file becomes one layer, hashed while it streams. Files pushed or pulled
+    /// before are known by a digest cache ($XDG_CACHE_HOME/oci-model, keyed by path, inode, size
+    /// and change time): blobs the target already has are not sent again, and blobs known to be
+    /// in another repository of the same registry are mounted from there instead of uploaded.
+    #[command(override_usage = "oci-model push [OPTIONS] <SOURCE>... <TARGET>")]
     Push(PushArgs),
     /// Pull a model, checking every blob's digest, optionally verifying signatures first.
     Pull(PullArgs),
@@ -194,7 +200,7 @@ pub struct SignerOpts {
 #[derive(Args, Debug)]
 pub struct PushArgs {
     /// Model directory, or one or more files, followed by the TARGET.
-    #[arg(required = true, num_args = 2.., value_name = "SOURCE… TARGET")]
+    #[arg(required = true, num_args = 2.., value_name = "PATH")]
     pub paths: Vec<String>,
     /// Follow symbolic links inside the model (refused by default).
     #[arg(long)]

@@ -7,6 +7,10 @@
 //! cause an upload whose digest check fails (the store hashes what it sends); the caller then
 //! retries without the cache. The file is one JSON document written atomically (temp file +
 //! rename); concurrent processes merge on save, last writer wins per entry.
+//!
+//! Each entry also remembers a few registry repositories known to hold the file's blob (it was
+//! pushed there or pulled from there), so that a push to another repository of the same
+//! registry can ask for a cross-repository mount instead of sending the bytes again.
 
 use crate::digest::Digest;
 use serde::{Deserialize, Serialize};
@@ -18,6 +22,16 @@ const FILE_NAME: &str = "digests.json";
 const VERSION: u32 = 1;
 /// Entries kept (least recently used dropped first).
 const MAX_ENTRIES: usize = 50_000;
+/// Repositories remembered per file (most recent first).
+const MAX_HOMES: usize = 4;
+
+/// A repository of a registry known to hold a blob.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobHome {
+    /// The registry's API base URL (scheme and host), as the store reports it.
+    pub registry: String,
+    pub repository: String,
+}
 
 /// The identity of a file's content as the filesystem reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +71,9 @@ struct Entry {
     digest: Digest,
     /// Unix seconds of the last use (for pruning).
     used: u64,
+    /// Where the blob is known to be (most recent first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    homes: Vec<BlobHome>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -71,6 +88,16 @@ pub struct DigestCache {
     entries: Mutex<BTreeMap<String, Entry>>,
     /// Paths whose entries changed in this process.
     touched: Mutex<BTreeMap<String, Option<Entry>>>,
+}
+
+/// The repository `store` is, when it is one of a registry.
+pub fn home_of(store: &dyn crate::store::Store) -> Option<BlobHome> {
+    store
+        .registry_repository()
+        .map(|(registry, repository)| BlobHome {
+            registry,
+            repository,
+        })
 }
 
 fn now() -> u64 {
@@ -112,6 +139,12 @@ impl DigestCache {
 
     /// The digest recorded for the file at `path` if its identity still matches `key`.
     pub fn lookup(&self, path: &Path, key: &FileKey) -> Option<Digest> {
+        self.lookup_with_homes(path, key).map(|(d, _)| d)
+    }
+
+    /// The digest recorded for the file at `path` if its identity still matches `key`, and the
+    /// repositories known to hold that blob.
+    pub fn lookup_with_homes(&self, path: &Path, key: &FileKey) -> Option<(Digest, Vec<BlobHome>)> {
         let k = path_key(path);
         let mut entries = self.entries.lock().ok()?;
         let entry = entries.get_mut(&k)?;
@@ -124,19 +157,33 @@ impl DigestCache {
         if let Ok(mut t) = self.touched.lock() {
             t.insert(k, Some(e.clone()));
         }
-        Some(e.digest)
+        Some((e.digest, e.homes))
     }
 
-    pub fn insert(&self, path: &Path, key: FileKey, digest: Digest) {
+    /// Record the digest of the file at `path`, and `home` as a repository holding its blob.
+    /// The repositories already known are kept when the file's identity and digest are the same.
+    pub fn insert(&self, path: &Path, key: FileKey, digest: Digest, home: Option<BlobHome>) {
         let k = path_key(path);
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        let mut homes = match entries.get(&k) {
+            Some(old) if old.key == key && old.digest == digest => old.homes.clone(),
+            _ => Vec::new(),
+        };
+        if let Some(home) = home {
+            homes.retain(|h| *h != home);
+            homes.insert(0, home);
+            homes.truncate(MAX_HOMES);
+        }
         let entry = Entry {
             key,
             digest,
             used: now(),
+            homes,
         };
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(k.clone(), entry.clone());
-        }
+        entries.insert(k.clone(), entry.clone());
+        drop(entries);
         if let Ok(mut t) = self.touched.lock() {
             t.insert(k, Some(entry));
         }
@@ -201,7 +248,7 @@ mod tests {
         let cache_dir = dir.path().join("cache");
         let cache = DigestCache::load(&cache_dir);
         assert_eq!(cache.lookup(&file, &key), None);
-        cache.insert(&file, key, Digest::of(b"one"));
+        cache.insert(&file, key, Digest::of(b"one"), None);
         cache.save().unwrap();
 
         let reloaded = DigestCache::load(&cache_dir);
@@ -218,7 +265,7 @@ mod tests {
         std::fs::write(&other, b"o").unwrap();
         let okey = FileKey::from_metadata(&std::fs::metadata(&other).unwrap()).unwrap();
         let a = DigestCache::load(&cache_dir);
-        a.insert(&other, okey, Digest::of(b"o"));
+        a.insert(&other, okey, Digest::of(b"o"), None);
         reloaded.remove(&file);
         reloaded.save().unwrap();
         a.save().unwrap();
@@ -234,5 +281,57 @@ mod tests {
         let cache = DigestCache::load(dir.path());
         let key = FileKey::from_metadata(&std::fs::metadata(dir.path()).unwrap()).unwrap();
         assert_eq!(cache.lookup(dir.path(), &key), None);
+    }
+
+    fn home(repo: &str) -> BlobHome {
+        BlobHome {
+            registry: "http://127.0.0.1:5000/".into(),
+            repository: repo.into(),
+        }
+    }
+
+    #[test]
+    fn remembers_the_latest_repositories_holding_a_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.bin");
+        std::fs::write(&file, b"w").unwrap();
+        let key = FileKey::from_metadata(&std::fs::metadata(&file).unwrap()).unwrap();
+        let cache_dir = dir.path().join("cache");
+        let cache = DigestCache::load(&cache_dir);
+        let d = Digest::of(b"w");
+        for repo in ["a", "b", "a", "c", "d", "e"] {
+            cache.insert(&file, key, d.clone(), Some(home(repo)));
+        }
+        // A digest-only update (a layout push) keeps them.
+        cache.insert(&file, key, d.clone(), None);
+        cache.save().unwrap();
+        let reloaded = DigestCache::load(&cache_dir);
+        let (digest, homes) = reloaded.lookup_with_homes(&file, &key).unwrap();
+        assert_eq!(digest, d);
+        assert_eq!(homes, vec![home("e"), home("d"), home("c"), home("a")]);
+        // Another digest for the file: what was known of the old blob is gone.
+        reloaded.insert(&file, key, Digest::of(b"x"), Some(home("z")));
+        assert_eq!(
+            reloaded.lookup_with_homes(&file, &key).unwrap().1,
+            vec![home("z")]
+        );
+    }
+
+    #[test]
+    fn reads_entries_written_without_repositories() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.bin");
+        std::fs::write(&file, b"w").unwrap();
+        let key = FileKey::from_metadata(&std::fs::metadata(&file).unwrap()).unwrap();
+        let entry = serde_json::json!({
+            "version": VERSION,
+            "entries": { path_key(&file): { "key": key, "digest": Digest::of(b"w"), "used": 1 } }
+        });
+        std::fs::write(dir.path().join(FILE_NAME), entry.to_string()).unwrap();
+        let cache = DigestCache::load(dir.path());
+        assert_eq!(
+            cache.lookup_with_homes(&file, &key),
+            Some((Digest::of(b"w"), vec![]))
+        );
     }
 }

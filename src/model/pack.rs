@@ -1,7 +1,7 @@
 //! Push a model: every file becomes a layer (streamed and hashed by the store while it
 //! uploads, several at once), then the ModelPack config, then the manifest (tagged).
 
-use super::cache::DigestCache;
+use super::cache::{self, BlobHome, DigestCache};
 use super::config::ModelConfig;
 use super::walk::{collect_model, LocalFile, LocalModel, WalkOptions};
 use super::{roles, ModelError};
@@ -59,9 +59,12 @@ pub struct PushedFile {
     pub digest: Digest,
     pub size: u64,
     pub media_type: String,
-    /// False when the store already had the blob.
+    /// False when the store already had the blob (or mounted it).
     #[serde(skip)]
     pub uploaded: bool,
+    /// The repository of the same registry the blob was mounted from, instead of uploaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mounted_from: Option<String>,
 }
 
 /// The result of a push.
@@ -80,6 +83,12 @@ impl PushResult {
     }
     pub fn uploaded(&self) -> usize {
         self.files.iter().filter(|f| f.uploaded).count()
+    }
+    pub fn mounted(&self) -> usize {
+        self.files
+            .iter()
+            .filter(|f| f.mounted_from.is_some())
+            .count()
     }
 }
 
@@ -212,11 +221,29 @@ async fn push_file(
     file: &LocalFile,
     options: &PushOptions,
 ) -> Result<PushedFile, ModelError> {
-    let cached = match (&options.cache, &file.key) {
-        (Some(cache), Some(key)) => cache.lookup(&file.source, key),
-        _ => None,
+    let (cached, homes) = match (&options.cache, &file.key) {
+        (Some(cache), Some(key)) => match cache.lookup_with_homes(&file.source, key) {
+            Some((digest, homes)) => (Some(digest), homes),
+            None => (None, Vec::new()),
+        },
+        _ => (None, Vec::new()),
     };
+    let here = cache::home_of(store);
     let id = options.reporter.start(&file.path, file.size);
+    if let (Some(digest), Some(here)) = (&cached, &here) {
+        if let Some(from) = mount_from_elsewhere(store, digest, here, &homes).await? {
+            options.reporter.finish(id, true);
+            remember(options, file, digest, Some(here.clone()));
+            return Ok(PushedFile {
+                path: file.path.clone(),
+                digest: digest.clone(),
+                size: file.size,
+                media_type: roles::role_of(&file.path).media_type.to_string(),
+                uploaded: false,
+                mounted_from: Some(from),
+            });
+        }
+    }
     let mut source = ReportingFileSource {
         file,
         digest: cached.clone(),
@@ -248,18 +275,47 @@ async fn push_file(
         }
         .into());
     }
-    if let (Some(cache), Some(key)) = (&options.cache, &file.key) {
-        if cached.as_ref() != Some(&digest) {
-            cache.insert(&file.source, *key, digest.clone());
-        }
-    }
+    remember(options, file, &digest, here);
     Ok(PushedFile {
         path: file.path.clone(),
         digest,
         size,
         media_type: roles::role_of(&file.path).media_type.to_string(),
         uploaded: opened,
+        mounted_from: None,
     })
+}
+
+/// When the blob is not known to be in this repository but is known to be in another one of
+/// the same registry, ask the registry to mount it from there. The repository it came from, or
+/// `None` when no mount happened (the caller then pushes as usual, skipping the upload if the
+/// registry has the blob).
+async fn mount_from_elsewhere(
+    store: &dyn Store,
+    digest: &Digest,
+    here: &BlobHome,
+    homes: &[BlobHome],
+) -> Result<Option<String>, ModelError> {
+    if homes.contains(here) {
+        return Ok(None);
+    }
+    for home in homes {
+        if home.registry == here.registry
+            && home.repository != here.repository
+            && store.mount_blob(digest, &home.repository).await?
+        {
+            tracing::debug!("mounted {digest} from {}", home.repository);
+            return Ok(Some(home.repository.clone()));
+        }
+    }
+    Ok(None)
+}
+
+/// Record the file's digest (and where its blob now is) in the digest cache.
+fn remember(options: &PushOptions, file: &LocalFile, digest: &Digest, home: Option<BlobHome>) {
+    if let (Some(cache), Some(key)) = (&options.cache, &file.key) {
+        cache.insert(&file.source, *key, digest.clone(), home);
+    }
 }
 
 /// A model file read for upload: buffered reads, progress, and whether it was read at all.
@@ -413,7 +469,7 @@ mod tests {
         let key = crate::model::cache::FileKey::from_metadata(&std::fs::metadata(&target).unwrap())
             .unwrap();
         let cache = Arc::new(DigestCache::load(cache_dir.path()));
-        cache.insert(&target, key, Digest::of(b"not the content"));
+        cache.insert(&target, key, Digest::of(b"not the content"), None);
         let fresh = MemoryStore::new("fresh");
         let options = PushOptions {
             cache: Some(cache.clone()),

@@ -265,12 +265,13 @@ pub async fn unpack_model(
         placed.push((dest, file));
     }
     if let Some(cache) = &options.cache {
+        let home = super::cache::home_of(store);
         for (dest, file) in &placed {
             if let Some(key) = std::fs::metadata(dest)
                 .ok()
                 .and_then(|m| FileKey::from_metadata(&m))
             {
-                cache.insert(dest, key, file.descriptor.digest.clone());
+                cache.insert(dest, key, file.descriptor.digest.clone(), home.clone());
             }
         }
         if let Err(e) = cache.save() {

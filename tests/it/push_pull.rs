@@ -133,6 +133,79 @@ fn copy_between_repositories_of_one_registry_mounts_blobs() {
     assert_eq!(tree(&out), tree(&model));
 }
 
+/// The `mountedFrom` of every file of a push's JSON result.
+fn mounted_from(pushed: &serde_json::Value) -> Vec<Option<String>> {
+    pushed["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["mountedFrom"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn push_mounts_blobs_the_registry_holds_in_a_repository_we_pushed_to_or_pulled_from() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let repo_a = harness::repo("home-a");
+    let first = run_json(&["push", s(&model), &target(&reg, &repo_a, "v1")]);
+    assert!(
+        mounted_from(&first).iter().all(Option::is_none),
+        "{first:#}"
+    );
+
+    // The same files to another repository of the same registry: mounted, not sent.
+    let b = target(&reg, &harness::repo("home-b"), "v1");
+    let second = run_json(&["push", s(&model), &b]);
+    assert_eq!(second["digest"], first["digest"]);
+    let n = mounted_from(&first).len();
+    assert_eq!(
+        mounted_from(&second),
+        vec![Some(repo_a.clone()); n],
+        "{second:#}"
+    );
+    let out_b = tmp.path().join("out-b");
+    run_json(&["pull", &b, s(&out_b)]);
+    assert_eq!(tree(&out_b), tree(&model));
+
+    // Files we pulled remember where they came from: pushing them elsewhere mounts from there.
+    // (Same directory name as the model, which names it in the config: same digest.)
+    std::fs::create_dir(tmp.path().join("p")).unwrap();
+    let pulled = tmp.path().join("p").join("m");
+    let repo_c = harness::repo("home-c");
+    run_json(&["pull", &target(&reg, &repo_a, "v1"), s(&pulled)]);
+    let third = run_json(&["push", s(&pulled), &target(&reg, &repo_c, "v1")]);
+    assert_eq!(third["digest"], first["digest"]);
+    assert_eq!(
+        mounted_from(&third),
+        vec![Some(repo_a.clone()); n],
+        "{third:#}"
+    );
+    let (code, text, err) = run(&[
+        "push",
+        s(&pulled),
+        &target(&reg, &harness::repo("home-d"), "v1"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        text.contains(&format!("{n} mounted from another repository")),
+        "{text}"
+    );
+
+    // Another registry holds none of them: everything is uploaded there.
+    let other = Registry::start();
+    let fourth = run_json(&["push", s(&model), &target(&other, &repo_a, "v1")]);
+    assert!(
+        mounted_from(&fourth).iter().all(Option::is_none),
+        "{fourth:#}"
+    );
+    let out_o = tmp.path().join("out-o");
+    run_json(&["pull", &target(&other, &repo_a, "v1"), s(&out_o)]);
+    assert_eq!(tree(&out_o), tree(&model));
+}
+
 #[test]
 fn corrupted_blob_in_registry_storage_fails_the_pull_cleanly() {
     let reg = Registry::start();

@@ -59,14 +59,20 @@ pub async fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
 
     let size = result.total_size();
     let uploaded = result.uploaded();
+    let mounted = result.mounted();
     let text = format!(
-        "Pushed {target}@{}\n{} file{}, {} ({} uploaded, {} already present)",
+        "Pushed {target}@{}\n{} file{}, {} ({} uploaded, {} already present{})",
         result.manifest.digest,
         result.files.len(),
         if result.files.len() == 1 { "" } else { "s" },
         human_size(size),
         uploaded,
-        result.files.len() - uploaded,
+        result.files.len() - uploaded - mounted,
+        if mounted > 0 {
+            format!(", {mounted} mounted from another repository")
+        } else {
+            String::new()
+        },
     );
     let value = json!({
         "reference": target.to_string(),
