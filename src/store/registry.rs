@@ -32,6 +32,8 @@ use url::Url;
 
 /// Attempts when the options leave it at 0.
 pub const DEFAULT_ATTEMPTS: u32 = 4;
+/// See [`StoreOptions::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(10);
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
@@ -59,6 +61,8 @@ pub struct RegistryStore {
     auth: Authenticator,
     max_attempts: u32,
     backoff_base: Duration,
+    /// Longest silence accepted while reading (see [`StoreOptions::idle_timeout`]).
+    idle_timeout: Duration,
     referrers_api: AtomicU8,
     /// Serializes this store's own read-modify-write of referrers fallback tags.
     pub(crate) fallback_lock: tokio::sync::Mutex<()>,
@@ -112,6 +116,83 @@ fn shown(url: &Url) -> String {
     let mut u = url.clone();
     u.set_query(None);
     u.to_string()
+}
+
+/// A body stream that fails (`TimedOut`, so the read is retried) when no chunk arrives for
+/// `idle`.
+struct IdleLimited<S> {
+    inner: S,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    message: String,
+    done: bool,
+}
+
+impl<S> IdleLimited<S> {
+    fn new(inner: S, idle: Duration, message: String) -> Self {
+        IdleLimited {
+            inner,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            message,
+            done: false,
+        }
+    }
+}
+
+impl<S> futures::Stream for IdleLimited<S>
+where
+    S: futures::Stream<Item = std::io::Result<Bytes>> + Unpin,
+{
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(item) => {
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(deadline);
+                this.done = item.is_none();
+                Poll::Ready(item)
+            }
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    this.done = true;
+                    Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        this.message.clone(),
+                    ))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+/// The network error for a body that stopped arriving.
+fn stalled(url: &Url, idle: Duration) -> StoreError {
+    StoreError::Network {
+        url: shown(url),
+        reason: format!(
+            "no data for {} while reading the response (see --timeout)",
+            human_secs(idle)
+        ),
+    }
+}
+
+fn human_secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
 }
 
 fn network(url: &Url, e: &reqwest::Error) -> StoreError {
@@ -400,6 +481,7 @@ impl RegistryStore {
                 options.max_attempts
             },
             backoff_base: BACKOFF_BASE,
+            idle_timeout: options.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
             referrers_api: AtomicU8::new(API_UNKNOWN),
             fallback_lock: tokio::sync::Mutex::new(()),
         })
@@ -409,6 +491,17 @@ impl RegistryStore {
     pub fn with_backoff_base(mut self, base: Duration) -> Self {
         self.backoff_base = base;
         self
+    }
+
+    /// The network error for a registry that went quiet while `doing` `url`.
+    fn silent(&self, url: &Url, doing: &str) -> StoreError {
+        StoreError::Network {
+            url: shown(url),
+            reason: format!(
+                "no answer for {} while {doing} (see --timeout)",
+                human_secs(self.idle_timeout)
+            ),
+        }
     }
 
     /// Check that the registry accepts `options.credentials` (`GET /v2/`, with token exchange).
@@ -472,11 +565,17 @@ impl RegistryStore {
             })?;
             let (method, url) = (request.method().clone(), request.url().clone());
             tracing::debug!("{method} {}", shown(&url));
-            let resp = self
-                .http
-                .execute(request)
-                .await
-                .map_err(|e| network(&url, &e))?;
+            // Reads must answer within the idle timeout; requests carrying a body may take as
+            // long as the upload does.
+            let reads = method == Method::GET || method == Method::HEAD;
+            let resp = if reads {
+                tokio::time::timeout(self.idle_timeout, self.http.execute(request))
+                    .await
+                    .map_err(|_| self.silent(&url, "waiting for the response"))?
+            } else {
+                self.http.execute(request).await
+            }
+            .map_err(|e| network(&url, &e))?;
             let challenges = challenges(resp.headers());
             let status = resp.status();
             let insufficient = challenges.iter().any(|c| c.is_insufficient_scope());
@@ -496,9 +595,13 @@ impl RegistryStore {
                     ))
                     .into());
             }
-            self.auth
-                .on_challenge(&self.http, &challenges, scope.as_deref(), sent.as_ref())
-                .await?;
+            tokio::time::timeout(
+                self.idle_timeout,
+                self.auth
+                    .on_challenge(&self.http, &challenges, scope.as_deref(), sent.as_ref()),
+            )
+            .await
+            .map_err(|_| self.silent(&url, "getting an access token"))??;
         }
     }
 
@@ -514,8 +617,8 @@ impl RegistryStore {
         let wait = retry_after(resp.headers());
         let mut body = Vec::new();
         while body.len() < ERROR_BODY_LIMIT {
-            match resp.chunk().await {
-                Ok(Some(c)) => body.extend_from_slice(&c),
+            match tokio::time::timeout(self.idle_timeout, resp.chunk()).await {
+                Ok(Ok(Some(c))) => body.extend_from_slice(&c),
                 _ => break,
             }
         }
@@ -614,7 +717,7 @@ impl RegistryStore {
                 return Err(self.status_error(&Method::GET, url, resp, what).await);
             }
             let headers = resp.headers().clone();
-            let bytes = read_capped(resp, mt::MAX_MANIFEST_SIZE, what, url).await?;
+            let bytes = read_capped(resp, mt::MAX_MANIFEST_SIZE, what, url, self.idle_timeout).await?;
             let digest = Digest::of(&bytes);
             if let Some(expected) = by_digest {
                 if *expected != digest {
@@ -748,7 +851,14 @@ impl RegistryStore {
                         let status = resp.status();
                         if status.is_success() {
                             let headers = resp.headers().clone();
-                            let bytes = read_capped(resp, mt::MAX_MANIFEST_SIZE, what, u).await?;
+                            let bytes = read_capped(
+                                resp,
+                                mt::MAX_MANIFEST_SIZE,
+                                what,
+                                u,
+                                self.idle_timeout,
+                            )
+                            .await?;
                             return Ok(Some((headers, bytes)));
                         }
                         if matches!(status.as_u16(), 400 | 404 | 405 | 406 | 501) {
@@ -898,9 +1008,13 @@ impl RegistryStore {
         if resp.status() == StatusCode::UNAUTHORIZED {
             // The token expired mid-upload: renew it, then start the upload again.
             let challenges = challenges(resp.headers());
-            self.auth
-                .on_challenge(&self.http, &challenges, scope.as_deref(), sent.as_ref())
-                .await?;
+            tokio::time::timeout(
+                self.idle_timeout,
+                self.auth
+                    .on_challenge(&self.http, &challenges, scope.as_deref(), sent.as_ref()),
+            )
+            .await
+            .map_err(|_| self.silent(&location, "getting an access token"))??;
             return Err(Attempt {
                 error: self
                     .auth
@@ -994,6 +1108,7 @@ async fn read_capped(
     limit: u64,
     what: &str,
     url: &Url,
+    idle: Duration,
 ) -> Result<Bytes, Attempt> {
     let declared =
         header_str(resp.headers(), CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
@@ -1008,7 +1123,14 @@ async fn read_capped(
         }
     }
     let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-    while let Some(chunk) = resp.chunk().await.map_err(|e| network(url, &e))? {
+    loop {
+        let chunk = match tokio::time::timeout(idle, resp.chunk()).await {
+            Err(_) => return Err(stalled(url, idle).into()),
+            Ok(next) => match next.map_err(|e| network(url, &e))? {
+                Some(chunk) => chunk,
+                None => break,
+            },
+        };
         if (buf.len() + chunk.len()) as u64 > limit {
             return Err(StoreError::TooLarge {
                 what: what.to_string(),
@@ -1118,7 +1240,11 @@ impl Store for RegistryStore {
         let stream = resp.bytes_stream().map_err(move |e| {
             std::io::Error::other(format!("reading {shown_url}: {}", error_chain(&e)))
         });
-        Ok(Box::pin(stream))
+        Ok(Box::pin(IdleLimited::new(
+            stream,
+            self.idle_timeout,
+            stalled(&url, self.idle_timeout).to_string(),
+        )))
     }
 
     async fn push_blob(&self, source: &dyn BlobSource) -> Result<(Digest, u64)> {
@@ -1232,7 +1358,9 @@ impl Store for RegistryStore {
                             return Err(self.status_error(&Method::GET, u, resp, w).await);
                         }
                         let headers = resp.headers().clone();
-                        let bytes = read_capped(resp, mt::MAX_MANIFEST_SIZE, w, u).await?;
+                        let bytes =
+                            read_capped(resp, mt::MAX_MANIFEST_SIZE, w, u, self.idle_timeout)
+                                .await?;
                         Ok(Some((headers, bytes)))
                     },
                 )

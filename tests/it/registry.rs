@@ -4,6 +4,7 @@
 
 use crate::harness;
 use bytes::Bytes;
+use futures::StreamExt;
 use oci_model::digest::Digest;
 use oci_model::media_types as mt;
 use oci_model::reference::{RegistryRef, Target};
@@ -194,6 +195,10 @@ async fn forward(
             .push((h("content-length"), h("transfer-encoding")));
     }
     if let Some(resp) = (st.hook)(&method, &pq, req.headers()) {
+        if resp.headers().contains_key(STALL_HEADERS) {
+            // A registry that accepted the request and never answers.
+            futures::future::pending::<()>().await;
+        }
         return resp;
     }
     let mut headers = req.headers().clone();
@@ -230,6 +235,40 @@ async fn forward(
     }
     out.body(axum::body::Body::from_stream(resp.bytes_stream()))
         .unwrap()
+}
+
+/// A hook's response with this header is never sent: the request waits forever.
+const STALL_HEADERS: &str = "x-test-stall-headers";
+
+/// A hook stalling the first `n` requests that match: the answer never comes (`headers`), or
+/// its body stops after a few bytes of the `Content-Length` it announced.
+fn stall_first(n: usize, path_contains: String, headers: bool) -> Hook {
+    let left = AtomicUsize::new(n);
+    Box::new(move |m, p, _| {
+        if m != reqwest::Method::GET
+            || !p.contains(&path_contains)
+            || left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                .is_err()
+        {
+            return None;
+        }
+        let b = axum::response::Response::builder().status(200);
+        Some(if headers {
+            b.header(STALL_HEADERS, "1")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        } else {
+            let first = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(
+                b"first bytes",
+            ))]);
+            b.header("Content-Length", "1000000")
+                .body(axum::body::Body::from_stream(
+                    first.chain(futures::stream::pending()),
+                ))
+                .unwrap()
+        })
+    })
 }
 
 /// A hook failing the first `n` requests that match with `status` (and `Retry-After: 0`).
@@ -1070,4 +1109,123 @@ fn login_verifies_and_stores_credentials_and_logout_removes_them() {
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["removed"], false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A registry that goes quiet
+
+async fn push_small_model(s: &RegistryStore, dir: &std::path::Path) -> Digest {
+    std::fs::write(dir.join("w.bin"), harness::pseudo_random(200_000, 5)).unwrap();
+    let pushed = oci_model::model::pack::push_model(
+        s,
+        &[dir.to_path_buf()],
+        Some("v1"),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    pushed.files[0].digest.clone()
+}
+
+fn quiet(host: &str, repo: &str, idle: Duration) -> RegistryStore {
+    store_with(
+        host,
+        repo,
+        StoreOptions {
+            idle_timeout: Some(idle),
+            ..Default::default()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_answer_or_a_stalled_download_is_retried() {
+    use oci_model::model::unpack::{fetch_model, unpack_model, PullOptions};
+    let reg = harness::Registry::start();
+    let repo = harness::repo("quiet");
+    let src = tempfile::tempdir().unwrap();
+    let blob = push_small_model(&store(&reg.host, &repo), src.path()).await;
+
+    // The first manifest request is never answered; the first blob download stops early.
+    let manifest_hook = stall_first(1, "/manifests/v1".into(), true);
+    let blob_hook = stall_first(1, format!("/blobs/{blob}"), false);
+    let proxy = Proxy::start(
+        &reg.host,
+        Box::new(move |m, p, h| manifest_hook(m, p, h).or_else(|| blob_hook(m, p, h))),
+    )
+    .await;
+    let s = quiet(&proxy.host, &repo, Duration::from_millis(300));
+    // (Bounded, so that a client that waits forever fails the test instead of hanging it.)
+    let bounded = Duration::from_secs(60);
+    let artifact = tokio::time::timeout(bounded, fetch_model(&s, "v1"))
+        .await
+        .expect("the client waited for the silent registry")
+        .unwrap();
+    assert_eq!(proxy.count("GET", "/manifests/v1"), 2, "{:?}", proxy.log());
+    let out = tempfile::tempdir().unwrap();
+    tokio::time::timeout(
+        bounded,
+        unpack_model(&s, &artifact, out.path(), &PullOptions::default()),
+    )
+    .await
+    .expect("the client waited for the stalled download")
+    .unwrap();
+    assert_eq!(
+        proxy.count("GET", &format!("/blobs/{blob}")),
+        2,
+        "{:?}",
+        proxy.log()
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("w.bin")).unwrap(),
+        std::fs::read(src.path().join("w.bin")).unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_that_stays_silent_fails_the_pull_naming_the_timeout() {
+    let reg = harness::Registry::start();
+    let repo = harness::repo("silent");
+    let src = tempfile::tempdir().unwrap();
+    let blob = push_small_model(&store(&reg.host, &repo), src.path()).await;
+    let proxy = Proxy::start(
+        &reg.host,
+        stall_first(usize::MAX, format!("/blobs/{blob}"), false),
+    )
+    .await;
+    let target = format!("{}/{repo}:v1", proxy.host);
+    let parent = tempfile::tempdir().unwrap();
+    let out = parent.path().join("out");
+    let out_arg = out.clone();
+    let started = std::time::Instant::now();
+    let result = tokio::task::spawn_blocking(move || {
+        harness::bin()
+            .args(["pull", &target, out_arg.to_str().unwrap(), "--timeout", "1"])
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("no data for 1 s")
+            && stderr.contains("--timeout")
+            && stderr.contains("w.bin"),
+        "{stderr}"
+    );
+    // Three attempts of one second each (and short pauses), not forever.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        proxy.count("GET", &format!("/blobs/{blob}")),
+        3,
+        "{:?}",
+        proxy.log()
+    );
+    assert!(!out.exists(), "a failed pull left {}", out.display());
 }

@@ -28,6 +28,7 @@ pub async fn login(args: LoginArgs, ctx: &Ctx) -> anyhow::Result<()> {
             password: password.clone(),
         }),
         max_attempts: 0,
+        idle_timeout: None,
     };
     RegistryStore::check_login(&host, &options)
         .await
