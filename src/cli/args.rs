@@ -104,9 +104,9 @@ pub struct RegistryOpts {
     /// Attempts for transient failures (connection errors, HTTP 5xx and 429).
     #[arg(long, default_value_t = 4)]
     pub retries: u32,
-    /// Seconds a registry may stay silent while we wait for its answer or read a download
-    /// before the attempt counts as a lost connection (and is retried). Uploads are not
-    /// limited.
+    /// Seconds a registry may stay silent (no answer to a read, a download or an upload that
+    /// stops moving) before the attempt counts as a lost connection and is retried. The
+    /// answer to a fully sent upload may take longer.
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
 }

@@ -320,10 +320,10 @@ pub struct StoreOptions {
     pub credentials: Option<auth::Credentials>,
     /// Attempts for transient failures (connection errors, 5xx, 429).
     pub max_attempts: u32,
-    /// Give up on a read from a registry when nothing arrives for this long (a response that
-    /// does not come, a body that stops); it is then retried like a lost connection. `None`:
-    /// [`registry::DEFAULT_IDLE_TIMEOUT`]. Uploads are not limited (a registry may take long to
-    /// answer once it has the whole blob).
+    /// Give up on a registry that stays silent this long: a response to a read that does not
+    /// come, a download that stops, an upload the registry stops taking; it is then retried
+    /// like a lost connection. `None`: [`registry::DEFAULT_IDLE_TIMEOUT`]. The answer to a
+    /// finished upload is not limited (a registry may take long once it has the whole blob).
     pub idle_timeout: Option<std::time::Duration>,
 }
 

@@ -373,12 +373,44 @@ fn check_reference(reference: &str) -> Result<Option<Digest>> {
     }
 }
 
-#[derive(Default)]
 struct UploadState {
     hasher: crate::digest::Hasher,
     eof: bool,
     too_long: bool,
     source_error: Option<(std::io::ErrorKind, String)>,
+    /// When the body last moved (or the upload started).
+    moved_at: std::time::Instant,
+}
+
+impl UploadState {
+    fn new() -> Self {
+        UploadState {
+            hasher: Default::default(),
+            eof: false,
+            too_long: false,
+            source_error: None,
+            moved_at: std::time::Instant::now(),
+        }
+    }
+}
+
+/// Returns when the upload body has not moved for `idle` (the registry stopped taking data).
+/// Once the whole body is sent it never returns: a registry may take long to answer then.
+async fn upload_stalled(state: &Mutex<UploadState>, size: u64, idle: Duration) {
+    let tick = (idle / 4).min(Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(tick).await;
+        let (sent_all, quiet_for) = {
+            let st = state.lock().unwrap_or_else(|p| p.into_inner());
+            (st.eof || st.hasher.len() >= size, st.moved_at.elapsed())
+        };
+        if sent_all {
+            return futures::future::pending().await;
+        }
+        if quiet_for >= idle {
+            return;
+        }
+    }
 }
 
 /// The source's bytes as a body stream, hashed as they pass; fails the request as soon as the
@@ -403,6 +435,7 @@ impl Stream for Hashing {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => {
                 st.hasher.update(&chunk);
+                st.moved_at = std::time::Instant::now();
                 if st.hasher.len() > this.size {
                     st.too_long = true;
                     this.done = true;
@@ -958,7 +991,7 @@ impl RegistryStore {
 
         // PATCH: the whole source, streamed, hashed as it passes.
         let reader = source.open().await?;
-        let state = Arc::new(Mutex::new(UploadState::default()));
+        let state = Arc::new(Mutex::new(UploadState::new()));
         let body = reqwest::Body::wrap_stream(Hashing {
             inner: ReaderStream::with_capacity(reader, UPLOAD_CHUNK),
             state: state.clone(),
@@ -977,7 +1010,21 @@ impl RegistryStore {
             builder = builder.header(AUTHORIZATION, h.clone());
         }
         tracing::debug!("PATCH {} ({size} bytes)", shown(&location));
-        let result = builder.send().await;
+        let result = tokio::select! {
+            result = builder.send() => result,
+            () = upload_stalled(&state, size, self.idle_timeout) => {
+                self.cancel_upload(&location).await;
+                return Err(StoreError::Network {
+                    url: shown(&location),
+                    reason: format!(
+                        "the upload of {} made no progress for {} (see --timeout)",
+                        source.describe(),
+                        human_secs(self.idle_timeout)
+                    ),
+                }
+                .into());
+            }
+        };
         let (hashed, source_error, too_long, eof) = {
             let st = state.lock().unwrap_or_else(|p| p.into_inner());
             (
@@ -1088,7 +1135,8 @@ impl RegistryStore {
         if let Some(h) = self.auth.authorization(self.scope(Access::Push).as_deref()) {
             b = b.header(AUTHORIZATION, h);
         }
-        let _ = b.send().await;
+        // Best effort, and never a wait on a registry that stopped answering.
+        let _ = tokio::time::timeout(self.idle_timeout, b.send()).await;
     }
 }
 

@@ -240,12 +240,17 @@ async fn forward(
 /// A hook's response with this header is never sent: the request waits forever.
 const STALL_HEADERS: &str = "x-test-stall-headers";
 
-/// A hook stalling the first `n` requests that match: the answer never comes (`headers`), or
-/// its body stops after a few bytes of the `Content-Length` it announced.
+/// A hook stalling the first `n` GETs that match: the answer never comes (`headers`; the
+/// request body is never read either), or its body stops after a few bytes of the
+/// `Content-Length` it announced.
 fn stall_first(n: usize, path_contains: String, headers: bool) -> Hook {
+    stall_first_of(n, reqwest::Method::GET, path_contains, headers)
+}
+
+fn stall_first_of(n: usize, method: reqwest::Method, path_contains: String, headers: bool) -> Hook {
     let left = AtomicUsize::new(n);
     Box::new(move |m, p, _| {
-        if m != reqwest::Method::GET
+        if *m != method
             || !p.contains(&path_contains)
             || left
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
@@ -1228,4 +1233,45 @@ async fn a_registry_that_stays_silent_fails_the_pull_naming_the_timeout() {
         proxy.log()
     );
     assert!(!out.exists(), "a failed pull left {}", out.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_the_registry_stops_taking_is_restarted() {
+    let reg = harness::Registry::start();
+    // The first PATCH is never read: once the socket buffers are full, the body stops moving.
+    let proxy = Proxy::start(
+        &reg.host,
+        stall_first_of(1, reqwest::Method::PATCH, "/blobs/uploads/".into(), true),
+    )
+    .await;
+    let s = quiet(
+        &proxy.host,
+        &harness::repo("stuck"),
+        Duration::from_millis(500),
+    );
+    let data = harness::pseudo_random(64 * 1024 * 1024, 11);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, &data).unwrap();
+    let source = FileSource {
+        path,
+        size: data.len() as u64,
+        digest: None,
+    };
+    // (Well below the 30 s after which the proxy's HTTP server drops a stuck connection.)
+    let (digest, size) = tokio::time::timeout(Duration::from_secs(15), s.push_blob(&source))
+        .await
+        .expect("the client waited for the stalled upload")
+        .unwrap();
+    assert_eq!(
+        (digest.clone(), size),
+        (Digest::of(&data), data.len() as u64)
+    );
+    assert_eq!(
+        proxy.count("PATCH", "/blobs/uploads/"),
+        2,
+        "{:?}",
+        proxy.log()
+    );
+    assert!(s.blob_exists(&digest).await.unwrap());
 }
