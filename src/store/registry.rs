@@ -118,12 +118,15 @@ fn shown(url: &Url) -> String {
     u.to_string()
 }
 
-/// A body stream that fails (`TimedOut`, so the read is retried) when no chunk arrives for
-/// `idle`.
+/// A body stream that fails (`TimedOut`, so the read is retried) when the registry sends
+/// nothing for `idle` while we wait for it. Only waiting counts: a consumer that takes long to
+/// come back for the next chunk (a slow disk) does not make the registry late.
 struct IdleLimited<S> {
     inner: S,
     idle: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// The timer runs for the current wait (armed when a poll finds nothing ready).
+    waiting: bool,
     message: String,
     done: bool,
 }
@@ -134,6 +137,7 @@ impl<S> IdleLimited<S> {
             inner,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
+            waiting: false,
             message,
             done: false,
         }
@@ -155,23 +159,25 @@ where
         if this.done {
             return Poll::Ready(None);
         }
-        match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Ready(item) => {
-                let deadline = tokio::time::Instant::now() + this.idle;
-                this.timer.as_mut().reset(deadline);
-                this.done = item.is_none();
-                Poll::Ready(item)
+        if let Poll::Ready(item) = Pin::new(&mut this.inner).poll_next(cx) {
+            this.waiting = false;
+            this.done = item.is_none();
+            return Poll::Ready(item);
+        }
+        if !this.waiting {
+            this.waiting = true;
+            let deadline = tokio::time::Instant::now() + this.idle;
+            this.timer.as_mut().reset(deadline);
+        }
+        match this.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                this.done = true;
+                Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    this.message.clone(),
+                ))))
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    this.done = true;
-                    Poll::Ready(Some(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        this.message.clone(),
-                    ))))
-                }
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -1434,6 +1440,7 @@ pub(crate) fn has_oci_subject(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
     use reqwest::header::HeaderValue;
 
     fn u(s: &str) -> Url {
@@ -1611,5 +1618,30 @@ mod tests {
             "https://registry-1.docker.io/"
         );
         assert_eq!(store("ghcr.io/o/m", false).max_attempts, DEFAULT_ATTEMPTS);
+    }
+
+    #[tokio::test]
+    async fn a_body_times_out_only_while_we_wait_for_it() {
+        let idle = Duration::from_millis(50);
+        let (tx, rx) = futures::channel::mpsc::unbounded::<std::io::Result<Bytes>>();
+        let mut body = IdleLimited::new(rx, idle, "quiet".into());
+        tx.unbounded_send(Ok(Bytes::from_static(b"one"))).unwrap();
+        assert_eq!(&body.next().await.unwrap().unwrap()[..], b"one");
+        // A slow consumer: three idle periods pass before it asks again.
+        tokio::time::sleep(idle * 3).await;
+        let late = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            late.unbounded_send(Ok(Bytes::from_static(b"two"))).unwrap();
+        });
+        assert_eq!(&body.next().await.unwrap().unwrap()[..], b"two");
+        // Then the registry goes quiet.
+        let started = std::time::Instant::now();
+        let err = body.next().await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(err.to_string(), "quiet");
+        assert!(started.elapsed() >= idle, "{:?}", started.elapsed());
+        assert!(body.next().await.is_none());
+        drop(tx);
     }
 }
