@@ -636,9 +636,23 @@ async fn basic_auth_with_good_bad_and_missing_credentials() {
 /// token flow as ghcr.io / Docker Hub run it): `GET /token?service=&scope=` with Basic
 /// credentials issues tokens for the scopes asked; registry requests need a token whose scope
 /// covers the repository and action (pull for GET/HEAD, push otherwise).
+/// Tokens a bearer gate accepts, with the scopes each was granted.
+type Tokens = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
+
 fn bearer_gate(own: Arc<Mutex<String>>, user: &'static str, password: &'static str) -> Hook {
+    bearer_gate_with(own, user, password, Tokens::default(), None)
+}
+
+/// A registry gate asking for bearer tokens (from its own `/token` with Basic credentials, or
+/// from the token service at `realm`, which issues into the same `tokens`).
+fn bearer_gate_with(
+    own: Arc<Mutex<String>>,
+    user: &'static str,
+    password: &'static str,
+    tokens: Tokens,
+    realm: Option<String>,
+) -> Hook {
     use base64::Engine as _;
-    let tokens: Mutex<BTreeMap<String, Vec<String>>> = Mutex::new(BTreeMap::new());
     let reply = |status: u16, challenge: Option<String>, body: String| {
         let mut b = axum::response::Response::builder().status(status);
         if let Some(c) = challenge {
@@ -692,7 +706,9 @@ fn bearer_gate(own: Arc<Mutex<String>>, user: &'static str, password: &'static s
         } else {
             "pull,push"
         };
-        let realm = format!("http://{}/token", own.lock().unwrap());
+        let realm = realm
+            .clone()
+            .unwrap_or_else(|| format!("http://{}/token", own.lock().unwrap()));
         let granted = auth
             .strip_prefix("Bearer ")
             .and_then(|t| tokens.lock().unwrap().get(t).cloned());
@@ -797,6 +813,124 @@ async fn bearer_token_exchange_with_scopes_and_caching() {
 
 // ---------------------------------------------------------------------------------------------
 // Retries
+
+/// An OAuth2 token service (POST, refresh-token grant, as docker identity tokens use) that
+/// issues tokens into `tokens` for the refresh token `refresh`. Returns its address and the
+/// forms it received.
+async fn oauth_token_service(
+    tokens: Tokens,
+    refresh: &'static str,
+) -> (String, Arc<Mutex<Vec<BTreeMap<String, String>>>>) {
+    let forms: Arc<Mutex<Vec<BTreeMap<String, String>>>> = Arc::default();
+    let seen = forms.clone();
+    let app = axum::Router::new().route(
+        "/token",
+        axum::routing::post(
+            move |axum::Form(form): axum::Form<BTreeMap<String, String>>| {
+                let tokens = tokens.clone();
+                let seen = seen.clone();
+                async move {
+                    seen.lock().unwrap().push(form.clone());
+                    let granted = form.get("grant_type").map(String::as_str)
+                        == Some("refresh_token")
+                        && form.get("refresh_token").map(String::as_str) == Some(refresh);
+                    if !granted {
+                        return (axum::http::StatusCode::UNAUTHORIZED, "{}".to_string());
+                    }
+                    let scopes: Vec<String> = form
+                        .get("scope")
+                        .map(|s| s.split(' ').map(str::to_string).collect())
+                        .unwrap_or_default();
+                    let mut t = tokens.lock().unwrap();
+                    let token = format!("oauth{}", t.len());
+                    t.insert(token.clone(), scopes);
+                    (
+                        axum::http::StatusCode::OK,
+                        format!(r#"{{"access_token":"{token}","expires_in":300}}"#),
+                    )
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (host, forms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn docker_identity_token_is_exchanged_through_the_refresh_token_grant() {
+    let reg = harness::Registry::start();
+    let tokens = Tokens::default();
+    let refresh = "identity-token-7f3a";
+    let (oauth, forms) = oauth_token_service(tokens.clone(), refresh).await;
+    let own = Arc::new(Mutex::new(String::new()));
+    let gate = bearer_gate_with(
+        own.clone(),
+        "nobody",
+        "unused",
+        tokens,
+        Some(format!("http://{oauth}/token")),
+    );
+    let proxy = Proxy::start(&reg.host, gate).await;
+    *own.lock().unwrap() = proxy.host.clone();
+    let repo = harness::repo("identity");
+
+    // The identity token as `docker login` leaves it in config.json.
+    let docker = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        serde_json::json!({ "auths": { &proxy.host: { "identitytoken": refresh } } }).to_string(),
+    )
+    .unwrap();
+    let model = tempfile::tempdir().unwrap();
+    std::fs::write(model.path().join("w.bin"), b"weights").unwrap();
+    let target = format!("{}/{repo}:v1", proxy.host);
+    let out = tempfile::tempdir().unwrap();
+    let pulled = out.path().join("m");
+    let (m, t, d, p) = (
+        model.path().to_path_buf(),
+        target.clone(),
+        docker.path().to_path_buf(),
+        pulled.clone(),
+    );
+    let runs = tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| {
+            harness::bin()
+                .env("DOCKER_CONFIG", &d)
+                .args(args)
+                .timeout(Duration::from_secs(60))
+                .output()
+                .unwrap()
+        };
+        (
+            run(&["push", m.to_str().unwrap(), &t]),
+            run(&["pull", &t, p.to_str().unwrap()]),
+        )
+    })
+    .await
+    .unwrap();
+    for out in [&runs.0, &runs.1] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains(refresh), "{stderr}");
+    }
+    assert_eq!(std::fs::read(pulled.join("w.bin")).unwrap(), b"weights");
+    // Every token came from the refresh-token grant, for this service and repository.
+    let forms = forms.lock().unwrap().clone();
+    assert!(!forms.is_empty());
+    for form in &forms {
+        assert_eq!(form["grant_type"], "refresh_token", "{form:?}");
+        assert_eq!(form["refresh_token"], refresh, "{form:?}");
+        assert_eq!(form["service"], "fake-registry", "{form:?}");
+        assert!(
+            form["scope"].contains(&format!("repository:{repo}:")),
+            "{form:?}"
+        );
+    }
+    // (The gate accepts only tokens the service issued: had the client fallen back to sending
+    // the identity token itself as the bearer token, push and pull would have failed.)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn transient_failures_are_retried_and_uploads_restart_from_the_source() {
