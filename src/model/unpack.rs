@@ -922,22 +922,29 @@ mod retry_tests {
         }
     }
 
-    async fn flaky(fails: usize) -> (Flaky, ModelArtifact) {
+    /// A memory store holding a model `v1` made of these files; their layers.
+    async fn model_store(files: &[(&str, &'static [u8])]) -> (MemoryStore, Vec<Descriptor>) {
         let inner = MemoryStore::new("flaky");
-        let content = Bytes::from_static(b"some model weights");
-        let (digest, size) = inner.push_blob(&BytesSource(content)).await.unwrap();
-        let mut layer = Descriptor::new(mt::MODEL_WEIGHT, digest, size);
-        layer.annotations = Some(
-            [(mt::ANNOTATION_FILEPATH.to_string(), "w.bin".to_string())]
-                .into_iter()
-                .collect(),
-        );
+        let mut layers = Vec::new();
+        for (path, content) in files {
+            let (digest, size) = inner
+                .push_blob(&BytesSource(Bytes::from_static(content)))
+                .await
+                .unwrap();
+            let mut layer = Descriptor::new(mt::MODEL_WEIGHT, digest, size);
+            layer.annotations = Some(
+                [(mt::ANNOTATION_FILEPATH.to_string(), path.to_string())]
+                    .into_iter()
+                    .collect(),
+            );
+            layers.push(layer);
+        }
         let m = ImageManifest {
             schema_version: 2,
             media_type: Some(mt::OCI_MANIFEST.into()),
             artifact_type: Some(mt::MODEL_ARTIFACT.into()),
             config: Descriptor::empty(),
-            layers: vec![layer],
+            layers: layers.clone(),
             subject: None,
             annotations: None,
         };
@@ -945,6 +952,11 @@ mod retry_tests {
             .push_manifest(Bytes::from(m.to_bytes()), mt::OCI_MANIFEST, Some("v1"))
             .await
             .unwrap();
+        (inner, layers)
+    }
+
+    async fn flaky(fails: usize) -> (Flaky, ModelArtifact) {
+        let (inner, _) = model_store(&[("w.bin", b"some model weights")]).await;
         let store = Flaky {
             inner,
             fails: AtomicUsize::new(fails),
@@ -986,35 +998,9 @@ mod retry_tests {
 
     #[tokio::test]
     async fn a_failed_file_stops_the_downloads_still_running() {
-        let inner = MemoryStore::new("stall");
-        let mut layers = Vec::new();
-        for (path, content) in [("bad.bin", &b"good bytes"[..]), ("slow.bin", b"abcdef")] {
-            let (digest, size) = inner
-                .push_blob(&BytesSource(Bytes::from_static(content)))
-                .await
-                .unwrap();
-            let mut layer = Descriptor::new(mt::MODEL_WEIGHT, digest, size);
-            layer.annotations = Some(
-                [(mt::ANNOTATION_FILEPATH.to_string(), path.to_string())]
-                    .into_iter()
-                    .collect(),
-            );
-            layers.push(layer);
-        }
+        let (inner, layers) =
+            model_store(&[("bad.bin", b"good bytes"), ("slow.bin", b"abcdef")]).await;
         inner.corrupt_blob(&layers[0].digest, Bytes::from_static(b"evil bytes"));
-        let m = ImageManifest {
-            schema_version: 2,
-            media_type: Some(mt::OCI_MANIFEST.into()),
-            artifact_type: Some(mt::MODEL_ARTIFACT.into()),
-            config: Descriptor::empty(),
-            layers: layers.clone(),
-            subject: None,
-            annotations: None,
-        };
-        inner
-            .push_manifest(Bytes::from(m.to_bytes()), mt::OCI_MANIFEST, Some("v1"))
-            .await
-            .unwrap();
         let dropped = Arc::new(AtomicBool::new(false));
         let store = Flaky {
             inner,

@@ -532,6 +532,23 @@ impl RegistryStore {
         self
     }
 
+    /// Authenticate as the challenges to a request for `url` ask (a token request must not
+    /// stay silent longer than the idle timeout either).
+    async fn answer_challenge(
+        &self,
+        url: &Url,
+        challenges: &[auth::Challenge],
+        scope: Option<&str>,
+        sent: Option<&reqwest::header::HeaderValue>,
+    ) -> Result<()> {
+        tokio::time::timeout(
+            self.idle_timeout,
+            self.auth.on_challenge(&self.http, challenges, scope, sent),
+        )
+        .await
+        .map_err(|_| self.silent(url, "getting an access token"))?
+    }
+
     /// The network error for a registry that went quiet while `doing` `url`.
     fn silent(&self, url: &Url, doing: &str) -> StoreError {
         StoreError::Network {
@@ -634,13 +651,8 @@ impl RegistryStore {
                     ))
                     .into());
             }
-            tokio::time::timeout(
-                self.idle_timeout,
-                self.auth
-                    .on_challenge(&self.http, &challenges, scope.as_deref(), sent.as_ref()),
-            )
-            .await
-            .map_err(|_| self.silent(&url, "getting an access token"))??;
+            self.answer_challenge(&url, &challenges, scope.as_deref(), sent.as_ref())
+                .await?;
         }
     }
 
@@ -1061,13 +1073,8 @@ impl RegistryStore {
         if resp.status() == StatusCode::UNAUTHORIZED {
             // The token expired mid-upload: renew it, then start the upload again.
             let challenges = challenges(resp.headers());
-            tokio::time::timeout(
-                self.idle_timeout,
-                self.auth
-                    .on_challenge(&self.http, &challenges, scope.as_deref(), sent.as_ref()),
-            )
-            .await
-            .map_err(|_| self.silent(&location, "getting an access token"))??;
+            self.answer_challenge(&location, &challenges, scope.as_deref(), sent.as_ref())
+                .await?;
             return Err(Attempt {
                 error: self
                     .auth
