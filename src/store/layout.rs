@@ -359,13 +359,7 @@ impl Store for LayoutStore {
         media_type: &str,
         tag: Option<&str>,
     ) -> Result<Descriptor> {
-        if bytes.len() as u64 > mt::MAX_MANIFEST_SIZE {
-            return Err(StoreError::TooLarge {
-                what: "manifest".into(),
-                size: bytes.len() as u64,
-                limit: mt::MAX_MANIFEST_SIZE,
-            });
-        }
+        super::check_manifest_size("manifest", bytes.len())?;
         if let Some(t) = tag {
             if !crate::reference::valid_tag(t) {
                 return Err(StoreError::invalid(format!("tag {t:?}"), "not a valid tag"));
@@ -613,6 +607,31 @@ mod tests {
             ])),
         };
         Bytes::from(m.to_bytes())
+    }
+
+    #[tokio::test]
+    async fn an_oversized_manifest_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("l");
+        let store = LayoutStore::open_or_create(&root).unwrap();
+        let big = Bytes::from(vec![b' '; mt::MAX_MANIFEST_SIZE as usize + 1]);
+        let err = store
+            .push_manifest(big, mt::OCI_MANIFEST, Some("v1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+        assert!(!root.exists(), "a refused manifest created the layout");
+        let memory = crate::store::memory::MemoryStore::new("m");
+        let err = memory
+            .push_manifest(
+                Bytes::from(vec![b' '; mt::MAX_MANIFEST_SIZE as usize + 1]),
+                mt::OCI_MANIFEST,
+                Some("v1"),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+        assert!(memory.resolve("v1").await.is_err());
     }
 
     #[tokio::test]

@@ -5,7 +5,6 @@
 
 use super::*;
 use crate::digest::Hasher;
-use crate::media_types as mt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -112,13 +111,7 @@ impl Store for MemoryStore {
         media_type: &str,
         tag: Option<&str>,
     ) -> Result<Descriptor> {
-        if bytes.len() as u64 > mt::MAX_MANIFEST_SIZE {
-            return Err(StoreError::TooLarge {
-                what: "manifest".into(),
-                size: bytes.len() as u64,
-                limit: mt::MAX_MANIFEST_SIZE,
-            });
-        }
+        super::check_manifest_size("manifest", bytes.len())?;
         let digest = self.insert_manifest(&bytes, media_type);
         if let Some(tag) = tag {
             self.lock().tags.insert(tag.to_string(), digest.clone());

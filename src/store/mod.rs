@@ -270,6 +270,20 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// Refuse to store a manifest over [`crate::media_types::MAX_MANIFEST_SIZE`] (the limit every
+/// reader applies), naming it `what`.
+pub(crate) fn check_manifest_size(what: impl Into<String>, len: usize) -> Result<()> {
+    let limit = crate::media_types::MAX_MANIFEST_SIZE;
+    if len as u64 > limit {
+        return Err(StoreError::TooLarge {
+            what: what.into(),
+            size: len as u64,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Fetch a blob and check its size and digest while reading.
 pub async fn fetch_blob_verified(
     store: &dyn Store,

@@ -809,13 +809,7 @@ impl RegistryStore {
         if_match: Option<&str>,
     ) -> Result<HeaderMap> {
         check_reference(reference)?;
-        if bytes.len() as u64 > mt::MAX_MANIFEST_SIZE {
-            return Err(StoreError::TooLarge {
-                what: format!("manifest for {reference}"),
-                size: bytes.len() as u64,
-                limit: mt::MAX_MANIFEST_SIZE,
-            });
-        }
+        super::check_manifest_size(format!("manifest for {reference}"), bytes.len())?;
         let digest = Digest::of(bytes);
         let url = self.url(&format!("manifests/{reference}"))?;
         let what = format!("manifest {reference}");
