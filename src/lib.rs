@@ -6,7 +6,7 @@
 //! identities before any file is released.
 //!
 //! ## Architecture and dependency rules
-//! - [`digest`], [`media_types`], [`reference`]: leaf modules, no I/O.
+//! - [`digest`], [`error`], [`media_types`], [`reference`]: leaf modules, no I/O.
 //! - [`store`]: where artifacts live (registry, OCI layout, memory) behind the `Store` trait;
 //!   streaming blob I/O checked for digest and size; referrers (API and fallback tag); copy
 //!   between stores. Knows nothing of models or signatures.
@@ -26,6 +26,7 @@
 
 pub mod attest;
 pub mod digest;
+pub mod error;
 pub mod media_types;
 pub mod model;
 pub mod progress;

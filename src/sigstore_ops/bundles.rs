@@ -1,0 +1,181 @@
+//! A Sigstore bundle as an OCI referrer: write one, find a subject's.
+
+use crate::digest::Digest;
+use crate::media_types as mt;
+use crate::store::{
+    fetch_small_blob, Annotations, BytesSource, Descriptor, ImageManifest, Store, StoreError,
+};
+use bytes::Bytes;
+
+/// Builds the referrer manifest for `bundle_json` over `subject`. Returns the manifest bytes.
+pub fn referrer_manifest(
+    bundle_json: &[u8],
+    predicate_type: &str,
+    subject: &Descriptor,
+    created: &str,
+) -> Vec<u8> {
+    let layer = Descriptor::new(
+        mt::SIGSTORE_BUNDLE_V03,
+        Digest::of(bundle_json),
+        bundle_json.len() as u64,
+    );
+    let mut annotations = Annotations::new();
+    annotations.insert(
+        mt::ANNOTATION_BUNDLE_CONTENT.to_string(),
+        mt::BUNDLE_CONTENT_DSSE.to_string(),
+    );
+    annotations.insert(
+        mt::ANNOTATION_BUNDLE_PREDICATE_TYPE.to_string(),
+        predicate_type.to_string(),
+    );
+    annotations.insert(mt::ANNOTATION_CREATED.to_string(), created.to_string());
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: Some(mt::OCI_MANIFEST.to_string()),
+        artifact_type: Some(mt::SIGSTORE_BUNDLE_V03.to_string()),
+        config: Descriptor::empty(),
+        layers: vec![layer],
+        subject: Some(Descriptor::new(
+            subject.media_type.clone(),
+            subject.digest.clone(),
+            subject.size,
+        )),
+        annotations: Some(annotations),
+    };
+    manifest.to_bytes()
+}
+
+/// Pushes a bundle as a referrer of `subject`: the bundle blob, the empty config, then the
+/// referrer manifest (discoverable through the referrers API or the fallback tag).
+pub async fn push_bundle_referrer(
+    store: &dyn Store,
+    bundle_json: &[u8],
+    predicate_type: &str,
+    subject: &Descriptor,
+) -> Result<Descriptor, StoreError> {
+    let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    store
+        .push_blob(&BytesSource(Bytes::copy_from_slice(bundle_json)))
+        .await?;
+    store
+        .push_blob(&BytesSource(Bytes::from_static(b"{}")))
+        .await?;
+    let manifest = referrer_manifest(bundle_json, predicate_type, subject, &created);
+    store.push_referrer(Bytes::from(manifest), subject).await
+}
+
+/// A bundle found among a subject's referrers.
+#[derive(Debug)]
+pub struct FoundBundle {
+    /// The referrer manifest's descriptor.
+    pub referrer: Descriptor,
+    /// `dev.sigstore.bundle.predicateType` from the referrer manifest's annotations.
+    pub annotated_predicate_type: Option<String>,
+    /// The bundle bytes, or why they could not be read.
+    pub bundle: Result<Bytes, String>,
+}
+
+/// Fetches every Sigstore bundle attached to `subject`. A referrer whose manifest or bundle
+/// layer is missing, malformed, oversized or does not point at `subject` is returned with an
+/// error (it counts for nothing, but the report names it).
+pub async fn find_bundles(
+    store: &dyn Store,
+    subject: &Descriptor,
+) -> Result<Vec<FoundBundle>, StoreError> {
+    let referrers = store
+        .referrers(subject, Some(mt::SIGSTORE_BUNDLE_V03))
+        .await?;
+    let mut found = Vec::new();
+    for referrer in referrers {
+        let result = read_bundle(store, &referrer, subject).await;
+        let (annotated_predicate_type, bundle) = match result {
+            Ok((pt, b)) => (pt, Ok(b)),
+            Err(e) => (None, Err(e)),
+        };
+        found.push(FoundBundle {
+            referrer,
+            annotated_predicate_type,
+            bundle,
+        });
+    }
+    Ok(found)
+}
+
+async fn read_bundle(
+    store: &dyn Store,
+    referrer: &Descriptor,
+    subject: &Descriptor,
+) -> Result<(Option<String>, Bytes), String> {
+    let raw = store
+        .fetch_manifest(referrer.digest.as_str())
+        .await
+        .map_err(|e| format!("referrer {}: {e}", referrer.digest))?;
+    let manifest = raw
+        .image_manifest()
+        .map_err(|e| format!("referrer {}: {e}", referrer.digest))?;
+    match &manifest.subject {
+        Some(s) if s.digest == subject.digest => {}
+        Some(s) => {
+            return Err(format!(
+                "referrer {} has subject {}, not the model manifest {}",
+                referrer.digest, s.digest, subject.digest
+            ))
+        }
+        None => return Err(format!("referrer {} has no subject", referrer.digest)),
+    }
+    let layer = manifest
+        .layers
+        .iter()
+        .find(|l| l.media_type == mt::SIGSTORE_BUNDLE_V03)
+        .ok_or_else(|| {
+            format!(
+                "referrer {} has no layer of type {}",
+                referrer.digest,
+                mt::SIGSTORE_BUNDLE_V03
+            )
+        })?;
+    let bundle = fetch_small_blob(
+        store,
+        layer,
+        &format!("bundle {} of referrer {}", layer.digest, referrer.digest),
+        mt::MAX_BUNDLE_SIZE,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let pt = manifest
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(mt::ANNOTATION_BUNDLE_PREDICATE_TYPE))
+        .cloned();
+    Ok((pt, bundle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referrer_manifest_follows_design_section_5() {
+        let subject = Descriptor::new(mt::OCI_MANIFEST, Digest::of(b"model"), 5);
+        let bytes = referrer_manifest(
+            b"{\"b\":1}",
+            mt::PREDICATE_MODEL_SIGNING,
+            &subject,
+            "2026-01-01T00:00:00Z",
+        );
+        let m: ImageManifest = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(m.artifact_type.as_deref(), Some(mt::SIGSTORE_BUNDLE_V03));
+        assert_eq!(m.config, Descriptor::empty());
+        assert_eq!(m.layers.len(), 1);
+        assert_eq!(m.layers[0].media_type, mt::SIGSTORE_BUNDLE_V03);
+        assert_eq!(m.layers[0].digest, Digest::of(b"{\"b\":1}"));
+        assert_eq!(m.subject.as_ref().unwrap().digest, subject.digest);
+        let a = m.annotations.unwrap();
+        assert_eq!(a[mt::ANNOTATION_BUNDLE_CONTENT], "dsse-envelope");
+        assert_eq!(
+            a[mt::ANNOTATION_BUNDLE_PREDICATE_TYPE],
+            mt::PREDICATE_MODEL_SIGNING
+        );
+        assert_eq!(a[mt::ANNOTATION_CREATED], "2026-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,33 @@
+//! Sign, attest and verify targets: joins `signing`/`verify` with a `Store`.
+//!
+//! A signature or attestation is a Sigstore bundle stored as its own OCI image manifest
+//! (docs/design.md, "Signature and referrer formats"): `artifactType` = the bundle media type, config = the empty descriptor, one
+//! layer holding the bundle, `subject` = the model manifest.
+//!
+//! - [`bundles`]: a bundle as a referrer (write one, find a subject's).
+//! - [`sign`]: sign and attest a model (build the statements, push the referrers).
+//! - [`verify`]: gather a model's bundles and verify them against a policy.
+
+pub mod bundles;
+pub mod sign;
+pub mod verify;
+
+pub use bundles::{find_bundles, push_bundle_referrer, referrer_manifest, FoundBundle};
+pub use sign::{attest_model, model_statement, sign_model, SignOutcome};
+pub use verify::verify_model;
+
+use crate::model::ModelError;
+use crate::signing::SigningError;
+use crate::store::StoreError;
+
+/// Why a sign, attest or verify operation could not run (a policy that is not satisfied is a
+/// [`crate::verify::Report`] with `ok: false`, not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+}

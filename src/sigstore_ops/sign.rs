@@ -1,0 +1,103 @@
+//! Sign and attest a model in a store.
+
+use super::{push_bundle_referrer, OpsError};
+use crate::media_types as mt;
+use crate::model::ModelArtifact;
+use crate::signing::oms::{self, ModelStatement, Serialization};
+use crate::signing::{Signer, SigningError};
+use crate::store::{Descriptor, Store};
+
+/// What `sign` pushed.
+#[derive(Debug)]
+pub struct SignOutcome {
+    /// The model-signing (OMS) bundle JSON.
+    pub model_bundle: Vec<u8>,
+    pub signer: String,
+    /// Referrer manifests pushed: the OMS signature, then the cosign-style one if asked.
+    pub referrers: Vec<(String, Descriptor)>,
+    /// Number of files the signature covers.
+    pub files: usize,
+}
+
+/// The OMS statement for a model manifest: one resource per layer (path → layer digest).
+/// `name` is informative (model_signing records the model directory's name).
+pub fn model_statement(artifact: &ModelArtifact, name: &str) -> Result<ModelStatement, OpsError> {
+    let files = artifact.files()?;
+    let statement = ModelStatement::from_pairs(
+        name,
+        files.into_iter().map(|f| (f.path, f.descriptor.digest)),
+        Serialization::default(),
+    )
+    .map_err(SigningError::from)?;
+    Ok(statement)
+}
+
+/// Sign a model: reads only the manifest (layer digests are the file digests), signs the OMS
+/// statement and — unless `with_cosign` is false — a cosign-style statement over the manifest
+/// digest, then pushes each bundle as a referrer of the manifest. Both bundles are signed
+/// before anything is pushed, so a signer that refuses (e.g. keyless checks) leaves no trace.
+pub async fn sign_model(
+    store: &dyn Store,
+    artifact: &ModelArtifact,
+    name: &str,
+    signer: &dyn Signer,
+    with_cosign: bool,
+) -> Result<SignOutcome, OpsError> {
+    let statement = model_statement(artifact, name)?;
+    let model_bundle = signer
+        .sign_dsse(mt::IN_TOTO_PAYLOAD_TYPE, &statement.to_payload())
+        .await?;
+    let cosign_bundle = if with_cosign {
+        Some(
+            signer
+                .sign_dsse(
+                    mt::IN_TOTO_PAYLOAD_TYPE,
+                    &oms::cosign_statement(&artifact.descriptor.digest, None),
+                )
+                .await?,
+        )
+    } else {
+        None
+    };
+    let mut referrers = Vec::new();
+    let d = push_bundle_referrer(
+        store,
+        &model_bundle.json,
+        mt::PREDICATE_MODEL_SIGNING,
+        &artifact.descriptor,
+    )
+    .await?;
+    referrers.push((mt::PREDICATE_MODEL_SIGNING.to_string(), d));
+    if let Some(b) = &cosign_bundle {
+        let d = push_bundle_referrer(
+            store,
+            &b.json,
+            mt::PREDICATE_COSIGN_SIGN,
+            &artifact.descriptor,
+        )
+        .await?;
+        referrers.push((mt::PREDICATE_COSIGN_SIGN.to_string(), d));
+    }
+    Ok(SignOutcome {
+        signer: model_bundle.signer.clone(),
+        model_bundle: model_bundle.json,
+        referrers,
+        files: statement.resources.len(),
+    })
+}
+
+/// Sign an in-toto statement about `subject` (whose subject digest must be the manifest
+/// digest) and push it as a referrer annotated with `predicate_type`.
+pub async fn attest_model(
+    store: &dyn Store,
+    subject: &Descriptor,
+    statement_json: &[u8],
+    predicate_type: &str,
+    signer: &dyn Signer,
+) -> Result<(Descriptor, String), OpsError> {
+    let bundle = signer
+        .sign_dsse(mt::IN_TOTO_PAYLOAD_TYPE, statement_json)
+        .await?;
+    let d = push_bundle_referrer(store, &bundle.json, predicate_type, subject).await?;
+    Ok((d, bundle.signer))
+}

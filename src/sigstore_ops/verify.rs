@@ -1,0 +1,154 @@
+//! Gather a model's bundles from its store and verify them against a policy.
+
+use super::{find_bundles, OpsError};
+use crate::media_types as mt;
+use crate::model::ModelArtifact;
+use crate::signing::oms::ModelStatement;
+use crate::store::Store;
+use crate::verify::{
+    self, Artifact, BundleReport, Check, Policy, Report, TrustedRoot, VerifiedBundle, VerifyOptions,
+};
+
+/// Verify every bundle attached to a model against `policy`.
+///
+/// - model-signing bundles: strict OMS format (bundle v0.3, DSSE), the statement's resources
+///   must equal the manifest's layers (path → digest) exactly;
+/// - every other bundle (cosign-style signatures, attestations): the statement subject must be
+///   the manifest digest, and its predicate type must equal the referrer's annotation;
+/// - every referrer must have the model manifest as its subject.
+///
+/// Bundles that fail count for nothing; the report says why. Only verified bundles are given
+/// to the policy, and the returned list holds exactly those.
+pub async fn verify_model(
+    store: &dyn Store,
+    artifact: &ModelArtifact,
+    target_name: &str,
+    policy: &Policy,
+    trust: &TrustedRoot,
+) -> Result<(Report, Vec<VerifiedBundle>), OpsError> {
+    let files = artifact.files()?;
+    let digest = &artifact.descriptor.digest;
+    let mut report = Report::new(format!("{target_name}@{digest}"));
+    report.trusted_root = Some(trust.source().to_string());
+    report.checks.push(Check::new(
+        "manifest",
+        format!(
+            "{digest}: {} file(s), every layer path checked",
+            files.len()
+        ),
+    ));
+    let found = find_bundles(store, &artifact.descriptor).await?;
+    report.checks.push(Check::new(
+        "referrers",
+        format!("{} Sigstore bundle(s) attached", found.len()),
+    ));
+    let mut verified = Vec::new();
+    for f in found {
+        let source = format!("referrer {}", f.referrer.digest);
+        let bytes = match f.bundle {
+            Ok(b) => b,
+            Err(e) => {
+                report.bundles.push(BundleReport::failed(source, e));
+                continue;
+            }
+        };
+        match verify_one(
+            &bytes,
+            f.annotated_predicate_type.as_deref(),
+            artifact,
+            &files,
+            policy,
+            trust,
+        ) {
+            Ok((b, extra)) => {
+                let mut r = BundleReport::verified(source, &b);
+                // The OMS subject is checked here (resources → root digest), not by the
+                // bundle verifier: drop its "not checked" note.
+                r.checks
+                    .retain(|c| !(c.name == "subject" && c.detail.starts_with("not checked")));
+                r.checks.push(Check::new(
+                    "referrer subject",
+                    format!("the referrer's subject is {digest}"),
+                ));
+                r.checks.extend(extra);
+                report.bundles.push(r);
+                verified.push(b);
+            }
+            Err(e) => report.bundles.push(BundleReport::failed(source, e)),
+        }
+    }
+    let outcome = verify::evaluate(&verified, policy);
+    report.policy = Some(outcome);
+    report.finish();
+    Ok((report, verified))
+}
+
+/// Unverified peek at a bundle's in-toto predicate type, only to choose how to verify it.
+fn peek_predicate_type(bundle: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    let v: serde_json::Value = serde_json::from_slice(bundle).ok()?;
+    let payload = v.get("dsseEnvelope")?.get("payload")?.as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .ok()?;
+    let s: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    s.get("predicateType")?.as_str().map(str::to_string)
+}
+
+fn verify_one(
+    bundle: &[u8],
+    annotated: Option<&str>,
+    artifact: &ModelArtifact,
+    files: &[crate::model::ModelFile],
+    policy: &Policy,
+    trust: &TrustedRoot,
+) -> Result<(VerifiedBundle, Vec<Check>), String> {
+    let route = annotated
+        .map(str::to_string)
+        .or_else(|| peek_predicate_type(bundle));
+    let mut checks = Vec::new();
+    let verified = if route.as_deref() == Some(mt::PREDICATE_MODEL_SIGNING) {
+        let b =
+            verify::verify_bundle_with(bundle, None, &policy.signers, trust, &VerifyOptions::oms())
+                .map_err(|e| e.to_string())?;
+        let payload = b
+            .payload()
+            .ok_or("model-signing bundle has no DSSE payload")?;
+        let statement = ModelStatement::parse(payload).map_err(|e| e.to_string())?;
+        let comparison = statement.compare(
+            files
+                .iter()
+                .map(|f| (f.path.as_str(), &f.descriptor.digest)),
+        );
+        if !comparison.is_match() {
+            return Err(format!(
+                "the signed files differ from the manifest's layers: {comparison}"
+            ));
+        }
+        checks.push(Check::new(
+            "resources",
+            format!(
+                "the signature lists exactly the manifest's {} file(s) with the same sha256 digests; its subject is their root digest {}",
+                comparison.checked,
+                statement.root_digest()
+            ),
+        ));
+        b
+    } else {
+        verify::verify_bundle(
+            bundle,
+            Some(&Artifact::Digest(artifact.descriptor.digest.clone())),
+            &policy.signers,
+            trust,
+        )
+        .map_err(|e| e.to_string())?
+    };
+    if let (Some(annotated), Some(actual)) = (annotated, verified.predicate_type()) {
+        if annotated != actual {
+            return Err(format!(
+                "the referrer is annotated with predicate type {annotated} but the signed statement says {actual}"
+            ));
+        }
+    }
+    Ok((verified, checks))
+}
