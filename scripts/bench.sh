@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark: push and pull a 1 GiB model (random data) against the local registry and compare
+# Benchmark: push and pull a 1 GiB model (random data) against its own local registry and compare
 # with curl's plain upload/download of the same bytes in the same run. Each measurement runs
 # RUNS times; the median time and the largest peak RSS (/usr/bin/time -v) are
 # printed. Not a test: the numbers go into the README. Defaults to 5 runs: this machine's
@@ -16,11 +16,14 @@ cargo build --release --quiet
 bin="${CARGO_TARGET_DIR:-$root/target}/release/oci-model"
 
 work="$root/.work/bench"
-rm -rf "$work"; mkdir -p "$work/model"
+# The benchmark's own registry (own storage, a free port): the user's registry
+# (scripts/registry.sh start) and what they pushed to it are left alone.
+export OCI_MODEL_REGISTRY_STATE="$work/registry"
 bash scripts/registry.sh stop >/dev/null 2>&1 || true
-rm -rf "$root/.work/registry/storage"
-bash scripts/registry.sh start 5000 >/dev/null
-reg="$(cat .work/registry/addr)"
+rm -rf "$work"; mkdir -p "$work/model"
+bash scripts/registry.sh start "$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')" >/dev/null
+trap 'bash scripts/registry.sh stop >/dev/null 2>&1 || true' EXIT
+reg="$(bash scripts/registry.sh addr)"
 
 echo "creating a ${size_mib} MiB model (random data); $runs runs per measurement after a warm-up run"
 head -c $((size_mib * 1048576)) /dev/urandom > "$work/model/model.safetensors"
