@@ -13,5 +13,7 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+echo "==> scripts/walkthrough.sh (the README walkthrough, run as written)"
+bash scripts/walkthrough.sh
 echo "==> cargo test"
 cargo test --all-targets --no-fail-fast 2>&1 | tee .work/test.log
