@@ -68,6 +68,39 @@ fn valid_repository(repo: &str) -> bool {
         })
 }
 
+/// A reference's first component names a registry host only when it has a `.` or a `:port`,
+/// or is `localhost`: Docker Hub is used only when written (`docker.io/...`), never implied.
+fn is_registry_host(first: &str) -> bool {
+    (first.contains('.') || first.contains(':') || first == "localhost")
+        && !first.starts_with('.')
+        && first
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+}
+
+/// `.`, `..`, `./x`, `../x`, `/x`, `~/x`: a path on this machine, not a reference.
+fn looks_like_path(input: &str) -> bool {
+    input == "."
+        || input == ".."
+        || input.starts_with("./")
+        || input.starts_with("../")
+        || input.starts_with('/')
+        || input.starts_with('~')
+}
+
+/// What to write instead of a reference without a registry host.
+fn missing_host_hint(input: &str, name: &str) -> String {
+    if !name.contains('/') && is_registry_host(input.split('@').next().unwrap_or(input)) {
+        // `localhost:5000`, `ghcr.io`: a registry without a repository.
+        let host = input.split('@').next().unwrap_or(input);
+        return format!("{host} names a registry but no repository: add one, e.g. {host}/NAME:TAG");
+    }
+    format!(
+        "no registry host: write HOST[:PORT]/REPOSITORY[:TAG] (e.g. localhost:5000/{input}), \
+         docker.io/{input} for Docker Hub, or oci:{input} for an OCI layout directory"
+    )
+}
+
 /// Splits `name[:tag][@digest]` where the tag colon is after the last `/`.
 fn split_tag_digest(
     input: &str,
@@ -154,22 +187,28 @@ impl RegistryRef {
                 "write the reference without a scheme (host[:port]/repo[:tag]); use --plain-http for http",
             ));
         }
+        if looks_like_path(input) {
+            return Err(invalid(
+                input,
+                format!(
+                    "this looks like a local path, not a registry reference: write oci:{input} for an OCI \
+                     layout directory (sign-local / verify-local take a model directory)"
+                ),
+            ));
+        }
         let (name, tag, digest) = split_tag_digest(input, input)?;
-        let (registry, repository) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                (first.to_string(), rest.to_string())
-            }
-            _ => {
-                let repo = if name.contains('/') {
-                    name.clone()
-                } else {
-                    format!("library/{name}")
-                };
-                ("docker.io".to_string(), repo)
-            }
+        let Some((registry, repository)) = name
+            .split_once('/')
+            .filter(|(first, _)| is_registry_host(first))
+        else {
+            return Err(invalid(input, missing_host_hint(input, &name)));
         };
+        let repository = if registry == "docker.io" && !repository.contains('/') {
+            format!("library/{repository}")
+        } else {
+            repository.to_string()
+        };
+        let registry = registry.to_string();
         if !valid_repository(&repository) {
             return Err(invalid(
                 input,
@@ -299,15 +338,52 @@ mod tests {
     }
 
     #[test]
-    fn docker_hub_short_names() {
-        let r = reg("bert");
+    fn docker_hub_only_when_written() {
+        let r = reg("docker.io/bert");
         assert_eq!(
             (r.registry.as_str(), r.repository.as_str()),
             ("docker.io", "library/bert")
         );
         assert_eq!(r.api_host(), "registry-1.docker.io");
-        let r = reg("team/bert:v2");
+        let r = reg("docker.io/team/bert:v2");
         assert_eq!(r.repository, "team/bert");
+        // A short name is refused, never sent to Docker Hub.
+        let msg = Target::parse("team/bert:v2").unwrap_err().to_string();
+        assert!(msg.contains("no registry host"), "{msg}");
+        assert!(msg.contains("docker.io/team/bert:v2"), "{msg}");
+        assert!(msg.contains("oci:team/bert:v2"), "{msg}");
+        let msg = Target::parse("out-dir").unwrap_err().to_string();
+        assert!(msg.contains("localhost:5000/out-dir"), "{msg}");
+    }
+
+    #[test]
+    fn a_registry_without_repository_is_refused_with_a_hint() {
+        for input in ["localhost:5000", "localhost", "ghcr.io", "127.0.0.1:5000"] {
+            let msg = Target::parse(input).unwrap_err().to_string();
+            assert!(
+                msg.contains("names a registry but no repository")
+                    && msg.contains(&format!("{input}/NAME:TAG")),
+                "{input}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_path_is_refused_with_the_layout_hint() {
+        for input in [
+            "./out",
+            ".",
+            "../models/bert",
+            "/tmp/out",
+            "~/bert",
+            "./bert:v1",
+        ] {
+            let msg = Target::parse(input).unwrap_err().to_string();
+            assert!(
+                msg.contains("looks like a local path") && msg.contains(&format!("oci:{input}")),
+                "{input}: {msg}"
+            );
+        }
     }
 
     #[test]
