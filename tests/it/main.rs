@@ -10,6 +10,7 @@ mod key_tlog;
 mod keyless;
 mod layout;
 mod local;
+mod pipes;
 mod push_pull;
 mod registry;
 mod sign_verify;
