@@ -1,6 +1,7 @@
 // Output to a closed pipe (`oci-model … 2>&1 | head -c1`) must not panic (std's print macros
 // panic on EPIPE, exit 101). These shadow them in the whole binary (textual macro scope: they
 // are defined before `mod cli`) and drop write errors, so the exit code stays the command's own.
+#[allow(unused_macros)]
 macro_rules! print {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
@@ -14,6 +15,7 @@ macro_rules! println {
         let _ = writeln!(std::io::stdout(), $($arg)*);
     }};
 }
+#[allow(unused_macros)]
 macro_rules! eprint {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
