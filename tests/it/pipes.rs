@@ -48,3 +48,21 @@ fn a_closed_stderr_keeps_the_commands_exit_code() {
         .expect("run oci-model");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn warnings_are_not_coloured_when_stderr_is_not_a_terminal() {
+    // Nothing listens on port 1: the first attempt fails and is logged as a WARN line.
+    let model = tempfile::tempdir().unwrap();
+    std::fs::write(model.path().join("a.txt"), b"a").unwrap();
+    let out = Command::new(bin())
+        .arg("push")
+        .arg(model.path())
+        .args(["127.0.0.1:1/x:v1", "--retries", "2"])
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("run oci-model");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("WARN"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "ANSI escape in {stderr:?}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+}
