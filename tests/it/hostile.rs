@@ -1,0 +1,466 @@
+//! A hostile registry: a small HTTP server that serves crafted answers, and a second host
+//! ("elsewhere") that records everything sent to it. Credentials may only ever go to the
+//! registry they were given for (and to the token realm that registry's own challenge named).
+
+use crate::harness;
+use base64::Engine as _;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const USER: &str = "alice";
+const PASSWORD: &str = "s3cret-Pa55word";
+
+fn basic() -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+}
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl Seen {
+    fn authorization(&self) -> Option<&str> {
+        self.headers.get("authorization").map(String::as_str)
+    }
+    /// Every header and the body, for leak checks.
+    fn everything(&self) -> String {
+        format!("{} {} {:?} {}", self.method, self.uri, self.headers, self.body)
+    }
+}
+
+/// An answer: status, headers, body.
+pub struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn new(status: u16) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+    fn header(mut self, name: &str, value: impl Into<String>) -> Answer {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+    fn body(mut self, body: impl Into<Vec<u8>>) -> Answer {
+        self.body = body.into();
+        self
+    }
+    fn json(self, value: &serde_json::Value) -> Answer {
+        self.header("content-type", "application/json")
+            .body(serde_json::to_vec(value).unwrap())
+    }
+}
+
+type Handler = dyn Fn(&Seen, &str) -> Answer + Send + Sync;
+
+/// A server on 127.0.0.1 that records every request and answers with `handler(request, own
+/// address)`. Stops when dropped.
+pub struct Server {
+    pub addr: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start(handler: impl Fn(&Seen, &str) -> Answer + Send + Sync + 'static) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (seen2, addr2) = (seen.clone(), addr.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+                    let (seen, handler, addr) = (seen2.clone(), handler.clone(), addr2.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+                        let request = Seen {
+                            method: parts.method.to_string(),
+                            uri: parts
+                                .uri
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default(),
+                            headers: parts
+                                .headers
+                                .iter()
+                                .map(|(k, v)| {
+                                    (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                                })
+                                .collect(),
+                            body: String::from_utf8_lossy(&body).into_owned(),
+                        };
+                        seen.lock().unwrap().push(request.clone());
+                        let answer = handler(&request, &addr);
+                        let mut response = axum::response::Response::builder().status(answer.status);
+                        for (k, v) in answer.headers {
+                            response = response.header(k, v);
+                        }
+                        response.body(axum::body::Body::from(answer.body)).unwrap()
+                    }
+                });
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Server {
+            addr,
+            seen,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A small model pushed into an OCI layout with the CLI: the hostile registry serves it.
+struct Layout {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Layout {
+    fn with_model() -> Layout {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("model");
+        std::fs::create_dir_all(&model).unwrap();
+        std::fs::write(model.join("weights.bin"), harness::pseudo_random(4096, 7)).unwrap();
+        std::fs::write(model.join("config.json"), b"{\"hidden_size\":8}\n").unwrap();
+        let root = dir.path().join("layout");
+        let out = harness::bin()
+            .arg("push")
+            .arg(&model)
+            .arg(format!("oci:{}:v1", root.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        Layout { _dir: dir, root }
+    }
+
+    fn manifest_digest(&self) -> String {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.root.join("index.json")).unwrap()).unwrap();
+        index["manifests"][0]["digest"].as_str().unwrap().to_string()
+    }
+
+    fn blob(&self, digest: &str) -> Option<Vec<u8>> {
+        let hex = digest.strip_prefix("sha256:")?;
+        std::fs::read(self.root.join("blobs/sha256").join(hex)).ok()
+    }
+
+    /// The digest of the biggest layer (the weights).
+    fn weights_digest(&self) -> String {
+        let m: serde_json::Value =
+            serde_json::from_slice(&self.blob(&self.manifest_digest()).unwrap()).unwrap();
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .max_by_key(|l| l["size"].as_u64().unwrap())
+            .unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Answers the read side of the distribution API from the layout (any repository).
+    fn answer(&self, req: &Seen) -> Answer {
+        let path = req.uri.split('?').next().unwrap_or("");
+        if let Some((_, reference)) = path.split_once("/manifests/") {
+            let digest = if reference.starts_with("sha256:") {
+                reference.to_string()
+            } else {
+                self.manifest_digest()
+            };
+            return match self.blob(&digest) {
+                Some(bytes) => Answer::new(200)
+                    .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+                    .header("docker-content-digest", digest)
+                    .body(if req.method == "HEAD" { Vec::new() } else { bytes }),
+                None => Answer::new(404),
+            };
+        }
+        if let Some((_, digest)) = path.split_once("/blobs/") {
+            return match self.blob(digest) {
+                Some(bytes) => Answer::new(200)
+                    .header("content-length", bytes.len().to_string())
+                    .body(if req.method == "HEAD" { Vec::new() } else { bytes }),
+                None => Answer::new(404),
+            };
+        }
+        if path.contains("/referrers/") {
+            return Answer::new(200)
+                .header("content-type", "application/vnd.oci.image.index.v1+json")
+                .json(&serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": []
+                }));
+        }
+        Answer::new(404)
+    }
+}
+
+/// `Basic` gate: /v2/ and everything else need the right Basic credentials.
+fn basic_ok(req: &Seen) -> bool {
+    req.authorization() == Some(&format!("Basic {}", basic()))
+}
+
+fn basic_challenge() -> Answer {
+    Answer::new(401).header("www-authenticate", "Basic realm=\"hostile\"")
+}
+
+/// Runs the CLI with `--username alice --password-stdin`.
+fn run_with_password(args: &[&str]) -> std::process::Output {
+    harness::bin()
+        .args(args)
+        .args(["--username", USER, "--password-stdin", "--retries", "1", "--timeout", "10"])
+        .write_stdin(PASSWORD)
+        .output()
+        .unwrap()
+}
+
+/// Nothing that identifies the user reached `server`.
+fn assert_no_credentials(server: &Server, extra_secrets: &[&str]) {
+    for req in server.seen() {
+        let all = req.everything();
+        assert!(
+            req.authorization().is_none(),
+            "credentials sent to {}: {all}",
+            server.addr
+        );
+        for secret in [PASSWORD, &basic()].iter().chain(extra_secrets) {
+            assert!(!all.contains(secret), "{secret} leaked to {}: {all}", server.addr);
+        }
+    }
+}
+
+#[test]
+fn a_redirect_targets_challenge_gets_no_credentials() {
+    // The blob host behind the redirect asks for a token from a realm of its own.
+    let elsewhere = Server::start(|req, me| {
+        if req.uri.starts_with("/token") {
+            return Answer::new(200).json(&serde_json::json!({"token": "stolen"}));
+        }
+        if req.authorization().is_none() {
+            return Answer::new(401).header(
+                "www-authenticate",
+                format!("Bearer realm=\"http://{me}/token\",service=\"elsewhere\""),
+            );
+        }
+        Answer::new(200).body(b"x".to_vec())
+    });
+    let layout = Layout::with_model();
+    let weights = layout.weights_digest();
+    let target = elsewhere.addr.clone();
+    let registry = Server::start(move |req, _| {
+        if !basic_ok(req) {
+            return basic_challenge();
+        }
+        if req.uri.ends_with(&format!("/blobs/{weights}")) {
+            return Answer::new(307).header("location", format!("http://{target}/blob/{weights}"));
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        layout.answer(req)
+    });
+    let dest = tempfile::tempdir().unwrap();
+    let out = run_with_password(&[
+        "pull",
+        &format!("{}/team/m:v1", registry.addr),
+        dest.path().join("m").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        !elsewhere.seen().is_empty(),
+        "the redirect was not followed at all: {out:?}"
+    );
+    assert_no_credentials(&elsewhere, &[]);
+}
+
+#[test]
+fn a_cross_origin_next_page_gets_no_credentials() {
+    let elsewhere = Server::start(|_, _| {
+        Answer::new(200).json(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": []
+        }))
+    });
+    let layout = Layout::with_model();
+    let target = elsewhere.addr.clone();
+    let registry = Server::start(move |req, _| {
+        if !basic_ok(req) {
+            return basic_challenge();
+        }
+        if req.uri.contains("/referrers/") {
+            return layout
+                .answer(req)
+                .header("link", format!("<http://{target}/v2/team/m/referrers/x?n=1>; rel=\"next\""));
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        layout.answer(req)
+    });
+    let out = run_with_password(&["discover", &format!("{}/team/m:v1", registry.addr)]);
+    assert_no_credentials(&elsewhere, &[]);
+    let _ = out;
+}
+
+#[test]
+fn a_cross_origin_upload_location_gets_no_credentials() {
+    let elsewhere = Server::start(|req, _| match req.method.as_str() {
+        "PATCH" => Answer::new(202).header("range", "0-0"),
+        "PUT" => Answer::new(201),
+        _ => Answer::new(202),
+    });
+    let target = elsewhere.addr.clone();
+    let registry = Server::start(move |req, _| {
+        if !basic_ok(req) {
+            return basic_challenge();
+        }
+        if req.method == "POST" && req.uri.contains("/blobs/uploads/") {
+            return Answer::new(202)
+                .header("location", format!("http://{target}/upload/1"))
+                .header("docker-upload-uuid", "1");
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        Answer::new(404)
+    });
+    let model = tempfile::tempdir().unwrap();
+    std::fs::write(model.path().join("a.txt"), b"hello").unwrap();
+    let out = run_with_password(&[
+        "push",
+        model.path().to_str().unwrap(),
+        &format!("{}/team/m:v1", registry.addr),
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    assert_no_credentials(&elsewhere, &[]);
+}
+
+/// A registry whose error bodies echo every request header back.
+fn echoing(status: u16) -> impl Fn(&Seen, &str) -> Answer {
+    move |req, me| {
+        if req.uri.starts_with("/token") {
+            return Answer::new(200).json(&serde_json::json!({"token": "tok-SECRET-4242", "expires_in": 300}));
+        }
+        let bearer_ok = req.authorization() == Some("Bearer tok-SECRET-4242");
+        if req.uri == "/v2/" && !bearer_ok {
+            return Answer::new(401).header(
+                "www-authenticate",
+                format!("Bearer realm=\"http://{me}/token\",service=\"hostile\",scope=\"repository:team/m:pull\""),
+            );
+        }
+        if !bearer_ok {
+            return Answer::new(401).header(
+                "www-authenticate",
+                format!("Bearer realm=\"http://{me}/token\",service=\"hostile\",scope=\"repository:team/m:pull\""),
+            );
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        Answer::new(status).json(&serde_json::json!({
+            "errors": [{"code": "DENIED", "message": format!("you sent {:?}", req.headers)}]
+        }))
+    }
+}
+
+#[test]
+fn credentials_echoed_in_an_error_body_are_redacted() {
+    for status in [400, 403, 404] {
+        let registry = Server::start(echoing(status));
+        let out = run_with_password(&["inspect", &format!("{}/team/m:v1", registry.addr)]);
+        assert!(!out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // The registry really echoed the token (else the test proves nothing).
+        assert!(
+            registry
+                .seen()
+                .iter()
+                .any(|r| r.authorization() == Some("Bearer tok-SECRET-4242")),
+            "the token was never used"
+        );
+        for secret in ["tok-SECRET-4242", PASSWORD, &basic()] {
+            assert!(!stderr.contains(secret), "HTTP {status}: {secret} printed: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_huge_token_lifetime_does_not_panic() {
+    let registry = Server::start(|req, me| {
+        if req.uri.starts_with("/token") {
+            return Answer::new(200).json(&serde_json::json!({
+                "token": "t",
+                "expires_in": u64::MAX,
+                "issued_at": "2026-01-01T00:00:00Z"
+            }));
+        }
+        if req.authorization() != Some("Bearer t") {
+            return Answer::new(401).header(
+                "www-authenticate",
+                format!("Bearer realm=\"http://{me}/token\",service=\"hostile\""),
+            );
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        Answer::new(404).json(&serde_json::json!({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "no"}]}))
+    });
+    let out = harness::bin()
+        .args(["inspect", &format!("{}/team/m:v1", registry.addr), "--retries", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+    assert!(!out.status.success());
+}
+
+#[allow(dead_code)]
+fn _unused(_: &Path) {}
