@@ -3,10 +3,11 @@
 #
 # The graph: one node per file; an edge A → B when A names an item of B through a
 # `crate::…`, `super::…` or `self::…` path (in `use` lines or inline) or through a module it
-# imported. The module tree comes from the `mod` declarations. A path that ends at a parent's
-# `pub use` re-export is followed to the file that defines the item, so a facade `mod.rs` makes
-# no edge by re-exporting. The library (src/lib.rs) and the binary (src/main.rs, src/cli/**) are
-# two crates; `oci_model::…` paths from the binary cannot close a cycle and are not followed.
+# imported. The module tree comes from the `mod` declarations. A path that ends at a `pub use`
+# re-export is followed to the file that defines the item, so a facade `mod.rs` makes no edge
+# by re-exporting (only by using the item itself). The library (src/lib.rs) and the binary
+# (src/main.rs, src/cli/**) are two crates; `oci_model::…` paths from the binary cannot close a
+# cycle and are not followed. Glob re-exports (`pub use x::*`) are not followed.
 #
 # Usage: scripts/import-cycles.sh [SRC_DIR]   (default: src next to this script)
 set -euo pipefail
@@ -16,6 +17,8 @@ import os, re, sys
 
 SRC = sys.argv[1]
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+
+RAW = re.compile(r'b?r(#*)"')
 
 def strip(text):
     """Source without comments, string and char literals (keeps line structure)."""
@@ -33,9 +36,9 @@ def strip(text):
                 else:
                     if text[i] == "\n": out.append("\n")
                     i += 1
-        elif c == "r" and re.match(r'r#*"', text[i:i + 10]) and not re.match(r"[A-Za-z0-9_]", text[i - 1] if i else " "):
-            m = re.match(r'r(#*)"', text[i:])
-            end = text.find('"' + m.group(1), i + len(m.group(0)))
+        elif c in "br" and RAW.match(text, i) and not (i and re.match(r"\w", text[i - 1])):
+            m = RAW.match(text, i)
+            end = text.find('"' + m.group(1), m.end())
             end = n if end < 0 else end + 1 + len(m.group(1))
             out.append('""' + "\n" * text.count("\n", i, end)); i = end
         elif c == '"':
@@ -96,8 +99,8 @@ def split_use_tree(tree):
         return res
     return parse(tree)
 
-# re-exports: (crate, module) -> {name: target path (absolute segments)} and glob re-exports
-reexports, globs = {}, {}
+# re-exports: (crate, module) -> {name: target path (absolute segments)}
+reexports = {}
 
 def absolute(crate, here, segs):
     """Resolve a path's leading crate/super/self against module `here`; None if external."""
@@ -122,24 +125,22 @@ def file_module(crate, mpath):
     return None, []
 
 def inline_mods(text):
-    """For each line, the inline `mod x {` stack it sits in."""
-    stack, depth, per_line, opens = [], 0, [], []
+    """For each line, the names of the inline `mod x { … }` blocks it sits in."""
+    stack, depth, per_line = [], 0, []   # stack of (name, brace depth of its block)
     for line in text.split("\n"):
-        per_line.append(tuple(stack))
+        per_line.append(tuple(n for n, _ in stack))
         m = re.match(r"\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(" + IDENT + r")\s*\{", line)
+        pending = m.group(1) if m else None
         for ch in line:
             if ch == "{":
                 depth += 1
-                if m and not opens or (m and opens and opens[-1][1] != depth and len(opens) < len(stack) + 1):
-                    pass
+                if pending:
+                    stack.append((pending, depth))
+                    pending = None
             elif ch == "}":
-                if opens and opens[-1][1] == depth:
-                    opens.pop(); stack.pop()
+                if stack and stack[-1][1] == depth:
+                    stack.pop()
                 depth -= 1
-        if m:
-            # the mod's brace was opened on this line; its depth is the first `{` after `mod x`
-            d = depth - line.count("{") + line.count("}") + 1
-            opens.append((m.group(1), d)); stack.append(m.group(1))
     return per_line
 
 use_re = re.compile(r"^\s*(pub(?:\([^)]*\))?\s+)?use\s+([^;]+);", re.M)
@@ -147,7 +148,7 @@ for (crate, mpath), f in files.items():
     text = texts[f]
     scopes = inline_mods(text)
     for m in use_re.finditer(text):
-        if not m.group(1) or m.group(1).startswith("pub("):
+        if not m.group(1):
             continue
         line = text.count("\n", 0, m.start(2))
         if scopes[line]:
@@ -157,9 +158,7 @@ for (crate, mpath), f in files.items():
             if a is None:
                 # `pub use child::X` in a mod.rs is relative to the module itself
                 a = list(mpath) + segs
-            if a and a[-1] == "*":
-                globs.setdefault((crate, mpath), []).append(a[:-1])
-            elif a:
+            if a and a[-1] != "*":
                 reexports.setdefault((crate, mpath), {})[a[-1]] = a
 
 def resolve(crate, mpath, seen=None):
@@ -191,8 +190,9 @@ for (crate, mpath), f in files.items():
         if g and g != f:
             edges.setdefault(f, set()).add(g)
             why.setdefault((f, g), (line + 1, "::".join(["crate"] + list(abs_path))))
+    body = use_re.sub("", text)
     for m in use_re.finditer(text):
-        is_pub = m.group(1) and not m.group(1).startswith("pub(")
+        is_pub = bool(m.group(1))
         line = text.count("\n", 0, m.start(2))
         here = tuple(mpath) + scopes[line]
         for segs in split_use_tree(m.group(2)):
@@ -202,8 +202,8 @@ for (crate, mpath), f in files.items():
             if a is None: continue
             glob = bool(a) and a[-1] == "*"
             if a and a[-1] in ("*", "self"): a = a[:-1]
-            if is_pub and not scopes[line]:
-                continue                         # a facade re-export: followed, not an edge
+            if is_pub and not scopes[line] and not (a and re.search(r"\b" + a[-1] + r"\b", body)):
+                continue                         # a re-export only: followed, not an edge
             if not glob and (crate, tuple(a)) in file_of:
                 aliases[a[-1] if a else "crate"] = a
                 continue                         # a module by name: its uses make the edges
