@@ -2,7 +2,7 @@
 //! provenance with materials, any predicate from a file, and every bad input the issue names.
 
 use crate::harness::{self, Registry};
-use crate::sign_verify::{keypair, push, sign, write_model};
+use crate::support::{keypair, push, sign, write_model};
 use oci_model::media_types as mt;
 use serde_json::Value;
 use std::path::Path;

@@ -152,8 +152,15 @@ pub fn bin() -> assert_cmd::Command {
     cmd.env("HOME", home)
         .env("DOCKER_CONFIG", home.join(".docker"))
         .env("XDG_CACHE_HOME", home.join(".cache"))
-        .env_remove("OCI_MODEL_PASSWORD")
-        .env_remove("SIGSTORE_ID_TOKEN");
+        .env_remove("OCI_MODEL_PASSWORD");
+    // No ambient identity token (a CI runner's would make keyless tests sign for real).
+    for v in [
+        "SIGSTORE_ID_TOKEN",
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    ] {
+        cmd.env_remove(v);
+    }
     cmd
 }
 
@@ -173,7 +180,7 @@ pub fn repo(name: &str) -> String {
     )
 }
 
-/// Project root (for testdata/ and ../shared).
+/// Project root (for `testdata/`).
 pub fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -7,6 +7,7 @@
 //! `CI=true`: there they fail.
 
 use crate::harness;
+use crate::support::testdata;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,7 +33,12 @@ fn model_signing() -> Option<PathBuf> {
 }
 
 fn key(name: &str) -> PathBuf {
-    harness::project_root().join("testdata/keys").join(name)
+    testdata("keys").join(name)
+}
+
+/// model-transparency's `scripts/tests/` (sigstore/model-transparency, see its ATTRIBUTION.md).
+fn model_transparency() -> PathBuf {
+    testdata("sigstore-extra/model-transparency/scripts/tests")
 }
 
 /// Nested directories, segment ordering (`a/b` < `a-b` < `a.txt`), hidden and empty files,
@@ -56,7 +62,8 @@ fn make_model(root: &Path, name: &str) -> PathBuf {
     m
 }
 
-fn run(cmd: &mut Command) -> std::process::Output {
+/// Run the reference tool; it must succeed.
+fn run_tool(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().expect("run model_signing");
     assert!(
         out.status.success(),
@@ -75,12 +82,14 @@ fn reference_signs_we_verify(tool: &Path, private: &str, password: Option<&str>,
     let sig = model.join("model.sig");
     match password {
         None => {
-            run(Command::new(tool)
-                .args(["sign", "key", "--private_key"])
-                .arg(key(private))
-                .arg("--signature")
-                .arg(&sig)
-                .arg(&model));
+            run_tool(
+                Command::new(tool)
+                    .args(["sign", "key", "--private_key"])
+                    .arg(key(private))
+                    .arg("--signature")
+                    .arg(&sig)
+                    .arg(&model),
+            );
         }
         // model_signing 1.1.1's CLI passes `--password` to `load_pem_private_key` as a str,
         // which `cryptography` refuses ("Cannot convert <class 'str'> instance to a
@@ -89,12 +98,14 @@ fn reference_signs_we_verify(tool: &Path, private: &str, password: Option<&str>,
             let script = "import sys, model_signing\n\
 key, password, model, sig = sys.argv[1:]\n\
 model_signing.signing.Config().use_elliptic_key_signer(private_key=key, password=password.encode()).set_hashing_config(model_signing.hashing.Config().set_ignored_paths(paths=[sig], ignore_git_paths=True)).sign(model, sig)\n";
-            run(Command::new(tool.with_file_name("python"))
-                .args(["-c", script])
-                .arg(key(private))
-                .arg(p)
-                .arg(&model)
-                .arg(&sig));
+            run_tool(
+                Command::new(tool.with_file_name("python"))
+                    .args(["-c", script])
+                    .arg(key(private))
+                    .arg(p)
+                    .arg(&model)
+                    .arg(&sig),
+            );
         }
     }
     harness::bin()
@@ -215,12 +226,14 @@ fn single_file_model_both_directions() {
     let file = t.path().join("model.gguf");
     std::fs::write(&file, harness::pseudo_random(10_000, 3)).unwrap();
     let theirs = t.path().join("theirs.sig");
-    run(Command::new(&tool)
-        .args(["sign", "key", "--private_key"])
-        .arg(key("p256.key"))
-        .arg("--signature")
-        .arg(&theirs)
-        .arg(&file));
+    run_tool(
+        Command::new(&tool)
+            .args(["sign", "key", "--private_key"])
+            .arg(key("p256.key"))
+            .arg("--signature")
+            .arg(&theirs)
+            .arg(&file),
+    );
     harness::bin()
         .arg("verify-local")
         .arg(&file)
@@ -240,12 +253,14 @@ fn single_file_model_both_directions() {
         .arg(&ours)
         .assert()
         .success();
-    run(Command::new(&tool)
-        .args(["verify", "key", "--public_key"])
-        .arg(key("p384.pub"))
-        .arg("--signature")
-        .arg(&ours)
-        .arg(&file));
+    run_tool(
+        Command::new(&tool)
+            .args(["verify", "key", "--public_key"])
+            .arg(key("p384.pub"))
+            .arg("--signature")
+            .arg(&ours)
+            .arg(&file),
+    );
 }
 
 /// A real bundle from sigstore/model-transparency (`scripts/tests/v1.1.0-elliptic-key`, signed
@@ -253,7 +268,7 @@ fn single_file_model_both_directions() {
 /// file has certtool text before the PEM block. Needs no Python.
 #[test]
 fn model_transparency_v1_1_0_elliptic_key_bundle_verifies() {
-    let root = harness::project_root().join("testdata/model-signing");
+    let root = model_transparency();
     let model = root.join("v1.1.0-elliptic-key");
     let out = harness::bin()
         .args(["-o", "json", "verify-local"])
@@ -261,7 +276,7 @@ fn model_transparency_v1_1_0_elliptic_key_bundle_verifies() {
         .arg("--signature")
         .arg(model.join("model.sig"))
         .arg("--key")
-        .arg(root.join("signing-key-pub.pem"))
+        .arg(root.join("keys/certificate/signing-key-pub.pem"))
         .assert()
         .success();
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
@@ -287,7 +302,7 @@ fn model_transparency_v1_1_0_elliptic_key_bundle_verifies() {
             .arg("--signature")
             .arg(copy.join("model.sig"))
             .arg("--key")
-            .arg(root.join("signing-key-pub.pem"))
+            .arg(root.join("keys/certificate/signing-key-pub.pem"))
             .assert()
     };
     verify().success();
@@ -302,7 +317,7 @@ fn model_transparency_v1_1_0_elliptic_key_bundle_verifies() {
 /// not record `ignore-me` in `ignore_paths`, so it must be passed, as with model_signing.
 #[test]
 fn model_transparency_keyless_bundles_verify() {
-    let root = harness::project_root().join("testdata/model-signing");
+    let root = model_transparency();
     let verify = |dir: &str, extra: &[&str]| {
         let model = root.join(dir);
         harness::bin()

@@ -5,21 +5,9 @@
 
 use crate::fakes::{self, FakeSigstore, Fault};
 use crate::harness::{self, Registry};
-use crate::sign_verify::{keypair, write_model};
+use crate::support::{keypair, push, referrer_count, write_model};
 use serde_json::Value;
 use std::path::Path;
-
-fn cli() -> assert_cmd::Command {
-    let mut c = harness::bin();
-    for v in [
-        "SIGSTORE_ID_TOKEN",
-        "ACTIONS_ID_TOKEN_REQUEST_URL",
-        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-    ] {
-        c.env_remove(v);
-    }
-    c
-}
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -36,19 +24,8 @@ fn pushed(reg: &Registry, dir: &Path, name: &str) -> String {
         ],
     );
     let target = format!("{}/{}:v1", reg.host, harness::repo(name));
-    let out = cli().arg("push").arg(&model).arg(&target).output().unwrap();
-    assert!(out.status.success(), "push: {}", stderr(&out));
+    push(&model, &target);
     target
-}
-
-fn referrer_count(target: &str) -> usize {
-    let out = cli()
-        .args(["discover", target, "--output", "json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "discover: {}", stderr(&out));
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["referrers"].as_array().map(Vec::len).unwrap_or(0)
 }
 
 fn sign_logged(
@@ -57,7 +34,7 @@ fn sign_logged(
     key: &Path,
     bundle_out: &Path,
 ) -> std::process::Output {
-    cli()
+    harness::bin()
         .args(["sign", target, "--tlog-upload=true", "--key"])
         .arg(key)
         .arg("--signing-config")
@@ -113,7 +90,7 @@ fn key_tlog_sign_on_a_registry_logs_and_verifies_with_the_trusted_root() {
 
     // verify --key PUB --trusted-root <root with that Rekor>: the log entry is checked.
     let verify = |trusted_root: Option<&Path>| {
-        let mut c = cli();
+        let mut c = harness::bin();
         c.args(["verify", &target, "--output", "json", "--key"])
             .arg(&public);
         if let Some(root) = trusted_root {
@@ -200,7 +177,7 @@ fn key_sign_default_is_offline_and_refuses_log_only_flags() {
     let bundle_out = tmp.path().join("model.sig");
 
     // A log-only flag without --tlog-upload=true is refused, not ignored.
-    let out = cli()
+    let out = harness::bin()
         .args(["sign", &target, "--key"])
         .arg(&key)
         .arg("--signing-config")
@@ -217,7 +194,7 @@ fn key_sign_default_is_offline_and_refuses_log_only_flags() {
 
     let logged_before = fake.rekor_size();
     for flags in [&[][..], &["--tlog-upload=false"][..]] {
-        let out = cli()
+        let out = harness::bin()
             .args(["sign", &target, "--key"])
             .arg(&key)
             .args(flags)
@@ -235,7 +212,7 @@ fn key_sign_default_is_offline_and_refuses_log_only_flags() {
         assert!(bundle["verificationMaterial"]["publicKey"]["hint"].is_string());
     }
     assert_eq!(fake.rekor_size(), logged_before);
-    let out = cli()
+    let out = harness::bin()
         .args(["verify", &target, "--output", "json", "--key"])
         .arg(&public)
         .output()
@@ -258,7 +235,7 @@ fn key_tlog_sign_local_verifies_local_with_the_trusted_root() {
     let model = tmp.path().join("model");
     write_model(&model, &[("config.json", b"{}"), ("weights.bin", b"w")]);
     let sig = tmp.path().join("model.sig");
-    let out = cli()
+    let out = harness::bin()
         .args(["sign-local", "--tlog-upload=true", "--key"])
         .arg(&key)
         .arg("--signing-config")
@@ -276,7 +253,7 @@ fn key_tlog_sign_local_verifies_local_with_the_trusted_root() {
             .map(Vec::len),
         Some(1)
     );
-    let out = cli()
+    let out = harness::bin()
         .arg("verify-local")
         .arg(&model)
         .arg("--signature")

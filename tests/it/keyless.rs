@@ -4,6 +4,8 @@
 //! bundle re-verifies with sigstore-python.
 
 use crate::fakes::{self, FakeSigstore, Fault};
+use crate::harness;
+use crate::support::{push, referrer_count, write_model};
 use oci_model::secret::Secret;
 use oci_model::signing::keyless::{KeylessError, KeylessOptions, KeylessSigner};
 use oci_model::signing::oidc::{self, IdentityToken, LoginUi, TokenOrigin, TokenSources};
@@ -425,101 +427,108 @@ async fn keyless_browser_login_with_localhost_redirect_and_paste_fallback() {
     }
 }
 
-async fn refusal(fault: Fault) -> (KeylessError, usize, usize) {
-    let fake = FakeSigstore::with_fault(fault);
-    let before = fake.rekor_size();
-    let result = async {
-        let signer = KeylessSigner::new(
-            &token(fake.token_for_email("dave@example.com")),
-            options(&fake),
-        )
-        .await?;
-        let (p, _) = statement("m", b"fault");
-        signer.sign_dsse(PAYLOAD_TYPE, &p).await
+/// One fault of the fake and what the refusal must look like.
+struct Refusal {
+    name: &'static str,
+    fault: Fault,
+    /// The error variant the signer must return.
+    kind: fn(&KeylessError) -> bool,
+    /// What the message must say.
+    says: fn(&str) -> bool,
+    /// Refused before anything was logged in Rekor.
+    before_logging: bool,
+}
+
+const REFUSALS: [Refusal; 7] = [
+    Refusal {
+        name: "bad SCT",
+        fault: Fault::BadSct,
+        kind: |e| matches!(e, KeylessError::Unverified { .. }),
+        says: |m| m.contains("refusing to publish") && m.contains("SCT"),
+        before_logging: false,
+    },
+    Refusal {
+        name: "bad log signature",
+        fault: Fault::BadLogSignature,
+        kind: |e| matches!(e, KeylessError::Unverified { .. }),
+        says: |m| m.to_lowercase().contains("checkpoint") || m.contains("SET"),
+        before_logging: false,
+    },
+    Refusal {
+        name: "untrusted CA",
+        fault: Fault::UntrustedCa,
+        kind: |e| matches!(e, KeylessError::Unverified { .. }),
+        says: |m| m.contains("chain"),
+        before_logging: false,
+    },
+    Refusal {
+        name: "certificate for another identity",
+        fault: Fault::OtherIdentity,
+        kind: |e| matches!(e, KeylessError::WrongIdentity { .. }),
+        says: |m| m.contains("mallory@evil.example") && m.contains("dave@example.com"),
+        before_logging: true,
+    },
+    Refusal {
+        name: "broken inclusion proof",
+        fault: Fault::BrokenInclusionProof,
+        kind: |e| matches!(e, KeylessError::Unverified { .. }),
+        says: |m| m.contains("inclusion proof"),
+        before_logging: false,
+    },
+    Refusal {
+        name: "log body that does not match",
+        fault: Fault::BodyMismatch,
+        kind: |e| matches!(e, KeylessError::RekorBodyMismatch { .. }),
+        says: |m| m.contains("payloadHash") && m.contains("refusing to publish"),
+        before_logging: false,
+    },
+    Refusal {
+        name: "bad timestamp",
+        fault: Fault::BadTimestamp,
+        kind: |e| {
+            matches!(
+                e,
+                KeylessError::Unverified { .. } | KeylessError::Tsa { .. }
+            )
+        },
+        says: |m| m.to_lowercase().contains("timestamp"),
+        before_logging: false,
+    },
+];
+
+/// Every fault of the fake makes keyless signing refuse, with the right error and reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyless_refuses_every_faulty_answer() {
+    let mut wrong = Vec::new();
+    for case in &REFUSALS {
+        let fake = FakeSigstore::with_fault(case.fault);
+        let before = fake.rekor_size();
+        let result = async {
+            let signer = KeylessSigner::new(
+                &token(fake.token_for_email("dave@example.com")),
+                options(&fake),
+            )
+            .await?;
+            let (p, _) = statement("m", b"fault");
+            signer.sign_dsse(PAYLOAD_TYPE, &p).await
+        }
+        .await;
+        let Err(err) = result else {
+            wrong.push(format!("{}: signing did not refuse", case.name));
+            continue;
+        };
+        let msg = err.to_string();
+        if !(case.kind)(&err) {
+            wrong.push(format!("{}: wrong error kind: {err:?}", case.name));
+        }
+        if !(case.says)(&msg) {
+            wrong.push(format!("{}: message lacks the reason: {msg}", case.name));
+        }
+        if case.before_logging && fake.rekor_size() != before {
+            wrong.push(format!("{}: refused only after logging", case.name));
+        }
     }
-    .await;
-    let err = result.expect_err("signing must refuse");
-    eprintln!("{fault:?}: {err}");
-    (err, before, fake.rekor_size())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyless_refuses_bad_sct() {
-    let (err, _, _) = refusal(Fault::BadSct).await;
-    let msg = err.to_string();
-    assert!(matches!(err, KeylessError::Unverified { .. }), "{msg}");
-    assert!(
-        msg.contains("refusing to publish") && msg.contains("SCT"),
-        "{msg}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyless_refuses_bad_log_signature() {
-    let (err, _, _) = refusal(Fault::BadLogSignature).await;
-    let msg = err.to_string();
-    assert!(matches!(err, KeylessError::Unverified { .. }), "{msg}");
-    assert!(
-        msg.to_lowercase().contains("checkpoint") || msg.contains("SET"),
-        "{msg}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyless_refuses_untrusted_ca() {
-    let (err, _, _) = refusal(Fault::UntrustedCa).await;
-    let msg = err.to_string();
-    assert!(matches!(err, KeylessError::Unverified { .. }), "{msg}");
-    assert!(msg.contains("chain"), "{msg}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyless_refuses_certificate_for_another_identity() {
-    let (err, before, after) = refusal(Fault::OtherIdentity).await;
-    let msg = err.to_string();
-    assert!(matches!(err, KeylessError::WrongIdentity { .. }), "{msg}");
-    assert!(
-        msg.contains("mallory@evil.example") && msg.contains("dave@example.com"),
-        "{msg}"
-    );
-    // Refused before anything was logged.
-    assert_eq!(before, after);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyless_refuses_broken_inclusion_proof() {
-    let (err, _, _) = refusal(Fault::BrokenInclusionProof).await;
-    let msg = err.to_string();
-    assert!(matches!(err, KeylessError::Unverified { .. }), "{msg}");
-    assert!(msg.contains("inclusion proof"), "{msg}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyless_refuses_log_body_that_does_not_match() {
-    let (err, _, _) = refusal(Fault::BodyMismatch).await;
-    let msg = err.to_string();
-    assert!(
-        matches!(err, KeylessError::RekorBodyMismatch { .. }),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("payloadHash") && msg.contains("refusing to publish"),
-        "{msg}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyless_refuses_bad_timestamp() {
-    let (err, _, _) = refusal(Fault::BadTimestamp).await;
-    let msg = err.to_string();
-    assert!(
-        matches!(
-            err,
-            KeylessError::Unverified { .. } | KeylessError::Tsa { .. }
-        ),
-        "{msg}"
-    );
-    assert!(msg.to_lowercase().contains("timestamp"), "{msg}");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -601,61 +610,20 @@ async fn keyless_bundle_reverifies_with_sigstore_python() {
 // Through the CLI: `oci-model sign --keyless` against the fake, on an OCI image layout.
 // ---------------------------------------------------------------------------------------------
 
-const AMBIENT_VARS: [&str; 3] = [
-    "SIGSTORE_ID_TOKEN",
-    "ACTIONS_ID_TOKEN_REQUEST_URL",
-    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-];
-
-fn cli() -> assert_cmd::Command {
-    let mut c = crate::harness::bin();
-    for v in AMBIENT_VARS {
-        c.env_remove(v);
-    }
-    c
-}
-
 /// Push a tiny model into a fresh layout; returns (tempdir, target).
 fn pushed_model() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny-model");
-    std::fs::create_dir(&model).unwrap();
-    std::fs::write(model.join("config.json"), br#"{"hidden_size": 8}"#).unwrap();
-    std::fs::write(model.join("model.safetensors"), vec![7u8; 4096]).unwrap();
+    write_model(
+        &model,
+        &[
+            ("config.json", br#"{"hidden_size": 8}"#),
+            ("model.safetensors", &[7u8; 4096]),
+        ],
+    );
     let target = format!("oci:{}:v1", dir.path().join("layout").display());
-    let out = cli().arg("push").arg(&model).arg(&target).output().unwrap();
-    assert!(
-        out.status.success(),
-        "push: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    push(&model, &target);
     (dir, target)
-}
-
-fn referrer_count(target: &str) -> usize {
-    let out = cli()
-        .args(["discover", target, "--output", "json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "discover: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    fn count(v: &serde_json::Value) -> usize {
-        match v {
-            serde_json::Value::Object(m) => m
-                .get("referrers")
-                .and_then(|r| r.as_array())
-                .map(|a| a.len() + a.iter().map(count).sum::<usize>())
-                .unwrap_or(0),
-            serde_json::Value::Array(a) => a.iter().map(count).sum(),
-            _ => 0,
-        }
-    }
-    count(&v)
 }
 
 #[test]
@@ -664,7 +632,7 @@ fn keyless_cli_sign_then_verify_with_the_test_root() {
     let (_dir, target) = pushed_model();
     let email = "cli-user@example.com";
     let bundle_out = fake.dir().join("model.sigstore.json");
-    let out = cli()
+    let out = harness::bin()
         .args(["sign", &target, "--keyless", "--identity-token"])
         .arg(fake.token_for_email(email))
         .arg("--signing-config")
@@ -684,7 +652,7 @@ fn keyless_cli_sign_then_verify_with_the_test_root() {
     assert!(bundle["verificationMaterial"]["certificate"]["rawBytes"].is_string());
 
     let verify = |identity: &str| {
-        cli()
+        harness::bin()
             .args(["verify", &target, "--certificate-identity", identity])
             .args(["--certificate-oidc-issuer", fake.issuer()])
             .arg("--trusted-root")
@@ -707,7 +675,7 @@ fn keyless_cli_token_from_environment() {
     let fake = FakeSigstore::start();
     let (_dir, target) = pushed_model();
     // SIGSTORE_ID_TOKEN (GitLab's id_tokens set the same variable).
-    let out = cli()
+    let out = harness::bin()
         .args([
             "sign",
             &target,
@@ -726,7 +694,7 @@ fn keyless_cli_token_from_environment() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("gitlab-job@example.com"), "{stderr}");
     // GitHub Actions ambient credentials.
-    let out = cli()
+    let out = harness::bin()
         .args([
             "sign",
             &target,
@@ -746,7 +714,7 @@ fn keyless_cli_token_from_environment() {
         "{stderr}"
     );
     // No source at all (stdin is not a terminal): a usage error naming the sources.
-    let out = cli()
+    let out = harness::bin()
         .args(["sign", &target, "--keyless", "--signing-config"])
         .arg(&fake.trust_config_path)
         .output()
@@ -769,7 +737,7 @@ fn keyless_cli_faults_refuse_and_push_no_referrer() {
         Fault::BadTimestamp,
     ] {
         fake.set_fault(Some(fault));
-        let out = cli()
+        let out = harness::bin()
             .args(["sign", &target, "--keyless", "--identity-token"])
             .arg(fake.token_for_email("erin@example.com"))
             .arg("--signing-config")
@@ -784,7 +752,7 @@ fn keyless_cli_faults_refuse_and_push_no_referrer() {
     }
     // The same fake, healthy again, signs.
     fake.set_fault(None);
-    let out = cli()
+    let out = harness::bin()
         .args(["sign", &target, "--keyless", "--identity-token"])
         .arg(fake.token_for_email("erin@example.com"))
         .arg("--signing-config")
@@ -803,7 +771,7 @@ fn keyless_cli_faults_refuse_and_push_no_referrer() {
 fn keyless_cli_tlog_upload_false_needs_a_key() {
     let fake = FakeSigstore::start();
     let (_dir, target) = pushed_model();
-    let out = cli()
+    let out = harness::bin()
         .args([
             "sign",
             &target,
@@ -829,7 +797,7 @@ fn keyless_cli_sign_on_a_registry() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("model.gguf"), vec![3u8; 2048]).unwrap();
     let target = format!("{}/{}:v1", reg.host, crate::harness::repo("keyless"));
-    let out = cli()
+    let out = harness::bin()
         .arg("push")
         .arg(dir.path())
         .arg(&target)
@@ -844,7 +812,7 @@ fn keyless_cli_sign_on_a_registry() {
     // A refused signature leaves the registry untouched.
     fake.set_fault(Some(Fault::BrokenInclusionProof));
     let sign = |fake: &FakeSigstore| {
-        cli()
+        harness::bin()
             .args(["sign", &target, "--keyless", "--identity-token"])
             .arg(fake.token_for_email("reg@example.com"))
             .arg("--signing-config")
@@ -865,7 +833,7 @@ fn keyless_cli_sign_on_a_registry() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(referrer_count(&target), 2);
-    let out = cli()
+    let out = harness::bin()
         .args([
             "verify",
             &target,
@@ -891,7 +859,7 @@ fn keyless_cli_attest() {
     let predicate = dir.path().join("eval.json");
     std::fs::write(&predicate, br#"{"accuracy": 0.93, "dataset": "tiny-eval"}"#).unwrap();
     let ptype = "https://example.com/eval/v1";
-    let out = cli()
+    let out = harness::bin()
         .args([
             "attest",
             &target,
@@ -915,7 +883,7 @@ fn keyless_cli_attest() {
     assert_eq!(fake.shared.fulcio.issued.load(Ordering::SeqCst), 1);
     assert_eq!(referrer_count(&target), 1);
     // Sign too (a second run: its own certificate), then verify signature + attestation.
-    let out = cli()
+    let out = harness::bin()
         .args(["sign", &target, "--keyless", "--identity-token"])
         .arg(fake.token_for_workload("https://ci.example.com/eval-job"))
         .arg("--signing-config")
@@ -929,7 +897,7 @@ fn keyless_cli_attest() {
     );
     assert_eq!(fake.shared.fulcio.issued.load(Ordering::SeqCst), 2);
     let verify = |ptype: &str| {
-        cli()
+        harness::bin()
             .args(["verify", &target, "--certificate-identity"])
             .arg("https://ci.example.com/eval-job")
             .args([

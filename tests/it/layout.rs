@@ -1,93 +1,13 @@
 //! push / pull / copy / inspect against OCI image layout directories (`oci:<dir>`), through the
 //! real binary: round trips, determinism, hostile manifests, corrupted blobs, symlinks, ignores.
 
-use crate::harness;
+use crate::support::{add_referrer, entries, run, run_json, small_model, tree, write};
 use bytes::Bytes;
 use oci_model::digest::Digest;
 use oci_model::media_types as mt;
 use oci_model::store::layout::LayoutStore;
 use oci_model::store::{BytesSource, Descriptor, ImageManifest, Store};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// Run the binary; (exit code, stdout, stderr).
-pub fn run(args: &[&str]) -> (i32, String, String) {
-    let out = harness::bin().args(args).output().expect("run oci-model");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Run and require success; the parsed JSON of `--output json`.
-pub fn run_json(args: &[&str]) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.extend(["--output", "json"]);
-    let (code, stdout, stderr) = run(&all);
-    assert_eq!(code, 0, "oci-model {args:?} failed:\n{stderr}\n{stdout}");
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {stdout}"))
-}
-
-pub fn write(root: &Path, rel: &str, content: &[u8]) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, content).unwrap();
-}
-
-/// A small model with nested directories, hidden and empty files.
-pub fn small_model(root: &Path) {
-    write(root, "config.json", br#"{"architectures":["Bert"]}"#);
-    write(
-        root,
-        "model.safetensors",
-        &harness::pseudo_random(300_000, 7),
-    );
-    write(root, "tokenizer/vocab.txt", b"[PAD]\n[UNK]\n");
-    write(root, "nested/deeper/still/.hidden", b"secret-ish");
-    write(root, "nested/empty.bin", b"");
-    write(root, ".env", b"");
-    write(root, "README.md", b"# model\n");
-}
-
-/// Every regular file below `root` (relative path → content), symlinks followed.
-pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    walkdir::WalkDir::new(root)
-        .follow_links(true)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| {
-            let rel = e
-                .path()
-                .strip_prefix(root)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string();
-            (rel, std::fs::read(e.path()).unwrap())
-        })
-        .collect()
-}
-
-/// Every entry (files, dirs, links) below `root`.
-pub fn entries(root: &Path) -> Vec<String> {
-    if !root.exists() {
-        return vec![];
-    }
-    walkdir::WalkDir::new(root)
-        .min_depth(1)
-        .into_iter()
-        .map(|e| {
-            e.unwrap()
-                .path()
-                .strip_prefix(root)
-                .unwrap()
-                .display()
-                .to_string()
-        })
-        .collect()
-}
 
 fn layout_target(dir: &Path, tag: &str) -> String {
     format!("oci:{}:{tag}", dir.display())
@@ -436,38 +356,6 @@ async fn pull_refuses_something_that_is_not_a_model() {
     let (code, _, stderr) = run(&["pull", &layout_target(&layout, "nope"), s(&out)]);
     assert_ne!(code, 0);
     assert!(stderr.contains("nope"), "{stderr}");
-}
-
-/// A referrer (signature-like) of `subject` in `store`.
-pub async fn add_referrer(store: &dyn Store, subject: &Descriptor, text: &str) -> Descriptor {
-    let (d, n) = store
-        .push_blob(&BytesSource(Bytes::from(text.to_string())))
-        .await
-        .unwrap();
-    store
-        .push_blob(&BytesSource(Bytes::from_static(b"{}")))
-        .await
-        .unwrap();
-    let m = ImageManifest {
-        schema_version: 2,
-        media_type: Some(mt::OCI_MANIFEST.into()),
-        artifact_type: Some(mt::SIGSTORE_BUNDLE_V03.into()),
-        config: Descriptor::empty(),
-        layers: vec![Descriptor::new(mt::SIGSTORE_BUNDLE_V03, d, n)],
-        subject: Some(Descriptor::new(
-            subject.media_type.clone(),
-            subject.digest.clone(),
-            subject.size,
-        )),
-        annotations: Some(BTreeMap::from([(
-            mt::ANNOTATION_BUNDLE_PREDICATE_TYPE.to_string(),
-            mt::PREDICATE_MODEL_SIGNING.to_string(),
-        )])),
-    };
-    store
-        .push_referrer(Bytes::from(m.to_bytes()), subject)
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

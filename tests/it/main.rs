@@ -15,4 +15,5 @@ mod push_pull;
 mod registry;
 mod sign_verify;
 mod smoke;
+mod support;
 mod verify_bundle;

@@ -2,7 +2,7 @@
 //! interoperability with skopeo.
 
 use crate::harness::{self, Registry};
-use crate::layout::{add_referrer, entries, run, run_json, small_model, tree, write};
+use crate::support::{add_referrer, entries, run, run_json, small_model, tree, write};
 use oci_model::digest::Digest;
 use oci_model::reference::Target;
 use oci_model::store::{self, StoreOptions};

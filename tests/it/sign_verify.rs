@@ -3,6 +3,7 @@
 //! v0.2 media type, malformed bundles, missing or oversized bundle layers.
 
 use crate::harness::{self, Registry};
+use crate::support::{json_of, keypair, push, sign, write_model};
 use oci_model::digest::Digest;
 use oci_model::media_types as mt;
 use oci_model::reference::Target;
@@ -11,65 +12,6 @@ use oci_model::store::{self, Descriptor, Store, StoreOptions};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-pub(crate) fn write_model(dir: &Path, files: &[(&str, &[u8])]) {
-    for (name, content) in files {
-        let p = dir.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, content).unwrap();
-    }
-}
-
-/// An unencrypted key pair made by the CLI: (private, public).
-pub(crate) fn keypair(dir: &Path, prefix: &str) -> (PathBuf, PathBuf) {
-    let p = dir.join(prefix);
-    harness::bin()
-        .args(["generate-key-pair", "--no-password", "--output-key-prefix"])
-        .arg(&p)
-        .assert()
-        .success();
-    (p.with_extension("key"), p.with_extension("pub"))
-}
-
-fn json_of(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-/// Push `dir` to `target`; returns the manifest digest.
-pub(crate) fn push(dir: &Path, target: &str) -> String {
-    let out = harness::bin()
-        .args(["push", "--output", "json"])
-        .arg(dir)
-        .arg(target)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "push failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json_of(&out)["digest"].as_str().unwrap().to_string()
-}
-
-pub(crate) fn sign(target: &str, key: &Path, extra: &[&str]) {
-    let out = harness::bin()
-        .args(["sign", target, "--key"])
-        .arg(key)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "sign failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Run `verify TARGET --key PUB --output json`: (exit code, report, stderr).
 fn verify(target: &str, keys: &[&Path], extra: &[&str]) -> (i32, Value, String) {

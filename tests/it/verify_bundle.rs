@@ -1,8 +1,9 @@
-//! Keyless and key-based verification of real Sigstore bundles (../shared/sigstore-extra-assets,
-//! see its ATTRIBUTION.md for where each comes from and what it must give), at the library level
+//! Keyless and key-based verification of real Sigstore bundles (`testdata/sigstore-extra`, see
+//! its ATTRIBUTION.md for where each comes from and what it must give), at the library level
 //! and through `oci-model verify-bundle`, with no network.
 
 use crate::harness;
+use crate::support::{run, testdata};
 use oci_model::verify::{
     self, Artifact, BundleKind, Matcher, Signer, SignerPolicy, TrustedKey, TrustedRoot,
     VerifyError, VerifyOptions,
@@ -23,45 +24,24 @@ const WHEEL_DIGEST: &str =
 const WHEEL_ID: &str =
     "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2";
 
-/// A file of the shared corpus; fails (never skips) when it is missing.
-fn shared(rel: &str) -> PathBuf {
-    let p = harness::project_root().join("../shared").join(rel);
-    assert!(p.exists(), "test corpus file missing: {}", p.display());
-    p
-}
-
 fn happy_bundle() -> PathBuf {
-    shared("sigstore-conformance-assets/test/assets/bundle-verify/happy-path-v0.3/bundle.sigstore.json")
+    testdata("sigstore-conformance/test/assets/bundle-verify/happy-path-v0.3/bundle.sigstore.json")
 }
 
 fn a_txt() -> PathBuf {
-    shared("sigstore-conformance-assets/test/assets/bundle-verify/a.txt")
+    testdata("sigstore-conformance/test/assets/bundle-verify/a.txt")
 }
 
 fn identity(id: &str, issuer: &str) -> SignerPolicy {
     SignerPolicy::new().with_identity(Matcher::exact(id), Matcher::exact(issuer))
 }
 
-/// Run `oci-model verify-bundle ARGS…`: (exit code, stdout, stderr).
-fn verify_bundle_cmd(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = harness::bin()
-        .arg("verify-bundle")
-        .args(args)
-        .output()
-        .expect("run oci-model");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn production_model_signatures_verify_keyless_with_subject_checked_by_caller() {
     let root = TrustedRoot::production().unwrap();
     for version in ["v0.3.1", "v1.0.0", "v1.0.1", "v1.1.0"] {
-        let dir = shared(&format!(
-            "sigstore-extra-assets/model-transparency/scripts/tests/{version}-sigstore"
+        let dir = testdata(&format!(
+            "sigstore-extra/model-transparency/scripts/tests/{version}-sigstore"
         ));
         let bundle = std::fs::read(dir.join("model.sig")).unwrap();
         let v = verify::verify_bundle_with(
@@ -132,8 +112,8 @@ fn production_model_signatures_verify_keyless_with_subject_checked_by_caller() {
         );
         verify::verify_bundle(&bundle, None, &re, &root).unwrap();
         // A keyless bundle never passes a key-only policy.
-        let key = TrustedKey::from_file(&shared(
-            "sigstore-extra-assets/model-transparency/scripts/tests/keys/certificate/signing-key-pub.pem",
+        let key = TrustedKey::from_file(&testdata(
+            "sigstore-extra/model-transparency/scripts/tests/keys/certificate/signing-key-pub.pem",
         ))
         .unwrap();
         let err = verify::verify_bundle(&bundle, None, &SignerPolicy::new().with_key(key), &root)
@@ -144,9 +124,9 @@ fn production_model_signatures_verify_keyless_with_subject_checked_by_caller() {
 
 #[test]
 fn model_signing_key_bundle_without_log_verifies_with_its_p384_key() {
-    let dir = shared("sigstore-extra-assets/model-transparency/scripts/tests/v1.1.0-elliptic-key");
-    let pem = shared(
-        "sigstore-extra-assets/model-transparency/scripts/tests/keys/certificate/signing-key-pub.pem",
+    let dir = testdata("sigstore-extra/model-transparency/scripts/tests/v1.1.0-elliptic-key");
+    let pem = testdata(
+        "sigstore-extra/model-transparency/scripts/tests/keys/certificate/signing-key-pub.pem",
     );
     let bundle = std::fs::read(dir.join("model.sig")).unwrap();
     let key = TrustedKey::from_file(&pem).unwrap();
@@ -175,7 +155,8 @@ fn model_signing_key_bundle_without_log_verifies_with_its_p384_key() {
         v.statement().unwrap().subject[0].sha256().unwrap()
     );
     let b = dir.join("model.sig");
-    let (code, out, err) = verify_bundle_cmd(&[
+    let (code, out, err) = run(&[
+        "verify-bundle",
         "--bundle",
         b.to_str().unwrap(),
         "--digest",
@@ -183,9 +164,10 @@ fn model_signing_key_bundle_without_log_verifies_with_its_p384_key() {
         "--key",
         pem.to_str().unwrap(),
     ]);
-    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("transparency log: none"), "{out}");
-    let (code, _, err) = verify_bundle_cmd(&[
+    let (code, _, err) = run(&[
+        "verify-bundle",
         "--bundle",
         b.to_str().unwrap(),
         "--digest",
@@ -193,15 +175,16 @@ fn model_signing_key_bundle_without_log_verifies_with_its_p384_key() {
         "--key",
         pem.to_str().unwrap(),
     ]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, 1, "{err}");
     assert!(err.contains("subject digest mismatch"), "{err}");
 }
 
 #[test]
 fn cosign_v3_image_bundle_passes_only_for_its_release_identity() {
-    let b = shared("sigstore-extra-assets/sigstore-rs/bundle_v03.json");
+    let b = testdata("sigstore-extra/sigstore-rs/bundle_v03.json");
     let b = b.to_str().unwrap();
-    let (code, out, err) = verify_bundle_cmd(&[
+    let (code, out, err) = run(&[
+        "verify-bundle",
         "--bundle",
         b,
         "--digest",
@@ -211,12 +194,13 @@ fn cosign_v3_image_bundle_passes_only_for_its_release_identity() {
         "--certificate-oidc-issuer",
         GITHUB,
     ]);
-    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("https://sigstore.dev/cosign/sign/v1"), "{out}");
     assert!(out.contains("RFC 3161"), "{out}");
 
     let old = KUBEWARDEN.replace("v1.34.0", "v1.33.0");
-    let (code, _, err) = verify_bundle_cmd(&[
+    let (code, _, err) = run(&[
+        "verify-bundle",
         "--bundle",
         b,
         "--digest",
@@ -226,14 +210,15 @@ fn cosign_v3_image_bundle_passes_only_for_its_release_identity() {
         "--certificate-oidc-issuer",
         GITHUB,
     ]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("identity mismatch") && err.contains("v1.33.0") && err.contains("v1.34.0"),
         "{err}"
     );
 
     // Anchored regexps: the full pattern passes, a bare substring does not.
-    let (code, _, err) = verify_bundle_cmd(&[
+    let (code, _, err) = run(&[
+        "verify-bundle",
         "--bundle",
         b,
         "--digest",
@@ -243,8 +228,9 @@ fn cosign_v3_image_bundle_passes_only_for_its_release_identity() {
         "--certificate-oidc-issuer-regexp",
         "https://token\\.actions\\.githubusercontent\\.com",
     ]);
-    assert_eq!(code, Some(0), "{err}");
-    let (code, _, err) = verify_bundle_cmd(&[
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&[
+        "verify-bundle",
         "--bundle",
         b,
         "--digest",
@@ -254,14 +240,15 @@ fn cosign_v3_image_bundle_passes_only_for_its_release_identity() {
         "--certificate-oidc-issuer",
         GITHUB,
     ]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, 1, "{err}");
 }
 
 #[test]
 fn sigstore_python_bundles_give_their_documented_results() {
-    let wheel = shared("sigstore-extra-assets/sigstore-python/bundle_v3_github.whl.sigstore");
+    let wheel = testdata("sigstore-extra/sigstore-python/bundle_v3_github.whl.sigstore");
     let wheel = wheel.to_str().unwrap();
-    let (code, out, err) = verify_bundle_cmd(&[
+    let (code, out, err) = run(&[
+        "verify-bundle",
         "--bundle",
         wheel,
         "--digest",
@@ -271,9 +258,10 @@ fn sigstore_python_bundles_give_their_documented_results() {
         "--certificate-oidc-issuer",
         GITHUB,
     ]);
-    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(code, 0, "{out}{err}");
     let other = format!("sha256:{}", "1".repeat(64));
-    let (code, _, err) = verify_bundle_cmd(&[
+    let (code, _, err) = run(&[
+        "verify-bundle",
         "--bundle",
         wheel,
         "--digest",
@@ -283,14 +271,14 @@ fn sigstore_python_bundles_give_their_documented_results() {
         "--certificate-oidc-issuer",
         GITHUB,
     ]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, 1, "{err}");
     assert!(err.contains("mismatch"), "{err}");
 
     // Inclusion proof but no SET and no timestamp: no verified time, must fail.
-    let b =
-        shared("sigstore-extra-assets/sigstore-python/bundle_v3_no_signed_time.txt.sigstore.json");
-    let a = shared("sigstore-extra-assets/sigstore-python/bundle_v3_no_signed_time.txt");
-    let (code, _, err) = verify_bundle_cmd(&[
+    let b = testdata("sigstore-extra/sigstore-python/bundle_v3_no_signed_time.txt.sigstore.json");
+    let a = testdata("sigstore-extra/sigstore-python/bundle_v3_no_signed_time.txt");
+    let (code, _, err) = run(&[
+        "verify-bundle",
         "--bundle",
         b.to_str().unwrap(),
         a.to_str().unwrap(),
@@ -299,7 +287,7 @@ fn sigstore_python_bundles_give_their_documented_results() {
         "--certificate-oidc-issuer",
         "https://github.com/login/oauth",
     ]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, 1, "{err}");
     assert!(err.contains("no verified source of signing time"), "{err}");
 }
 
@@ -309,7 +297,8 @@ fn wrong_identity_issuer_or_digest_are_each_rejected_with_the_reason() {
     let b = b.to_str().unwrap();
     let a = a_txt();
     let a = a.to_str().unwrap();
-    let (code, _, err) = verify_bundle_cmd(&[
+    let (code, _, err) = run(&[
+        "verify-bundle",
         "--bundle",
         b,
         a,
@@ -318,9 +307,10 @@ fn wrong_identity_issuer_or_digest_are_each_rejected_with_the_reason() {
         "--certificate-oidc-issuer",
         GITHUB,
     ]);
-    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(code, 0, "{err}");
 
-    let (code, _, err) = verify_bundle_cmd(&[
+    let (code, _, err) = run(&[
+        "verify-bundle",
         "--bundle",
         b,
         a,
@@ -329,13 +319,14 @@ fn wrong_identity_issuer_or_digest_are_each_rejected_with_the_reason() {
         "--certificate-oidc-issuer",
         GITHUB,
     ]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("identity mismatch") && err.contains(BEACON),
         "{err}"
     );
 
-    let (code, _, err) = verify_bundle_cmd(&[
+    let (code, _, err) = run(&[
+        "verify-bundle",
         "--bundle",
         b,
         a,
@@ -344,13 +335,14 @@ fn wrong_identity_issuer_or_digest_are_each_rejected_with_the_reason() {
         "--certificate-oidc-issuer",
         "https://accounts.google.com",
     ]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("issuer mismatch") && err.contains(GITHUB),
         "{err}"
     );
 
-    let (code, _, err) = verify_bundle_cmd(&[
+    let (code, _, err) = run(&[
+        "verify-bundle",
         "--bundle",
         b,
         "--digest",
@@ -360,19 +352,27 @@ fn wrong_identity_issuer_or_digest_are_each_rejected_with_the_reason() {
         "--certificate-oidc-issuer",
         GITHUB,
     ]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, 1, "{err}");
     assert!(err.contains("subject digest mismatch"), "{err}");
 
     // A keyless bundle never passes a key policy.
-    let key = shared(
-        "sigstore-extra-assets/model-transparency/scripts/tests/keys/certificate/signing-key-pub.pem",
+    let key = testdata(
+        "sigstore-extra/model-transparency/scripts/tests/keys/certificate/signing-key-pub.pem",
     );
-    let (code, _, err) = verify_bundle_cmd(&["--bundle", b, a, "--key", key.to_str().unwrap()]);
-    assert_eq!(code, Some(1), "{err}");
+    let (code, _, err) = run(&[
+        "verify-bundle",
+        "--bundle",
+        b,
+        a,
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{err}");
     assert!(err.contains("trusts only public keys"), "{err}");
 
     // n-of-m: one bundle cannot satisfy two required signers.
-    let (code, _, err) = verify_bundle_cmd(&[
+    let (code, _, err) = run(&[
+        "verify-bundle",
         "--bundle",
         b,
         a,
@@ -385,7 +385,7 @@ fn wrong_identity_issuer_or_digest_are_each_rejected_with_the_reason() {
         "--require-signers",
         "2",
     ]);
-    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("2 distinct trusted signer(s) required, 1 found"),
         "{err}"
@@ -458,8 +458,8 @@ fn usage_mistakes_exit_2() {
             "invalid trusted root",
         ),
     ] {
-        let (code, _, err) = verify_bundle_cmd(&args);
-        assert_eq!(code, Some(2), "{args:?}: {err}");
+        let (code, _, err) = run(&[&["verify-bundle"][..], &args].concat());
+        assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
@@ -521,7 +521,7 @@ fn trusted_root_show_prints_what_is_trusted() {
     ] {
         assert!(text.contains(needle), "{needle}: {text}");
     }
-    let staging = shared("sigstore-extra-assets/staging/trusted_root.json");
+    let staging = testdata("sigstore-extra/staging/trusted_root.json");
     let out = harness::bin()
         .args(["-o", "json", "trusted-root", "show", "--trusted-root"])
         .arg(&staging)
@@ -567,7 +567,7 @@ fn verification_never_touches_the_network() {
     with_proxies(&mut cmd);
     let out = cmd
         .args(["verify-bundle", "--bundle"])
-        .arg(shared("sigstore-extra-assets/sigstore-rs/bundle_v03.json"))
+        .arg(testdata("sigstore-extra/sigstore-rs/bundle_v03.json"))
         .args([
             "--digest",
             KUBEWARDEN_DIGEST,

@@ -161,62 +161,68 @@ pub fn sign_cert(tbs: TbsCertificate, key: &EcKey) -> Vec<u8> {
     .unwrap()
 }
 
+/// How long the fakes' CA certificates are valid: from a day ago for five years.
+pub fn ca_validity() -> (i64, i64) {
+    let now = now_secs();
+    (now - 24 * 3600, now + 5 * 365 * 24 * 3600)
+}
+
+/// A CA certificate with its key: the one way the fakes mint a CA.
+pub struct CaCert {
+    pub key: EcKey,
+    pub name: Name,
+    pub der: Vec<u8>,
+}
+
+impl CaCert {
+    /// A CA named `CN=<cn>,O=oci-model-test` for a new key (key usage certificate and CRL
+    /// signing, basic constraints CA with `path_len`, subject key id): self-signed when `issuer`
+    /// is None, else issued by it (with its authority key id). `extra` adds extensions.
+    pub fn mint(cn: &str, path_len: u8, issuer: Option<&CaCert>, extra: Vec<Extension>) -> CaCert {
+        let (start, end) = ca_validity();
+        let key = EcKey::generate();
+        let subject = name(&format!("CN={cn},O=oci-model-test"));
+        let mut extensions = vec![
+            key_usage(KeyUsages::KeyCertSign | KeyUsages::CRLSign),
+            basic_constraints(true, Some(path_len)),
+            ski(&key.spki),
+        ];
+        extensions.extend(extra);
+        let (issuer_name, signer) = match issuer {
+            Some(ca) => {
+                extensions.push(aki(&ca.key.spki));
+                (&ca.name, &ca.key)
+            }
+            None => (&subject, &key),
+        };
+        let der = sign_cert(
+            tbs(issuer_name, &subject, &key.spki, start, end, extensions),
+            signer,
+        );
+        CaCert {
+            key,
+            name: subject,
+            der,
+        }
+    }
+}
+
 /// A root → intermediate CA for code signing.
 pub struct Chain {
-    pub root_key: EcKey,
-    pub root_der: Vec<u8>,
-    pub intermediate_key: EcKey,
-    pub intermediate_der: Vec<u8>,
-    pub intermediate_name: Name,
+    pub root: CaCert,
+    pub intermediate: CaCert,
 }
 
 impl Chain {
     fn new(label: &str) -> Chain {
-        let start = now_secs() - 24 * 3600;
-        let end = now_secs() + 5 * 365 * 24 * 3600;
-        let root_key = EcKey::generate();
-        let root_name = name(&format!("CN={label}-root,O=oci-model-test"));
-        let root_der = sign_cert(
-            tbs(
-                &root_name,
-                &root_name,
-                &root_key.spki,
-                start,
-                end,
-                vec![
-                    key_usage(KeyUsages::KeyCertSign | KeyUsages::CRLSign),
-                    basic_constraints(true, Some(1)),
-                    ski(&root_key.spki),
-                ],
-            ),
-            &root_key,
+        let root = CaCert::mint(&format!("{label}-root"), 1, None, vec![]);
+        let intermediate = CaCert::mint(
+            &format!("{label}-intermediate"),
+            0,
+            Some(&root),
+            vec![eku(KP_CODE_SIGNING, false)],
         );
-        let intermediate_key = EcKey::generate();
-        let intermediate_name = name(&format!("CN={label}-intermediate,O=oci-model-test"));
-        let intermediate_der = sign_cert(
-            tbs(
-                &root_name,
-                &intermediate_name,
-                &intermediate_key.spki,
-                start,
-                end,
-                vec![
-                    key_usage(KeyUsages::KeyCertSign | KeyUsages::CRLSign),
-                    eku(KP_CODE_SIGNING, false),
-                    basic_constraints(true, Some(0)),
-                    ski(&intermediate_key.spki),
-                    aki(&root_key.spki),
-                ],
-            ),
-            &root_key,
-        );
-        Chain {
-            root_key,
-            root_der,
-            intermediate_key,
-            intermediate_der,
-            intermediate_name,
-        }
+        Chain { root, intermediate }
     }
 }
 
@@ -261,7 +267,7 @@ impl Ca {
             key_usage(KeyUsages::DigitalSignature),
             eku(KP_CODE_SIGNING, false),
             ski(spki),
-            aki(&chain.intermediate_key.spki),
+            aki(&chain.intermediate.key.spki),
             ext(
                 SUBJECT_ALT_NAME,
                 true,
@@ -276,7 +282,7 @@ impl Ca {
         ];
         let empty = Name::default();
         let mut leaf = tbs(
-            &chain.intermediate_name,
+            &chain.intermediate.name,
             &empty,
             spki,
             now,
@@ -287,7 +293,7 @@ impl Ca {
         // SCT extension) with the issuer's key hash.
         let precert_tbs = leaf.to_der().unwrap();
         let timestamp_ms = (now_secs() as u64) * 1000;
-        let issuer_key_hash = sha256(&chain.intermediate_key.spki);
+        let issuer_key_hash = sha256(&chain.intermediate.key.spki);
         let mut signed = vec![0u8, 0u8]; // v1, certificate_timestamp
         signed.extend_from_slice(&timestamp_ms.to_be_bytes());
         signed.extend_from_slice(&1u16.to_be_bytes()); // precert_entry
@@ -319,11 +325,11 @@ impl Ca {
             OctetString::new(list).unwrap().to_der().unwrap(),
         ));
         leaf.extensions = Some(extensions);
-        let leaf_der = sign_cert(leaf, &chain.intermediate_key);
+        let leaf_der = sign_cert(leaf, &chain.intermediate.key);
         vec![
             leaf_der,
-            chain.intermediate_der.clone(),
-            chain.root_der.clone(),
+            chain.intermediate.der.clone(),
+            chain.root.der.clone(),
         ]
     }
 }

@@ -376,8 +376,8 @@ fn trusted_root_json(
             "subject": {"organization": "oci-model-test", "commonName": "fake-fulcio"},
             "uri": fulcio_url,
             "certChain": {"certificates": [
-                {"rawBytes": b64(&s.fulcio.trusted.intermediate_der)},
-                {"rawBytes": b64(&s.fulcio.trusted.root_der)},
+                {"rawBytes": b64(&s.fulcio.trusted.intermediate.der)},
+                {"rawBytes": b64(&s.fulcio.trusted.root.der)},
             ]},
             "validFor": {"start": rfc3339(start)},
         }],

@@ -4,7 +4,8 @@
 //! TSA leaf (EKU timeStamping, critical) under its own root.
 
 use super::fulcio::{
-    aki, eku, key_usage, name, sign_cert, ski, tbs, ECDSA_WITH_SHA256, KP_TIME_STAMPING,
+    aki, ca_validity, eku, key_usage, name, sign_cert, ski, tbs, CaCert, ECDSA_WITH_SHA256,
+    KP_TIME_STAMPING,
 };
 use super::{now_secs, sha256, EcKey, Fault, Shared};
 use axum::body::Bytes;
@@ -101,38 +102,12 @@ pub struct Authority {
 
 impl Authority {
     pub fn new() -> Authority {
-        let start = now_secs() - 24 * 3600;
-        let end = now_secs() + 5 * 365 * 24 * 3600;
-        let root_key = EcKey::generate();
-        let root_name = name("CN=fake-tsa-root,O=oci-model-test");
-        let root_der = sign_cert(
-            tbs(
-                &root_name,
-                &root_name,
-                &root_key.spki,
-                start,
-                end,
-                vec![
-                    key_usage(KeyUsages::KeyCertSign | KeyUsages::CRLSign),
-                    super::fulcio::ext(
-                        ObjectIdentifier::new_unwrap("2.5.29.19"),
-                        true,
-                        x509_cert::ext::pkix::BasicConstraints {
-                            ca: true,
-                            path_len_constraint: Some(0),
-                        }
-                        .to_der()
-                        .unwrap(),
-                    ),
-                    ski(&root_key.spki),
-                ],
-            ),
-            &root_key,
-        );
+        let root = CaCert::mint("fake-tsa-root", 0, None, vec![]);
+        let (start, end) = ca_validity();
         let key = EcKey::generate();
         let leaf_der = sign_cert(
             tbs(
-                &root_name,
+                &root.name,
                 &name("CN=fake-tsa,O=oci-model-test"),
                 &key.spki,
                 start,
@@ -141,16 +116,16 @@ impl Authority {
                     key_usage(KeyUsages::DigitalSignature),
                     eku(KP_TIME_STAMPING, true),
                     ski(&key.spki),
-                    aki(&root_key.spki),
+                    aki(&root.key.spki),
                 ],
             ),
-            &root_key,
+            &root.key,
         );
         Authority {
             key,
             rogue: EcKey::generate(),
             leaf_der,
-            root_der,
+            root_der: root.der,
         }
     }
 
