@@ -33,9 +33,13 @@ macro_rules! eprintln {
 mod cli;
 
 use clap::Parser;
+use std::ffi::OsString;
 
 fn main() -> std::process::ExitCode {
-    let args = cli::args::Cli::parse_from(std::env::args_os());
+    let args = match cli::args::Cli::try_parse_from(std::env::args_os()) {
+        Ok(args) => args,
+        Err(e) => return argument_error(e),
+    };
     let level = match args.global.verbose {
         0 => "warn",
         1 => "info",
@@ -66,4 +70,43 @@ fn main() -> std::process::ExitCode {
         }
     };
     std::process::ExitCode::from(runtime.block_on(cli::run(args)))
+}
+
+/// An argument clap refused (or `--help`/`--version`). With `-o json` a refusal is also one JSON
+/// document on stdout, like every other failure, so a script always has a document to read.
+fn argument_error(e: clap::Error) -> std::process::ExitCode {
+    if e.use_stderr() && wants_json(std::env::args_os()) {
+        let text = e.render().to_string();
+        let message = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ");
+        let value = serde_json::json!({
+            "ok": false,
+            "exitCode": e.exit_code(),
+            "error": message,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    }
+    let _ = e.print();
+    std::process::ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(cli::exit::USAGE))
+}
+
+/// Does the command line ask for JSON output (`-o json`, `-ojson`, `--output json`,
+/// `--output=json`) before any `--`?
+fn wants_json(args: impl Iterator<Item = OsString>) -> bool {
+    let args: Vec<String> = args
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .take_while(|a| a != "--")
+        .collect();
+    args.iter().enumerate().any(|(i, a)| {
+        a == "-ojson"
+            || a == "--output=json"
+            || ((a == "-o" || a == "--output") && args.get(i + 1).is_some_and(|v| v == "json"))
+    })
 }

@@ -2,6 +2,7 @@
 
 mod attest;
 mod attest_lib;
+mod cli_edges;
 mod conformance;
 mod fakes;
 mod harness;
@@ -10,7 +11,7 @@ mod key_tlog;
 mod keyless;
 mod layout;
 mod local;
-mod pipes;
+
 mod push_pull;
 mod registry;
 mod sign_verify;

@@ -1,5 +1,6 @@
-//! Output to a closed pipe (`oci-model … | head -c1`) ends the command cleanly: no panic
-//! (exit 101), and the exit code is the command's own.
+//! The CLI at its edges: output to a closed pipe ends the command cleanly (no panic, exit
+//! 101; the exit code is the command's own), no colour off a terminal, and argument errors
+//! in JSON mode.
 
 use std::process::{Command, Stdio};
 
@@ -65,4 +66,47 @@ fn warnings_are_not_coloured_when_stderr_is_not_a_terminal() {
     assert!(stderr.contains("WARN"), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "ANSI escape in {stderr:?}");
     assert_eq!(out.status.code(), Some(3), "{stderr}");
+}
+
+#[test]
+fn an_argument_error_in_json_mode_is_one_json_document() {
+    for args in [
+        &["-o", "json", "inspect", "localhost:5000/m:v1", "--bogus"][..],
+        &["inspect", "--output=json", "--bogus"][..],
+        &["--output", "json", "no-such-command"][..],
+    ] {
+        let out = Command::new(bin())
+            .args(args)
+            .output()
+            .expect("run oci-model");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not one JSON document ({e}): {out:?}"));
+        assert_eq!(doc["ok"], false, "{doc}");
+        assert_eq!(doc["exitCode"], 2, "{doc}");
+        assert!(
+            doc["error"]
+                .as_str()
+                .is_some_and(|e| !e.is_empty() && !e.starts_with("error:")),
+            "{doc}"
+        );
+        // The person still gets clap's message with its usage on stderr.
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Usage"),
+            "{out:?}"
+        );
+    }
+    // Text mode and --help print no JSON.
+    let out = Command::new(bin())
+        .args(["inspect", "--bogus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let out = Command::new(bin())
+        .args(["-o", "json", "inspect", "--help"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
 }
