@@ -3,9 +3,9 @@
 //! so the signature is checked here with the trusted key. The key is the root of trust; there
 //! is no signing time.
 
-use super::bundle::{digest_artifact, Artifact};
+use super::error::VerifyError;
 use super::policy::TrustedKey;
-use super::VerifyError;
+use super::types::{digest_artifact, Artifact};
 use sigstore_crypto::SigningScheme;
 use sigstore_types::{Bundle, HashAlgorithm, SignatureContent};
 use std::io::Read;

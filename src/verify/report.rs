@@ -1,7 +1,8 @@
 //! What was verified, how, and the verdict: one type for text and JSON output.
 
-use super::bundle::{BundleKind, Check, Signer, Subject, VerifiedBundle};
-use super::policy::PolicyOutcome;
+use super::bundle::{BoundBundle, Subject};
+use super::evaluate::PolicyOutcome;
+use super::types::{BundleKind, Check, Signer};
 use serde::Serialize;
 
 /// One bundle's result.
@@ -30,7 +31,7 @@ pub struct BundleReport {
 
 impl BundleReport {
     /// A verified bundle; add the caller's own checks to `checks` (resources, referrer subject).
-    pub fn verified(source: impl Into<String>, b: &VerifiedBundle) -> Self {
+    pub fn verified(source: impl Into<String>, b: &BoundBundle) -> Self {
         BundleReport {
             source: source.into(),
             ok: true,
