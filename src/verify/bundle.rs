@@ -22,7 +22,7 @@ use super::error::VerifyError;
 use super::keyed;
 use super::policy::{SignerPolicy, TrustedKey};
 use super::trust::TrustedRoot;
-use super::types::{Artifact, BundleKind, Check, CheckName, Signer, VerifyOptions};
+use super::types::{cannot_read, Artifact, BundleKind, Check, CheckName, Signer, VerifyOptions};
 use crate::digest::Digest;
 use crate::media_types;
 use crate::signing::oms::{Comparison, ModelStatement};
@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use sigstore_types::bundle::VerificationMaterialContent;
 use sigstore_types::{Bundle, SignatureContent};
 use std::collections::BTreeMap;
-use std::io::Read;
 
 /// An in-toto statement (v1 or v0.1), parsed from a verified DSSE payload.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -412,21 +411,14 @@ fn run_sigstore(
                 .map_err(|e| VerifyError::Artifact(e.to_string()))?;
             verifier.verify(hash, bundle, policy)
         }
+        Artifact::File(_) if whole_message => verifier.verify(
+            artifact.whole_message("Ed25519")?.as_slice(),
+            bundle,
+            policy,
+        ),
         Artifact::File(path) => {
-            let open = || {
-                std::fs::File::open(path).map_err(|e| {
-                    VerifyError::Artifact(format!("cannot read {}: {e}", path.display()))
-                })
-            };
-            if whole_message {
-                let mut bytes = Vec::new();
-                open()?.read_to_end(&mut bytes).map_err(|e| {
-                    VerifyError::Artifact(format!("cannot read {}: {e}", path.display()))
-                })?;
-                verifier.verify(bytes.as_slice(), bundle, policy)
-            } else {
-                verifier.verify_reader(std::io::BufReader::new(open()?), bundle, policy)
-            }
+            let file = std::fs::File::open(path).map_err(cannot_read(path))?;
+            verifier.verify_reader(std::io::BufReader::new(file), bundle, policy)
         }
     };
     result.map_err(VerifyError::from_sigstore)

@@ -8,7 +8,7 @@ use crate::digest::Digest;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256, Sha384};
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The signed artifact.
 #[derive(Clone, Debug)]
@@ -19,6 +19,24 @@ pub enum Artifact {
     File(PathBuf),
     /// Its sha256 digest (for DSSE bundles: must equal a statement subject's digest).
     Digest(Digest),
+}
+
+impl Artifact {
+    /// The whole artifact in memory, for a scheme that signs the message itself (Ed25519).
+    pub(crate) fn whole_message(&self, scheme: &str) -> Result<Vec<u8>, VerifyError> {
+        match self {
+            Artifact::Bytes(b) => Ok(b.clone()),
+            Artifact::File(p) => std::fs::read(p).map_err(cannot_read(p)),
+            Artifact::Digest(_) => Err(VerifyError::Artifact(format!(
+                "{scheme} signs the whole message: give the artifact file, not its digest"
+            ))),
+        }
+    }
+}
+
+/// The error for an artifact file that cannot be read.
+pub(crate) fn cannot_read(path: &Path) -> impl Fn(std::io::Error) -> VerifyError + Copy + '_ {
+    move |e| VerifyError::Artifact(format!("cannot read {}: {e}", path.display()))
 }
 
 impl std::fmt::Display for Artifact {
@@ -51,50 +69,45 @@ impl VerifyOptions {
     }
 }
 
-/// What a [`Check`] checked. Serialises (and prints) as the names reports have always used.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CheckName {
-    Bundle,
-    Key,
-    CertificateChain,
-    CertificateSct,
-    Identity,
-    TransparencyLog,
-    SigningTime,
-    Signature,
-    /// The signed subject is the caller's artifact (digest, bytes or file).
-    Subject,
-    /// A model-signing signature lists exactly the manifest's layers.
-    Resources,
-    /// A model-signing statement and its root digest (verify-local).
-    Statement,
-    /// A model-signing signature lists exactly the local files (verify-local).
-    Files,
-    ReferrerSubject,
-    Manifest,
-    Referrers,
+/// One table: each check's variant and the name reports print and serialise.
+macro_rules! check_names {
+    ($($variant:ident => $name:literal,)*) => {
+        /// What a [`Check`] checked. Serialises (and prints) as the names reports have always
+        /// used.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum CheckName {
+            $($variant,)*
+        }
+
+        impl CheckName {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(CheckName::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl CheckName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckName::Bundle => "bundle",
-            CheckName::Key => "key",
-            CheckName::CertificateChain => "certificate chain",
-            CheckName::CertificateSct => "certificate SCT",
-            CheckName::Identity => "identity",
-            CheckName::TransparencyLog => "transparency log",
-            CheckName::SigningTime => "signing time",
-            CheckName::Signature => "signature",
-            CheckName::Subject => "subject",
-            CheckName::Resources => "resources",
-            CheckName::Statement => "statement",
-            CheckName::Files => "files",
-            CheckName::ReferrerSubject => "referrer subject",
-            CheckName::Manifest => "manifest",
-            CheckName::Referrers => "referrers",
-        }
-    }
+check_names! {
+    Bundle => "bundle",
+    Key => "key",
+    CertificateChain => "certificate chain",
+    CertificateSct => "certificate SCT",
+    Identity => "identity",
+    TransparencyLog => "transparency log",
+    SigningTime => "signing time",
+    Signature => "signature",
+    // The signed subject is the caller's artifact (digest, bytes or file).
+    Subject => "subject",
+    // Model-signing resources against the manifest's layers (verify) or the local files
+    // and statement (verify-local).
+    Resources => "resources",
+    Statement => "statement",
+    Files => "files",
+    ReferrerSubject => "referrer subject",
+    Manifest => "manifest",
+    Referrers => "referrers",
 }
 
 impl std::fmt::Display for CheckName {
@@ -187,9 +200,7 @@ pub(crate) fn digest_artifact(artifact: &Artifact) -> Result<ArtifactDigests, Ve
             sha384: Some(Sha384::digest(b).to_vec()),
         }),
         Artifact::File(path) => {
-            let err = |e: std::io::Error| {
-                VerifyError::Artifact(format!("cannot read {}: {e}", path.display()))
-            };
+            let err = cannot_read(path);
             let mut file = std::fs::File::open(path).map_err(err)?;
             let (mut a, mut b) = (Sha256::new(), Sha384::new());
             let mut buf = vec![0u8; 256 * 1024];

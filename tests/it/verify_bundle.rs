@@ -3,6 +3,7 @@
 //! and through `oci-model verify-bundle`, with no network.
 
 use crate::harness;
+use oci_model::digest::Digest;
 use oci_model::verify::{
     self, Artifact, BundleKind, CheckName, Matcher, Signer, SignerPolicy, TrustedKey, TrustedRoot,
     VerifyError, VerifyOptions,
@@ -98,42 +99,35 @@ fn production_model_signatures_verify_keyless_with_subject_checked_by_caller() {
             );
         }
 
-        // The caller's part: resources are the files, subject = sha256 over their digests.
+        // The caller's part: resources are the files, subject = sha256 over their digests;
+        // the binding accepts those files and refuses one changed file.
         let st = v.statement().unwrap();
         let mut concat = Vec::new();
+        let mut files = Vec::new();
         for r in st.predicate["resources"].as_array().unwrap() {
             let name = r["name"].as_str().unwrap();
-            let file_hex = hex::encode(Sha256::digest(std::fs::read(dir.join(name)).unwrap()));
-            assert_eq!(r["digest"].as_str().unwrap(), file_hex, "{version}: {name}");
-            concat.extend(hex::decode(file_hex).unwrap());
+            let digest = Digest::of(&std::fs::read(dir.join(name)).unwrap());
+            assert_eq!(
+                r["digest"].as_str().unwrap(),
+                digest.hex(),
+                "{version}: {name}"
+            );
+            concat.extend(digest.raw());
+            files.push((name, digest));
         }
         assert_eq!(
             st.subject[0].sha256().unwrap(),
             hex::encode(Sha256::digest(&concat)),
             "{version}: subject"
         );
-        // The binding: the resources against those files, and against one changed file.
-        let files: Vec<(String, oci_model::digest::Digest)> = st.predicate["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let name = r["name"].as_str().unwrap().to_string();
-                let digest =
-                    oci_model::digest::Digest::of(&std::fs::read(dir.join(&name)).unwrap());
-                (name, digest)
-            })
-            .collect();
-        let pairs = || files.iter().map(|(n, d)| (n.as_str(), d));
-        let bound = v.clone().bind_files(pairs(), "differ").unwrap();
-        assert_eq!(bound.comparison.checked, files.len());
-        let changed = oci_model::digest::Digest::of(b"changed");
+        let bound = v
+            .clone()
+            .bind_files(files.iter().map(|(n, d)| (*n, d)), "differ");
+        assert_eq!(bound.unwrap().comparison.checked, files.len());
+        let changed = Digest::of(b"changed");
         let err = v
             .clone()
-            .bind_files(
-                pairs().map(|(n, d)| (n, if n == files[0].0 { &changed } else { d })),
-                "differ",
-            )
+            .bind_files(files.iter().map(|(n, _)| (*n, &changed)), "differ")
             .unwrap_err();
         assert!(matches!(err, VerifyError::FilesDiffer { .. }), "{err}");
 
@@ -632,7 +626,7 @@ fn library_artifact_forms_agree() {
     let root = TrustedRoot::production().unwrap();
     let bundle = std::fs::read(happy_bundle()).unwrap();
     let bytes = std::fs::read(a_txt()).unwrap();
-    let digest = oci_model::digest::Digest::of(&bytes);
+    let digest = Digest::of(&bytes);
     let policy = identity(BEACON, GITHUB);
     for a in [
         Artifact::Bytes(bytes.clone()),
