@@ -65,7 +65,6 @@ impl Subject {
 pub struct VerifiedSignature {
     media_type: String,
     kind: BundleKind,
-    payload_type: Option<String>,
     payload: Option<Vec<u8>>,
     message_digest: Option<String>,
     statement: Option<Statement>,
@@ -81,10 +80,6 @@ impl VerifiedSignature {
     }
     pub fn kind(&self) -> BundleKind {
         self.kind
-    }
-    /// DSSE payload type (None for a message signature).
-    pub fn payload_type(&self) -> Option<&str> {
-        self.payload_type.as_deref()
     }
     /// The verified DSSE payload bytes (parse them; never compare their text).
     pub fn payload(&self) -> Option<&[u8]> {
@@ -332,7 +327,6 @@ fn verify(
         } else {
             BundleKind::Key
         },
-        payload_type,
         payload,
         message_digest,
         statement,

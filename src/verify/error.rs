@@ -88,6 +88,10 @@ impl VerifyError {
     /// Translate a `sigstore-verify` error into ours (keeping its detail).
     pub(crate) fn from_sigstore(err: sigstore_verify::Error) -> Self {
         use sigstore_verify::{Error as E, TimestampError as T};
+        let root_in_use = |reason| VerifyError::InvalidTrustedRoot {
+            source_name: "in use".into(),
+            reason,
+        };
         match err {
             E::IdentityMismatch { expected, actual } => VerifyError::IdentityMismatch {
                 expected: expected.to_string(),
@@ -126,18 +130,9 @@ impl VerifyError {
                 }
             }
             E::UnsupportedBundle(d) => VerifyError::UnsupportedBundle(d),
-            E::InvalidTrustRoot(d) => VerifyError::InvalidTrustedRoot {
-                source_name: "in use".into(),
-                reason: d,
-            },
-            E::TrustRoot(e) => VerifyError::InvalidTrustedRoot {
-                source_name: "in use".into(),
-                reason: e.to_string(),
-            },
-            E::TrustedCertificate(e) => VerifyError::InvalidTrustedRoot {
-                source_name: "in use".into(),
-                reason: e.to_string(),
-            },
+            E::InvalidTrustRoot(d) => root_in_use(d),
+            E::TrustRoot(e) => root_in_use(e.to_string()),
+            E::TrustedCertificate(e) => root_in_use(e.to_string()),
             E::Crypto(e) => VerifyError::SignatureInvalid(e.to_string()),
             E::Types(e) => VerifyError::MalformedBundle(e.to_string()),
             other => VerifyError::Failed(other.to_string()),
