@@ -138,6 +138,13 @@ impl Check {
     }
 }
 
+impl std::fmt::Display for Check {
+    /// A passed check as reports print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "✓ {}: {}", self.name, self.detail)
+    }
+}
+
 /// Keyless (Fulcio certificate) or key-based (public key hint).
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]

@@ -263,9 +263,7 @@ pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()
         ),
     ));
     checks.push(Check::new(CheckName::Files, comparison.to_string()));
-    for c in &checks {
-        lines.push(format!("  ✓ {}: {}", c.name, c.detail));
-    }
+    lines.extend(checks.iter().map(|c| format!("  {c}")));
     ctx.printer.result(
         &lines.join("\n"),
         &json!({
