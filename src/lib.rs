@@ -16,7 +16,9 @@
 //!   except key files.
 //! - [`attest`]: in-toto Statement v1 and SLSA provenance v1 builders.
 //! - [`verify`]: trusted roots, policy, the checks; pure (bytes in, report out), writes
-//!   nothing, and alone builds the verified result.
+//!   nothing, and alone builds the verified results: a signature becomes a bundle policy
+//!   evaluation accepts only once its subject is bound to the artifact or the model's files
+//!   (read with `signing::oms`).
 //! - [`sigstore_ops`]: joins the above with a store: sign/attest a target (push referrers),
 //!   gather and verify a target's referrers.
 //! - [`progress`]: the `Reporter` trait the library calls; the CLI draws bars.

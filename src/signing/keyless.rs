@@ -368,7 +368,7 @@ pub fn verify_before_publishing(
 ) -> Result<(), KeylessError> {
     crate::verify::verify_bundle(
         bundle_json,
-        Some(&Artifact::Digest(subject.clone())),
+        &Artifact::Digest(subject.clone()),
         policy,
         trusted_root,
     )

@@ -695,20 +695,30 @@ fn hash_files_parallel(files: &[(String, PathBuf)]) -> Result<Vec<Digest>, OmsEr
     Ok(out)
 }
 
-/// Check a local model against a signed statement: re-applies the statement's ignore paths
-/// (plus `extra_ignores`, e.g. the signature file), hashes the files and compares.
+/// Hash a local model as `statement` was signed: re-applies the statement's ignore paths
+/// (plus `extra_ignores`, e.g. the signature file) and its symlink setting.
+pub fn hash_as_signed(
+    statement: &ModelStatement,
+    model: &Path,
+    extra_ignores: &[String],
+    allow_symlinks: bool,
+) -> Result<ModelStatement, OmsError> {
+    let opts = HashOptions {
+        ignore_paths: statement.verification_ignores(extra_ignores),
+        ignore_git_paths: false,
+        allow_symlinks: allow_symlinks || statement.serialization.allow_symlinks,
+    };
+    hash_model(model, &opts)
+}
+
+/// Check a local model against a signed statement: [`hash_as_signed`], then compare.
 pub fn check_model(
     statement: &ModelStatement,
     model: &Path,
     extra_ignores: &[String],
     allow_symlinks: bool,
 ) -> Result<Comparison, OmsError> {
-    let opts = HashOptions {
-        ignore_paths: statement.verification_ignores(extra_ignores),
-        ignore_git_paths: false,
-        allow_symlinks: allow_symlinks || statement.serialization.allow_symlinks,
-    };
-    let actual = hash_model(model, &opts)?;
+    let actual = hash_as_signed(statement, model, extra_ignores, allow_symlinks)?;
     Ok(statement.compare(
         actual
             .resources

@@ -3,10 +3,10 @@
 use super::{find_bundles, OpsError};
 use crate::media_types as mt;
 use crate::model::ModelArtifact;
-use crate::signing::oms::ModelStatement;
 use crate::store::Store;
 use crate::verify::{
-    self, Artifact, BundleReport, Check, Policy, Report, TrustedRoot, VerifiedBundle, VerifyOptions,
+    self, Artifact, BoundBundle, BundleReport, Check, CheckName, Policy, Report, TrustedRoot,
+    VerifyError, VerifyOptions,
 };
 
 /// Verify every bundle attached to a model against `policy`.
@@ -17,21 +17,21 @@ use crate::verify::{
 ///   the manifest digest, and its predicate type must equal the referrer's annotation;
 /// - every referrer must have the model manifest as its subject.
 ///
-/// Bundles that fail count for nothing; the report says why. Only verified bundles are given
-/// to the policy, and the returned list holds exactly those.
+/// Bundles that fail count for nothing; the report says why. Only bound bundles (subject or
+/// resources checked) are given to the policy, and the returned list holds exactly those.
 pub async fn verify_model(
     store: &dyn Store,
     artifact: &ModelArtifact,
     target_name: &str,
     policy: &Policy,
     trust: &TrustedRoot,
-) -> Result<(Report, Vec<VerifiedBundle>), OpsError> {
+) -> Result<(Report, Vec<BoundBundle>), OpsError> {
     let files = artifact.files()?;
     let digest = &artifact.descriptor.digest;
     let mut report = Report::new(format!("{target_name}@{digest}"));
     report.trusted_root = Some(trust.source().to_string());
     report.checks.push(Check::new(
-        "manifest",
+        CheckName::Manifest,
         format!(
             "{digest}: {} file(s), every layer path checked",
             files.len()
@@ -39,7 +39,7 @@ pub async fn verify_model(
     ));
     let found = find_bundles(store, &artifact.descriptor).await?;
     report.checks.push(Check::new(
-        "referrers",
+        CheckName::Referrers,
         format!("{} Sigstore bundle(s) attached", found.len()),
     ));
     let mut verified = Vec::new();
@@ -62,12 +62,8 @@ pub async fn verify_model(
         ) {
             Ok((b, extra)) => {
                 let mut r = BundleReport::verified(source, &b);
-                // The OMS subject is checked here (resources → root digest), not by the
-                // bundle verifier: drop its "not checked" note.
-                r.checks
-                    .retain(|c| !(c.name == "subject" && c.detail.starts_with("not checked")));
                 r.checks.push(Check::new(
-                    "referrer subject",
+                    CheckName::ReferrerSubject,
                     format!("the referrer's subject is {digest}"),
                 ));
                 r.checks.extend(extra);
@@ -102,52 +98,43 @@ fn verify_one(
     files: &[crate::model::ModelFile],
     policy: &Policy,
     trust: &TrustedRoot,
-) -> Result<(VerifiedBundle, Vec<Check>), String> {
+) -> Result<(BoundBundle, Vec<Check>), VerifyError> {
     let route = annotated
         .map(str::to_string)
         .or_else(|| peek_predicate_type(bundle));
     let mut checks = Vec::new();
     let verified = if route.as_deref() == Some(mt::PREDICATE_MODEL_SIGNING) {
-        let b =
-            verify::verify_bundle_with(bundle, None, &policy.signers, trust, &VerifyOptions::oms())
-                .map_err(|e| e.to_string())?;
-        let payload = b
-            .payload()
-            .ok_or("model-signing bundle has no DSSE payload")?;
-        let statement = ModelStatement::parse(payload).map_err(|e| e.to_string())?;
-        let comparison = statement.compare(
-            files
-                .iter()
-                .map(|f| (f.path.as_str(), &f.descriptor.digest)),
-        );
-        if !comparison.is_match() {
-            return Err(format!(
-                "the signed files differ from the manifest's layers: {comparison}"
-            ));
-        }
+        let bound =
+            verify::verify_signature(bundle, &policy.signers, trust, &VerifyOptions::oms())?
+                .bind_files(
+                    files
+                        .iter()
+                        .map(|f| (f.path.as_str(), &f.descriptor.digest)),
+                    "the signed files differ from the manifest's layers",
+                )?;
         checks.push(Check::new(
-            "resources",
+            CheckName::Resources,
             format!(
                 "the signature lists exactly the manifest's {} file(s) with the same sha256 digests; its subject is their root digest {}",
-                comparison.checked,
-                statement.root_digest()
+                bound.comparison.checked,
+                bound.statement.root_digest()
             ),
         ));
-        b
+        bound.bundle
     } else {
         verify::verify_bundle(
             bundle,
-            Some(&Artifact::Digest(artifact.descriptor.digest.clone())),
+            &Artifact::Digest(artifact.descriptor.digest.clone()),
             &policy.signers,
             trust,
-        )
-        .map_err(|e| e.to_string())?
+        )?
     };
     if let (Some(annotated), Some(actual)) = (annotated, verified.predicate_type()) {
         if annotated != actual {
-            return Err(format!(
-                "the referrer is annotated with predicate type {annotated} but the signed statement says {actual}"
-            ));
+            return Err(VerifyError::PredicateTypeMismatch {
+                annotated: annotated.to_string(),
+                signed: actual.to_string(),
+            });
         }
     }
     Ok((verified, checks))

@@ -10,67 +10,27 @@
 //! `model_signing sign key` writes — are checked here: exactly one DSSE signature over the PAE
 //! with the trusted key (P-256/SHA-256, P-384/SHA-384, Ed25519), `keyid` ignored, the statement
 //! subject bound to the artifact.
+//!
+//! The result proves what ran, like rustls's `ServerCertVerified`: [`verify_signature`] gives a
+//! [`VerifiedSignature`] (signature, certificate, log and time checked; subject not yet bound
+//! to anything the caller holds), which becomes a [`BoundBundle`] only through
+//! [`VerifiedSignature::bind_files`]; [`verify_bundle`] checks the subject against the caller's
+//! artifact and gives a [`BoundBundle`] directly. Only this module builds either, and policy
+//! evaluation takes only [`BoundBundle`]s.
 
+use super::error::VerifyError;
 use super::keyed;
 use super::policy::{SignerPolicy, TrustedKey};
 use super::trust::TrustedRoot;
-use super::VerifyError;
+use super::types::{cannot_read, Artifact, BundleKind, Check, CheckName, Signer, VerifyOptions};
 use crate::digest::Digest;
 use crate::media_types;
+use crate::signing::oms::{Comparison, ModelStatement};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256, Sha384};
 use sigstore_types::bundle::VerificationMaterialContent;
 use sigstore_types::{Bundle, SignatureContent};
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::PathBuf;
-
-/// The signed artifact.
-#[derive(Clone, Debug)]
-pub enum Artifact {
-    /// The artifact's bytes.
-    Bytes(Vec<u8>),
-    /// A file, streamed (never read whole, except for an Ed25519 message signature).
-    File(PathBuf),
-    /// Its sha256 digest (for DSSE bundles: must equal a statement subject's digest).
-    Digest(Digest),
-}
-
-/// Strictness switches on top of the Sigstore rules.
-#[derive(Clone, Debug, Default)]
-pub struct VerifyOptions {
-    /// Accept only `application/vnd.dev.sigstore.bundle.v0.3+json` (model-signing bundles).
-    pub require_v03: bool,
-    /// Accept only DSSE envelopes with an in-toto statement (no message signatures).
-    pub require_dsse: bool,
-}
-
-impl VerifyOptions {
-    /// OpenSSF model-signing (DESIGN §8): bundle v0.3, DSSE in-toto only.
-    pub fn oms() -> Self {
-        VerifyOptions {
-            require_v03: true,
-            require_dsse: true,
-        }
-    }
-}
-
-/// A check performed, for reports.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct Check {
-    pub name: String,
-    pub detail: String,
-}
-
-impl Check {
-    pub fn new(name: impl Into<String>, detail: impl Into<String>) -> Self {
-        Check {
-            name: name.into(),
-            detail: detail.into(),
-        }
-    }
-}
 
 /// An in-toto statement (v1 or v0.1), parsed from a verified DSSE payload.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -98,77 +58,28 @@ impl Subject {
     }
 }
 
-/// Keyless (Fulcio certificate) or key-based (public key hint).
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub enum BundleKind {
-    Keyless,
-    Key,
-}
-
-/// Who signed: the trusted key, or the certificate identity and issuer.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-#[serde(tag = "kind", rename_all = "camelCase")]
-pub enum Signer {
-    #[serde(rename_all = "camelCase")]
-    Key {
-        /// The key file (first trusted key that verified).
-        name: String,
-        /// hex sha256 of its PEM bytes.
-        hint: String,
-        /// hex sha256 of its DER SubjectPublicKeyInfo.
-        key_id: String,
-        algorithm: String,
-    },
-    #[serde(rename_all = "camelCase")]
-    Identity { identity: String, issuer: String },
-}
-
-impl Signer {
-    /// The same signer has the same id (keys by DER, identities by SAN + issuer).
-    pub fn distinct_id(&self) -> String {
-        match self {
-            Signer::Key { key_id, .. } => format!("key:{key_id}"),
-            Signer::Identity { identity, issuer } => format!("identity:{identity}\n{issuer}"),
-        }
-    }
-}
-
-impl std::fmt::Display for Signer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Signer::Key { name, hint, .. } => write!(f, "key {name} (hint {hint})"),
-            Signer::Identity { identity, issuer } => write!(f, "{identity} (issuer {issuer})"),
-        }
-    }
-}
-
-/// A bundle that passed verification. Only this module builds it.
+/// A bundle whose signature verified with a trusted signer (and, where present, whose
+/// certificate, transparency log entries and timestamps verified), bound only to its own
+/// statement subject: nothing the caller holds is checked yet. Only this module builds it.
 #[derive(Clone, Debug)]
-pub struct VerifiedBundle {
+pub struct VerifiedSignature {
     media_type: String,
     kind: BundleKind,
-    payload_type: Option<String>,
     payload: Option<Vec<u8>>,
     message_digest: Option<String>,
     statement: Option<Statement>,
     signer: Signer,
     matched: Vec<usize>,
     signing_time: Option<DateTime<Utc>>,
-    subject_checked: bool,
     checks: Vec<Check>,
 }
 
-impl VerifiedBundle {
+impl VerifiedSignature {
     pub fn media_type(&self) -> &str {
         &self.media_type
     }
     pub fn kind(&self) -> BundleKind {
         self.kind
-    }
-    /// DSSE payload type (None for a message signature).
-    pub fn payload_type(&self) -> Option<&str> {
-        self.payload_type.as_deref()
     }
     /// The verified DSSE payload bytes (parse them; never compare their text).
     pub fn payload(&self) -> Option<&[u8]> {
@@ -197,43 +108,106 @@ impl VerifiedBundle {
     pub fn signing_time(&self) -> Option<DateTime<Utc>> {
         self.signing_time
     }
-    /// False when verified with `artifact: None`: the caller must check the subject.
-    pub fn subject_checked(&self) -> bool {
-        self.subject_checked
-    }
+    /// The checks that passed (a [`BoundBundle`]'s include how its subject was bound).
     pub fn checks(&self) -> &[Check] {
         &self.checks
     }
+
+    /// The OpenSSF model-signing statement signed here, parsed and checked (its subject is
+    /// the root digest of its resources), e.g. to learn the signed ignore paths before hashing
+    /// a local model.
+    pub fn model_statement(&self) -> Result<ModelStatement, VerifyError> {
+        let payload = self.payload().ok_or_else(|| {
+            VerifyError::UnsupportedBundle("model-signing bundle has no DSSE payload".into())
+        })?;
+        Ok(ModelStatement::parse(payload)?)
+    }
+
+    /// Bind a model-signing signature to the model's files (path → sha256): the signed
+    /// resources must be exactly `files`, and the statement subject is their root digest.
+    /// `mismatch` introduces the difference in the error (e.g. "the signed files differ from
+    /// the manifest's layers").
+    pub fn bind_files<'a>(
+        self,
+        files: impl IntoIterator<Item = (&'a str, &'a Digest)>,
+        mismatch: &str,
+    ) -> Result<BoundModel, VerifyError> {
+        let statement = self.model_statement()?;
+        let comparison = statement.compare(files);
+        if !comparison.is_match() {
+            return Err(VerifyError::FilesDiffer {
+                context: mismatch.to_string(),
+                comparison,
+            });
+        }
+        Ok(BoundModel {
+            bundle: BoundBundle(self),
+            statement,
+            comparison,
+        })
+    }
 }
 
-/// Verify `bundle_json` with the default options (bundle v0.1–v0.3, DSSE or message signature).
-///
-/// `artifact: None` means the caller checks the statement subject itself (model-signing
-/// bundles, whose subject is checked against the resources): the signature is bound to the
-/// statement's own first sha256 subject.
+/// A bundle that passed every check, its subject included: bound to the caller's artifact
+/// ([`verify_bundle`]) or to the model's files ([`VerifiedSignature::bind_files`]). The only
+/// input of [`super::evaluate`]. Only this module builds it.
+#[derive(Clone, Debug)]
+pub struct BoundBundle(VerifiedSignature);
+
+impl std::ops::Deref for BoundBundle {
+    type Target = VerifiedSignature;
+    fn deref(&self) -> &VerifiedSignature {
+        &self.0
+    }
+}
+
+/// A model-signing signature bound to the model's files, with what it signed.
+#[derive(Clone, Debug)]
+pub struct BoundModel {
+    pub bundle: BoundBundle,
+    pub statement: ModelStatement,
+    /// The files against the signed resources (all equal).
+    pub comparison: Comparison,
+}
+
+/// Verify `bundle_json` over `artifact` with the default options (bundle v0.1–v0.3, DSSE or
+/// message signature): the signature and a statement subject (or the message) must be the
+/// artifact's.
 pub fn verify_bundle(
     bundle_json: &[u8],
-    artifact: Option<&Artifact>,
+    artifact: &Artifact,
     policy: &SignerPolicy,
     trust: &TrustedRoot,
-) -> Result<VerifiedBundle, VerifyError> {
-    verify_bundle_with(
-        bundle_json,
-        artifact,
-        policy,
-        trust,
-        &VerifyOptions::default(),
-    )
+) -> Result<BoundBundle, VerifyError> {
+    let options = VerifyOptions::default();
+    let mut verified = verify(bundle_json, Some(artifact), policy, trust, &options)?;
+    let detail = match (&verified.statement, &verified.message_digest) {
+        (Some(_), _) => format!("a statement subject matches {artifact}"),
+        (None, Some(d)) => format!("messageDigest {d} matches {artifact}"),
+        (None, None) => format!("signature covers {artifact}"),
+    };
+    verified.checks.push(Check::new(CheckName::Subject, detail));
+    Ok(BoundBundle(verified))
 }
 
-/// [`verify_bundle`] with explicit strictness options.
-pub fn verify_bundle_with(
+/// Verify a DSSE bundle's signature, bound to its statement's own first sha256 subject: for
+/// bundles whose subject the caller binds itself ([`VerifiedSignature::bind_files`]).
+pub fn verify_signature(
+    bundle_json: &[u8],
+    policy: &SignerPolicy,
+    trust: &TrustedRoot,
+    options: &VerifyOptions,
+) -> Result<VerifiedSignature, VerifyError> {
+    verify(bundle_json, None, policy, trust, options)
+}
+
+fn verify(
     bundle_json: &[u8],
     artifact: Option<&Artifact>,
     policy: &SignerPolicy,
     trust: &TrustedRoot,
     options: &VerifyOptions,
-) -> Result<VerifiedBundle, VerifyError> {
+) -> Result<VerifiedSignature, VerifyError> {
     if policy.is_empty() {
         return Err(VerifyError::EmptyPolicy);
     }
@@ -293,8 +267,8 @@ pub fn verify_bundle_with(
     };
 
     // The artifact: the caller's, or the statement's own subject.
-    let (artifact, subject_checked) = match artifact {
-        Some(a) => (a.clone(), true),
+    let artifact = match artifact {
+        Some(a) => a.clone(),
         None => {
             let Some(st) = &statement else {
                 return Err(VerifyError::Artifact(
@@ -309,12 +283,12 @@ pub fn verify_bundle_with(
                     "statement subject sha256 {hex:?} is not 64 lowercase hex"
                 ))
             })?;
-            (Artifact::Digest(digest), false)
+            Artifact::Digest(digest)
         }
     };
 
     let mut checks = vec![Check::new(
-        "bundle",
+        CheckName::Bundle,
         format!(
             "{media_type}; {}",
             match &payload_type {
@@ -346,28 +320,19 @@ pub fn verify_bundle_with(
         verify_keyed(&bundle, &artifact, policy, trust, &mut checks)?
     };
 
-    checks.push(subject_check(
-        &artifact,
-        subject_checked,
-        statement.as_ref(),
-        message_digest.as_deref(),
-    ));
-
-    Ok(VerifiedBundle {
+    Ok(VerifiedSignature {
         media_type,
         kind: if keyless {
             BundleKind::Keyless
         } else {
             BundleKind::Key
         },
-        payload_type,
         payload,
         message_digest,
         statement,
         signer: outcome.signer,
         matched: outcome.matched,
         signing_time: outcome.signing_time,
-        subject_checked,
         checks,
     })
 }
@@ -440,21 +405,14 @@ fn run_sigstore(
                 .map_err(|e| VerifyError::Artifact(e.to_string()))?;
             verifier.verify(hash, bundle, policy)
         }
+        Artifact::File(_) if whole_message => verifier.verify(
+            artifact.whole_message("Ed25519")?.as_slice(),
+            bundle,
+            policy,
+        ),
         Artifact::File(path) => {
-            let open = || {
-                std::fs::File::open(path).map_err(|e| {
-                    VerifyError::Artifact(format!("cannot read {}: {e}", path.display()))
-                })
-            };
-            if whole_message {
-                let mut bytes = Vec::new();
-                open()?.read_to_end(&mut bytes).map_err(|e| {
-                    VerifyError::Artifact(format!("cannot read {}: {e}", path.display()))
-                })?;
-                verifier.verify(bytes.as_slice(), bundle, policy)
-            } else {
-                verifier.verify_reader(std::io::BufReader::new(open()?), bundle, policy)
-            }
+            let file = std::fs::File::open(path).map_err(cannot_read(path))?;
+            verifier.verify_reader(std::io::BufReader::new(file), bundle, policy)
         }
     };
     result.map_err(VerifyError::from_sigstore)
@@ -507,14 +465,14 @@ fn verify_keyless(
         .join(", ");
 
     checks.push(Check::new(
-        "certificate chain",
+        CheckName::CertificateChain,
         format!(
             "signing certificate chains to a Fulcio CA of the trusted root ({}), has the code-signing usage and is valid at every verified signing time ({fmt_times})",
             trust.source()
         ),
     ));
     checks.push(Check::new(
-        "certificate SCT",
+        CheckName::CertificateSct,
         "embedded signed certificate timestamp verified with a CT log key of the trusted root",
     ));
 
@@ -540,7 +498,7 @@ fn verify_keyless(
         return Err(VerifyError::IdentityMismatch { expected, got: san });
     }
     checks.push(Check::new(
-        "identity",
+        CheckName::Identity,
         format!(
             "certificate SAN {san:?} and OIDC issuer {issuer:?} match {}",
             matched
@@ -557,7 +515,7 @@ fn verify_keyless(
     tlog_checks(bundle, trust, checks);
     timestamp_check(bundle, earliest, checks);
     checks.push(Check::new(
-        "signature",
+        CheckName::Signature,
         match bundle.content {
             SignatureContent::DsseEnvelope(_) => {
                 "DSSE signature over the PAE verifies with the certificate's key"
@@ -590,7 +548,7 @@ fn tlog_checks(bundle: &Bundle, trust: &TrustedRoot, checks: &mut Vec<Check>) {
         }
         what.push("entry matches the bundle");
         checks.push(Check::new(
-            "transparency log",
+            CheckName::TransparencyLog,
             format!(
                 "{} {} entry at index {} in {log}: {} verified",
                 e.kind_version.kind(),
@@ -624,33 +582,9 @@ fn timestamp_check(bundle: &Bundle, earliest: Option<DateTime<Utc>>, checks: &mu
     }
     if let Some(t) = earliest {
         checks.push(Check::new(
-            "signing time",
+            CheckName::SigningTime,
             format!("{} from {}", t.to_rfc3339(), sources.join(" and ")),
         ));
-    }
-}
-
-fn subject_check(
-    artifact: &Artifact,
-    subject_checked: bool,
-    statement: Option<&Statement>,
-    message_digest: Option<&str>,
-) -> Check {
-    if !subject_checked {
-        return Check::new(
-            "subject",
-            "not checked here: the caller checks the statement subject",
-        );
-    }
-    let what = match artifact {
-        Artifact::Bytes(b) => format!("sha256:{}", hex::encode(Sha256::digest(b))),
-        Artifact::Digest(d) => d.to_string(),
-        Artifact::File(p) => format!("the file {}", p.display()),
-    };
-    match (statement, message_digest) {
-        (Some(_), _) => Check::new("subject", format!("a statement subject matches {what}")),
-        (None, Some(d)) => Check::new("subject", format!("messageDigest {d} matches {what}")),
-        (None, None) => Check::new("subject", format!("signature covers {what}")),
     }
 }
 
@@ -730,7 +664,7 @@ fn verify_keyed(
     };
 
     checks.push(Check::new(
-        "key",
+        CheckName::Key,
         format!(
             "signature verifies with trusted {} key {} (hint {}){}",
             key.algorithm_name(),
@@ -750,13 +684,13 @@ fn verify_keyed(
         tlog_checks(bundle, trust, checks);
     } else {
         checks.push(Check::new(
-            "transparency log",
+            CheckName::TransparencyLog,
             "none: key-based bundle without a log entry (the trusted key is the root of trust)",
         ));
     }
     timestamp_check(bundle, signing_time, checks);
     checks.push(Check::new(
-        "signature",
+        CheckName::Signature,
         match bundle.content {
             SignatureContent::DsseEnvelope(_) => {
                 "DSSE signature over the PAE verifies (keyid ignored)"
@@ -776,50 +710,12 @@ fn verify_keyed(
     })
 }
 
-/// sha256 and sha384 of an artifact given as bytes or a file (one streamed pass).
-pub(crate) struct ArtifactDigests {
-    pub sha256: [u8; 32],
-    pub sha384: Option<Vec<u8>>,
-}
-
-pub(crate) fn digest_artifact(artifact: &Artifact) -> Result<ArtifactDigests, VerifyError> {
-    match artifact {
-        Artifact::Digest(d) => Ok(ArtifactDigests {
-            sha256: d.raw(),
-            sha384: None,
-        }),
-        Artifact::Bytes(b) => Ok(ArtifactDigests {
-            sha256: Sha256::digest(b).into(),
-            sha384: Some(Sha384::digest(b).to_vec()),
-        }),
-        Artifact::File(path) => {
-            let err = |e: std::io::Error| {
-                VerifyError::Artifact(format!("cannot read {}: {e}", path.display()))
-            };
-            let mut file = std::fs::File::open(path).map_err(err)?;
-            let (mut a, mut b) = (Sha256::new(), Sha384::new());
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = file.read(&mut buf).map_err(err)?;
-                if n == 0 {
-                    break;
-                }
-                a.update(&buf[..n]);
-                b.update(&buf[..n]);
-            }
-            Ok(ArtifactDigests {
-                sha256: a.finalize().into(),
-                sha384: Some(b.finalize().to_vec()),
-            })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::verify::testutil::{key_bundle, statement, Alg, TestKey};
     use crate::verify::Matcher;
+    use sha2::{Digest as _, Sha256, Sha384};
 
     fn root() -> TrustedRoot {
         TrustedRoot::production().unwrap()
@@ -846,19 +742,17 @@ mod tests {
                 Artifact::Bytes(bytes.clone()),
                 Artifact::Digest(format!("sha256:{hex}").parse().unwrap()),
             ] {
-                let v = verify_bundle_with(&b, Some(&a), &policy, &root(), &VerifyOptions::oms())
-                    .unwrap();
+                let v = verify_bundle(&b, &a, &policy, &root()).unwrap();
                 assert_eq!(v.kind(), BundleKind::Key);
                 assert_eq!(v.matched_entries(), &[0]);
                 assert_eq!(v.predicate_type(), Some("https://example/p"));
-                assert!(v.subject_checked());
                 assert!(v.signing_time().is_none());
                 assert!(matches!(v.signer(), Signer::Key { hint, .. } if *hint == key.hint()));
-                assert!(v.checks().iter().any(|c| c.name == "subject"));
+                assert!(v.checks().iter().any(|c| c.name == CheckName::Subject));
             }
-            // artifact None: bound to the statement's own subject, caller checks it.
-            let v = verify_bundle(&b, None, &policy, &root()).unwrap();
-            assert!(!v.subject_checked());
+            // Signature only: bound to the statement's own subject, no subject check yet.
+            let v = verify_signature(&b, &policy, &root(), &VerifyOptions::oms()).unwrap();
+            assert!(v.checks().iter().all(|c| c.name != CheckName::Subject));
         }
     }
 
@@ -878,7 +772,7 @@ mod tests {
         // Wrong key.
         let err = verify_bundle(
             &good,
-            Some(&a),
+            &a,
             &SignerPolicy::new().with_key(other.trusted("o.pub")),
             &root(),
         )
@@ -890,7 +784,7 @@ mod tests {
         // Several wrong keys: none verifies.
         let err = verify_bundle(
             &good,
-            Some(&a),
+            &a,
             &SignerPolicy::new()
                 .with_key(other.trusted("o.pub"))
                 .with_key(TestKey::new(Alg::P384).trusted("p.pub")),
@@ -899,28 +793,23 @@ mod tests {
         .unwrap_err();
         assert!(matches!(err, VerifyError::NoTrustedKey { .. }), "{err}");
         // Other artifact.
-        let err = verify_bundle(
-            &good,
-            Some(&Artifact::Bytes(b"other".to_vec())),
-            &policy,
-            &root(),
-        )
-        .unwrap_err();
+        let err = verify_bundle(&good, &Artifact::Bytes(b"other".to_vec()), &policy, &root())
+            .unwrap_err();
         assert!(matches!(err, VerifyError::SubjectMismatch(_)), "{err}");
         // Tampered payload (signature over the original).
         let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
         let b64 = base64::engine::general_purpose::STANDARD;
         use base64::Engine as _;
         v["dsseEnvelope"]["payload"] = b64.encode(statement(&hex, "q")).into();
-        let err = verify_bundle(&serde_json::to_vec(&v).unwrap(), Some(&a), &policy, &root())
-            .unwrap_err();
+        let err =
+            verify_bundle(&serde_json::to_vec(&v).unwrap(), &a, &policy, &root()).unwrap_err();
         assert!(matches!(err, VerifyError::SignatureInvalid(_)), "{err}");
         // Two signatures.
         let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
         let sig = v["dsseEnvelope"]["signatures"][0].clone();
         v["dsseEnvelope"]["signatures"] = serde_json::json!([sig.clone(), sig]);
-        let err = verify_bundle(&serde_json::to_vec(&v).unwrap(), Some(&a), &policy, &root())
-            .unwrap_err();
+        let err =
+            verify_bundle(&serde_json::to_vec(&v).unwrap(), &a, &policy, &root()).unwrap_err();
         assert!(
             matches!(err, VerifyError::MalformedBundle(ref d) if d.contains("exactly one signature")),
             "{err}"
@@ -928,8 +817,8 @@ mod tests {
         // Other payload type.
         let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
         v["dsseEnvelope"]["payloadType"] = "application/json".into();
-        let err = verify_bundle(&serde_json::to_vec(&v).unwrap(), Some(&a), &policy, &root())
-            .unwrap_err();
+        let err =
+            verify_bundle(&serde_json::to_vec(&v).unwrap(), &a, &policy, &root()).unwrap_err();
         assert!(matches!(err, VerifyError::UnsupportedBundle(_)), "{err}");
         // v0.2 media type: fine generically, refused for model-signing.
         let v02 = key_bundle(
@@ -937,29 +826,28 @@ mod tests {
             &statement(&hex, "p"),
             media_types::SIGSTORE_BUNDLE_V02,
         );
-        let err = verify_bundle_with(&v02, Some(&a), &policy, &root(), &VerifyOptions::oms())
-            .unwrap_err();
+        let err = verify_signature(&v02, &policy, &root(), &VerifyOptions::oms()).unwrap_err();
         assert!(
             matches!(err, VerifyError::UnsupportedMediaType { .. }),
             "{err}"
         );
         // Not JSON, no media type.
         assert!(matches!(
-            verify_bundle(b"{", Some(&a), &policy, &root()),
+            verify_bundle(b"{", &a, &policy, &root()),
             Err(VerifyError::MalformedBundle(_))
         ));
         assert!(matches!(
-            verify_bundle(b"{}", Some(&a), &policy, &root()),
+            verify_bundle(b"{}", &a, &policy, &root()),
             Err(VerifyError::MalformedBundle(_))
         ));
         // A key bundle never passes an identity-only policy.
         let ids =
             SignerPolicy::new().with_identity(Matcher::exact("a@b"), Matcher::exact("https://i"));
-        let err = verify_bundle(&good, Some(&a), &ids, &root()).unwrap_err();
+        let err = verify_bundle(&good, &a, &ids, &root()).unwrap_err();
         assert!(matches!(err, VerifyError::KindMismatch { .. }), "{err}");
         // Empty policy.
         assert!(matches!(
-            verify_bundle(&good, Some(&a), &SignerPolicy::new(), &root()),
+            verify_bundle(&good, &a, &SignerPolicy::new(), &root()),
             Err(VerifyError::EmptyPolicy)
         ));
     }
@@ -977,9 +865,9 @@ mod tests {
             media_types::SIGSTORE_BUNDLE_V03,
         );
         let policy = SignerPolicy::new().with_key(key.trusted("k.pub"));
-        verify_bundle(&b, Some(&Artifact::File(path.clone())), &policy, &root()).unwrap();
+        verify_bundle(&b, &Artifact::File(path.clone()), &policy, &root()).unwrap();
         std::fs::write(&path, b"changed").unwrap();
-        let err = verify_bundle(&b, Some(&Artifact::File(path)), &policy, &root()).unwrap_err();
+        let err = verify_bundle(&b, &Artifact::File(path), &policy, &root()).unwrap_err();
         assert!(matches!(err, VerifyError::SubjectMismatch(_)), "{err}");
     }
 
@@ -1004,32 +892,16 @@ mod tests {
             }))
             .unwrap();
             let policy = SignerPolicy::new().with_key(key.trusted("k.pub"));
-            let v = verify_bundle(
-                &bundle,
-                Some(&Artifact::Bytes(bytes.clone())),
-                &policy,
-                &root(),
-            )
-            .unwrap();
+            let v =
+                verify_bundle(&bundle, &Artifact::Bytes(bytes.clone()), &policy, &root()).unwrap();
             assert!(v.message_digest().is_some());
             assert!(v.statement().is_none());
-            let err = verify_bundle(
-                &bundle,
-                Some(&Artifact::Bytes(b"x".to_vec())),
-                &policy,
-                &root(),
-            )
-            .unwrap_err();
+            let err = verify_bundle(&bundle, &Artifact::Bytes(b"x".to_vec()), &policy, &root())
+                .unwrap_err();
             assert!(matches!(err, VerifyError::SubjectMismatch(_)), "{err}");
             // Model-signing strictness refuses message signatures.
-            let err = verify_bundle_with(
-                &bundle,
-                Some(&Artifact::Bytes(bytes.clone())),
-                &policy,
-                &root(),
-                &VerifyOptions::oms(),
-            )
-            .unwrap_err();
+            let err =
+                verify_signature(&bundle, &policy, &root(), &VerifyOptions::oms()).unwrap_err();
             assert!(matches!(err, VerifyError::UnsupportedBundle(_)), "{err}");
         }
     }

@@ -1,5 +1,7 @@
 //! Why a verification failed. Every variant names what was checked and what was expected.
 
+use crate::signing::oms::{Comparison, OmsError};
+
 /// A verification failure (exit code 1 at the CLI).
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -53,6 +55,18 @@ pub enum VerifyError {
     /// The artifact (or the statement subject) is not what was signed.
     #[error("subject digest mismatch: {0}")]
     SubjectMismatch(String),
+    /// A model-signing statement that is not one (format, subject ≠ root digest, names).
+    #[error(transparent)]
+    ModelStatement(#[from] OmsError),
+    /// The model's files are not the signed resources.
+    #[error("{context}: {comparison}")]
+    FilesDiffer {
+        context: String,
+        comparison: Comparison,
+    },
+    /// A referrer's predicate-type annotation is not what its signed statement says.
+    #[error("the referrer is annotated with predicate type {annotated} but the signed statement says {signed}")]
+    PredicateTypeMismatch { annotated: String, signed: String },
     /// The artifact could not be used (unreadable file, digest of the wrong kind, missing).
     #[error("artifact: {0}")]
     Artifact(String),
@@ -74,6 +88,10 @@ impl VerifyError {
     /// Translate a `sigstore-verify` error into ours (keeping its detail).
     pub(crate) fn from_sigstore(err: sigstore_verify::Error) -> Self {
         use sigstore_verify::{Error as E, TimestampError as T};
+        let root_in_use = |reason| VerifyError::InvalidTrustedRoot {
+            source_name: "in use".into(),
+            reason,
+        };
         match err {
             E::IdentityMismatch { expected, actual } => VerifyError::IdentityMismatch {
                 expected: expected.to_string(),
@@ -112,18 +130,9 @@ impl VerifyError {
                 }
             }
             E::UnsupportedBundle(d) => VerifyError::UnsupportedBundle(d),
-            E::InvalidTrustRoot(d) => VerifyError::InvalidTrustedRoot {
-                source_name: "in use".into(),
-                reason: d,
-            },
-            E::TrustRoot(e) => VerifyError::InvalidTrustedRoot {
-                source_name: "in use".into(),
-                reason: e.to_string(),
-            },
-            E::TrustedCertificate(e) => VerifyError::InvalidTrustedRoot {
-                source_name: "in use".into(),
-                reason: e.to_string(),
-            },
+            E::InvalidTrustRoot(d) => root_in_use(d),
+            E::TrustRoot(e) => root_in_use(e.to_string()),
+            E::TrustedCertificate(e) => root_in_use(e.to_string()),
             E::Crypto(e) => VerifyError::SignatureInvalid(e.to_string()),
             E::Types(e) => VerifyError::MalformedBundle(e.to_string()),
             other => VerifyError::Failed(other.to_string()),

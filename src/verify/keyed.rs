@@ -3,12 +3,10 @@
 //! so the signature is checked here with the trusted key. The key is the root of trust; there
 //! is no signing time.
 
-use super::bundle::{digest_artifact, Artifact};
+use super::error::VerifyError;
 use super::policy::TrustedKey;
-use super::VerifyError;
-use sigstore_crypto::SigningScheme;
+use super::types::{digest_artifact, Artifact};
 use sigstore_types::{Bundle, HashAlgorithm, SignatureContent};
-use std::io::Read;
 
 pub(crate) fn verify_without_log(
     bundle: &Bundle,
@@ -88,7 +86,7 @@ pub(crate) fn verify_without_log(
                     scheme,
                 ),
                 None => {
-                    let bytes = whole_message(artifact, scheme)?;
+                    let bytes = artifact.whole_message(scheme.name())?;
                     sigstore_crypto::verify_signature(&key.der, &bytes, &msg.signature, scheme)
                 }
             };
@@ -102,22 +100,5 @@ pub(crate) fn verify_without_log(
         _ => Err(VerifyError::UnsupportedBundle(
             "neither a DSSE envelope nor a message signature".into(),
         )),
-    }
-}
-
-fn whole_message(artifact: &Artifact, scheme: SigningScheme) -> Result<Vec<u8>, VerifyError> {
-    match artifact {
-        Artifact::Bytes(b) => Ok(b.clone()),
-        Artifact::File(p) => {
-            let mut out = Vec::new();
-            std::fs::File::open(p)
-                .and_then(|mut f| f.read_to_end(&mut out))
-                .map_err(|e| VerifyError::Artifact(format!("cannot read {}: {e}", p.display())))?;
-            Ok(out)
-        }
-        Artifact::Digest(_) => Err(VerifyError::Artifact(format!(
-            "{} signs the whole message: give the artifact file, not its digest",
-            scheme.name()
-        ))),
     }
 }

@@ -32,10 +32,10 @@
 //! strings, or anchored regular expressions with the `…Regexp` keys (`^(?:…)$`, like cosign).
 //! Unknown keys are errors, so a typo cannot silently weaken the policy.
 
+use super::error::VerifyError;
 use super::policy::{
     Matcher, Policy, PolicyError, ProvenanceRequirements, SignerPolicy, TrustedKey,
 };
-use super::VerifyError;
 use crate::attest::resolve_predicate_type;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};

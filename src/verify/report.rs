@@ -1,11 +1,12 @@
 //! What was verified, how, and the verdict: one type for text and JSON output.
 
-use super::bundle::{BundleKind, Check, Signer, Subject, VerifiedBundle};
-use super::policy::PolicyOutcome;
+use super::bundle::{BoundBundle, Subject};
+use super::evaluate::PolicyOutcome;
+use super::types::{BundleKind, Check, Signer};
 use serde::Serialize;
 
 /// One bundle's result.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleReport {
     /// Where the bundle came from (a file, a referrer manifest digest).
@@ -30,7 +31,7 @@ pub struct BundleReport {
 
 impl BundleReport {
     /// A verified bundle; add the caller's own checks to `checks` (resources, referrer subject).
-    pub fn verified(source: impl Into<String>, b: &VerifiedBundle) -> Self {
+    pub fn verified(source: impl Into<String>, b: &BoundBundle) -> Self {
         BundleReport {
             source: source.into(),
             ok: true,
@@ -49,27 +50,14 @@ impl BundleReport {
     pub fn failed(source: impl Into<String>, error: impl std::fmt::Display) -> Self {
         BundleReport {
             source: source.into(),
-            ok: false,
             error: Some(error.to_string()),
-            media_type: None,
-            kind: None,
-            predicate_type: None,
-            subjects: Vec::new(),
-            signer: None,
-            signing_time: None,
-            checks: Vec::new(),
+            ..Default::default()
         }
-    }
-
-    /// Mark failed after a later check of the caller (e.g. resources differ).
-    pub fn fail(&mut self, error: impl std::fmt::Display) {
-        self.ok = false;
-        self.error = Some(error.to_string());
     }
 }
 
 /// The whole verification.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub ok: bool,
@@ -88,12 +76,8 @@ pub struct Report {
 impl Report {
     pub fn new(target: impl Into<String>) -> Self {
         Report {
-            ok: false,
             target: target.into(),
-            trusted_root: None,
-            checks: Vec::new(),
-            bundles: Vec::new(),
-            policy: None,
+            ..Default::default()
         }
     }
 
@@ -119,7 +103,7 @@ impl Report {
             out.push_str(&format!("Trusted root: {root}\n"));
         }
         for c in &self.checks {
-            out.push_str(&format!("  ✓ {}: {}\n", c.name, c.detail));
+            out.push_str(&format!("  {c}\n"));
         }
         for b in &self.bundles {
             let what = b.predicate_type.as_deref().unwrap_or("message signature");
@@ -139,7 +123,7 @@ impl Report {
                 out.push_str(&format!("  signed at: {t}\n"));
             }
             for c in &b.checks {
-                out.push_str(&format!("  ✓ {}: {}\n", c.name, c.detail));
+                out.push_str(&format!("  {c}\n"));
             }
             if let Some(e) = &b.error {
                 out.push_str(&format!("  ✗ {e}\n"));

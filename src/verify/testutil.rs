@@ -58,8 +58,8 @@ impl TestKey {
         }
     }
 
-    pub fn trusted(&self, name: &str) -> super::TrustedKey {
-        super::TrustedKey::from_pem(self.pem.as_bytes(), name).unwrap()
+    pub fn trusted(&self, name: &str) -> super::policy::TrustedKey {
+        super::policy::TrustedKey::from_pem(self.pem.as_bytes(), name).unwrap()
     }
 
     pub fn hint(&self) -> String {

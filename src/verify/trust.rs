@@ -2,7 +2,7 @@
 //! are trusted. Loaded from a `trusted_root.json` file or, by default, the public-good
 //! production root embedded in the binary. Never fetched: there is no TUF client here.
 
-use super::VerifyError;
+use super::error::VerifyError;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;

@@ -55,7 +55,7 @@ fn verify_with_test_root(
     let digest = format!("sha256:{hex}").parse().unwrap();
     verify::verify_bundle(
         &serde_json::to_vec(bundle).unwrap(),
-        Some(&Artifact::Digest(digest)),
+        &Artifact::Digest(digest),
         &policy,
         &trust,
     )
@@ -114,7 +114,7 @@ async fn keyless_bundles_share_one_certificate_and_verify_with_the_test_root() {
     let digest = format!("sha256:{h1}").parse().unwrap();
     assert!(verify::verify_bundle(
         &serde_json::to_vec(&b1).unwrap(),
-        Some(&Artifact::Digest(digest)),
+        &Artifact::Digest(digest),
         &other,
         &trust
     )

@@ -4,8 +4,9 @@
 
 use crate::harness;
 use crate::support::{run, testdata};
+use oci_model::digest::Digest;
 use oci_model::verify::{
-    self, Artifact, BundleKind, Matcher, Signer, SignerPolicy, TrustedKey, TrustedRoot,
+    self, Artifact, BundleKind, CheckName, Matcher, Signer, SignerPolicy, TrustedKey, TrustedRoot,
     VerifyError, VerifyOptions,
 };
 use sha2::{Digest as _, Sha256};
@@ -44,16 +45,15 @@ fn production_model_signatures_verify_keyless_with_subject_checked_by_caller() {
             "sigstore-extra/model-transparency/scripts/tests/{version}-sigstore"
         ));
         let bundle = std::fs::read(dir.join("model.sig")).unwrap();
-        let v = verify::verify_bundle_with(
+        let v = verify::verify_signature(
             &bundle,
-            None,
             &identity(IBM_ID, IBM_ISSUER),
             &root,
             &VerifyOptions::oms(),
         )
         .unwrap_or_else(|e| panic!("{version}: {e}"));
         assert_eq!(v.kind(), BundleKind::Keyless);
-        assert!(!v.subject_checked());
+        assert!(v.checks().iter().all(|c| c.name != CheckName::Subject));
         assert_eq!(
             v.predicate_type(),
             Some("https://model_signing/signature/v1.0")
@@ -74,50 +74,77 @@ fn production_model_signatures_verify_keyless_with_subject_checked_by_caller() {
             "signature",
         ] {
             assert!(
-                v.checks().iter().any(|c| c.name == name),
+                v.checks().iter().any(|c| c.name.as_str() == name),
                 "{version}: no {name} check"
             );
         }
 
-        // The caller's part: resources are the files, subject = sha256 over their digests.
+        // The caller's part: resources are the files, subject = sha256 over their digests;
+        // the binding accepts those files and refuses one changed file.
         let st = v.statement().unwrap();
         let mut concat = Vec::new();
+        let mut files = Vec::new();
         for r in st.predicate["resources"].as_array().unwrap() {
             let name = r["name"].as_str().unwrap();
-            let file_hex = hex::encode(Sha256::digest(std::fs::read(dir.join(name)).unwrap()));
-            assert_eq!(r["digest"].as_str().unwrap(), file_hex, "{version}: {name}");
-            concat.extend(hex::decode(file_hex).unwrap());
+            let digest = Digest::of(&std::fs::read(dir.join(name)).unwrap());
+            assert_eq!(
+                r["digest"].as_str().unwrap(),
+                digest.hex(),
+                "{version}: {name}"
+            );
+            concat.extend(digest.raw());
+            files.push((name, digest));
         }
         assert_eq!(
             st.subject[0].sha256().unwrap(),
             hex::encode(Sha256::digest(&concat)),
             "{version}: subject"
         );
+        let bound = v
+            .clone()
+            .bind_files(files.iter().map(|(n, d)| (*n, d)), "differ");
+        assert_eq!(bound.unwrap().comparison.checked, files.len());
+        let changed = Digest::of(b"changed");
+        let err = v
+            .clone()
+            .bind_files(files.iter().map(|(n, _)| (*n, &changed)), "differ")
+            .unwrap_err();
+        assert!(matches!(err, VerifyError::FilesDiffer { .. }), "{err}");
 
         // Wrong identity, wrong issuer, regexp.
-        let err = verify::verify_bundle(
+        let err = verify::verify_signature(
             &bundle,
-            None,
             &identity("other@us.ibm.com", IBM_ISSUER),
             &root,
+            &VerifyOptions::default(),
         )
         .unwrap_err();
         assert!(matches!(err, VerifyError::IdentityMismatch { .. }), "{err}");
-        let err =
-            verify::verify_bundle(&bundle, None, &identity(IBM_ID, GITHUB), &root).unwrap_err();
+        let err = verify::verify_signature(
+            &bundle,
+            &identity(IBM_ID, GITHUB),
+            &root,
+            &VerifyOptions::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, VerifyError::IssuerMismatch { .. }), "{err}");
         let re = SignerPolicy::new().with_identity(
             Matcher::regex(".*@us\\.ibm\\.com", "identity").unwrap(),
             Matcher::regex("https://sigstore\\.verify\\.ibm\\.com/.*", "issuer").unwrap(),
         );
-        verify::verify_bundle(&bundle, None, &re, &root).unwrap();
+        verify::verify_signature(&bundle, &re, &root, &VerifyOptions::default()).unwrap();
         // A keyless bundle never passes a key-only policy.
         let key = TrustedKey::from_file(&testdata(
             "sigstore-extra/model-transparency/scripts/tests/keys/certificate/signing-key-pub.pem",
         ))
         .unwrap();
-        let err = verify::verify_bundle(&bundle, None, &SignerPolicy::new().with_key(key), &root)
-            .unwrap_err();
+        let err = verify::verify_signature(
+            &bundle,
+            &SignerPolicy::new().with_key(key),
+            &root,
+            &VerifyOptions::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, VerifyError::KindMismatch { .. }), "{err}");
     }
 }
@@ -132,8 +159,7 @@ fn model_signing_key_bundle_without_log_verifies_with_its_p384_key() {
     let key = TrustedKey::from_file(&pem).unwrap();
     let policy = SignerPolicy::new().with_key(key.clone());
     let root = TrustedRoot::production().unwrap();
-    let v =
-        verify::verify_bundle_with(&bundle, None, &policy, &root, &VerifyOptions::oms()).unwrap();
+    let v = verify::verify_signature(&bundle, &policy, &root, &VerifyOptions::oms()).unwrap();
     assert_eq!(v.kind(), BundleKind::Key);
     assert!(v.signing_time().is_none());
     assert!(matches!(v.signer(), Signer::Key { hint, algorithm, .. }
@@ -145,8 +171,13 @@ fn model_signing_key_bundle_without_log_verifies_with_its_p384_key() {
         key.hint.as_str()
     );
     // An identity-only policy never accepts it.
-    let err =
-        verify::verify_bundle(&bundle, None, &identity(IBM_ID, IBM_ISSUER), &root).unwrap_err();
+    let err = verify::verify_signature(
+        &bundle,
+        &identity(IBM_ID, IBM_ISSUER),
+        &root,
+        &VerifyOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, VerifyError::KindMismatch { .. }), "{err}");
 
     // Through the binary: by the statement's subject digest, and refused for another digest.
@@ -595,18 +626,19 @@ fn library_artifact_forms_agree() {
     let root = TrustedRoot::production().unwrap();
     let bundle = std::fs::read(happy_bundle()).unwrap();
     let bytes = std::fs::read(a_txt()).unwrap();
-    let digest = oci_model::digest::Digest::of(&bytes);
+    let digest = Digest::of(&bytes);
     let policy = identity(BEACON, GITHUB);
     for a in [
         Artifact::Bytes(bytes.clone()),
         Artifact::File(a_txt()),
         Artifact::Digest(digest),
     ] {
-        let v = verify::verify_bundle(&bundle, Some(&a), &policy, &root).unwrap();
-        assert!(v.subject_checked());
+        let v = verify::verify_bundle(&bundle, &a, &policy, &root).unwrap();
+        assert!(v.checks().iter().any(|c| c.name == CheckName::Subject));
         assert!(v.message_digest().unwrap().starts_with("sha256:"));
     }
     // A message signature cannot be verified without its artifact.
-    let err = verify::verify_bundle(&bundle, None, &policy, &root).unwrap_err();
+    let err =
+        verify::verify_signature(&bundle, &policy, &root, &VerifyOptions::default()).unwrap_err();
     assert!(matches!(err, VerifyError::Artifact(_)), "{err}");
 }

@@ -5,9 +5,9 @@ use crate::cli::args::{SignLocalArgs, VerifyLocalArgs};
 use crate::cli::exit::Failure;
 use crate::cli::Ctx;
 use oci_model::media_types::IN_TOTO_PAYLOAD_TYPE;
-use oci_model::signing::oms::{self, HashOptions, ModelStatement};
+use oci_model::signing::oms::{self, HashOptions};
 use oci_model::signing::Signer;
-use oci_model::verify::{self, VerifyOptions};
+use oci_model::verify::{self, BoundModel, Check, CheckName, VerifyOptions};
 use serde_json::json;
 use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
@@ -206,34 +206,41 @@ pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()
         .map_err(|e| Failure::usage(format!("signature {sig_name}: cannot read: {e}")))?;
 
     // 1. The signature: bundle v0.3, DSSE, signed by a trusted key (or identity).
+    let context = format!("signature {sig_name}");
     let verified = tokio::task::spawn_blocking(move || {
-        verify::verify_bundle_with(&bundle, None, &signers, &trust, &VerifyOptions::oms())
+        verify::verify_signature(&bundle, &signers, &trust, &VerifyOptions::oms())
     })
     .await?
-    .map_err(|e| anyhow::Error::new(e).context(format!("signature {sig_name}")))?;
+    .map_err(|e| anyhow::Error::new(e).context(context.clone()))?;
 
     // 2. The statement: model_signing's predicate, consistent root digest.
-    let payload = verified
-        .payload()
-        .ok_or_else(|| Failure::verify(format!("signature {sig_name}: no DSSE payload")))?;
-    let statement = ModelStatement::parse(payload)
-        .map_err(|e| Failure::verify(format!("signature {sig_name}: {e}")))?;
+    let statement = verified
+        .model_statement()
+        .map_err(|e| anyhow::Error::new(e).context(context))?;
 
-    // 3. The files: re-hash the model with the signed ignore paths and compare.
+    // 3. The files: re-hash the model with the signed ignore paths, bind the signature to them.
     let extra = ignore_list(&args.model, &args.ignore_paths, &args.signature);
     let model = args.model.clone();
     let allow_symlinks = args.allow_symlinks;
-    let st = statement.clone();
-    let comparison =
-        tokio::task::spawn_blocking(move || oms::check_model(&st, &model, &extra, allow_symlinks))
-            .await?
-            .map_err(model_error)?;
-    if !comparison.is_match() {
-        return Err(Failure::verify(format!(
-            "model {} does not match signature {sig_name}: {comparison}",
+    let actual = tokio::task::spawn_blocking(move || {
+        oms::hash_as_signed(&statement, &model, &extra, allow_symlinks)
+    })
+    .await?
+    .map_err(model_error)?;
+    let BoundModel {
+        bundle: verified,
+        statement,
+        comparison,
+    } = verified.bind_files(
+        actual
+            .resources
+            .iter()
+            .map(|r| (r.name.as_str(), &r.digest)),
+        &format!(
+            "model {} does not match signature {sig_name}",
             args.model.display()
-        )));
-    }
+        ),
+    )?;
 
     let signer = verified.signer().to_string();
     let mut lines = vec![format!(
@@ -244,16 +251,9 @@ pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()
     if let Some(t) = verified.signing_time() {
         lines.push(format!("  signed at: {}", t.to_rfc3339()));
     }
-    // The bundle was verified against its own subject; the subject is checked here, against
-    // the resources (root digest) and the files.
-    let mut checks: Vec<(String, String)> = verified
-        .checks()
-        .iter()
-        .filter(|c| verified.subject_checked() || c.name != "subject")
-        .map(|c| (c.name.clone(), c.detail.clone()))
-        .collect();
-    checks.push((
-        "statement".into(),
+    let mut checks = verified.checks().to_vec();
+    checks.push(Check::new(
+        CheckName::Statement,
         format!(
             "{} for model {:?}; subject sha256 {} = digest over the {} resource digests",
             oci_model::media_types::PREDICATE_MODEL_SIGNING,
@@ -262,14 +262,8 @@ pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()
             statement.resources.len()
         ),
     ));
-    checks.push(("files".into(), comparison.to_string()));
-    for (name, detail) in &checks {
-        lines.push(format!("  ✓ {name}: {detail}"));
-    }
-    let checks: Vec<_> = checks
-        .iter()
-        .map(|(name, detail)| json!({"name": name, "detail": detail}))
-        .collect();
+    checks.push(Check::new(CheckName::Files, comparison.to_string()));
+    lines.extend(checks.iter().map(|c| format!("  {c}")));
     ctx.printer.result(
         &lines.join("\n"),
         &json!({

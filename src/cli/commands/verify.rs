@@ -54,7 +54,7 @@ pub async fn run_bundle(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()>
     let signers = policy.signers.clone();
     let trust_for_task = trust.clone();
     let verified = tokio::task::spawn_blocking(move || {
-        verify::verify_bundle(&bundle, Some(&artifact), &signers, &trust_for_task)
+        verify::verify_bundle(&bundle, &artifact, &signers, &trust_for_task)
     })
     .await?
     .map_err(|e| anyhow::Error::new(e).context(format!("bundle {bundle_name} over {target}")))?;

@@ -9,7 +9,7 @@ use oci_model::model::{fetch_model, ModelArtifact};
 use oci_model::reference::Target;
 use oci_model::sigstore_ops;
 use oci_model::store::Store;
-use oci_model::verify::{Report, VerifiedBundle};
+use oci_model::verify::{BoundBundle, Report};
 use serde_json::json;
 
 /// Verify a fetched model against the policy flags; Err (exit 1) unless the policy passes.
@@ -18,7 +18,7 @@ async fn verify_artifact(
     target: &Target,
     store: &dyn Store,
     artifact: &ModelArtifact,
-) -> anyhow::Result<(Report, Vec<VerifiedBundle>)> {
+) -> anyhow::Result<(Report, Vec<BoundBundle>)> {
     let trust = crate::cli::policy::trusted_root(policy_opts)?;
     let repository = target.repository_name();
     let policy = crate::cli::policy::policy(policy_opts, Some(&repository))?;

@@ -1,0 +1,431 @@
+//! Judge bound bundles against a [`Policy`]: n-of-m distinct signers, required attestation
+//! types, SLSA provenance requirements.
+
+use super::bundle::BoundBundle;
+use super::error::VerifyError;
+use super::policy::{Policy, SignatureKinds};
+use crate::{attest, media_types};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A satisfied signer entry and who satisfied it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SatisfiedSigner {
+    pub entry: usize,
+    pub policy: String,
+    pub signer: String,
+}
+
+/// A required attestation type and whether it was found.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttestationOutcome {
+    pub predicate_type: String,
+    pub present: bool,
+    /// Signers of the verified attestations of that type.
+    pub signed_by: Vec<String>,
+}
+
+/// What [`evaluate`] found.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyOutcome {
+    pub passed: bool,
+    pub signers_required: usize,
+    /// The entries counted (a maximum matching: one signer counts for one entry).
+    pub signers_satisfied: Vec<SatisfiedSigner>,
+    /// Entries no counted signer satisfied.
+    pub signers_missing: Vec<String>,
+    pub attestations: Vec<AttestationOutcome>,
+    /// Provenance requirements: description → met.
+    pub provenance: Vec<(String, bool)>,
+    /// One line per unmet requirement.
+    pub failures: Vec<String>,
+}
+
+impl PolicyOutcome {
+    /// `Ok(())` when passed, else a [`VerifyError::PolicyNotSatisfied`] listing the failures.
+    pub fn into_result(self) -> Result<Self, VerifyError> {
+        if self.passed {
+            Ok(self)
+        } else {
+            Err(VerifyError::PolicyNotSatisfied(self.failures.join("; ")))
+        }
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "Policy: {} ({} of {} required signer(s) satisfied)\n",
+            if self.passed { "PASSED" } else { "FAILED" },
+            self.signers_satisfied.len(),
+            self.signers_required
+        );
+        for s in &self.signers_satisfied {
+            out.push_str(&format!("  ✓ {} — signed by {}\n", s.policy, s.signer));
+        }
+        for m in &self.signers_missing {
+            out.push_str(&format!("  · {m} — no signature\n"));
+        }
+        for a in &self.attestations {
+            out.push_str(&format!(
+                "  {} attestation {}{}\n",
+                if a.present { "✓" } else { "✗" },
+                a.predicate_type,
+                if a.present {
+                    format!(" (signed by {})", a.signed_by.join(", "))
+                } else {
+                    " missing".to_string()
+                }
+            ));
+        }
+        for (what, ok) in &self.provenance {
+            out.push_str(&format!(
+                "  {} provenance {what}\n",
+                if *ok { "✓" } else { "✗" }
+            ));
+        }
+        for f in &self.failures {
+            out.push_str(&format!("  failure: {f}\n"));
+        }
+        out
+    }
+}
+
+/// Judge verified bundles against `policy`: at least `require_signers` distinct entries must be
+/// satisfied by distinct signers (among bundles counting as signatures), every required
+/// attestation type present, and the provenance requirements met by one provenance statement.
+///
+/// Only [`BoundBundle`]s get here: each passed every check, its subject included.
+pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
+    let mut failures = Vec::new();
+
+    // Signers → entries they satisfy (from signature bundles only).
+    let mut by_signer: BTreeMap<String, (String, BTreeSet<usize>)> = BTreeMap::new();
+    for b in results.iter().filter(|b| counts_as_signature(b, policy)) {
+        let slot = by_signer
+            .entry(b.signer().distinct_id())
+            .or_insert_with(|| (b.signer().to_string(), BTreeSet::new()));
+        slot.1.extend(
+            b.matched_entries()
+                .iter()
+                .copied()
+                .filter(|i| *i < policy.signers.len()),
+        );
+    }
+    let signers: Vec<(String, Vec<usize>)> = by_signer
+        .into_values()
+        .map(|(name, set)| (name, set.into_iter().collect()))
+        .collect();
+    let matching = max_matching(&signers, policy.signers.len());
+    let mut satisfied: Vec<SatisfiedSigner> = matching
+        .iter()
+        .enumerate()
+        .filter_map(|(entry, s)| {
+            s.map(|s| SatisfiedSigner {
+                entry,
+                policy: policy.signers.entries()[entry].describe(),
+                signer: signers[s].0.clone(),
+            })
+        })
+        .collect();
+    satisfied.sort_by_key(|s| s.entry);
+    let missing: Vec<String> = matching
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.is_none())
+        .map(|(entry, _)| policy.signers.entries()[entry].describe())
+        .collect();
+    let required = policy.require_signers.max(1);
+    if satisfied.len() < required {
+        failures.push(if satisfied.is_empty() {
+            "no valid signature from a trusted signer".to_string()
+        } else {
+            format!(
+                "{} distinct trusted signer(s) required, {} found",
+                required,
+                satisfied.len()
+            )
+        });
+    }
+
+    // Required attestation types.
+    let mut attestations = Vec::new();
+    for wanted in &policy.attestation_types {
+        let signed_by: Vec<String> = results
+            .iter()
+            .filter(|b| b.predicate_type() == Some(wanted.as_str()))
+            .map(|b| b.signer().to_string())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if signed_by.is_empty() {
+            failures.push(format!(
+                "no verified attestation of type {wanted} from a trusted signer"
+            ));
+        }
+        attestations.push(AttestationOutcome {
+            predicate_type: wanted.clone(),
+            present: !signed_by.is_empty(),
+            signed_by,
+        });
+    }
+
+    // Provenance: one verified SLSA provenance statement must meet every requirement. The
+    // checks are attest's: the same reading of the predicate that attest writes.
+    let mut provenance = Vec::new();
+    if !policy.provenance.is_empty() {
+        let predicates: Vec<&serde_json::Value> = results
+            .iter()
+            .filter(|b| b.predicate_type() == Some(media_types::PREDICATE_SLSA_PROVENANCE_V1))
+            .filter_map(|b| b.statement().map(|s| &s.predicate))
+            .collect();
+        let mut requirements: Vec<(String, Requirement)> = Vec::new();
+        if let Some(id) = &policy.provenance.builder_id {
+            let id = id.clone();
+            requirements.push((
+                format!("builder.id = {id}"),
+                Box::new(move |p| attest::check_builder_id(p, &id)),
+            ));
+        }
+        for (name, hex) in &policy.provenance.materials {
+            let (name, hex) = (name.clone(), hex.clone());
+            requirements.push((
+                format!("material {name} = sha256:{hex}"),
+                Box::new(move |p| attest::check_material(p, &name, &hex)),
+            ));
+        }
+        // The statement meeting the most requirements; its failures are reported.
+        let best = predicates
+            .iter()
+            .max_by_key(|p| requirements.iter().filter(|(_, f)| f(p).is_ok()).count());
+        for (what, check) in &requirements {
+            let result = match best {
+                Some(p) => check(p),
+                None => Err(format!(
+                    "{what}: no verified SLSA provenance v1 attestation"
+                )),
+            };
+            if let Err(e) = &result {
+                failures.push(format!("provenance {e}"));
+            }
+            provenance.push((what.clone(), result.is_ok()));
+        }
+    }
+
+    PolicyOutcome {
+        passed: failures.is_empty(),
+        signers_required: required,
+        signers_satisfied: satisfied,
+        signers_missing: missing,
+        attestations,
+        provenance,
+        failures,
+    }
+}
+
+/// A check on a provenance predicate: `Err` says what was found and expected.
+type Requirement = Box<dyn Fn(&serde_json::Value) -> Result<(), String>>;
+
+fn counts_as_signature(b: &BoundBundle, policy: &Policy) -> bool {
+    match (&policy.signature_kinds, b.predicate_type()) {
+        (SignatureKinds::Any, _) => true,
+        (SignatureKinds::PredicateTypes(_), None) => true,
+        (SignatureKinds::PredicateTypes(types), Some(t)) => types.iter().any(|x| x == t),
+    }
+}
+
+/// Maximum bipartite matching signers ↔ entries (Kuhn's algorithm; sizes are tiny).
+/// Returns, per entry, the index of the signer counted for it.
+fn max_matching(signers: &[(String, Vec<usize>)], entries: usize) -> Vec<Option<usize>> {
+    fn augment(
+        s: usize,
+        signers: &[(String, Vec<usize>)],
+        seen: &mut [bool],
+        owner: &mut [Option<usize>],
+    ) -> bool {
+        for &e in &signers[s].1 {
+            if e >= seen.len() || seen[e] {
+                continue;
+            }
+            seen[e] = true;
+            if owner[e].is_none_or(|o| augment(o, signers, seen, owner)) {
+                owner[e] = Some(s);
+                return true;
+            }
+        }
+        false
+    }
+    let mut owner = vec![None; entries];
+    for s in 0..signers.len() {
+        let mut seen = vec![false; entries];
+        augment(s, signers, &mut seen, &mut owner);
+    }
+    owner
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::testutil::{key_bundle, statement, Alg, TestKey};
+    use crate::verify::{verify_bundle, Artifact, SignerPolicy, TrustedRoot};
+
+    const SUBJECT: &str = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+
+    /// Verified over its subject digest.
+    fn bound(bundle: &[u8], policy: &SignerPolicy) -> BoundBundle {
+        let subject = Artifact::Digest(format!("sha256:{SUBJECT}").parse().unwrap());
+        verify_bundle(
+            bundle,
+            &subject,
+            policy,
+            &TrustedRoot::production().unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn signed(key: &TestKey, predicate: &str, policy: &SignerPolicy) -> BoundBundle {
+        let b = key_bundle(
+            key,
+            &statement(SUBJECT, predicate),
+            media_types::SIGSTORE_BUNDLE_V03,
+        );
+        bound(&b, policy)
+    }
+
+    #[test]
+    fn n_of_m_counts_distinct_trusted_signers() {
+        let (a, b, c) = (
+            TestKey::new(Alg::P256),
+            TestKey::new(Alg::P384),
+            TestKey::new(Alg::Ed25519),
+        );
+        let signers = SignerPolicy::new()
+            .with_key(a.trusted("a.pub"))
+            .with_key(b.trusted("b.pub"))
+            .with_key(c.trusted("c.pub"));
+        let mut policy = Policy::new(signers.clone());
+        policy.require_signers = 2;
+        let sig = media_types::PREDICATE_MODEL_SIGNING;
+        let ra = signed(&a, sig, &signers);
+        let rb = signed(&b, sig, &signers);
+
+        let one = evaluate(std::slice::from_ref(&ra), &policy);
+        assert!(!one.passed);
+        assert!(
+            one.failures[0].contains("2 distinct trusted signer(s) required, 1 found"),
+            "{:?}",
+            one.failures
+        );
+        // The same signer twice is still one signer.
+        assert!(!evaluate(&[ra.clone(), ra.clone()], &policy).passed);
+        let two = evaluate(&[ra.clone(), rb.clone()], &policy);
+        assert!(two.passed, "{:?}", two.failures);
+        assert_eq!(two.signers_satisfied.len(), 2);
+        assert_eq!(two.signers_missing.len(), 1);
+        // An attestation by b does not count as b's signature.
+        let att = signed(&b, media_types::PREDICATE_SLSA_PROVENANCE_V1, &signers);
+        assert!(!evaluate(&[ra, att], &policy).passed);
+    }
+
+    #[test]
+    fn required_attestations_and_provenance() {
+        let a = TestKey::new(Alg::P256);
+        let signers = SignerPolicy::new().with_key(a.trusted("a.pub"));
+        let mut policy = Policy::new(signers.clone());
+        // The policy holds resolved URIs (the CLI and policy files resolve shortcuts).
+        policy.attestation_types = vec![media_types::PREDICATE_SLSA_PROVENANCE_V1.into()];
+        policy.provenance.builder_id = Some("https://builder.example/x".into());
+        let sig = signed(&a, media_types::PREDICATE_MODEL_SIGNING, &signers);
+        let out = evaluate(std::slice::from_ref(&sig), &policy);
+        assert!(!out.passed);
+        assert_eq!(
+            out.failures,
+            vec![
+                "no verified attestation of type https://slsa.dev/provenance/v1 from a trusted signer".to_string(),
+                "provenance builder.id = https://builder.example/x: no verified SLSA provenance v1 attestation".to_string(),
+            ]
+        );
+
+        let hex = "ab".repeat(32);
+        let provenance = |builder: &str| {
+            let prov = serde_json::json!({
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"name": "m", "digest": {"sha256": SUBJECT}}],
+                "predicateType": media_types::PREDICATE_SLSA_PROVENANCE_V1,
+                "predicate": {
+                    "buildDefinition": {
+                        "buildType": "https://oci-model.dev/ModelTraining/v1",
+                        "resolvedDependencies": [
+                            {"name": "data", "digest": {"sha256": hex}},
+                            {"uri": "oci://r.example/base@sha256:00", "digest": {"sha256": hex}},
+                        ],
+                    },
+                    "runDetails": {"builder": {"id": builder}},
+                },
+            });
+            let b = key_bundle(
+                &a,
+                &serde_json::to_vec(&prov).unwrap(),
+                media_types::SIGSTORE_BUNDLE_V03,
+            );
+            bound(&b, &signers)
+        };
+        let prov = provenance("https://builder.example/x");
+        // Materials match on name or uri.
+        policy.provenance.materials = vec![
+            ("data".into(), hex.clone()),
+            ("oci://r.example/base@sha256:00".into(), hex.clone()),
+        ];
+        let out = evaluate(&[sig.clone(), prov.clone()], &policy);
+        assert!(out.passed, "{:?}", out.failures);
+        assert!(out.provenance.iter().all(|(_, ok)| *ok));
+
+        // Failures carry attest's precise messages for the best statement.
+        let other = "cd".repeat(32);
+        policy.provenance.builder_id = Some("https://other".into());
+        policy.provenance.materials = vec![
+            ("data".into(), other.clone()),
+            ("tokenizer".into(), hex.clone()),
+        ];
+        let out = evaluate(&[sig.clone(), prov.clone()], &policy);
+        assert!(!out.passed);
+        assert_eq!(
+            out.failures,
+            vec![
+                "provenance builder id is \"https://builder.example/x\", expected \"https://other\"".to_string(),
+                format!("provenance material \"data\" has sha256:{hex}, expected sha256:{other}"),
+                "provenance lists no material named \"tokenizer\" (materials: data, oci://r.example/base@sha256:00)".to_string(),
+            ]
+        );
+        assert_eq!(
+            out.provenance,
+            vec![
+                ("builder.id = https://other".to_string(), false),
+                (format!("material data = sha256:{other}"), false),
+                (format!("material tokenizer = sha256:{hex}"), false),
+            ]
+        );
+
+        // Two provenance statements: the one meeting the requirements counts.
+        policy.provenance.materials = vec![("data".into(), hex.clone())];
+        let good = provenance("https://other");
+        let out = evaluate(&[sig.clone(), good.clone(), prov.clone()], &policy);
+        assert!(out.passed, "{:?}", out.failures);
+        let out = evaluate(&[sig, prov, good], &policy);
+        assert!(out.passed, "{:?}", out.failures);
+    }
+
+    #[test]
+    fn matching_counts_one_signer_once() {
+        // One signer satisfying two entries counts once; two signers for the same single
+        // entry count once.
+        let signers = vec![("a".to_string(), vec![0, 1])];
+        assert_eq!(max_matching(&signers, 2).iter().flatten().count(), 1);
+        let signers = vec![("a".to_string(), vec![0]), ("b".to_string(), vec![0])];
+        assert_eq!(max_matching(&signers, 2).iter().flatten().count(), 1);
+        // Augmenting path: a can take 0 or 1, b only 0.
+        let signers = vec![("a".to_string(), vec![0, 1]), ("b".to_string(), vec![0])];
+        assert_eq!(max_matching(&signers, 2).iter().flatten().count(), 2);
+    }
+}
