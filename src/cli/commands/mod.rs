@@ -10,7 +10,7 @@ pub mod login;
 pub mod pull;
 pub mod push;
 pub mod sign;
-pub mod verify;
+pub mod verify_bundle;
 pub mod verify_target;
 
 use super::args::{Command, RegistryOpts};
@@ -33,12 +33,12 @@ pub async fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::Attest(a) => attest::run(a, ctx).await,
         Command::Verify(a) => verify_target::run(a, ctx).await,
         Command::VerifyLocal(a) => local::verify_local(a, ctx).await,
-        Command::VerifyBundle(a) => verify::run_bundle(a, ctx).await,
+        Command::VerifyBundle(a) => verify_bundle::run(a, ctx).await,
         Command::Discover(a) => discover::run(a, ctx).await,
         Command::GenerateKeyPair(a) => keys::generate(a, ctx).await,
         Command::Login(a) => login::login(a, ctx).await,
         Command::Logout(a) => login::logout(a, ctx).await,
-        Command::TrustedRoot(a) => verify::trusted_root(a, ctx).await,
+        Command::TrustedRoot(a) => verify_bundle::trusted_root(a, ctx).await,
     }
 }
 

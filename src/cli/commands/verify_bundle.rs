@@ -1,11 +1,11 @@
-//! `verify-bundle` and `trusted-root show` (`verify <TARGET>` lives in verify_target.rs).
+//! `verify-bundle` and `trusted-root show` (`verify <TARGET>` lives in verify.rs).
 
 use crate::cli::args::{TrustedRootCommand, VerifyBundleArgs};
 use crate::cli::Ctx;
 
 /// `verify-bundle`: one Sigstore bundle over a file or a digest (sigstore-conformance client
 /// shape). Exit 0 verified, 1 verification failed (with the reason), 2 usage/input error.
-pub async fn run_bundle(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
+pub async fn run(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
     use crate::cli::exit::Failure;
     use oci_model::verify::{self, Artifact, BundleReport, Report, SignatureKinds};
 
