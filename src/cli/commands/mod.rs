@@ -10,8 +10,8 @@ pub mod login;
 pub mod pull;
 pub mod push;
 pub mod sign;
+pub mod verify;
 pub mod verify_bundle;
-pub mod verify_target;
 
 use super::args::{Command, RegistryOpts};
 use super::exit::Failure;
@@ -31,7 +31,7 @@ pub async fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::Sign(a) => sign::run(a, ctx).await,
         Command::SignLocal(a) => local::sign_local(a, ctx).await,
         Command::Attest(a) => attest::run(a, ctx).await,
-        Command::Verify(a) => verify_target::run(a, ctx).await,
+        Command::Verify(a) => verify::run(a, ctx).await,
         Command::VerifyLocal(a) => local::verify_local(a, ctx).await,
         Command::VerifyBundle(a) => verify_bundle::run(a, ctx).await,
         Command::Discover(a) => discover::run(a, ctx).await,

@@ -24,7 +24,7 @@ pub async fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let pinned = target.with_digest(artifact.descriptor.digest.clone());
     // Verification flags: check the exact manifest about to be pulled before writing anything.
     if crate::cli::policy::requested(&args.policy) {
-        super::verify_target::verify_before_pull(
+        super::verify::verify_before_pull(
             &args.policy,
             &target,
             store.as_ref(),
