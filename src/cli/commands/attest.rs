@@ -32,7 +32,7 @@ pub async fn run(args: AttestArgs, ctx: &Ctx) -> anyhow::Result<()> {
         (Some(_), None) => return Err(Failure::usage("--predicate needs --type URI")),
         _ => None,
     };
-    let signer = super::sign::build_signer(&args.signer, ctx).await?;
+    let signer = super::signer::build_signer(&args.signer, ctx).await?;
     let store = open_store(&target, &args.registry).await?;
     let subject = store
         .resolve(&target.reference())

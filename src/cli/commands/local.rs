@@ -113,7 +113,7 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
     // The signer first (a bad key or password fails before any hashing and writes nothing).
     let signer: Box<dyn Signer> = match (&args.signer.key, args.signer.keyless) {
         (Some(key_path), false) => {
-            super::sign::check_key_flags(&args.signer)?;
+            super::signer::check_key_flags(&args.signer)?;
             let key = super::keys::load_private_key(key_path, ctx)?;
             if !key.kind().model_signing_compatible() {
                 ctx.printer.note(&format!(
@@ -121,9 +121,9 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
                     key.kind().name()
                 ));
             }
-            super::sign::key_signer(key, &args.signer, ctx)?
+            super::signer::key_signer(key, &args.signer, ctx)?
         }
-        _ => super::sign::build_signer(&args.signer, ctx).await?,
+        _ => super::signer::build_signer(&args.signer, ctx).await?,
     };
 
     let opts = HashOptions {

@@ -3,13 +3,13 @@
 pub mod attest;
 pub mod copy;
 pub mod discover;
-pub mod keyless;
 pub mod keys;
 pub mod local;
 pub mod login;
 pub mod pull;
 pub mod push;
 pub mod sign;
+pub mod signer;
 pub mod verify;
 pub mod verify_bundle;
 

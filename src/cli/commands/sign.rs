@@ -2,83 +2,14 @@
 //! an OCI referrer of the model manifest). A local directory is signed like `sign-local`.
 
 use super::{open_store, parse_target};
-use crate::cli::args::{SignArgs, SignLocalArgs, SignerOpts};
-use crate::cli::exit::Failure;
+use crate::cli::args::{SignArgs, SignLocalArgs};
 use crate::cli::Ctx;
 use anyhow::Context as _;
 use oci_model::model::fetch_model;
 use oci_model::reference::Target;
-use oci_model::signing::keyless;
-use oci_model::signing::{KeySigner, PrivateKey, Signer};
 use oci_model::sigstore_ops;
 use serde_json::json;
 use std::path::Path;
-
-/// The signer the flags ask for: `--key` (password from OCI_MODEL_PASSWORD or a prompt) or
-/// `--keyless`. One signer serves every bundle of a run (one keyless certificate).
-pub async fn build_signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dyn Signer>> {
-    match (&opts.key, opts.keyless) {
-        (Some(path), false) => {
-            check_key_flags(opts)?;
-            let key = super::keys::load_private_key(path, ctx)?;
-            key_signer(key, opts, ctx)
-        }
-        (None, true) => {
-            if opts.tlog_upload == Some(false) {
-                return Err(Failure::usage(
-                    "--tlog-upload=false is refused with --keyless: a keyless signature needs the transparency log (only --key signs without a log entry)",
-                ));
-            }
-            super::keyless::signer(opts, ctx).await
-        }
-        (None, false) => Err(Failure::usage(
-            "choose how to sign: --key PRIVATE_KEY or --keyless",
-        )),
-        (Some(_), true) => Err(Failure::usage("give either --key or --keyless, not both")),
-    }
-}
-
-/// `--key` without `--tlog-upload=true` talks to no service: refuse the flags that would only
-/// matter with a log entry instead of ignoring them (call before the key's password prompt).
-pub fn check_key_flags(opts: &SignerOpts) -> anyhow::Result<()> {
-    if opts.tlog_upload == Some(true) {
-        return Ok(());
-    }
-    let given: Vec<&str> = [
-        ("--signing-config", opts.signing_config.is_some()),
-        ("--rekor-url", opts.rekor_url.is_some()),
-        ("--trusted-root", opts.trusted_root.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(flag, set)| set.then_some(flag))
-    .collect();
-    if given.is_empty() {
-        return Ok(());
-    }
-    Err(Failure::usage(format!(
-        "{} only matter(s) with a transparency log entry: add --tlog-upload=true to log the --key signature in Rekor (without it, key signing is offline)",
-        given.join(", ")
-    )))
-}
-
-/// The signer for a loaded `--key`: offline (no log entry, model_signing's bundles) unless
-/// `--tlog-upload=true` asks for a Rekor entry.
-pub fn key_signer(
-    key: PrivateKey,
-    opts: &SignerOpts,
-    ctx: &Ctx,
-) -> anyhow::Result<Box<dyn Signer>> {
-    if opts.tlog_upload != Some(true) {
-        return Ok(Box::new(KeySigner::new(key)));
-    }
-    let flags = super::keyless::service_flags(opts);
-    let signer = keyless::key_signer_with_tlog(key, &flags).map_err(anyhow::Error::new)?;
-    ctx.printer.note(&format!(
-        "key signature will be logged in {}",
-        signer.tlog_url().unwrap_or_default()
-    ));
-    Ok(Box::new(signer))
-}
 
 /// A TARGET that names an existing local path (and no `oci:` layout) is a local model.
 fn is_local_model(target: &str) -> bool {
@@ -98,7 +29,7 @@ pub async fn run(args: SignArgs, ctx: &Ctx) -> anyhow::Result<()> {
         return super::local::sign_local(local, ctx).await;
     }
     let target = parse_target(&args.target)?;
-    let signer = build_signer(&args.signer, ctx).await?;
+    let signer = super::signer::build_signer(&args.signer, ctx).await?;
     let store = open_store(&target, &args.registry).await?;
     let artifact = fetch_model(store.as_ref(), &target.reference())
         .await
