@@ -25,7 +25,9 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::from(cli::exit::USAGE);
+            return std::process::ExitCode::from(cli::exit::code(
+                oci_model::error::ErrorKind::Input,
+            ));
         }
     };
     std::process::ExitCode::from(runtime.block_on(cli::run(args)))

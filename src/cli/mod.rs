@@ -25,20 +25,7 @@ pub async fn run(cli: Cli) -> u8 {
         Ok(()) => exit::OK,
         Err(err) => {
             let code = exit::code_for(&err);
-            // JSON mode: one document on stdout; a command that printed its result (e.g. a
-            // failed verification report) already said everything.
-            if ctx.printer.json() && !ctx.printer.printed() {
-                let value = serde_json::json!({
-                    "ok": false,
-                    "exitCode": code,
-                    "error": format!("{err:#}"),
-                });
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&value).unwrap_or_default()
-                );
-            }
-            eprintln!("error: {err:#}");
+            ctx.printer.error(&exit::message(&err), code);
             code
         }
     }

@@ -14,7 +14,7 @@ pub mod verify;
 pub mod verify_bundle;
 
 use super::args::{Command, RegistryOpts};
-use super::exit::Failure;
+use super::exit::{Failure, InputError as _};
 use super::Ctx;
 use anyhow::Context as _;
 use oci_model::reference::Target;
@@ -44,7 +44,7 @@ pub async fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<()> {
 
 /// Parse a TARGET argument (exit 2 with the reason when it is malformed).
 pub fn parse_target(input: &str) -> anyhow::Result<Target> {
-    Target::parse(input).map_err(|e| Failure::usage(e.to_string()))
+    Target::parse(input).input()
 }
 
 /// Registry options → store options (reads the password from stdin when asked).
@@ -55,7 +55,7 @@ pub fn store_options(opts: &RegistryOpts) -> anyhow::Result<StoreOptions> {
             password: read_password_stdin()?,
         }),
         (Some(_), false) => {
-            return Err(Failure::usage("--username needs --password-stdin"));
+            return Err(Failure::input("--username needs --password-stdin"));
         }
         (None, true) => Some(Credentials::Token(read_password_stdin()?)),
         (None, false) => None,
@@ -76,7 +76,7 @@ fn read_password_stdin() -> anyhow::Result<Secret> {
         .context("read password from standard input")?;
     let s = s.trim_end_matches(['\r', '\n']).to_string();
     if s.is_empty() {
-        return Err(Failure::usage("--password-stdin: standard input was empty"));
+        return Err(Failure::input("--password-stdin: standard input was empty"));
     }
     Ok(Secret::new(s))
 }
@@ -90,9 +90,29 @@ pub async fn open_store(
     Ok(store::open(target, &options).await?)
 }
 
+/// How [`write_atomically`] writes a file.
+#[derive(Clone, Copy)]
+pub struct WriteMode {
+    /// Readable by all (0644); else by the owner only (0600: a private key).
+    pub public: bool,
+    /// Replace an existing file; else fail when one exists.
+    pub replace: bool,
+}
+
+impl WriteMode {
+    pub const PUBLIC: WriteMode = WriteMode {
+        public: true,
+        replace: true,
+    };
+}
+
 /// Write `content` to `path` through a temporary file in the same directory, so a reader never
 /// sees a partial file (signature bundles, keys).
-pub fn write_atomically(path: &std::path::Path, content: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomically(
+    path: &std::path::Path,
+    content: &[u8],
+    mode: WriteMode,
+) -> anyhow::Result<()> {
     use std::io::Write as _;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -101,15 +121,21 @@ pub fn write_atomically(path: &std::path::Path, content: &[u8]) -> anyhow::Resul
     let mut tmp = tempfile::Builder::new()
         .prefix(".oci-model-")
         .tempfile_in(&dir)
-        .map_err(|e| Failure::usage(format!("cannot write in {}: {e}", dir.display())))?;
+        .input_context(|| format!("cannot write in {}", dir.display()))?;
     tmp.write_all(content)
         .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?;
-    {
+        .input_context(|| format!("cannot write {}", path.display()))?;
+    if mode.public {
         use std::os::unix::fs::PermissionsExt as _;
-        let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .input_context(|| format!("cannot set permissions of {}", path.display()))?;
     }
-    tmp.persist(path)
-        .map_err(|e| Failure::usage(format!("cannot write {}: {}", path.display(), e.error)))?;
-    Ok(())
+    let persisted = if mode.replace {
+        tmp.persist(path).map(drop)
+    } else {
+        tmp.persist_noclobber(path).map(drop)
+    };
+    persisted
+        .map_err(|e| e.error)
+        .input_context(|| format!("cannot write {}", path.display()))
 }

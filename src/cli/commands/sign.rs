@@ -5,10 +5,12 @@ use super::{open_store, parse_target};
 use crate::cli::args::{SignArgs, SignLocalArgs};
 use crate::cli::Ctx;
 use anyhow::Context as _;
+use oci_model::digest::Digest;
 use oci_model::model::fetch_model;
 use oci_model::reference::Target;
 use oci_model::sigstore_ops;
-use serde_json::json;
+use serde::Serialize;
+use std::fmt;
 use std::path::Path;
 
 /// A TARGET that names an existing local path (and no `oci:` layout) is a local model.
@@ -45,34 +47,66 @@ pub async fn run(args: SignArgs, ctx: &Ctx) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("sign {target}@{}", artifact.descriptor.digest))?;
     if let Some(path) = &args.bundle_out {
-        super::write_atomically(path, &outcome.model_bundle)?;
+        super::write_atomically(path, &outcome.model_bundle, super::WriteMode::PUBLIC)?;
     }
-    let pinned = target.with_digest(artifact.descriptor.digest.clone());
-    let mut text = format!(
-        "Signed {pinned}\n  {} file(s) covered, signer: {}\n",
-        outcome.files, outcome.signer
-    );
-    for (kind, d) in &outcome.referrers {
-        text.push_str(&format!("  referrer {} ({kind})\n", d.digest));
-    }
-    if let Some(path) = &args.bundle_out {
-        text.push_str(&format!("  bundle written to {}\n", path.display()));
-    }
-    ctx.printer.result(
-        &text,
-        &json!({
-            "ok": true,
-            "reference": pinned.to_string(),
-            "digest": artifact.descriptor.digest,
-            "files": outcome.files,
-            "signer": outcome.signer,
-            "referrers": outcome.referrers.iter().map(|(k, d)| json!({
-                "predicateType": k, "digest": d.digest, "size": d.size,
-            })).collect::<Vec<_>>(),
-            "bundleOut": args.bundle_out.as_ref().map(|p| p.display().to_string()),
-        }),
-    );
+    ctx.printer.result(&Signed {
+        ok: true,
+        reference: target
+            .with_digest(artifact.descriptor.digest.clone())
+            .to_string(),
+        digest: &artifact.descriptor.digest,
+        files: outcome.files,
+        signer: &outcome.signer,
+        referrers: outcome
+            .referrers
+            .iter()
+            .map(|(kind, d)| SignedReferrer {
+                predicate_type: kind,
+                digest: &d.digest,
+                size: d.size,
+            })
+            .collect(),
+        bundle_out: args.bundle_out.as_ref().map(|p| p.display().to_string()),
+    });
     Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Signed<'a> {
+    ok: bool,
+    reference: String,
+    digest: &'a Digest,
+    files: usize,
+    signer: &'a str,
+    referrers: Vec<SignedReferrer<'a>>,
+    bundle_out: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SignedReferrer<'a> {
+    predicate_type: &'a str,
+    digest: &'a Digest,
+    size: u64,
+}
+
+impl fmt::Display for Signed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Signed {}", self.reference)?;
+        writeln!(
+            f,
+            "  {} file(s) covered, signer: {}",
+            self.files, self.signer
+        )?;
+        for r in &self.referrers {
+            writeln!(f, "  referrer {} ({})", r.digest, r.predicate_type)?;
+        }
+        if let Some(path) = &self.bundle_out {
+            writeln!(f, "  bundle written to {path}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The informative model name recorded in the statement: the repository's last component

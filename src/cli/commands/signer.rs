@@ -22,16 +22,16 @@ pub async fn build_signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dy
         }
         (None, true) => {
             if opts.tlog_upload == Some(false) {
-                return Err(Failure::usage(
+                return Err(Failure::input(
                     "--tlog-upload=false is refused with --keyless: a keyless signature needs the transparency log (only --key signs without a log entry)",
                 ));
             }
             keyless_signer(opts, ctx).await
         }
-        (None, false) => Err(Failure::usage(
+        (None, false) => Err(Failure::input(
             "choose how to sign: --key PRIVATE_KEY or --keyless",
         )),
-        (Some(_), true) => Err(Failure::usage("give either --key or --keyless, not both")),
+        (Some(_), true) => Err(Failure::input("give either --key or --keyless, not both")),
     }
 }
 
@@ -52,7 +52,7 @@ pub fn check_key_flags(opts: &SignerOpts) -> anyhow::Result<()> {
     if given.is_empty() {
         return Ok(());
     }
-    Err(Failure::usage(format!(
+    Err(Failure::input(format!(
         "{} only matter(s) with a transparency log entry: add --tlog-upload=true to log the --key signature in Rekor (without it, key signing is offline)",
         given.join(", ")
     )))

@@ -10,7 +10,8 @@ use oci_model::reference::Target;
 use oci_model::sigstore_ops;
 use oci_model::store::Store;
 use oci_model::verify::{Report, VerifiedBundle};
-use serde_json::json;
+use serde::Serialize;
+use std::fmt;
 
 /// Verify a fetched model against the policy flags; Err (exit 1) unless the policy passes.
 async fn verify_artifact(
@@ -39,40 +40,53 @@ pub async fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<()> {
         .with_context(|| format!("verify {target}"))?;
     let (report, verified) =
         verify_artifact(&args.policy, &target, store.as_ref(), &artifact).await?;
-    let attestations: Vec<serde_json::Value> = if args.show_attestations {
+    let attestations = args.show_attestations.then(|| {
         verified
             .iter()
             .filter_map(|b| b.statement())
-            .map(|s| {
-                json!({
-                    "predicateType": s.predicate_type,
-                    "subject": s.subject,
-                    "predicate": s.predicate,
-                })
+            .map(|s| Attestation {
+                predicate_type: &s.predicate_type,
+                subject: &s.subject,
+                predicate: &s.predicate,
             })
             .collect()
-    } else {
-        Vec::new()
-    };
-    let mut text = report.to_text();
-    if args.show_attestations {
-        for a in &attestations {
-            text.push_str(&format!(
-                "\nAttestation {}:\n{}\n",
-                a["predicateType"].as_str().unwrap_or(""),
-                serde_json::to_string_pretty(&a["predicate"]).unwrap_or_default()
-            ));
-        }
-    }
-    let mut value = report.to_json();
-    if args.show_attestations {
-        value["attestations"] = serde_json::Value::Array(attestations);
-    }
-    ctx.printer.result(&text, &value);
+    });
+    ctx.printer.result(&Verified {
+        report: &report,
+        attestations,
+    });
     if report.ok {
         Ok(())
     } else {
-        Err(Failure::verify(failure_summary(&report)))
+        Err(Failure::integrity(failure_summary(&report)))
+    }
+}
+
+/// The report, with the verified attestations when asked for (`--show-attestations`).
+#[derive(Serialize)]
+struct Verified<'a, S, P> {
+    #[serde(flatten)]
+    report: &'a Report,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attestations: Option<Vec<Attestation<'a, S, P>>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Attestation<'a, S, P> {
+    predicate_type: &'a str,
+    subject: &'a S,
+    predicate: &'a P,
+}
+
+impl<S: Serialize, P: Serialize> fmt::Display for Verified<'_, S, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.report.to_text())?;
+        for a in self.attestations.iter().flatten() {
+            let predicate = serde_json::to_string_pretty(a.predicate).unwrap_or_default();
+            write!(f, "\nAttestation {}:\n{predicate}\n", a.predicate_type)?;
+        }
+        Ok(())
     }
 }
 
@@ -124,7 +138,7 @@ pub async fn verify_before_pull(
         Ok(report)
     } else {
         ctx.printer.note(report.to_text().trim_end());
-        Err(Failure::verify(format!(
+        Err(Failure::integrity(format!(
             "{}; nothing was written",
             failure_summary(&report)
         )))

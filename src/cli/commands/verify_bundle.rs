@@ -1,12 +1,13 @@
 //! `verify-bundle` and `trusted-root show` (`verify <TARGET>` lives in verify.rs).
 
 use crate::cli::args::{TrustedRootCommand, VerifyBundleArgs};
+use crate::cli::exit::{Failure, InputError as _};
+use crate::cli::printer::Rendered;
 use crate::cli::Ctx;
 
 /// `verify-bundle`: one Sigstore bundle over a file or a digest (sigstore-conformance client
 /// shape). Exit 0 verified, 1 verification failed (with the reason), 2 usage/input error.
 pub async fn run(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
-    use crate::cli::exit::Failure;
     use oci_model::verify::{self, Artifact, BundleReport, Report, SignatureKinds};
 
     let trust = crate::cli::policy::trusted_root(&args.policy)?;
@@ -16,20 +17,20 @@ pub async fn run(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
 
     let bundle_name = args.bundle.display().to_string();
     let size = std::fs::metadata(&args.bundle)
-        .map_err(|e| Failure::usage(format!("bundle {bundle_name}: cannot read: {e}")))?
+        .input_context(|| format!("bundle {bundle_name}: cannot read"))?
         .len();
     if size > oci_model::media_types::MAX_BUNDLE_SIZE {
-        return Err(Failure::usage(format!(
+        return Err(Failure::input(format!(
             "bundle {bundle_name}: {size} bytes, larger than the {}-byte limit",
             oci_model::media_types::MAX_BUNDLE_SIZE
         )));
     }
     let bundle = std::fs::read(&args.bundle)
-        .map_err(|e| Failure::usage(format!("bundle {bundle_name}: cannot read: {e}")))?;
+        .input_context(|| format!("bundle {bundle_name}: cannot read"))?;
     let (artifact, target) = match (&args.artifact, &args.digest) {
         (Some(path), None) => {
             if !path.is_file() {
-                return Err(Failure::usage(format!(
+                return Err(Failure::input(format!(
                     "artifact {}: not a readable file",
                     path.display()
                 )));
@@ -37,15 +38,12 @@ pub async fn run(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
             (Artifact::File(path.clone()), path.display().to_string())
         }
         (None, Some(d)) => {
-            let digest: oci_model::digest::Digest =
-                d.parse().map_err(|e: oci_model::digest::InvalidDigest| {
-                    Failure::usage(format!("--digest: {e}"))
-                })?;
+            let digest: oci_model::digest::Digest = d.parse().input_context(|| "--digest")?;
             let target = digest.to_string();
             (Artifact::Digest(digest), target)
         }
         _ => {
-            return Err(Failure::usage(
+            return Err(Failure::input(
                 "give the artifact FILE or --digest sha256:HEX",
             ))
         }
@@ -73,7 +71,8 @@ pub async fn run(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
         ))
         .context(format!("bundle {bundle_name} over {target}")));
     }
-    ctx.printer.result(&report.to_text(), &report.to_json());
+    ctx.printer
+        .result(&Rendered::new(&report, report.to_text()));
     Ok(())
 }
 
@@ -81,11 +80,10 @@ pub async fn run(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
 pub async fn trusted_root(cmd: TrustedRootCommand, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
         TrustedRootCommand::Show { trusted_root } => {
-            let root = oci_model::verify::TrustedRoot::load(trusted_root.as_deref())
-                .map_err(|e| crate::cli::exit::Failure::usage(e.to_string()))?;
+            let root = oci_model::verify::TrustedRoot::load(trusted_root.as_deref()).input()?;
             let summary = root.summary();
-            let json = serde_json::to_value(&summary)?;
-            ctx.printer.result(&summary.to_text(), &json);
+            ctx.printer
+                .result(&Rendered::new(&summary, summary.to_text()));
             Ok(())
         }
     }
