@@ -34,7 +34,7 @@ pub async fn run(args: AttestArgs, ctx: &Ctx) -> anyhow::Result<()> {
         (Some(_), None) => return Err(Failure::input("--predicate needs --type URI")),
         _ => None,
     };
-    let signer = super::signer::build_signer(&args.signer, ctx).await?;
+    let signer = super::signer::build_signer(&args.signer, ctx, false).await?;
     let store = open_store(&target, &args.registry).await?;
     let subject = store
         .resolve(&target.reference())

@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use oci_model::error::ErrorKind;
 use oci_model::media_types::IN_TOTO_PAYLOAD_TYPE;
 use oci_model::signing::oms::{self, HashOptions, ModelStatement};
-use oci_model::signing::Signer;
 use oci_model::verify::{self, VerifyOptions};
 use serde::Serialize;
 use std::fmt;
@@ -108,20 +107,7 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
         )));
     }
     // The signer first (a bad key or password fails before any hashing and writes nothing).
-    let signer: Box<dyn Signer> = match (&args.signer.key, args.signer.keyless) {
-        (Some(key_path), false) => {
-            super::signer::check_key_flags(&args.signer)?;
-            let key = super::keys::load_private_key(key_path, ctx)?;
-            if !key.kind().model_signing_compatible() {
-                ctx.printer.note(&format!(
-                    "note: {} signatures do not verify with model_signing 1.x (it supports ECDSA keys only)",
-                    key.kind().name()
-                ));
-            }
-            super::signer::key_signer(key, &args.signer, ctx)?
-        }
-        _ => super::signer::build_signer(&args.signer, ctx).await?,
-    };
+    let signer = super::signer::build_signer(&args.signer, ctx, true).await?;
 
     let opts = HashOptions {
         ignore_paths: ignore_list(&args.model, &args.ignore_paths, &args.signature),
@@ -160,16 +146,7 @@ pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()
     }
     let trust = crate::cli::policy::trusted_root(&args.policy)?;
     let sig_name = args.signature.display().to_string();
-    let size = std::fs::metadata(&args.signature)
-        .input_context(|| format!("signature {sig_name}: cannot read"))?
-        .len();
-    if size > MAX_LOCAL_SIGNATURE {
-        return Err(Failure::input(format!(
-            "signature {sig_name}: {size} bytes, larger than the {MAX_LOCAL_SIGNATURE}-byte limit"
-        )));
-    }
-    let bundle = std::fs::read(&args.signature)
-        .input_context(|| format!("signature {sig_name}: cannot read"))?;
+    let bundle = super::read_limited(&args.signature, "signature", MAX_LOCAL_SIGNATURE)?;
 
     // 1. The signature: bundle v0.3, DSSE, signed by a trusted key (or identity).
     let verified = tokio::task::spawn_blocking(move || {

@@ -90,6 +90,20 @@ pub async fn open_store(
     Ok(store::open(target, &options).await?)
 }
 
+/// Read a local file of at most `limit` bytes (a signature, a bundle); `what` names it in errors.
+pub fn read_limited(path: &std::path::Path, what: &str, limit: u64) -> anyhow::Result<Vec<u8>> {
+    let name = path.display();
+    let size = std::fs::metadata(path)
+        .input_context(|| format!("{what} {name}: cannot read"))?
+        .len();
+    if size > limit {
+        return Err(Failure::input(format!(
+            "{what} {name}: {size} bytes, larger than the {limit}-byte limit"
+        )));
+    }
+    std::fs::read(path).input_context(|| format!("{what} {name}: cannot read"))
+}
+
 /// How [`write_atomically`] writes a file.
 #[derive(Clone, Copy)]
 pub struct WriteMode {

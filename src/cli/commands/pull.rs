@@ -217,10 +217,16 @@ struct IndexInfo<'a> {
 
 impl fmt::Display for IndexInfo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Reference:     {}", self.reference)?;
-        writeln!(f, "Digest:        {}", self.digest)?;
-        writeln!(f, "Media type:    {}", self.media_type)?;
-        writeln!(f, "Manifests:     {}", self.manifests.len())?;
+        let (r, d, m, n) = (
+            &self.reference,
+            self.digest,
+            self.media_type,
+            self.manifests.len(),
+        );
+        write!(
+            f,
+            "Reference:     {r}\nDigest:        {d}\nMedia type:    {m}\nManifests:     {n}\n"
+        )?;
         for m in self.manifests {
             writeln!(
                 f,
@@ -265,21 +271,14 @@ struct ConfigInfo<'a> {
 
 impl fmt::Display for ManifestInfo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "Reference:     {}", self.reference)?;
-        writeln!(f, "Digest:        {}", self.digest)?;
-        writeln!(f, "Media type:    {}", self.media_type)?;
-        writeln!(
+        let (r, d, m, c) = (&self.reference, self.digest, self.media_type, &self.config);
+        write!(
             f,
-            "Artifact type: {}",
-            self.artifact_type.unwrap_or("(none)")
-        )?;
-        let c = &self.config;
-        writeln!(
-            f,
-            "Config:        {} {} ({})",
+            "Reference:     {r}\nDigest:        {d}\nMedia type:    {m}\nArtifact type: {}\nConfig:        {} {} ({})\n",
+            self.artifact_type.unwrap_or("(none)"),
             c.media_type,
             c.digest,
-            human_size(c.size)
+            human_size(c.size),
         )?;
         if !self.is_model {
             writeln!(f, "Note:          not a ModelPack model artifact")?;

@@ -31,7 +31,7 @@ pub async fn run(args: SignArgs, ctx: &Ctx) -> anyhow::Result<()> {
         return super::local::sign_local(local, ctx).await;
     }
     let target = parse_target(&args.target)?;
-    let signer = super::signer::build_signer(&args.signer, ctx).await?;
+    let signer = super::signer::build_signer(&args.signer, ctx, false).await?;
     let store = open_store(&target, &args.registry).await?;
     let artifact = fetch_model(store.as_ref(), &target.reference())
         .await

@@ -13,11 +13,23 @@ use std::sync::Arc;
 
 /// The signer the flags ask for: `--key` (password from OCI_MODEL_PASSWORD or a prompt) or
 /// `--keyless`. One signer serves every bundle of a run (one keyless certificate).
-pub async fn build_signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dyn Signer>> {
+/// `local`: the signature is a detached `model.sig`, so say when model_signing cannot verify
+/// the key's signatures.
+pub async fn build_signer(
+    opts: &SignerOpts,
+    ctx: &Ctx,
+    local: bool,
+) -> anyhow::Result<Box<dyn Signer>> {
     match (&opts.key, opts.keyless) {
         (Some(path), false) => {
             check_key_flags(opts)?;
             let key = super::keys::load_private_key(path, ctx)?;
+            if local && !key.kind().model_signing_compatible() {
+                ctx.printer.note(&format!(
+                    "note: {} signatures do not verify with model_signing 1.x (it supports ECDSA keys only)",
+                    key.kind().name()
+                ));
+            }
             key_signer(key, opts, ctx)
         }
         (None, true) => {
@@ -37,7 +49,7 @@ pub async fn build_signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dy
 
 /// `--key` without `--tlog-upload=true` talks to no service: refuse the flags that would only
 /// matter with a log entry instead of ignoring them (call before the key's password prompt).
-pub fn check_key_flags(opts: &SignerOpts) -> anyhow::Result<()> {
+fn check_key_flags(opts: &SignerOpts) -> anyhow::Result<()> {
     if opts.tlog_upload == Some(true) {
         return Ok(());
     }
@@ -60,11 +72,7 @@ pub fn check_key_flags(opts: &SignerOpts) -> anyhow::Result<()> {
 
 /// The signer for a loaded `--key`: offline (no log entry, model_signing's bundles) unless
 /// `--tlog-upload=true` asks for a Rekor entry.
-pub fn key_signer(
-    key: PrivateKey,
-    opts: &SignerOpts,
-    ctx: &Ctx,
-) -> anyhow::Result<Box<dyn Signer>> {
+fn key_signer(key: PrivateKey, opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dyn Signer>> {
     if opts.tlog_upload != Some(true) {
         return Ok(Box::new(KeySigner::new(key)));
     }

@@ -16,17 +16,11 @@ pub async fn run(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
     policy.signature_kinds = SignatureKinds::Any;
 
     let bundle_name = args.bundle.display().to_string();
-    let size = std::fs::metadata(&args.bundle)
-        .input_context(|| format!("bundle {bundle_name}: cannot read"))?
-        .len();
-    if size > oci_model::media_types::MAX_BUNDLE_SIZE {
-        return Err(Failure::input(format!(
-            "bundle {bundle_name}: {size} bytes, larger than the {}-byte limit",
-            oci_model::media_types::MAX_BUNDLE_SIZE
-        )));
-    }
-    let bundle = std::fs::read(&args.bundle)
-        .input_context(|| format!("bundle {bundle_name}: cannot read"))?;
+    let bundle = super::read_limited(
+        &args.bundle,
+        "bundle",
+        oci_model::media_types::MAX_BUNDLE_SIZE,
+    )?;
     let (artifact, target) = match (&args.artifact, &args.digest) {
         (Some(path), None) => {
             if !path.is_file() {
