@@ -3,8 +3,8 @@
 
 use super::{open_store, parse_target, store_options};
 use crate::cli::args::AttestArgs;
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
-use crate::cli::Ctx;
 use anyhow::Context as _;
 use oci_model::attest::{
     provenance_statement, read_predicate_file, resolve_predicate_type, statement_for_manifest,

@@ -4,8 +4,8 @@
 use super::push::{human_size, plural};
 use super::{open_store, parse_target};
 use crate::cli::args::CopyArgs;
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
-use crate::cli::Ctx;
 use anyhow::Context as _;
 use oci_model::digest::Digest;
 use oci_model::store::copy::{copy, CopyOptions};

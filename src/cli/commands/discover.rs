@@ -2,7 +2,7 @@
 
 use super::{open_store, parse_target};
 use crate::cli::args::DiscoverArgs;
-use crate::cli::Ctx;
+use crate::cli::ctx::Ctx;
 use oci_model::digest::Digest;
 use oci_model::media_types as mt;
 use oci_model::store::{Descriptor, Store};

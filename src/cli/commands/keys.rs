@@ -2,8 +2,8 @@
 
 use super::{write_atomically, WriteMode};
 use crate::cli::args::{GenerateKeyPairArgs, KeyType};
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::{Failure, InputError as _};
-use crate::cli::Ctx;
 use oci_model::secret::Secret;
 use oci_model::signing::keys::{self, KeyKind, PrivateKey};
 use serde::Serialize;

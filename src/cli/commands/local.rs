@@ -2,8 +2,8 @@
 //! exactly as the OpenSSF `model_signing` tool signs and verifies with keys.
 
 use crate::cli::args::{SignLocalArgs, VerifyLocalArgs};
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::{Failure, InputError as _};
-use crate::cli::Ctx;
 use anyhow::Context as _;
 use oci_model::error::ErrorKind;
 use oci_model::media_types::IN_TOTO_PAYLOAD_TYPE;

@@ -3,8 +3,8 @@
 //! command (and docker, podman, oras…) finds them.
 
 use crate::cli::args::{LoginArgs, LogoutArgs};
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
-use crate::cli::Ctx;
 use anyhow::Context as _;
 use base64::Engine as _;
 use oci_model::secret::Secret;

@@ -13,34 +13,13 @@ pub mod signer;
 pub mod verify;
 pub mod verify_bundle;
 
-use super::args::{Command, RegistryOpts};
+use super::args::RegistryOpts;
 use super::exit::{Failure, InputError as _};
-use super::Ctx;
 use anyhow::Context as _;
 use oci_model::reference::Target;
 use oci_model::secret::Secret;
 use oci_model::store::{self, auth::Credentials, StoreOptions};
 use std::sync::Arc;
-
-pub async fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<()> {
-    match command {
-        Command::Push(a) => push::run(a, ctx).await,
-        Command::Pull(a) => pull::run(a, ctx).await,
-        Command::Copy(a) => copy::run(a, ctx).await,
-        Command::Inspect(a) => pull::inspect(a, ctx).await,
-        Command::Sign(a) => sign::run(a, ctx).await,
-        Command::SignLocal(a) => local::sign_local(a, ctx).await,
-        Command::Attest(a) => attest::run(a, ctx).await,
-        Command::Verify(a) => verify::run(a, ctx).await,
-        Command::VerifyLocal(a) => local::verify_local(a, ctx).await,
-        Command::VerifyBundle(a) => verify_bundle::run(a, ctx).await,
-        Command::Discover(a) => discover::run(a, ctx).await,
-        Command::GenerateKeyPair(a) => keys::generate(a, ctx).await,
-        Command::Login(a) => login::login(a, ctx).await,
-        Command::Logout(a) => login::logout(a, ctx).await,
-        Command::TrustedRoot(a) => verify_bundle::trusted_root(a, ctx).await,
-    }
-}
 
 /// Parse a TARGET argument (exit 2 with the reason when it is malformed).
 pub fn parse_target(input: &str) -> anyhow::Result<Target> {

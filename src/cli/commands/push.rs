@@ -3,8 +3,8 @@
 
 use super::{open_store, parse_target};
 use crate::cli::args::PushArgs;
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
-use crate::cli::Ctx;
 use anyhow::Context as _;
 use oci_model::digest::Digest;
 use oci_model::media_types as mt;

@@ -3,7 +3,7 @@
 
 use super::{open_store, parse_target};
 use crate::cli::args::{SignArgs, SignLocalArgs};
-use crate::cli::Ctx;
+use crate::cli::ctx::Ctx;
 use anyhow::Context as _;
 use oci_model::digest::Digest;
 use oci_model::model::fetch_model;

@@ -2,8 +2,8 @@
 //! `--keyless` (identity token → Fulcio certificate → Rekor entry, one certificate per run).
 
 use crate::cli::args::SignerOpts;
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
-use crate::cli::Ctx;
 use oci_model::secret::Secret;
 use oci_model::signing::keyless::{self, KeylessSetup, ServiceFlags};
 use oci_model::signing::oidc::{self, InteractiveLogin, LoginUi, TokenSources};

@@ -2,8 +2,8 @@
 
 use super::{open_store, parse_target};
 use crate::cli::args::{PolicyOpts, VerifyArgs};
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
-use crate::cli::Ctx;
 use anyhow::Context as _;
 use oci_model::model::{fetch_model, ModelArtifact};
 use oci_model::reference::Target;

@@ -1,9 +1,9 @@
 //! `verify-bundle` and `trusted-root show` (`verify <TARGET>` lives in verify.rs).
 
 use crate::cli::args::{TrustedRootCommand, VerifyBundleArgs};
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::{Failure, InputError as _};
 use crate::cli::printer::Rendered;
-use crate::cli::Ctx;
 
 /// `verify-bundle`: one Sigstore bundle over a file or a digest (sigstore-conformance client
 /// shape). Exit 0 verified, 1 verification failed (with the reason), 2 usage/input error.
