@@ -85,7 +85,8 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.error, f)
+        // The wrapped error's own message only: its causes are this error's causes.
+        write!(f, "{}", self.error)
     }
 }
 

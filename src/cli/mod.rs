@@ -1,4 +1,8 @@
 //! The command-line interface. Declared only by `main.rs`: the library never reaches in here.
+//!
+//! Each command (`commands/*`, one file each) gets a [`ctx::Ctx`], prints one typed result
+//! (`Serialize` + `Display`) through [`printer`], or returns an error whose kind [`exit`] maps
+//! to the exit code. Only this file dispatches, so no command imports a module that imports it.
 
 pub mod args;
 pub mod commands;
