@@ -66,7 +66,9 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return std::process::ExitCode::from(cli::exit::USAGE);
+            return std::process::ExitCode::from(cli::exit::code(
+                oci_model::error::ErrorKind::Input,
+            ));
         }
     };
     std::process::ExitCode::from(runtime.block_on(cli::run(args)))
@@ -93,7 +95,9 @@ fn argument_error(e: clap::Error) -> std::process::ExitCode {
         );
     }
     let _ = e.print();
-    std::process::ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(cli::exit::USAGE))
+    std::process::ExitCode::from(
+        u8::try_from(e.exit_code()).unwrap_or(cli::exit::code(oci_model::error::ErrorKind::Input)),
+    )
 }
 
 /// Does the command line ask for JSON output (`-o json`, `-ojson`, `--output json`,

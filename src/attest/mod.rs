@@ -151,4 +151,15 @@ pub enum AttestError {
     },
 }
 
+impl AttestError {
+    /// Attestation inputs are the caller's (the message names the file, material or flag); an
+    /// OCI material that cannot be resolved is a registry problem.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            AttestError::MaterialUnresolved { .. } => crate::error::ErrorKind::Remote,
+            _ => crate::error::ErrorKind::Input,
+        }
+    }
+}
+
 pub type Result<T, E = AttestError> = std::result::Result<T, E>;

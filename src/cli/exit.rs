@@ -1,107 +1,136 @@
 //! Exit codes scripts can trust: 0 success, 1 verification failed, 2 usage or input error,
-//! 3 registry or network error. Every library error type is classified here, in one place.
+//! 3 registry or network error. Library errors say what kind they are; the kind → code
+//! mapping is here, in one place.
 
+use oci_model::attest::AttestError;
+use oci_model::error::ErrorKind;
 use oci_model::model::ModelError;
 use oci_model::signing::keyless::KeylessError;
-use oci_model::signing::SigningError;
+use oci_model::signing::oidc::OidcError;
+use oci_model::signing::{KeyError, SigningError};
 use oci_model::sigstore_ops::OpsError;
 use oci_model::store::StoreError;
+use oci_model::verify::VerifyError;
 use std::error::Error;
+use std::fmt;
 
 pub const OK: u8 = 0;
-pub const VERIFY_FAILED: u8 = 1;
-pub const USAGE: u8 = 2;
-pub const REGISTRY: u8 = 3;
 
-/// Raised by commands to choose the exit code explicitly.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+/// The exit code for a kind of failure.
+pub fn code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::Integrity => 1,
+        ErrorKind::Input => 2,
+        ErrorKind::Remote | ErrorKind::NotFound => 3,
+    }
+}
+
+/// The exit code for an error: the first error in its chain that has a kind decides; an error
+/// no library type classifies is a usage or input error.
+pub fn code_for(err: &anyhow::Error) -> u8 {
+    code(err.chain().find_map(kind_of).unwrap_or(ErrorKind::Input))
+}
+
+fn kind_of(cause: &(dyn Error + 'static)) -> Option<ErrorKind> {
+    macro_rules! first_kind {
+        ($($t:ty),*) => {$(
+            if let Some(e) = cause.downcast_ref::<$t>() {
+                return Some(e.kind());
+            }
+        )*};
+    }
+    first_kind!(
+        Failure,
+        StoreError,
+        ModelError,
+        SigningError,
+        KeylessError,
+        KeyError,
+        OidcError,
+        OpsError,
+        VerifyError,
+        AttestError
+    );
+    None
+}
+
+/// An error whose kind the command decides, e.g. an unusable `--trusted-root` file is the
+/// user's input, not a failed verification. It reads as the error it wraps, whose sources stay
+/// its sources.
+#[derive(Debug)]
 pub struct Failure {
-    pub code: u8,
-    pub message: String,
+    kind: ErrorKind,
+    error: anyhow::Error,
 }
 
 impl Failure {
-    pub fn verify(message: impl Into<String>) -> anyhow::Error {
-        Failure {
-            code: VERIFY_FAILED,
-            message: message.into(),
-        }
-        .into()
+    pub fn classify(kind: ErrorKind, error: impl Into<anyhow::Error>) -> anyhow::Error {
+        anyhow::Error::new(Failure {
+            kind,
+            error: error.into(),
+        })
     }
-    pub fn usage(message: impl Into<String>) -> anyhow::Error {
-        Failure {
-            code: USAGE,
-            message: message.into(),
-        }
-        .into()
+    /// A usage or input mistake (exit 2).
+    pub fn input(message: impl Into<String>) -> anyhow::Error {
+        Self::classify(ErrorKind::Input, anyhow::Error::msg(message.into()))
     }
-}
-
-/// The exit code for an error: the first classified error in its chain decides.
-pub fn code_for(err: &anyhow::Error) -> u8 {
-    err.chain().find_map(classify).unwrap_or(USAGE)
-}
-
-fn store_class(e: &StoreError) -> u8 {
-    match e {
-        // Content that is not what its digest says, or hostile/oversized data: integrity.
-        StoreError::DigestMismatch { .. }
-        | StoreError::SizeMismatch { .. }
-        | StoreError::Invalid { .. }
-        | StoreError::TooLarge { .. } => VERIFY_FAILED,
-        StoreError::Io { .. } => USAGE,
-        _ => REGISTRY,
+    /// A verification failure (exit 1).
+    pub fn integrity(message: impl Into<String>) -> anyhow::Error {
+        Self::classify(ErrorKind::Integrity, anyhow::Error::msg(message.into()))
+    }
+    fn kind(&self) -> ErrorKind {
+        self.kind
     }
 }
 
-fn signing_class(e: &SigningError) -> u8 {
-    match e {
-        SigningError::Keyless(k) => keyless_class(k),
-        _ => USAGE,
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The wrapped error's own message only: its causes are this error's causes.
+        write!(f, "{}", self.error)
     }
 }
 
-fn keyless_class(e: &KeylessError) -> u8 {
-    e.exit_class()
+impl Error for Failure {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.error.source()
+    }
 }
 
-fn classify(cause: &(dyn Error + 'static)) -> Option<u8> {
-    if let Some(f) = cause.downcast_ref::<Failure>() {
-        return Some(f.code);
+/// Classify a result's error as the user's input (exit 2), keeping it as the source.
+pub trait InputError<T> {
+    fn input(self) -> anyhow::Result<T>;
+    /// The same, read as `context: error`.
+    fn input_context<C>(self, context: impl FnOnce() -> C) -> anyhow::Result<T>
+    where
+        C: fmt::Display + Send + Sync + 'static;
+}
+
+impl<T, E: Into<anyhow::Error>> InputError<T> for Result<T, E> {
+    fn input(self) -> anyhow::Result<T> {
+        self.map_err(|e| Failure::classify(ErrorKind::Input, e))
     }
-    if let Some(e) = cause.downcast_ref::<StoreError>() {
-        return Some(store_class(e));
-    }
-    if let Some(e) = cause.downcast_ref::<ModelError>() {
-        return Some(e.exit_class());
-    }
-    if let Some(e) = cause.downcast_ref::<SigningError>() {
-        return Some(signing_class(e));
-    }
-    if let Some(e) = cause.downcast_ref::<KeylessError>() {
-        return Some(keyless_class(e));
-    }
-    if let Some(e) = cause.downcast_ref::<OpsError>() {
-        return Some(match e {
-            OpsError::Store(s) => store_class(s),
-            OpsError::Model(m) => m.exit_class(),
-            OpsError::Signing(s) => signing_class(s),
-        });
-    }
-    if cause
-        .downcast_ref::<oci_model::verify::VerifyError>()
-        .is_some()
+    fn input_context<C>(self, context: impl FnOnce() -> C) -> anyhow::Result<T>
+    where
+        C: fmt::Display + Send + Sync + 'static,
     {
-        return Some(VERIFY_FAILED);
+        self.map_err(|e| Failure::classify(ErrorKind::Input, e.into().context(context())))
     }
-    if cause
-        .downcast_ref::<oci_model::attest::AttestError>()
-        .is_some()
-    {
-        return Some(USAGE);
+}
+
+/// An error and its causes, `: `-separated, as `{:#}` shows them, except that a cause its
+/// parent's message already ends with (an error that quotes its source) is not repeated.
+pub fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.is_empty() {
+            out = text;
+        } else if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
     }
-    None
+    out
 }
 
 #[cfg(test)]
@@ -115,14 +144,14 @@ mod tests {
             reason: "refused".into(),
         };
         let e = anyhow::Error::new(OpsError::Store(net)).context("sign r/m:v1");
-        assert_eq!(code_for(&e), REGISTRY);
+        assert_eq!(code_for(&e), 3);
         let bad = StoreError::DigestMismatch {
             what: "blob".into(),
             expected: oci_model::digest::Digest::of(b"a"),
             actual: oci_model::digest::Digest::of(b"b"),
         };
         let e = anyhow::Error::new(ModelError::Store(bad)).context("pull");
-        assert_eq!(code_for(&e), VERIFY_FAILED);
+        assert_eq!(code_for(&e), 1);
     }
 
     #[test]
@@ -132,13 +161,42 @@ mod tests {
             reason: "bad SCT".into(),
         };
         let e = anyhow::Error::new(SigningError::Keyless(Box::new(refused)));
-        assert_eq!(code_for(&e), VERIFY_FAILED);
+        assert_eq!(code_for(&e), 1);
         let down = KeylessError::Rekor {
             url: "http://rekor".into(),
             reason: "503".into(),
         };
         let e = anyhow::Error::new(OpsError::Signing(SigningError::Keyless(Box::new(down))));
-        assert_eq!(code_for(&e), REGISTRY);
-        assert_eq!(code_for(&anyhow::anyhow!("plain")), USAGE);
+        assert_eq!(code_for(&e), 3);
+        assert_eq!(code_for(&anyhow::anyhow!("plain")), 2);
+    }
+
+    #[test]
+    fn a_failure_decides_the_code_and_keeps_its_source() {
+        let bad_root = VerifyError::InvalidTrustedRoot {
+            source_name: "root.json".into(),
+            reason: "no CA".into(),
+        };
+        let e: anyhow::Error = Err::<(), _>(bad_root).input().unwrap_err();
+        assert_eq!(code_for(&e), 2);
+        assert_eq!(message(&e), "invalid trusted root root.json: no CA");
+
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = Err::<(), _>(io)
+            .input_context(|| "cannot read x")
+            .unwrap_err();
+        assert_eq!(code_for(&e), 2);
+        assert_eq!(message(&e), "cannot read x: gone");
+        assert!(e
+            .chain()
+            .any(|c| c.downcast_ref::<std::io::Error>().is_some()));
+    }
+
+    #[test]
+    fn a_quoted_cause_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(StoreError::io("read blob", io)).context("pull r/m:v1");
+        assert_eq!(message(&e), "pull r/m:v1: read blob: gone");
+        assert_eq!(code_for(&e), 2);
     }
 }

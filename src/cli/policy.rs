@@ -3,7 +3,7 @@
 //! verification failure (exit 1).
 
 use super::args::PolicyOpts;
-use super::exit::Failure;
+use super::exit::{Failure, InputError as _};
 use oci_model::attest::resolve_predicate_type;
 use oci_model::verify::{
     Matcher, Policy, PolicyFile, ProvenanceRequirements, SignerPolicy, TrustedKey, TrustedRoot,
@@ -11,7 +11,7 @@ use oci_model::verify::{
 
 /// The trusted root: `--trusted-root FILE` or the embedded public-good root.
 pub fn trusted_root(opts: &PolicyOpts) -> anyhow::Result<TrustedRoot> {
-    TrustedRoot::load(opts.trusted_root.as_deref()).map_err(|e| Failure::usage(e.to_string()))
+    TrustedRoot::load(opts.trusted_root.as_deref()).input()
 }
 
 /// True when any signer flag (key or identity) is given.
@@ -39,28 +39,25 @@ pub fn requested(opts: &PolicyOpts) -> bool {
 pub fn signer_policy(opts: &PolicyOpts) -> anyhow::Result<SignerPolicy> {
     let mut signers = SignerPolicy::new();
     for path in &opts.keys {
-        signers.add_key(TrustedKey::from_file(path).map_err(|e| Failure::usage(e.to_string()))?);
+        signers.add_key(TrustedKey::from_file(path)?);
     }
     let any_identity = !opts.identities.is_empty() || !opts.identity_regexps.is_empty();
     let issuer = match (&opts.issuer, &opts.issuer_regexp) {
-        (Some(_), Some(_)) => return Err(Failure::usage(
+        (Some(_), Some(_)) => return Err(Failure::input(
             "give either --certificate-oidc-issuer or --certificate-oidc-issuer-regexp, not both",
         )),
         (Some(i), None) => Some(Matcher::exact(i.clone())),
-        (None, Some(r)) => Some(
-            Matcher::regex(r, "--certificate-oidc-issuer-regexp")
-                .map_err(|e| Failure::usage(e.to_string()))?,
-        ),
+        (None, Some(r)) => Some(Matcher::regex(r, "--certificate-oidc-issuer-regexp")?),
         (None, None) => None,
     };
     match (&issuer, any_identity) {
         (None, true) => {
-            return Err(Failure::usage(
+            return Err(Failure::input(
                 "--certificate-identity[-regexp] needs --certificate-oidc-issuer (or --certificate-oidc-issuer-regexp)",
             ))
         }
         (Some(_), false) => {
-            return Err(Failure::usage(
+            return Err(Failure::input(
                 "--certificate-oidc-issuer[-regexp] needs --certificate-identity (or --certificate-identity-regexp)",
             ))
         }
@@ -71,8 +68,7 @@ pub fn signer_policy(opts: &PolicyOpts) -> anyhow::Result<SignerPolicy> {
             signers.add_identity(Matcher::exact(id.clone()), issuer.clone());
         }
         for re in &opts.identity_regexps {
-            let m = Matcher::regex(re, "--certificate-identity-regexp")
-                .map_err(|e| Failure::usage(e.to_string()))?;
+            let m = Matcher::regex(re, "--certificate-identity-regexp")?;
             signers.add_identity(m, issuer.clone());
         }
     }
@@ -86,16 +82,16 @@ pub fn policy(opts: &PolicyOpts, repository: Option<&str>) -> anyhow::Result<Pol
     let mut policy = match &opts.policy {
         Some(path) => {
             if has_signer_flags(opts) || opts.require_signers.is_some() {
-                return Err(Failure::usage(
+                return Err(Failure::input(
                     "--policy cannot be combined with --key, --certificate-identity[-regexp], --certificate-oidc-issuer[-regexp] or --require-signers: the policy file names the signers",
                 ));
             }
             let Some(repository) = repository else {
-                return Err(Failure::usage(
+                return Err(Failure::input(
                     "--policy selects rules by repository; this command verifies no repository",
                 ));
             };
-            let file = PolicyFile::load(path).map_err(|e| Failure::usage(e.to_string()))?;
+            let file = PolicyFile::load(path)?;
             file.for_repository(repository)?
         }
         None => {
@@ -105,7 +101,7 @@ pub fn policy(opts: &PolicyOpts, repository: Option<&str>) -> anyhow::Result<Pol
         }
     };
     for t in &opts.attestation_types {
-        let t = resolve_predicate_type(t).map_err(|e| Failure::usage(e.to_string()))?;
+        let t = resolve_predicate_type(t)?;
         if !policy.attestation_types.contains(&t) {
             policy.attestation_types.push(t);
         }
@@ -114,12 +110,11 @@ pub fn policy(opts: &PolicyOpts, repository: Option<&str>) -> anyhow::Result<Pol
         policy.provenance.builder_id = Some(id.clone());
     }
     for m in &opts.provenance_materials {
-        policy.provenance.materials.push(
-            ProvenanceRequirements::parse_material(m).map_err(|e| Failure::usage(e.to_string()))?,
-        );
+        policy
+            .provenance
+            .materials
+            .push(ProvenanceRequirements::parse_material(m)?);
     }
-    policy
-        .validate()
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    policy.validate()?;
     Ok(policy)
 }

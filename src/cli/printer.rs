@@ -4,7 +4,9 @@
 use super::args::{GlobalOpts, OutputFormat};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oci_model::progress::{Reporter, SharedReporter};
+use serde::Serialize;
 use std::collections::HashMap;
+use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,24 +34,35 @@ impl Printer {
         self.format == OutputFormat::Json
     }
 
-    /// The command's result: `text` in text mode, `json` (pretty) in JSON mode.
-    pub fn result(&self, text: &str, json: &serde_json::Value) {
+    /// The command's result: its `Display` in text mode, its JSON (pretty) in JSON mode.
+    pub fn result(&self, result: &(impl Serialize + fmt::Display)) {
         self.printed.store(true, Ordering::SeqCst);
         let mut out = std::io::stdout().lock();
         if self.json() {
             let _ = writeln!(
                 out,
                 "{}",
-                serde_json::to_string_pretty(json).unwrap_or_default()
+                serde_json::to_string_pretty(result).unwrap_or_default()
             );
-        } else if !text.is_empty() {
-            let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
+        } else {
+            let text = result.to_string();
+            if !text.is_empty() {
+                let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
+            }
         }
     }
 
-    /// Has a result been printed?
-    pub fn printed(&self) -> bool {
-        self.printed.load(Ordering::SeqCst)
+    /// A command's error, on stderr; in JSON mode also one document on stdout, unless the
+    /// command printed its result (e.g. a failed verification report), which said everything.
+    pub fn error(&self, message: &str, code: u8) {
+        if self.json() && !self.printed.load(Ordering::SeqCst) {
+            let value = serde_json::json!({"ok": false, "exitCode": code, "error": message});
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
+        eprintln!("error: {message}");
     }
 
     /// A note for a person, on stderr (not shown in JSON mode).
@@ -66,6 +79,27 @@ impl Printer {
         } else {
             oci_model::progress::silent()
         }
+    }
+}
+
+/// A library result that renders its own text (`to_text`): that text, or its JSON.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Rendered<'a, T: Serialize> {
+    value: &'a T,
+    #[serde(skip)]
+    text: String,
+}
+
+impl<'a, T: Serialize> Rendered<'a, T> {
+    pub fn new(value: &'a T, text: String) -> Self {
+        Rendered { value, text }
+    }
+}
+
+impl<T: Serialize> fmt::Display for Rendered<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod roles;
 pub mod unpack;
 pub mod walk;
 
+use crate::error::ErrorKind;
 use crate::store::StoreError;
 use std::path::PathBuf;
 
@@ -59,24 +60,17 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    /// Exit code class: hostile or corrupted artifact content is a verification failure (1),
-    /// bad local input 2, registry and network problems 3 (same classes as the CLI gives a bare
-    /// [`StoreError`]).
-    pub fn exit_class(&self) -> u8 {
+    /// Hostile or corrupted artifact content is an integrity failure; local problems are input.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ModelError::UnsafePath { .. } | ModelError::InvalidArtifact { .. } => 1,
+            ModelError::UnsafePath { .. } | ModelError::InvalidArtifact { .. } => {
+                ErrorKind::Integrity
+            }
             ModelError::NotAModel { .. }
             | ModelError::Exists { .. }
             | ModelError::Input(_)
-            | ModelError::Io { .. } => 2,
-            ModelError::Store(e) => match e {
-                StoreError::DigestMismatch { .. }
-                | StoreError::SizeMismatch { .. }
-                | StoreError::Invalid { .. }
-                | StoreError::TooLarge { .. } => 1,
-                StoreError::Io { .. } => 2,
-                _ => 3,
-            },
+            | ModelError::Io { .. } => ErrorKind::Input,
+            ModelError::Store(e) => e.kind(),
         }
     }
 

@@ -657,7 +657,7 @@ mod tests {
                 matches!(err, ModelError::UnsafePath { .. }),
                 "{bad:?}: {err}"
             );
-            assert_eq!(err.exit_class(), 1);
+            assert_eq!(err.kind(), crate::error::ErrorKind::Integrity);
             assert!(
                 entries(out.path()).is_empty(),
                 "{bad:?} wrote {:?}",
@@ -703,7 +703,7 @@ mod tests {
             .await
             .unwrap_err();
         let msg = err.to_string();
-        assert_eq!(err.exit_class(), 1, "{msg}");
+        assert_eq!(err.kind(), crate::error::ErrorKind::Integrity, "{msg}");
         assert!(msg.contains("sub/b.bin"), "{msg}");
         assert!(msg.contains(victim.as_str()), "{msg}");
         assert!(msg.contains(Digest::of(b"content X").as_str()), "{msg}");
@@ -991,7 +991,7 @@ mod retry_tests {
             matches!(err, ModelError::Store(StoreError::Network { .. })),
             "{err}"
         );
-        assert_eq!(err.exit_class(), 3);
+        assert_eq!(err.kind(), crate::error::ErrorKind::Remote);
         assert!(err.to_string().contains("w.bin"), "{err}");
         assert!(!out.exists());
     }

@@ -24,6 +24,7 @@
 
 use super::oidc::{HttpClient, IdentityToken};
 use super::signing_config::Services;
+use crate::error::ErrorKind;
 use crate::verify::{Artifact, Matcher, SignerPolicy, TrustedRoot};
 use sigstore_sign::bundle::BundleV03;
 use sigstore_sign::crypto::{parse_certificate_info, KeyPair};
@@ -85,21 +86,23 @@ pub enum KeylessError {
 }
 
 impl KeylessError {
-    /// Exit code class: a service answer that fails our checks is a verification failure (1),
-    /// bad input 2, a service that cannot be reached or refuses the request 3.
-    pub fn exit_class(&self) -> u8 {
+    /// A service answer that fails our checks is an integrity failure; a service that cannot
+    /// be reached or refuses the request is remote; the rest is the caller's input.
+    pub fn kind(&self) -> ErrorKind {
         match self {
             KeylessError::WrongIdentity { .. }
             | KeylessError::RekorBodyMismatch { .. }
-            | KeylessError::Unverified { .. } => 1,
+            | KeylessError::Unverified { .. } => ErrorKind::Integrity,
             KeylessError::Fulcio { .. }
             | KeylessError::Rekor { .. }
             | KeylessError::Tsa { .. }
-            | KeylessError::Http(_) => 3,
-            KeylessError::Token(
-                super::oidc::OidcError::GitHub { .. } | super::oidc::OidcError::Login { .. },
-            ) => 3,
-            _ => 2,
+            | KeylessError::Http(_) => ErrorKind::Remote,
+            KeylessError::Token(e) => e.kind(),
+            KeylessError::Config(_)
+            | KeylessError::Key(_)
+            | KeylessError::Payload(_)
+            | KeylessError::Usage(_)
+            | KeylessError::Bundle(_) => ErrorKind::Input,
         }
     }
 }

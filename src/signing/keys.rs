@@ -135,6 +135,13 @@ pub enum KeyError {
     Crypto { what: String },
 }
 
+impl KeyError {
+    /// Every key problem is the caller's input (a key file, a password).
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Input
+    }
+}
+
 /// A PEM block: its label, `Key: value` headers, and the decoded bytes.
 struct PemBlock {
     label: String,

@@ -32,3 +32,14 @@ pub enum SigningError {
     #[error(transparent)]
     Keyless(Box<keyless::KeylessError>),
 }
+
+impl SigningError {
+    /// A key or a model statement is the caller's input; keyless errors say for themselves.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            SigningError::Key(e) => e.kind(),
+            SigningError::Statement(_) => crate::error::ErrorKind::Input,
+            SigningError::Keyless(e) => e.kind(),
+        }
+    }
+}

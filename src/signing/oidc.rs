@@ -63,6 +63,16 @@ pub enum OidcError {
     Login { issuer: String, reason: String },
 }
 
+impl OidcError {
+    /// A token service that fails is remote; a missing or unusable token is the caller's input.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            OidcError::GitHub { .. } | OidcError::Login { .. } => crate::error::ErrorKind::Remote,
+            _ => crate::error::ErrorKind::Input,
+        }
+    }
+}
+
 /// Where the token came from (for messages; never the token itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenOrigin {

@@ -31,3 +31,13 @@ pub enum OpsError {
     #[error(transparent)]
     Signing(#[from] SigningError),
 }
+
+impl OpsError {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            OpsError::Store(e) => e.kind(),
+            OpsError::Model(e) => e.kind(),
+            OpsError::Signing(e) => e.kind(),
+        }
+    }
+}

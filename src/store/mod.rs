@@ -348,3 +348,19 @@ pub async fn open(target: &Target, options: &StoreOptions) -> Result<Arc<dyn Sto
         Target::Layout(l) => Ok(Arc::new(layout::LayoutStore::open_or_create(&l.path)?)),
     }
 }
+
+impl StoreError {
+    /// Content that is not what its digest says, or hostile/oversized data: integrity.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            StoreError::DigestMismatch { .. }
+            | StoreError::SizeMismatch { .. }
+            | StoreError::Invalid { .. }
+            | StoreError::TooLarge { .. } => ErrorKind::Integrity,
+            StoreError::Io { .. } => ErrorKind::Input,
+            StoreError::NotFound { .. } => ErrorKind::NotFound,
+            _ => ErrorKind::Remote,
+        }
+    }
+}

@@ -85,6 +85,11 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
+    /// Every verification failure is an integrity failure, whatever failed to verify.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        crate::error::ErrorKind::Integrity
+    }
+
     /// Translate a `sigstore-verify` error into ours (keeping its detail).
     pub(crate) fn from_sigstore(err: sigstore_verify::Error) -> Self {
         use sigstore_verify::{Error as E, TimestampError as T};

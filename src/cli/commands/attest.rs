@@ -3,36 +3,38 @@
 
 use super::{open_store, parse_target, store_options};
 use crate::cli::args::AttestArgs;
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
-use crate::cli::Ctx;
 use anyhow::Context as _;
 use oci_model::attest::{
     provenance_statement, read_predicate_file, resolve_predicate_type, statement_for_manifest,
-    AttestError, ProvenanceInput,
+    ProvenanceInput,
 };
+use oci_model::digest::Digest;
 use oci_model::reference::Target;
 use oci_model::sigstore_ops;
 use oci_model::store;
-use serde_json::json;
+use serde::Serialize;
+use std::fmt;
 
 pub async fn run(args: AttestArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let target = parse_target(&args.target)?;
     if !args.provenance && args.predicate.is_none() {
-        return Err(Failure::usage(
+        return Err(Failure::input(
             "say what to attest: --provenance (generated SLSA provenance) or --predicate FILE --type URI",
         ));
     }
     // Input first (cheap, local): a bad predicate file fails before any network work.
     let predicate = match (&args.predicate, &args.predicate_type) {
         (Some(path), Some(t)) => {
-            let predicate_type = resolve_predicate_type(t).map_err(input_error)?;
-            let value = read_predicate_file(path, &predicate_type).map_err(input_error)?;
+            let predicate_type = resolve_predicate_type(t)?;
+            let value = read_predicate_file(path, &predicate_type)?;
             Some((predicate_type, value))
         }
-        (Some(_), None) => return Err(Failure::usage("--predicate needs --type URI")),
+        (Some(_), None) => return Err(Failure::input("--predicate needs --type URI")),
         _ => None,
     };
-    let signer = super::sign::build_signer(&args.signer, ctx).await?;
+    let signer = super::signer::build_signer(&args.signer, ctx, false).await?;
     let store = open_store(&target, &args.registry).await?;
     let subject = store
         .resolve(&target.reference())
@@ -63,9 +65,7 @@ pub async fn run(args: AttestArgs, ctx: &Ctx) -> anyhow::Result<()> {
                     anyhow::Ok(s.resolve(&t.reference()).await?.digest)
                 }
             };
-            provenance_statement(&input, &repository, &subject.digest, &resolver)
-                .await
-                .map_err(input_error)?
+            provenance_statement(&input, &repository, &subject.digest, &resolver).await?
         }
     };
     let (referrer, signer_name) = sigstore_ops::attest_model(
@@ -77,33 +77,42 @@ pub async fn run(args: AttestArgs, ctx: &Ctx) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("attest {target}@{}", subject.digest))?;
-    let pinned = target.with_digest(subject.digest.clone());
-    let text = format!(
-        "Attested {pinned}\n  predicate type: {}\n  signer: {signer_name}\n  referrer {}\n",
-        statement.predicate_type, referrer.digest
-    );
-    ctx.printer.result(
-        &text,
-        &json!({
-            "ok": true,
-            "reference": pinned.to_string(),
-            "digest": subject.digest,
-            "predicateType": statement.predicate_type,
-            "signer": signer_name,
-            "referrer": {"digest": referrer.digest, "size": referrer.size},
-        }),
-    );
+    ctx.printer.result(&Attested {
+        ok: true,
+        reference: target.with_digest(subject.digest.clone()).to_string(),
+        digest: &subject.digest,
+        predicate_type: &statement.predicate_type,
+        signer: &signer_name,
+        referrer: AttestedReferrer {
+            digest: &referrer.digest,
+            size: referrer.size,
+        },
+    });
     Ok(())
 }
 
-/// Attestation inputs are the user's: exit 2 with the library's message (it names the file,
-/// material or flag). An unresolvable OCI material is a registry problem (exit 3).
-fn input_error(e: AttestError) -> anyhow::Error {
-    match e {
-        AttestError::MaterialUnresolved { .. } => anyhow::Error::new(Failure {
-            code: crate::cli::exit::REGISTRY,
-            message: e.to_string(),
-        }),
-        other => Failure::usage(other.to_string()),
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Attested<'a> {
+    ok: bool,
+    reference: String,
+    digest: &'a Digest,
+    predicate_type: &'a str,
+    signer: &'a str,
+    referrer: AttestedReferrer<'a>,
+}
+
+#[derive(Serialize)]
+struct AttestedReferrer<'a> {
+    digest: &'a Digest,
+    size: u64,
+}
+
+impl fmt::Display for Attested<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Attested {}", self.reference)?;
+        writeln!(f, "  predicate type: {}", self.predicate_type)?;
+        writeln!(f, "  signer: {}", self.signer)?;
+        writeln!(f, "  referrer {}", self.referrer.digest)
     }
 }

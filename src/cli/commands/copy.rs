@@ -1,15 +1,16 @@
 //! `copy SRC DST`: an artifact and (unless --no-referrers) its signatures and attestations,
 //! between any two targets, blobs streamed, manifest bytes (and so digests) preserved.
 
-use super::push::human_size;
+use super::push::{human_size, plural};
 use super::{open_store, parse_target};
 use crate::cli::args::CopyArgs;
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
-use crate::cli::Ctx;
 use anyhow::Context as _;
 use oci_model::digest::Digest;
 use oci_model::store::copy::{copy, CopyOptions};
-use serde_json::json;
+use serde::Serialize;
+use std::fmt;
 
 pub async fn run(args: CopyArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let source = parse_target(&args.source)?;
@@ -26,7 +27,7 @@ pub async fn run(args: CopyArgs, ctx: &Ctx) -> anyhow::Result<()> {
             .with_context(|| format!("copy {source}"))?;
         let actual = Digest::of(&raw.bytes);
         if &actual != wanted {
-            return Err(Failure::usage(format!(
+            return Err(Failure::input(format!(
                 "{destination} names digest {wanted}, but {source} is {actual}"
             )));
         }
@@ -57,32 +58,63 @@ pub async fn run(args: CopyArgs, ctx: &Ctx) -> anyhow::Result<()> {
         Some(t) => super::push::with_tag(&destination, t).to_string(),
         None => destination.to_string(),
     };
-    let text = format!(
-        "Copied {source} to {shown_dst}@{}\n{} blob{} ({} copied, {} already present, {} transferred), {} referrer{}",
-        report.manifest.digest,
-        report.blobs,
-        if report.blobs == 1 { "" } else { "s" },
-        report.blobs_copied,
-        report.blobs - report.blobs_copied,
-        human_size(report.bytes_copied),
-        report.referrers.len(),
-        if report.referrers.len() == 1 { "" } else { "s" },
-    );
-    let referrers: Vec<_> = report
-        .referrers
-        .iter()
-        .map(|r| json!({"digest": r.digest, "mediaType": r.media_type, "artifactType": r.artifact_type}))
-        .collect();
-    let value = json!({
-        "source": source.to_string(),
-        "destination": shown_dst,
-        "digest": report.manifest.digest,
-        "mediaType": report.manifest.media_type,
-        "blobs": report.blobs,
-        "blobsCopied": report.blobs_copied,
-        "bytesCopied": report.bytes_copied,
-        "referrers": referrers,
+    ctx.printer.result(&Copied {
+        source: source.to_string(),
+        destination: shown_dst,
+        digest: &report.manifest.digest,
+        media_type: &report.manifest.media_type,
+        blobs: report.blobs,
+        blobs_copied: report.blobs_copied,
+        bytes_copied: report.bytes_copied,
+        referrers: report
+            .referrers
+            .iter()
+            .map(|r| CopiedReferrer {
+                digest: &r.digest,
+                media_type: &r.media_type,
+                artifact_type: r.artifact_type.as_deref(),
+            })
+            .collect(),
     });
-    ctx.printer.result(&text, &value);
     Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Copied<'a> {
+    source: String,
+    destination: String,
+    digest: &'a Digest,
+    media_type: &'a str,
+    blobs: usize,
+    blobs_copied: usize,
+    bytes_copied: u64,
+    referrers: Vec<CopiedReferrer<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CopiedReferrer<'a> {
+    digest: &'a Digest,
+    media_type: &'a str,
+    artifact_type: Option<&'a str>,
+}
+
+impl fmt::Display for Copied<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Copied {} to {}@{}\n{} {} ({} copied, {} already present, {} transferred), {} {}",
+            self.source,
+            self.destination,
+            self.digest,
+            self.blobs,
+            plural(self.blobs, "blob"),
+            self.blobs_copied,
+            self.blobs - self.blobs_copied,
+            human_size(self.bytes_copied),
+            self.referrers.len(),
+            plural(self.referrers.len(), "referrer"),
+        )
+    }
 }

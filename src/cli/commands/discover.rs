@@ -2,10 +2,12 @@
 
 use super::{open_store, parse_target};
 use crate::cli::args::DiscoverArgs;
-use crate::cli::Ctx;
+use crate::cli::ctx::Ctx;
+use oci_model::digest::Digest;
 use oci_model::media_types as mt;
 use oci_model::store::{Descriptor, Store};
-use serde_json::{json, Value};
+use serde::Serialize;
+use std::fmt;
 
 /// Referrers deeper than this are not listed (a signature of a signature of …).
 const MAX_DEPTH: usize = 4;
@@ -14,24 +16,49 @@ pub async fn run(args: DiscoverArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let target = parse_target(&args.target)?;
     let store = open_store(&target, &args.registry).await?;
     let subject = store.resolve(&target.reference()).await?;
-    let children = tree(store.as_ref(), &subject, args.artifact_type.as_deref(), 0).await?;
-    let mut text = format!("{}@{}\n", strip_ref(&target.to_string()), subject.digest);
-    render(&children, "", &mut text);
-    if children.is_empty() {
-        text.push_str("(no referrers)\n");
-    }
-    let value = json!({
-        "reference": target.to_string(),
-        "digest": subject.digest,
-        "mediaType": subject.media_type,
-        "referrers": children,
+    let referrers = tree(store.as_ref(), &subject, args.artifact_type.as_deref(), 0).await?;
+    ctx.printer.result(&Discovered {
+        reference: target.to_string(),
+        digest: subject.digest,
+        media_type: subject.media_type,
+        referrers,
     });
-    ctx.printer.result(&text, &value);
     Ok(())
 }
 
-fn strip_ref(s: &str) -> &str {
-    s.split('@').next().unwrap_or(s)
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Discovered {
+    reference: String,
+    digest: Digest,
+    media_type: String,
+    referrers: Vec<Node>,
+}
+
+/// A referrer and its own referrers.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Node {
+    digest: Digest,
+    media_type: String,
+    artifact_type: Option<String>,
+    size: u64,
+    predicate_type: Option<String>,
+    created: Option<String>,
+    kind: String,
+    referrers: Vec<Node>,
+}
+
+impl fmt::Display for Discovered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.reference.split('@').next().unwrap_or(&self.reference);
+        writeln!(f, "{name}@{}", self.digest)?;
+        render(&self.referrers, "", f)?;
+        if self.referrers.is_empty() {
+            writeln!(f, "(no referrers)")?;
+        }
+        Ok(())
+    }
 }
 
 fn tree<'a>(
@@ -39,7 +66,7 @@ fn tree<'a>(
     subject: &'a Descriptor,
     artifact_type: Option<&'a str>,
     depth: usize,
-) -> futures::future::BoxFuture<'a, anyhow::Result<Vec<Value>>> {
+) -> futures::future::BoxFuture<'a, anyhow::Result<Vec<Node>>> {
     Box::pin(async move {
         if depth >= MAX_DEPTH {
             return Ok(Vec::new());
@@ -49,16 +76,17 @@ fn tree<'a>(
         let mut out = Vec::new();
         for r in referrers {
             let children = tree(store, &r, None, depth + 1).await?;
-            out.push(json!({
-                "digest": r.digest,
-                "mediaType": r.media_type,
-                "artifactType": r.artifact_type,
-                "size": r.size,
-                "predicateType": r.annotation(mt::ANNOTATION_BUNDLE_PREDICATE_TYPE),
-                "created": r.annotation(mt::ANNOTATION_CREATED),
-                "kind": kind(&r),
-                "referrers": children,
-            }));
+            let annotation = |key| r.annotation(key).map(str::to_string);
+            out.push(Node {
+                predicate_type: annotation(mt::ANNOTATION_BUNDLE_PREDICATE_TYPE),
+                created: annotation(mt::ANNOTATION_CREATED),
+                kind: kind(&r),
+                referrers: children,
+                digest: r.digest,
+                media_type: r.media_type,
+                artifact_type: r.artifact_type,
+                size: r.size,
+            });
         }
         Ok(out)
     })
@@ -77,25 +105,20 @@ fn kind(r: &Descriptor) -> String {
     }
 }
 
-fn render(nodes: &[Value], indent: &str, out: &mut String) {
+fn render(nodes: &[Node], indent: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     for (i, n) in nodes.iter().enumerate() {
-        let last = i + 1 == nodes.len();
-        let (branch, next) = if last {
+        let (branch, next) = if i + 1 == nodes.len() {
             ("└── ", "    ")
         } else {
             ("├── ", "│   ")
         };
-        let created = n["created"]
-            .as_str()
+        let created = n
+            .created
+            .as_deref()
             .map(|c| format!("  {c}"))
             .unwrap_or_default();
-        out.push_str(&format!(
-            "{indent}{branch}{}  {}{created}\n",
-            n["kind"].as_str().unwrap_or(""),
-            n["digest"].as_str().unwrap_or("")
-        ));
-        if let Some(children) = n["referrers"].as_array() {
-            render(children, &format!("{indent}{next}"), out);
-        }
+        writeln!(f, "{indent}{branch}{}  {}{created}", n.kind, n.digest)?;
+        render(&n.referrers, &format!("{indent}{next}"), f)?;
     }
+    Ok(())
 }

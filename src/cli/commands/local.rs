@@ -2,14 +2,13 @@
 //! exactly as the OpenSSF `model_signing` tool signs and verifies with keys.
 
 use crate::cli::args::{SignLocalArgs, VerifyLocalArgs};
-use crate::cli::exit::Failure;
-use crate::cli::Ctx;
+use crate::cli::ctx::Ctx;
+use crate::cli::exit::{Failure, InputError as _};
 use oci_model::media_types::IN_TOTO_PAYLOAD_TYPE;
 use oci_model::signing::oms::{self, HashOptions};
-use oci_model::signing::Signer;
 use oci_model::verify::{self, BoundModel, Check, CheckName, VerifyOptions};
-use serde_json::json;
-use std::io::Write as _;
+use serde::Serialize;
+use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
 /// Largest signature file read: a model-signing bundle lists every file (~200 bytes each).
@@ -84,17 +83,12 @@ fn ignore_list(model: &Path, ignore_paths: &[String], signature: &Path) -> Vec<S
 fn check_model_path(model: &Path) -> anyhow::Result<()> {
     match std::fs::metadata(model) {
         Ok(m) if m.is_dir() || m.is_file() => Ok(()),
-        Ok(_) => Err(Failure::usage(format!(
+        Ok(_) => Err(Failure::input(format!(
             "model {}: neither a directory nor a file",
             model.display()
         ))),
-        Err(e) => Err(Failure::usage(format!("model {}: {e}", model.display()))),
+        Err(e) => Err(e).input_context(|| format!("model {}", model.display())),
     }
-}
-
-/// Hashing or reading a model: an unreadable or odd file is an input error (exit 2).
-fn model_error(e: oms::OmsError) -> anyhow::Error {
-    Failure::usage(e.to_string())
 }
 
 pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
@@ -104,27 +98,14 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
         _ => PathBuf::from("."),
     };
     if !sig_dir.is_dir() {
-        return Err(Failure::usage(format!(
+        return Err(Failure::input(format!(
             "signature {}: directory {} does not exist",
             args.signature.display(),
             sig_dir.display()
         )));
     }
     // The signer first (a bad key or password fails before any hashing and writes nothing).
-    let signer: Box<dyn Signer> = match (&args.signer.key, args.signer.keyless) {
-        (Some(key_path), false) => {
-            super::sign::check_key_flags(&args.signer)?;
-            let key = super::keys::load_private_key(key_path, ctx)?;
-            if !key.kind().model_signing_compatible() {
-                ctx.printer.note(&format!(
-                    "note: {} signatures do not verify with model_signing 1.x (it supports ECDSA keys only)",
-                    key.kind().name()
-                ));
-            }
-            super::sign::key_signer(key, &args.signer, ctx)?
-        }
-        _ => super::sign::build_signer(&args.signer, ctx).await?,
-    };
+    let signer = super::signer::build_signer(&args.signer, ctx, true).await?;
 
     let opts = HashOptions {
         ignore_paths: ignore_list(&args.model, &args.ignore_paths, &args.signature),
@@ -132,55 +113,24 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
         allow_symlinks: args.allow_symlinks,
     };
     let model = args.model.clone();
-    let statement = tokio::task::spawn_blocking(move || oms::hash_model(&model, &opts))
-        .await?
-        .map_err(model_error)?;
+    let statement = tokio::task::spawn_blocking(move || oms::hash_model(&model, &opts)).await??;
     let bundle = signer
         .sign_dsse(IN_TOTO_PAYLOAD_TYPE, &statement.to_payload())
         .await
         .map_err(anyhow::Error::new)?;
 
-    // Write through a temporary file next to the signature: never a partial model.sig.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".oci-model-sig")
-        .tempfile_in(&sig_dir)
-        .map_err(|e| Failure::usage(format!("cannot write in {}: {e}", sig_dir.display())))?;
-    tmp.write_all(&bundle.json)
-        .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| Failure::usage(format!("cannot write {}: {e}", args.signature.display())))?;
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
-    }
-    tmp.persist(&args.signature).map_err(|e| {
-        Failure::usage(format!(
-            "cannot write {}: {}",
-            args.signature.display(),
-            e.error
-        ))
-    })?;
+    super::write_atomically(&args.signature, &bundle.json, super::WriteMode::PUBLIC)?;
 
-    let root = statement.root_digest();
-    let text = format!(
-        "Signed {} ({} files, root digest {root}) with {}\nSignature written to {}",
-        args.model.display(),
-        statement.resources.len(),
-        bundle.signer,
-        args.signature.display()
-    );
-    ctx.printer.result(
-        &text,
-        &json!({
-            "ok": true,
-            "model": args.model.display().to_string(),
-            "name": statement.name,
-            "files": statement.resources.len(),
-            "rootDigest": root.to_string(),
-            "signer": bundle.signer,
-            "signature": args.signature.display().to_string(),
-            "ignorePaths": statement.serialization.ignore_paths,
-        }),
-    );
+    ctx.printer.result(&SignedLocal {
+        ok: true,
+        model: args.model.display().to_string(),
+        name: &statement.name,
+        files: statement.resources.len(),
+        root_digest: statement.root_digest().to_string(),
+        signer: &bundle.signer,
+        signature: args.signature.display().to_string(),
+        ignore_paths: &statement.serialization.ignore_paths,
+    });
     Ok(())
 }
 
@@ -188,22 +138,13 @@ pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()
     check_model_path(&args.model)?;
     let signers = crate::cli::policy::signer_policy(&args.policy)?;
     if signers.is_empty() {
-        return Err(Failure::usage(
+        return Err(Failure::input(
             "verify-local needs --key PUBLIC_KEY (or --certificate-identity with --certificate-oidc-issuer)",
         ));
     }
     let trust = crate::cli::policy::trusted_root(&args.policy)?;
     let sig_name = args.signature.display().to_string();
-    let size = std::fs::metadata(&args.signature)
-        .map_err(|e| Failure::usage(format!("signature {sig_name}: cannot read: {e}")))?
-        .len();
-    if size > MAX_LOCAL_SIGNATURE {
-        return Err(Failure::usage(format!(
-            "signature {sig_name}: {size} bytes, larger than the {MAX_LOCAL_SIGNATURE}-byte limit"
-        )));
-    }
-    let bundle = std::fs::read(&args.signature)
-        .map_err(|e| Failure::usage(format!("signature {sig_name}: cannot read: {e}")))?;
+    let bundle = super::read_limited(&args.signature, "signature", MAX_LOCAL_SIGNATURE)?;
 
     // 1. The signature: bundle v0.3, DSSE, signed by a trusted key (or identity).
     let context = format!("signature {sig_name}");
@@ -225,8 +166,7 @@ pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()
     let actual = tokio::task::spawn_blocking(move || {
         oms::hash_as_signed(&statement, &model, &extra, allow_symlinks)
     })
-    .await?
-    .map_err(model_error)?;
+    .await??;
     let BoundModel {
         bundle: verified,
         statement,
@@ -242,15 +182,6 @@ pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()
         ),
     )?;
 
-    let signer = verified.signer().to_string();
-    let mut lines = vec![format!(
-        "Verified {} against {sig_name}",
-        args.model.display()
-    )];
-    lines.push(format!("  signer: {signer}"));
-    if let Some(t) = verified.signing_time() {
-        lines.push(format!("  signed at: {}", t.to_rfc3339()));
-    }
     let mut checks = verified.checks().to_vec();
     checks.push(Check::new(
         CheckName::Statement,
@@ -263,23 +194,71 @@ pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()
         ),
     ));
     checks.push(Check::new(CheckName::Files, comparison.to_string()));
-    lines.extend(checks.iter().map(|c| format!("  {c}")));
-    ctx.printer.result(
-        &lines.join("\n"),
-        &json!({
-            "ok": true,
-            "model": args.model.display().to_string(),
-            "signature": sig_name,
-            "signer": verified.signer(),
-            "signingTime": verified.signing_time().map(|t| t.to_rfc3339()),
-            "name": statement.name,
-            "rootDigest": statement.root_digest().to_string(),
-            "files": comparison.checked,
-            "ignorePaths": statement.serialization.ignore_paths,
-            "checks": checks,
-        }),
-    );
+    ctx.printer.result(&VerifiedLocal {
+        ok: true,
+        model: args.model.display().to_string(),
+        signature: sig_name,
+        signer: verified.signer(),
+        signing_time: verified.signing_time().map(|t| t.to_rfc3339()),
+        name: &statement.name,
+        root_digest: statement.root_digest().to_string(),
+        files: comparison.checked,
+        ignore_paths: &statement.serialization.ignore_paths,
+        checks,
+    });
     Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SignedLocal<'a> {
+    ok: bool,
+    model: String,
+    name: &'a str,
+    files: usize,
+    root_digest: String,
+    signer: &'a str,
+    signature: String,
+    ignore_paths: &'a [String],
+}
+
+impl fmt::Display for SignedLocal<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Signed {} ({} files, root digest {}) with {}\nSignature written to {}",
+            self.model, self.files, self.root_digest, self.signer, self.signature
+        )
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VerifiedLocal<'a> {
+    ok: bool,
+    model: String,
+    signature: String,
+    signer: &'a oci_model::verify::Signer,
+    signing_time: Option<String>,
+    name: &'a str,
+    root_digest: String,
+    files: usize,
+    ignore_paths: &'a [String],
+    checks: Vec<Check>,
+}
+
+impl fmt::Display for VerifiedLocal<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Verified {} against {}", self.model, self.signature)?;
+        write!(f, "\n  signer: {}", self.signer)?;
+        if let Some(t) = &self.signing_time {
+            write!(f, "\n  signed at: {t}")?;
+        }
+        for c in &self.checks {
+            write!(f, "\n  {c}")?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -3,21 +3,23 @@
 //! command (and docker, podman, oras…) finds them.
 
 use crate::cli::args::{LoginArgs, LogoutArgs};
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
-use crate::cli::Ctx;
 use anyhow::Context as _;
 use base64::Engine as _;
 use oci_model::secret::Secret;
 use oci_model::store::auth::{docker_config_key, Credentials};
 use oci_model::store::registry::RegistryStore;
 use oci_model::store::StoreOptions;
+use serde::Serialize;
+use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 pub async fn login(args: LoginArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let host = normalize_host(&args.registry)?;
     if args.username.is_empty() {
-        return Err(Failure::usage("--username must not be empty"));
+        return Err(Failure::input("--username must not be empty"));
     }
     let password = read_password(args.password_stdin)?;
     let options = StoreOptions {
@@ -79,19 +81,32 @@ pub async fn login(args: LoginArgs, ctx: &Ctx) -> anyhow::Result<()> {
         ));
     }
     write_config(&path, &config)?;
-    ctx.printer.result(
-        &format!(
-            "Login succeeded: {host} (credentials stored in {})",
-            path.display()
-        ),
-        &serde_json::json!({
-            "ok": true,
-            "registry": host,
-            "username": args.username,
-            "configFile": path.display().to_string(),
-        }),
-    );
+    ctx.printer.result(&LoggedIn {
+        ok: true,
+        registry: host,
+        username: args.username,
+        config_file: path.display().to_string(),
+    });
     Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoggedIn {
+    ok: bool,
+    registry: String,
+    username: String,
+    config_file: String,
+}
+
+impl fmt::Display for LoggedIn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Login succeeded: {} (credentials stored in {})",
+            self.registry, self.config_file
+        )
+    }
 }
 
 pub async fn logout(args: LogoutArgs, ctx: &Ctx) -> anyhow::Result<()> {
@@ -115,21 +130,33 @@ pub async fn logout(args: LogoutArgs, ctx: &Ctx) -> anyhow::Result<()> {
             write_config(&path, &config)?;
         }
     }
-    let text = if removed {
-        format!("Removed the credentials for {host} from {}", path.display())
-    } else {
-        format!("Not logged in to {host} ({} has no entry)", path.display())
-    };
-    ctx.printer.result(
-        &text,
-        &serde_json::json!({
-            "ok": true,
-            "registry": host,
-            "removed": removed,
-            "configFile": path.display().to_string(),
-        }),
-    );
+    ctx.printer.result(&LoggedOut {
+        ok: true,
+        registry: host,
+        removed,
+        config_file: path.display().to_string(),
+    });
     Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoggedOut {
+    ok: bool,
+    registry: String,
+    removed: bool,
+    config_file: String,
+}
+
+impl fmt::Display for LoggedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (registry, file) = (&self.registry, &self.config_file);
+        if self.removed {
+            write!(f, "Removed the credentials for {registry} from {file}")
+        } else {
+            write!(f, "Not logged in to {registry} ({file} has no entry)")
+        }
+    }
 }
 
 /// `host[:port]` from what the user typed (a scheme and path are tolerated, as docker does).
@@ -145,7 +172,7 @@ fn normalize_host(input: &str) -> anyhow::Result<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'));
     if !valid {
-        return Err(Failure::usage(format!(
+        return Err(Failure::input(format!(
             "invalid registry {input:?}: expected host[:port], e.g. ghcr.io or localhost:5000"
         )));
     }
@@ -176,14 +203,14 @@ fn read_password(from_stdin: bool) -> anyhow::Result<Secret> {
     } else {
         use std::io::IsTerminal as _;
         if !std::io::stdin().is_terminal() {
-            return Err(Failure::usage(
+            return Err(Failure::input(
                 "no terminal to ask for the password: pipe it with --password-stdin",
             ));
         }
         rpassword::prompt_password("Password: ").context("read the password")?
     };
     if password.is_empty() {
-        return Err(Failure::usage("the password is empty"));
+        return Err(Failure::input("the password is empty"));
     }
     Ok(Secret::new(password))
 }
@@ -193,7 +220,7 @@ fn config_path(ctx: &Ctx) -> anyhow::Result<PathBuf> {
         .docker_config_dir()
         .map(|d| d.join("config.json"))
         .ok_or_else(|| {
-            Failure::usage("neither DOCKER_CONFIG nor HOME is set: no place for the docker config")
+            Failure::input("neither DOCKER_CONFIG nor HOME is set: no place for the docker config")
         })
 }
 
@@ -202,13 +229,13 @@ fn read_config(path: &Path) -> anyhow::Result<serde_json::Value> {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Ok(serde_json::json!({})),
         Ok(bytes) => {
             let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
-                Failure::usage(format!(
+                Failure::input(format!(
                     "{} is not valid JSON ({e}); fix or remove it",
                     path.display()
                 ))
             })?;
             if !v.is_object() {
-                return Err(Failure::usage(format!(
+                return Err(Failure::input(format!(
                     "{} is not a JSON object; fix or remove it",
                     path.display()
                 )));

@@ -3,48 +3,27 @@
 pub mod attest;
 pub mod copy;
 pub mod discover;
-pub mod keyless;
 pub mod keys;
 pub mod local;
 pub mod login;
 pub mod pull;
 pub mod push;
 pub mod sign;
+pub mod signer;
 pub mod verify;
-pub mod verify_target;
+pub mod verify_bundle;
 
-use super::args::{Command, RegistryOpts};
-use super::exit::Failure;
-use super::Ctx;
+use super::args::RegistryOpts;
+use super::exit::{Failure, InputError as _};
 use anyhow::Context as _;
 use oci_model::reference::Target;
 use oci_model::secret::Secret;
 use oci_model::store::{self, auth::Credentials, StoreOptions};
 use std::sync::Arc;
 
-pub async fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<()> {
-    match command {
-        Command::Push(a) => push::run(a, ctx).await,
-        Command::Pull(a) => pull::run(a, ctx).await,
-        Command::Copy(a) => copy::run(a, ctx).await,
-        Command::Inspect(a) => pull::inspect(a, ctx).await,
-        Command::Sign(a) => sign::run(a, ctx).await,
-        Command::SignLocal(a) => local::sign_local(a, ctx).await,
-        Command::Attest(a) => attest::run(a, ctx).await,
-        Command::Verify(a) => verify_target::run(a, ctx).await,
-        Command::VerifyLocal(a) => local::verify_local(a, ctx).await,
-        Command::VerifyBundle(a) => verify::run_bundle(a, ctx).await,
-        Command::Discover(a) => discover::run(a, ctx).await,
-        Command::GenerateKeyPair(a) => keys::generate(a, ctx).await,
-        Command::Login(a) => login::login(a, ctx).await,
-        Command::Logout(a) => login::logout(a, ctx).await,
-        Command::TrustedRoot(a) => verify::trusted_root(a, ctx).await,
-    }
-}
-
 /// Parse a TARGET argument (exit 2 with the reason when it is malformed).
 pub fn parse_target(input: &str) -> anyhow::Result<Target> {
-    Target::parse(input).map_err(|e| Failure::usage(e.to_string()))
+    Target::parse(input).input()
 }
 
 /// Registry options → store options (reads the password from stdin when asked).
@@ -55,7 +34,7 @@ pub fn store_options(opts: &RegistryOpts) -> anyhow::Result<StoreOptions> {
             password: read_password_stdin()?,
         }),
         (Some(_), false) => {
-            return Err(Failure::usage("--username needs --password-stdin"));
+            return Err(Failure::input("--username needs --password-stdin"));
         }
         (None, true) => Some(Credentials::Token(read_password_stdin()?)),
         (None, false) => None,
@@ -76,7 +55,7 @@ fn read_password_stdin() -> anyhow::Result<Secret> {
         .context("read password from standard input")?;
     let s = s.trim_end_matches(['\r', '\n']).to_string();
     if s.is_empty() {
-        return Err(Failure::usage("--password-stdin: standard input was empty"));
+        return Err(Failure::input("--password-stdin: standard input was empty"));
     }
     Ok(Secret::new(s))
 }
@@ -90,9 +69,43 @@ pub async fn open_store(
     Ok(store::open(target, &options).await?)
 }
 
+/// Read a local file of at most `limit` bytes (a signature, a bundle); `what` names it in errors.
+pub fn read_limited(path: &std::path::Path, what: &str, limit: u64) -> anyhow::Result<Vec<u8>> {
+    let name = path.display();
+    let size = std::fs::metadata(path)
+        .input_context(|| format!("{what} {name}: cannot read"))?
+        .len();
+    if size > limit {
+        return Err(Failure::input(format!(
+            "{what} {name}: {size} bytes, larger than the {limit}-byte limit"
+        )));
+    }
+    std::fs::read(path).input_context(|| format!("{what} {name}: cannot read"))
+}
+
+/// How [`write_atomically`] writes a file.
+#[derive(Clone, Copy)]
+pub struct WriteMode {
+    /// Readable by all (0644); else by the owner only (0600: a private key).
+    pub public: bool,
+    /// Replace an existing file; else fail when one exists.
+    pub replace: bool,
+}
+
+impl WriteMode {
+    pub const PUBLIC: WriteMode = WriteMode {
+        public: true,
+        replace: true,
+    };
+}
+
 /// Write `content` to `path` through a temporary file in the same directory, so a reader never
 /// sees a partial file (signature bundles, keys).
-pub fn write_atomically(path: &std::path::Path, content: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomically(
+    path: &std::path::Path,
+    content: &[u8],
+    mode: WriteMode,
+) -> anyhow::Result<()> {
     use std::io::Write as _;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -101,15 +114,21 @@ pub fn write_atomically(path: &std::path::Path, content: &[u8]) -> anyhow::Resul
     let mut tmp = tempfile::Builder::new()
         .prefix(".oci-model-")
         .tempfile_in(&dir)
-        .map_err(|e| Failure::usage(format!("cannot write in {}: {e}", dir.display())))?;
+        .input_context(|| format!("cannot write in {}", dir.display()))?;
     tmp.write_all(content)
         .and_then(|_| tmp.as_file().sync_all())
-        .map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?;
-    {
+        .input_context(|| format!("cannot write {}", path.display()))?;
+    if mode.public {
         use std::os::unix::fs::PermissionsExt as _;
-        let _ = std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644));
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .input_context(|| format!("cannot set permissions of {}", path.display()))?;
     }
-    tmp.persist(path)
-        .map_err(|e| Failure::usage(format!("cannot write {}: {}", path.display(), e.error)))?;
-    Ok(())
+    let persisted = if mode.replace {
+        tmp.persist(path).map(drop)
+    } else {
+        tmp.persist_noclobber(path).map(drop)
+    };
+    persisted
+        .map_err(|e| e.error)
+        .input_context(|| format!("cannot write {}", path.display()))
 }

@@ -1,9 +1,9 @@
 //! `pull <TARGET> <DIR>` and `inspect <TARGET>`.
 
-use super::push::human_size;
+use super::push::{human_size, plural};
 use super::{open_store, parse_target};
 use crate::cli::args::{InspectArgs, PullArgs};
-use crate::cli::Ctx;
+use crate::cli::ctx::Ctx;
 use anyhow::Context as _;
 use oci_model::digest::Digest;
 use oci_model::media_types as mt;
@@ -11,8 +11,10 @@ use oci_model::model::cache::DigestCache;
 use oci_model::model::config::ModelConfig;
 use oci_model::model::unpack::{is_model, layer_path};
 use oci_model::model::{fetch_model, paths, unpack_model, PullOptions};
-use oci_model::store::{self, ImageIndex, StoreError};
-use serde_json::json;
+use oci_model::store::{self, Annotations, Descriptor, ImageIndex, StoreError};
+use serde::Serialize;
+use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 pub async fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<()> {
@@ -24,14 +26,8 @@ pub async fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let pinned = target.with_digest(artifact.descriptor.digest.clone());
     // Verification flags: check the exact manifest about to be pulled before writing anything.
     if crate::cli::policy::requested(&args.policy) {
-        super::verify_target::verify_before_pull(
-            &args.policy,
-            &target,
-            store.as_ref(),
-            &artifact,
-            ctx,
-        )
-        .await?;
+        super::verify::verify_before_pull(&args.policy, &target, store.as_ref(), &artifact, ctx)
+            .await?;
     }
     let options = PullOptions {
         overwrite: args.overwrite,
@@ -46,37 +42,70 @@ pub async fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("pull {pinned} into {}", args.dir.display()))?;
 
-    let size = result.total_size();
-    let text = format!(
-        "Pulled {target}@{} into {}\n{} file{}, {}",
-        result.manifest.digest,
-        args.dir.display(),
-        result.files.len(),
-        if result.files.len() == 1 { "" } else { "s" },
-        human_size(size)
-    );
-    let files: Vec<_> = result
-        .files
-        .iter()
-        .map(|f| {
-            json!({
-                "path": f.path,
-                "digest": f.descriptor.digest,
-                "size": f.descriptor.size,
-                "mediaType": f.descriptor.media_type,
-            })
-        })
-        .collect();
-    let value = json!({
-        "reference": target.to_string(),
-        "digest": result.manifest.digest,
-        "mediaType": result.manifest.media_type,
-        "directory": result.directory,
-        "size": size,
-        "files": files,
+    ctx.printer.result(&Pulled {
+        reference: target.to_string(),
+        digest: &result.manifest.digest,
+        media_type: &result.manifest.media_type,
+        directory: &result.directory,
+        size: result.total_size(),
+        files: result
+            .files
+            .iter()
+            .map(|f| FileEntry::new(Some(&f.path), &f.descriptor))
+            .collect(),
+        shown_dir: args.dir.display().to_string(),
     });
-    ctx.printer.result(&text, &value);
     Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Pulled<'a> {
+    reference: String,
+    digest: &'a Digest,
+    media_type: &'a str,
+    directory: &'a Path,
+    size: u64,
+    files: Vec<FileEntry<'a>>,
+    /// The directory as the user named it.
+    #[serde(skip)]
+    shown_dir: String,
+}
+
+impl fmt::Display for Pulled<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Pulled {}@{} into {}\n{} {}, {}",
+            self.reference,
+            self.digest,
+            self.shown_dir,
+            self.files.len(),
+            plural(self.files.len(), "file"),
+            human_size(self.size)
+        )
+    }
+}
+
+/// A file of a model (a layer with its path).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FileEntry<'a> {
+    path: Option<&'a str>,
+    digest: &'a Digest,
+    size: u64,
+    media_type: &'a str,
+}
+
+impl<'a> FileEntry<'a> {
+    fn new(path: Option<&'a str>, layer: &'a Descriptor) -> Self {
+        FileEntry {
+            path,
+            digest: &layer.digest,
+            size: layer.size,
+            media_type: &layer.media_type,
+        }
+    }
 }
 
 /// Short names for the ModelPack layer types in text output.
@@ -125,31 +154,17 @@ pub async fn inspect(args: InspectArgs, ctx: &Ctx) -> anyhow::Result<()> {
     if media_type == mt::OCI_INDEX || media_type == mt::DOCKER_MANIFEST_LIST {
         let index: ImageIndex = serde_json::from_slice(&raw.bytes)
             .map_err(|e| StoreError::invalid(format!("index {digest}"), e.to_string()))?;
-        let mut text = format!(
-            "Reference:     {target}\nDigest:        {digest}\nMedia type:    {media_type}\nManifests:     {}\n",
-            index.manifests.len()
-        );
-        for m in &index.manifests {
-            text.push_str(&format!(
-                "  {}  {}  {}\n",
-                m.digest,
-                human_size(m.size),
-                m.media_type
-            ));
-        }
-        let value = json!({
-            "reference": target.to_string(),
-            "digest": digest,
-            "mediaType": media_type,
-            "size": raw.bytes.len(),
-            "manifests": index.manifests,
+        ctx.printer.result(&IndexInfo {
+            reference: target.to_string(),
+            digest: &digest,
+            media_type: &media_type,
+            size: raw.bytes.len(),
+            manifests: &index.manifests,
         });
-        ctx.printer.result(&text, &value);
         return Ok(());
     }
 
     let manifest = raw.image_manifest()?;
-    let model = is_model(&manifest);
     let config: Option<serde_json::Value> =
         if manifest.config.media_type == mt::MODEL_CONFIG && manifest.config.size <= 1 << 20 {
             let bytes =
@@ -163,102 +178,166 @@ pub async fn inspect(args: InspectArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let parsed: Option<ModelConfig> = config
         .as_ref()
         .and_then(|v| serde_json::from_value(v.clone()).ok());
-    let total: u64 = manifest.layers.iter().map(|l| l.size).sum();
-
-    let mut text = format!(
-        "Reference:     {target}\nDigest:        {digest}\nMedia type:    {media_type}\nArtifact type: {}\nConfig:        {} {} ({})\n",
-        manifest.artifact_type.as_deref().unwrap_or("(none)"),
-        manifest.config.media_type,
-        manifest.config.digest,
-        human_size(manifest.config.size),
-    );
-    if !model {
-        text.push_str("Note:          not a ModelPack model artifact\n");
-    }
-    if let Some(c) = &parsed {
-        if let Some(name) = &c.descriptor.name {
-            text.push_str(&format!("Name:          {name}\n"));
-        }
-        if let Some(format) = &c.config.format {
-            text.push_str(&format!("Format:        {format}\n"));
-        }
-    }
-    if let Some(s) = &manifest.subject {
-        text.push_str(&format!("Subject:       {}\n", s.digest));
-    }
-    for (k, v) in manifest.annotations.iter().flatten() {
-        text.push_str(&format!("Annotation:    {k}={v}\n"));
-    }
-    text.push_str(&format!(
-        "Files:         {} ({})\n",
-        manifest.layers.len(),
-        human_size(total)
-    ));
-    let rows: Vec<[String; 4]> = manifest
-        .layers
-        .iter()
-        .map(|l| {
-            [
-                shown_path(layer_path(l)),
-                human_size(l.size),
-                role_name(&l.media_type).to_string(),
-                l.digest.to_string(),
-            ]
-        })
-        .collect();
-    let header = ["PATH", "SIZE", "TYPE", "DIGEST"].map(String::from);
-    let widths: Vec<usize> = (0..4)
-        .map(|i| {
-            std::iter::once(&header)
-                .chain(&rows)
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in std::iter::once(&header).chain(&rows) {
-        text.push_str(&format!(
-            "  {:<w0$}  {:>w1$}  {:<w2$}  {}\n",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        ));
-    }
-
-    let files: Vec<_> = manifest
-        .layers
-        .iter()
-        .map(|l| {
-            json!({
-                "path": layer_path(l),
-                "digest": l.digest,
-                "size": l.size,
-                "mediaType": l.media_type,
-            })
-        })
-        .collect();
-    let value = json!({
-        "reference": target.to_string(),
-        "digest": digest,
-        "mediaType": media_type,
-        "artifactType": manifest.artifact_type,
-        "size": raw.bytes.len(),
-        "isModel": model,
-        "config": {
-            "mediaType": manifest.config.media_type,
-            "digest": manifest.config.digest,
-            "size": manifest.config.size,
-            "content": config,
+    ctx.printer.result(&ManifestInfo {
+        reference: target.to_string(),
+        digest: &digest,
+        media_type: &media_type,
+        artifact_type: manifest.artifact_type.as_deref(),
+        size: raw.bytes.len(),
+        is_model: is_model(&manifest),
+        config: ConfigInfo {
+            media_type: &manifest.config.media_type,
+            digest: &manifest.config.digest,
+            size: manifest.config.size,
+            content: config,
         },
-        "annotations": manifest.annotations,
-        "subject": manifest.subject,
-        "filesSize": total,
-        "files": files,
+        annotations: &manifest.annotations,
+        subject: &manifest.subject,
+        files_size: manifest.layers.iter().map(|l| l.size).sum(),
+        files: manifest
+            .layers
+            .iter()
+            .map(|l| FileEntry::new(layer_path(l), l))
+            .collect(),
+        parsed,
     });
-    ctx.printer.result(&text, &value);
     Ok(())
+}
+
+/// `inspect` of an index.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IndexInfo<'a> {
+    reference: String,
+    digest: &'a Digest,
+    media_type: &'a str,
+    size: usize,
+    manifests: &'a [Descriptor],
+}
+
+impl fmt::Display for IndexInfo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (r, d, m, n) = (
+            &self.reference,
+            self.digest,
+            self.media_type,
+            self.manifests.len(),
+        );
+        write!(
+            f,
+            "Reference:     {r}\nDigest:        {d}\nMedia type:    {m}\nManifests:     {n}\n"
+        )?;
+        for m in self.manifests {
+            writeln!(
+                f,
+                "  {}  {}  {}",
+                m.digest,
+                human_size(m.size),
+                m.media_type
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `inspect` of an image manifest.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ManifestInfo<'a> {
+    reference: String,
+    digest: &'a Digest,
+    media_type: &'a str,
+    artifact_type: Option<&'a str>,
+    size: usize,
+    is_model: bool,
+    config: ConfigInfo<'a>,
+    annotations: &'a Option<Annotations>,
+    subject: &'a Option<Descriptor>,
+    files_size: u64,
+    files: Vec<FileEntry<'a>>,
+    /// The config blob, when it is a ModelPack config.
+    #[serde(skip)]
+    parsed: Option<ModelConfig>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigInfo<'a> {
+    media_type: &'a str,
+    digest: &'a Digest,
+    size: u64,
+    content: Option<serde_json::Value>,
+}
+
+impl fmt::Display for ManifestInfo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (r, d, m, c) = (&self.reference, self.digest, self.media_type, &self.config);
+        write!(
+            f,
+            "Reference:     {r}\nDigest:        {d}\nMedia type:    {m}\nArtifact type: {}\nConfig:        {} {} ({})\n",
+            self.artifact_type.unwrap_or("(none)"),
+            c.media_type,
+            c.digest,
+            human_size(c.size),
+        )?;
+        if !self.is_model {
+            writeln!(f, "Note:          not a ModelPack model artifact")?;
+        }
+        if let Some(c) = &self.parsed {
+            if let Some(name) = &c.descriptor.name {
+                writeln!(f, "Name:          {name}")?;
+            }
+            if let Some(format) = &c.config.format {
+                writeln!(f, "Format:        {format}")?;
+            }
+        }
+        if let Some(s) = self.subject {
+            writeln!(f, "Subject:       {}", s.digest)?;
+        }
+        for (k, v) in self.annotations.iter().flatten() {
+            writeln!(f, "Annotation:    {k}={v}")?;
+        }
+        writeln!(
+            f,
+            "Files:         {} ({})",
+            self.files.len(),
+            human_size(self.files_size)
+        )?;
+        let rows: Vec<[String; 4]> = self
+            .files
+            .iter()
+            .map(|l| {
+                [
+                    shown_path(l.path),
+                    human_size(l.size),
+                    role_name(l.media_type).to_string(),
+                    l.digest.to_string(),
+                ]
+            })
+            .collect();
+        let header = ["PATH", "SIZE", "TYPE", "DIGEST"].map(String::from);
+        let widths: Vec<usize> = (0..4)
+            .map(|i| {
+                std::iter::once(&header)
+                    .chain(&rows)
+                    .map(|r| r[i].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in std::iter::once(&header).chain(&rows) {
+            writeln!(
+                f,
+                "  {:<w0$}  {:>w1$}  {:<w2$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -3,15 +3,17 @@
 
 use super::{open_store, parse_target};
 use crate::cli::args::PushArgs;
+use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
-use crate::cli::Ctx;
 use anyhow::Context as _;
+use oci_model::digest::Digest;
 use oci_model::media_types as mt;
 use oci_model::model::cache::DigestCache;
-use oci_model::model::{push_model, PushOptions, WalkOptions};
+use oci_model::model::{push_model, PushOptions, PushedFile, WalkOptions};
 use oci_model::reference::Target;
 use oci_model::store::Annotations;
-use serde_json::json;
+use serde::Serialize;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,15 +21,15 @@ pub async fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let (target_arg, sources) = args
         .paths
         .split_last()
-        .ok_or_else(|| Failure::usage("push needs SOURCE… and a TARGET"))?;
+        .ok_or_else(|| Failure::input("push needs SOURCE… and a TARGET"))?;
     if sources.is_empty() {
-        return Err(Failure::usage(
+        return Err(Failure::input(
             "push needs a model directory (or files) and a TARGET",
         ));
     }
     let target = parse_target(target_arg)?;
     if target.digest().is_some() {
-        return Err(Failure::usage(format!(
+        return Err(Failure::input(format!(
             "cannot push to {target}: give a tag (or none for `latest`), not a digest"
         )));
     }
@@ -57,33 +59,51 @@ pub async fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("push to {target}"))?;
 
-    let size = result.total_size();
-    let uploaded = result.uploaded();
-    let mounted = result.mounted();
-    let text = format!(
-        "Pushed {target}@{}\n{} file{}, {} ({} uploaded, {} already present{})",
-        result.manifest.digest,
-        result.files.len(),
-        if result.files.len() == 1 { "" } else { "s" },
-        human_size(size),
-        uploaded,
-        result.files.len() - uploaded - mounted,
-        if mounted > 0 {
-            format!(", {mounted} mounted from another repository")
-        } else {
-            String::new()
-        },
-    );
-    let value = json!({
-        "reference": target.to_string(),
-        "digest": result.manifest.digest,
-        "mediaType": result.manifest.media_type,
-        "artifactType": mt::MODEL_ARTIFACT,
-        "size": size,
-        "files": result.files,
+    ctx.printer.result(&Pushed {
+        reference: target.to_string(),
+        digest: &result.manifest.digest,
+        media_type: &result.manifest.media_type,
+        artifact_type: mt::MODEL_ARTIFACT,
+        size: result.total_size(),
+        files: &result.files,
+        uploaded: result.uploaded(),
+        mounted: result.mounted(),
     });
-    ctx.printer.result(&text, &value);
     Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Pushed<'a> {
+    reference: String,
+    digest: &'a Digest,
+    media_type: &'a str,
+    artifact_type: &'static str,
+    size: u64,
+    files: &'a [PushedFile],
+    #[serde(skip)]
+    uploaded: usize,
+    #[serde(skip)]
+    mounted: usize,
+}
+
+impl fmt::Display for Pushed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (n, uploaded, mounted) = (self.files.len(), self.uploaded, self.mounted);
+        write!(
+            f,
+            "Pushed {}@{}\n{n} {}, {} ({uploaded} uploaded, {} already present",
+            self.reference,
+            self.digest,
+            plural(n, "file"),
+            human_size(self.size),
+            n - uploaded - mounted,
+        )?;
+        if mounted > 0 {
+            write!(f, ", {mounted} mounted from another repository")?;
+        }
+        write!(f, ")")
+    }
 }
 
 /// The path, relative to the model directory, of a layout target written inside it (so the
@@ -127,13 +147,22 @@ fn parse_annotations(raw: &[String]) -> anyhow::Result<Annotations> {
                 out.insert(k.to_string(), v.to_string());
             }
             _ => {
-                return Err(Failure::usage(format!(
+                return Err(Failure::input(format!(
                     "--annotation {a:?}: expected KEY=VALUE"
                 )))
             }
         }
     }
     Ok(out)
+}
+
+/// `file` or `files`.
+pub(crate) fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        word.to_string()
+    } else {
+        format!("{word}s")
+    }
 }
 
 /// `1.5 GiB`-style sizes for people.

@@ -2,83 +2,16 @@
 //! an OCI referrer of the model manifest). A local directory is signed like `sign-local`.
 
 use super::{open_store, parse_target};
-use crate::cli::args::{SignArgs, SignLocalArgs, SignerOpts};
-use crate::cli::exit::Failure;
-use crate::cli::Ctx;
+use crate::cli::args::{SignArgs, SignLocalArgs};
+use crate::cli::ctx::Ctx;
 use anyhow::Context as _;
+use oci_model::digest::Digest;
 use oci_model::model::fetch_model;
 use oci_model::reference::Target;
-use oci_model::signing::keyless;
-use oci_model::signing::{KeySigner, PrivateKey, Signer};
 use oci_model::sigstore_ops;
-use serde_json::json;
+use serde::Serialize;
+use std::fmt;
 use std::path::Path;
-
-/// The signer the flags ask for: `--key` (password from OCI_MODEL_PASSWORD or a prompt) or
-/// `--keyless`. One signer serves every bundle of a run (one keyless certificate).
-pub async fn build_signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dyn Signer>> {
-    match (&opts.key, opts.keyless) {
-        (Some(path), false) => {
-            check_key_flags(opts)?;
-            let key = super::keys::load_private_key(path, ctx)?;
-            key_signer(key, opts, ctx)
-        }
-        (None, true) => {
-            if opts.tlog_upload == Some(false) {
-                return Err(Failure::usage(
-                    "--tlog-upload=false is refused with --keyless: a keyless signature needs the transparency log (only --key signs without a log entry)",
-                ));
-            }
-            super::keyless::signer(opts, ctx).await
-        }
-        (None, false) => Err(Failure::usage(
-            "choose how to sign: --key PRIVATE_KEY or --keyless",
-        )),
-        (Some(_), true) => Err(Failure::usage("give either --key or --keyless, not both")),
-    }
-}
-
-/// `--key` without `--tlog-upload=true` talks to no service: refuse the flags that would only
-/// matter with a log entry instead of ignoring them (call before the key's password prompt).
-pub fn check_key_flags(opts: &SignerOpts) -> anyhow::Result<()> {
-    if opts.tlog_upload == Some(true) {
-        return Ok(());
-    }
-    let given: Vec<&str> = [
-        ("--signing-config", opts.signing_config.is_some()),
-        ("--rekor-url", opts.rekor_url.is_some()),
-        ("--trusted-root", opts.trusted_root.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(flag, set)| set.then_some(flag))
-    .collect();
-    if given.is_empty() {
-        return Ok(());
-    }
-    Err(Failure::usage(format!(
-        "{} only matter(s) with a transparency log entry: add --tlog-upload=true to log the --key signature in Rekor (without it, key signing is offline)",
-        given.join(", ")
-    )))
-}
-
-/// The signer for a loaded `--key`: offline (no log entry, model_signing's bundles) unless
-/// `--tlog-upload=true` asks for a Rekor entry.
-pub fn key_signer(
-    key: PrivateKey,
-    opts: &SignerOpts,
-    ctx: &Ctx,
-) -> anyhow::Result<Box<dyn Signer>> {
-    if opts.tlog_upload != Some(true) {
-        return Ok(Box::new(KeySigner::new(key)));
-    }
-    let flags = super::keyless::service_flags(opts);
-    let signer = keyless::key_signer_with_tlog(key, &flags).map_err(anyhow::Error::new)?;
-    ctx.printer.note(&format!(
-        "key signature will be logged in {}",
-        signer.tlog_url().unwrap_or_default()
-    ));
-    Ok(Box::new(signer))
-}
 
 /// A TARGET that names an existing local path (and no `oci:` layout) is a local model.
 fn is_local_model(target: &str) -> bool {
@@ -98,7 +31,7 @@ pub async fn run(args: SignArgs, ctx: &Ctx) -> anyhow::Result<()> {
         return super::local::sign_local(local, ctx).await;
     }
     let target = parse_target(&args.target)?;
-    let signer = build_signer(&args.signer, ctx).await?;
+    let signer = super::signer::build_signer(&args.signer, ctx, false).await?;
     let store = open_store(&target, &args.registry).await?;
     let artifact = fetch_model(store.as_ref(), &target.reference())
         .await
@@ -114,34 +47,66 @@ pub async fn run(args: SignArgs, ctx: &Ctx) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("sign {target}@{}", artifact.descriptor.digest))?;
     if let Some(path) = &args.bundle_out {
-        super::write_atomically(path, &outcome.model_bundle)?;
+        super::write_atomically(path, &outcome.model_bundle, super::WriteMode::PUBLIC)?;
     }
-    let pinned = target.with_digest(artifact.descriptor.digest.clone());
-    let mut text = format!(
-        "Signed {pinned}\n  {} file(s) covered, signer: {}\n",
-        outcome.files, outcome.signer
-    );
-    for (kind, d) in &outcome.referrers {
-        text.push_str(&format!("  referrer {} ({kind})\n", d.digest));
-    }
-    if let Some(path) = &args.bundle_out {
-        text.push_str(&format!("  bundle written to {}\n", path.display()));
-    }
-    ctx.printer.result(
-        &text,
-        &json!({
-            "ok": true,
-            "reference": pinned.to_string(),
-            "digest": artifact.descriptor.digest,
-            "files": outcome.files,
-            "signer": outcome.signer,
-            "referrers": outcome.referrers.iter().map(|(k, d)| json!({
-                "predicateType": k, "digest": d.digest, "size": d.size,
-            })).collect::<Vec<_>>(),
-            "bundleOut": args.bundle_out.as_ref().map(|p| p.display().to_string()),
-        }),
-    );
+    ctx.printer.result(&Signed {
+        ok: true,
+        reference: target
+            .with_digest(artifact.descriptor.digest.clone())
+            .to_string(),
+        digest: &artifact.descriptor.digest,
+        files: outcome.files,
+        signer: &outcome.signer,
+        referrers: outcome
+            .referrers
+            .iter()
+            .map(|(kind, d)| SignedReferrer {
+                predicate_type: kind,
+                digest: &d.digest,
+                size: d.size,
+            })
+            .collect(),
+        bundle_out: args.bundle_out.as_ref().map(|p| p.display().to_string()),
+    });
     Ok(())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Signed<'a> {
+    ok: bool,
+    reference: String,
+    digest: &'a Digest,
+    files: usize,
+    signer: &'a str,
+    referrers: Vec<SignedReferrer<'a>>,
+    bundle_out: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SignedReferrer<'a> {
+    predicate_type: &'a str,
+    digest: &'a Digest,
+    size: u64,
+}
+
+impl fmt::Display for Signed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "Signed {}", self.reference)?;
+        writeln!(
+            f,
+            "  {} file(s) covered, signer: {}",
+            self.files, self.signer
+        )?;
+        for r in &self.referrers {
+            writeln!(f, "  referrer {} ({})", r.digest, r.predicate_type)?;
+        }
+        if let Some(path) = &self.bundle_out {
+            writeln!(f, "  bundle written to {path}")?;
+        }
+        Ok(())
+    }
 }
 
 /// The informative model name recorded in the statement: the repository's last component

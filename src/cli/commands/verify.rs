@@ -1,92 +1,146 @@
-//! `verify-bundle` and `trusted-root show` (`verify <TARGET>` lives in verify_target.rs).
+//! `verify <TARGET>` and the verification `pull` does before releasing any file.
 
-use crate::cli::args::{TrustedRootCommand, VerifyBundleArgs};
-use crate::cli::Ctx;
+use super::{open_store, parse_target};
+use crate::cli::args::{PolicyOpts, VerifyArgs};
+use crate::cli::ctx::Ctx;
+use crate::cli::exit::Failure;
+use anyhow::Context as _;
+use oci_model::model::{fetch_model, ModelArtifact};
+use oci_model::reference::Target;
+use oci_model::sigstore_ops;
+use oci_model::store::Store;
+use oci_model::verify::{BoundBundle, Report};
+use serde::Serialize;
+use std::fmt;
 
-/// `verify-bundle`: one Sigstore bundle over a file or a digest (sigstore-conformance client
-/// shape). Exit 0 verified, 1 verification failed (with the reason), 2 usage/input error.
-pub async fn run_bundle(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
-    use crate::cli::exit::Failure;
-    use oci_model::verify::{self, Artifact, BundleReport, Report, SignatureKinds};
-
-    let trust = crate::cli::policy::trusted_root(&args.policy)?;
-    let mut policy = crate::cli::policy::policy(&args.policy, None)?;
-    // One artifact: the bundle counts as a signature whatever its predicate type.
-    policy.signature_kinds = SignatureKinds::Any;
-
-    let bundle_name = args.bundle.display().to_string();
-    let size = std::fs::metadata(&args.bundle)
-        .map_err(|e| Failure::usage(format!("bundle {bundle_name}: cannot read: {e}")))?
-        .len();
-    if size > oci_model::media_types::MAX_BUNDLE_SIZE {
-        return Err(Failure::usage(format!(
-            "bundle {bundle_name}: {size} bytes, larger than the {}-byte limit",
-            oci_model::media_types::MAX_BUNDLE_SIZE
-        )));
-    }
-    let bundle = std::fs::read(&args.bundle)
-        .map_err(|e| Failure::usage(format!("bundle {bundle_name}: cannot read: {e}")))?;
-    let (artifact, target) = match (&args.artifact, &args.digest) {
-        (Some(path), None) => {
-            if !path.is_file() {
-                return Err(Failure::usage(format!(
-                    "artifact {}: not a readable file",
-                    path.display()
-                )));
-            }
-            (Artifact::File(path.clone()), path.display().to_string())
-        }
-        (None, Some(d)) => {
-            let digest: oci_model::digest::Digest =
-                d.parse().map_err(|e: oci_model::digest::InvalidDigest| {
-                    Failure::usage(format!("--digest: {e}"))
-                })?;
-            let target = digest.to_string();
-            (Artifact::Digest(digest), target)
-        }
-        _ => {
-            return Err(Failure::usage(
-                "give the artifact FILE or --digest sha256:HEX",
-            ))
-        }
-    };
-
-    let signers = policy.signers.clone();
-    let trust_for_task = trust.clone();
-    let verified = tokio::task::spawn_blocking(move || {
-        verify::verify_bundle(&bundle, &artifact, &signers, &trust_for_task)
-    })
-    .await?
-    .map_err(|e| anyhow::Error::new(e).context(format!("bundle {bundle_name} over {target}")))?;
-
-    let outcome = verify::evaluate(std::slice::from_ref(&verified), &policy);
-    let mut report = Report::new(target.clone());
-    report.trusted_root = Some(trust.source().to_string());
-    report
-        .bundles
-        .push(BundleReport::verified(&bundle_name, &verified));
-    report.policy = Some(outcome.clone());
-    report.finish();
-    if !outcome.passed {
-        return Err(anyhow::Error::new(verify::VerifyError::PolicyNotSatisfied(
-            outcome.failures.join("; "),
-        ))
-        .context(format!("bundle {bundle_name} over {target}")));
-    }
-    ctx.printer.result(&report.to_text(), &report.to_json());
-    Ok(())
+/// Verify a fetched model against the policy flags; Err (exit 1) unless the policy passes.
+async fn verify_artifact(
+    policy_opts: &PolicyOpts,
+    target: &Target,
+    store: &dyn Store,
+    artifact: &ModelArtifact,
+) -> anyhow::Result<(Report, Vec<BoundBundle>)> {
+    let trust = crate::cli::policy::trusted_root(policy_opts)?;
+    let repository = target.repository_name();
+    let policy = crate::cli::policy::policy(policy_opts, Some(&repository))?;
+    let shown = strip_digest(target);
+    Ok(sigstore_ops::verify_model(store, artifact, &shown, &policy, &trust).await?)
 }
 
-/// `trusted-root show`: the CAs, transparency logs, CT logs and TSAs trusted.
-pub async fn trusted_root(cmd: TrustedRootCommand, ctx: &Ctx) -> anyhow::Result<()> {
-    match cmd {
-        TrustedRootCommand::Show { trusted_root } => {
-            let root = oci_model::verify::TrustedRoot::load(trusted_root.as_deref())
-                .map_err(|e| crate::cli::exit::Failure::usage(e.to_string()))?;
-            let summary = root.summary();
-            let json = serde_json::to_value(&summary)?;
-            ctx.printer.result(&summary.to_text(), &json);
-            Ok(())
+fn strip_digest(target: &Target) -> String {
+    let s = target.to_string();
+    s.split('@').next().unwrap_or(&s).to_string()
+}
+
+pub async fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let target = parse_target(&args.target)?;
+    let store = open_store(&target, &args.registry).await?;
+    let artifact = fetch_model(store.as_ref(), &target.reference())
+        .await
+        .with_context(|| format!("verify {target}"))?;
+    let (report, verified) =
+        verify_artifact(&args.policy, &target, store.as_ref(), &artifact).await?;
+    let attestations = args.show_attestations.then(|| {
+        verified
+            .iter()
+            .filter_map(|b| b.statement())
+            .map(|s| Attestation {
+                predicate_type: &s.predicate_type,
+                subject: &s.subject,
+                predicate: &s.predicate,
+            })
+            .collect()
+    });
+    ctx.printer.result(&Verified {
+        report: &report,
+        attestations,
+    });
+    if report.ok {
+        Ok(())
+    } else {
+        Err(Failure::integrity(failure_summary(&report)))
+    }
+}
+
+/// The report, with the verified attestations when asked for (`--show-attestations`).
+#[derive(Serialize)]
+struct Verified<'a, S, P> {
+    #[serde(flatten)]
+    report: &'a Report,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attestations: Option<Vec<Attestation<'a, S, P>>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Attestation<'a, S, P> {
+    predicate_type: &'a str,
+    subject: &'a S,
+    predicate: &'a P,
+}
+
+impl<S: Serialize, P: Serialize> fmt::Display for Verified<'_, S, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.report.to_text())?;
+        for a in self.attestations.iter().flatten() {
+            let predicate = serde_json::to_string_pretty(a.predicate).unwrap_or_default();
+            write!(f, "\nAttestation {}:\n{predicate}\n", a.predicate_type)?;
         }
+        Ok(())
+    }
+}
+
+/// One line saying why verification failed.
+fn failure_summary(report: &Report) -> String {
+    let mut reasons: Vec<String> = report
+        .policy
+        .as_ref()
+        .map(|p| p.failures.clone())
+        .unwrap_or_default();
+    if report.bundles.is_empty() {
+        reasons.insert(0, "no signatures or attestations are attached".into());
+    }
+    for b in report.bundles.iter().filter(|b| !b.ok) {
+        if let Some(e) = &b.error {
+            reasons.push(format!("{}: {e}", b.source));
+        }
+    }
+    format!(
+        "verification of {} failed: {}",
+        report.target,
+        reasons.join("; ")
+    )
+}
+
+/// `pull --key …`: verify the exact manifest that will be pulled before any file is written.
+/// Prints the report to stderr in text mode; Err (exit 1) when the policy fails.
+pub async fn verify_before_pull(
+    policy_opts: &PolicyOpts,
+    target: &Target,
+    store: &dyn Store,
+    artifact: &ModelArtifact,
+    ctx: &Ctx,
+) -> anyhow::Result<Report> {
+    let (report, _) = verify_artifact(policy_opts, target, store, artifact).await?;
+    if report.ok {
+        // One line on success; the whole report only when something failed.
+        let signers: Vec<String> = report
+            .policy
+            .iter()
+            .flat_map(|p| p.signers_satisfied.iter().map(|s| s.signer.clone()))
+            .collect();
+        ctx.printer.note(&format!(
+            "Verified {} ({} bundle(s) checked; signed by {})",
+            report.target,
+            report.bundles.len(),
+            signers.join(", ")
+        ));
+        Ok(report)
+    } else {
+        ctx.printer.note(report.to_text().trim_end());
+        Err(Failure::integrity(format!(
+            "{}; nothing was written",
+            failure_summary(&report)
+        )))
     }
 }
