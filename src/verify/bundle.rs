@@ -16,13 +16,14 @@ use super::policy::{SignerPolicy, TrustedKey};
 use super::trust::TrustedRoot;
 use super::VerifyError;
 use crate::digest::Digest;
+/// An in-toto statement (v1 or v0.1), parsed from a verified DSSE payload.
+pub use crate::intoto::{Statement, Subject};
 use crate::media_types;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest as _, Sha256, Sha384};
 use sigstore_types::bundle::VerificationMaterialContent;
 use sigstore_types::{Bundle, SignatureContent};
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -69,32 +70,6 @@ impl Check {
             name: name.into(),
             detail: detail.into(),
         }
-    }
-}
-
-/// An in-toto statement (v1 or v0.1), parsed from a verified DSSE payload.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Statement {
-    #[serde(rename = "_type")]
-    pub type_: String,
-    pub subject: Vec<Subject>,
-    #[serde(rename = "predicateType")]
-    pub predicate_type: String,
-    #[serde(default)]
-    pub predicate: serde_json::Value,
-}
-
-/// A statement subject: name (may be empty, cosign v3 omits it) and digests (algorithm → hex).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Subject {
-    #[serde(default)]
-    pub name: String,
-    pub digest: BTreeMap<String, String>,
-}
-
-impl Subject {
-    pub fn sha256(&self) -> Option<&str> {
-        self.digest.get("sha256").map(String::as_str)
     }
 }
 

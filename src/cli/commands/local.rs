@@ -5,7 +5,8 @@ use crate::cli::args::{SignLocalArgs, VerifyLocalArgs};
 use crate::cli::exit::Failure;
 use crate::cli::Ctx;
 use oci_model::media_types::IN_TOTO_PAYLOAD_TYPE;
-use oci_model::signing::oms::{self, HashOptions, ModelStatement};
+use oci_model::model::{self, ModelError};
+use oci_model::signing::oms::{self, ModelStatement, Serialization};
 use oci_model::signing::Signer;
 use oci_model::verify::{self, VerifyOptions};
 use serde_json::json;
@@ -93,7 +94,7 @@ fn check_model_path(model: &Path) -> anyhow::Result<()> {
 }
 
 /// Hashing or reading a model: an unreadable or odd file is an input error (exit 2).
-fn model_error(e: oms::OmsError) -> anyhow::Error {
+fn model_error(e: ModelError) -> anyhow::Error {
     Failure::usage(e.to_string())
 }
 
@@ -126,15 +127,18 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
         _ => super::sign::build_signer(&args.signer, ctx).await?,
     };
 
-    let opts = HashOptions {
-        ignore_paths: ignore_list(&args.model, &args.ignore_paths, &args.signature),
-        ignore_git_paths: !args.no_ignore_git_paths,
-        allow_symlinks: args.allow_symlinks,
-    };
-    let model = args.model.clone();
-    let statement = tokio::task::spawn_blocking(move || oms::hash_model(&model, &opts))
+    let serialization = Serialization::for_signing(
+        &ignore_list(&args.model, &args.ignore_paths, &args.signature),
+        !args.no_ignore_git_paths,
+        args.allow_symlinks,
+    );
+    let (path, walk) = (args.model.clone(), serialization.walk_options());
+    let files = tokio::task::spawn_blocking(move || model::digest_local(&path, &walk))
         .await?
         .map_err(model_error)?;
+    let statement =
+        ModelStatement::for_files(&model::model_name(&args.model), &files, serialization)
+            .map_err(|e| Failure::usage(e.to_string()))?;
     let bundle = signer
         .sign_dsse(IN_TOTO_PAYLOAD_TYPE, &statement.to_payload())
         .await
@@ -221,13 +225,14 @@ pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()
 
     // 3. The files: re-hash the model with the signed ignore paths and compare.
     let extra = ignore_list(&args.model, &args.ignore_paths, &args.signature);
-    let model = args.model.clone();
-    let allow_symlinks = args.allow_symlinks;
-    let st = statement.clone();
-    let comparison =
-        tokio::task::spawn_blocking(move || oms::check_model(&st, &model, &extra, allow_symlinks))
-            .await?
-            .map_err(model_error)?;
+    let (path, walk) = (
+        args.model.clone(),
+        statement.verification_walk(&extra, args.allow_symlinks),
+    );
+    let files = tokio::task::spawn_blocking(move || model::digest_local(&path, &walk))
+        .await?
+        .map_err(model_error)?;
+    let comparison = statement.check_files(&files);
     if !comparison.is_match() {
         return Err(Failure::verify(format!(
             "model {} does not match signature {sig_name}: {comparison}",
