@@ -20,6 +20,7 @@
 use super::{AttestError, Result};
 use crate::digest::{Digest, Hasher};
 use crate::intoto::ResourceDescriptor;
+use crate::model::walk::relative;
 use crate::model::{hash_file, hash_files, ReadError};
 use crate::reference::Target;
 use async_trait::async_trait;
@@ -290,19 +291,8 @@ pub fn hash_directory(name: &str, dir: &Path) -> Result<(Digest, usize)> {
                 "not a regular file (socket, FIFO or device)",
             ));
         }
-        let rel = entry
-            .path()
-            .strip_prefix(dir)
-            .expect("walkdir yields paths under its root");
-        let mut parts = Vec::new();
-        for c in rel.components() {
-            let s = c
-                .as_os_str()
-                .to_str()
-                .ok_or_else(|| unsupported(entry.path(), "path is not UTF-8"))?;
-            parts.push(s);
-        }
-        let rel = parts.join("/");
+        let rel = relative(dir, entry.path())
+            .map_err(|_| unsupported(entry.path(), "path is not UTF-8"))?;
         if rel.contains('\n') || rel.contains('\r') {
             return Err(unsupported(entry.path(), "path contains a line break"));
         }

@@ -285,7 +285,7 @@ pub fn walk_dir(root: &Path, options: &WalkOptions) -> Result<Vec<LocalFile>, Mo
 }
 
 /// `path` relative to `root`, `/`-separated; non-UTF-8 names are refused.
-fn relative(root: &Path, path: &Path) -> Result<String, ModelError> {
+pub fn relative(root: &Path, path: &Path) -> Result<String, ModelError> {
     let rel = path.strip_prefix(root).map_err(|_| {
         ModelError::Input(format!("{} is outside {}", path.display(), root.display()))
     })?;
