@@ -48,7 +48,7 @@ pub fn hash_file(path: &Path) -> Result<Digest, ReadError> {
     Ok(hasher.finish())
 }
 
-/// sha256 of each file, in order, hashed on up to [`MAX_THREADS`] threads (each takes the next
+/// sha256 of each file, in order, hashed on up to 8 threads (each takes the next
 /// file when done, so one large file does not hold up the others). The first failure in order
 /// is the error, and no new file is started after a failure.
 pub fn hash_files<P: AsRef<Path> + Sync>(paths: &[P]) -> Result<Vec<Digest>, ReadError> {
