@@ -6,15 +6,16 @@
 //! identities before any file is released.
 //!
 //! ## Architecture and dependency rules
-//! - [`digest`], [`error`], [`media_types`], [`reference`]: leaf modules, no I/O.
+//! - [`digest`], [`error`], [`intoto`], [`media_types`], [`reference`]: leaf modules, no I/O
+//!   ([`intoto`]: the one in-toto Statement v1 type, read and written).
 //! - [`store`]: where artifacts live (registry, OCI layout, memory) behind the `Store` trait;
 //!   streaming blob I/O checked for digest and size; referrers (API and fallback tag); copy
 //!   between stores. Knows nothing of models or signatures.
-//! - [`model`]: directory ⇄ artifact (walk, roles → media types, config, pack/unpack). Uses
-//!   `store`.
+//! - [`model`]: directory ⇄ artifact (model paths, walk, file hashing, roles → media types,
+//!   config, pack/unpack). Uses `store`.
 //! - [`signing`]: keys, DSSE, the OpenSSF model-signing statement, keyless signing. No I/O
-//!   except key files.
-//! - [`attest`]: in-toto Statement v1 and SLSA provenance v1 builders.
+//!   except key files: the files and digests it signs come from `model`.
+//! - [`attest`]: SLSA provenance v1 and predicate builders (materials hashed by `model`).
 //! - [`verify`]: trusted roots, policy, the checks; pure (bytes in, report out), writes
 //!   nothing, and alone builds the verified results: a signature becomes a bundle policy
 //!   evaluation accepts only once its subject is bound to the artifact or the model's files
@@ -29,6 +30,7 @@
 pub mod attest;
 pub mod digest;
 pub mod error;
+pub mod intoto;
 pub mod media_types;
 pub mod model;
 pub mod progress;

@@ -21,8 +21,8 @@
 //! $(context.task.name)}]`, and set `TEKTON_BUILDER_ID` to a URI naming the cluster so a
 //! verifier can pin it. Hostnames and user names are never recorded.
 
-use super::provenance::ResourceDescriptor;
 use super::{AttestError, Result};
+use crate::intoto::ResourceDescriptor;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 

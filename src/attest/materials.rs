@@ -17,23 +17,22 @@
 //! PATH is recorded as given (relative paths stay relative: no home directory leaks unless the
 //! user writes one), `/`-separated, with characters outside URI syntax percent-encoded.
 
-use super::provenance::ResourceDescriptor;
 use super::{AttestError, Result};
 use crate::digest::{Digest, Hasher};
+use crate::intoto::ResourceDescriptor;
+use crate::model::walk::relative;
+use crate::model::{hash_file, hash_files, ReadError};
 use crate::reference::Target;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Annotation on a directory material naming how its digest was computed.
 pub const DIRECTORY_HASH_ANNOTATION: &str = "oci-model.dev/directory-hash";
 /// The value of [`DIRECTORY_HASH_ANNOTATION`]: see [`hash_directory`].
 pub const DIRECTORY_HASH_SHA256SUM_V1: &str = "sha256sum-v1";
-
-const BUF_SIZE: usize = 1024 * 1024;
 
 /// Resolves an OCI reference (registry or layout) to its manifest digest.
 ///
@@ -157,14 +156,7 @@ pub async fn resolve_material(
                 )]);
                 (d, Some(ann))
             } else if meta.is_file() {
-                let d = blocking(move || {
-                    hash_file(&p).map_err(|source| AttestError::MaterialIo {
-                        name,
-                        path: p,
-                        source,
-                    })
-                })
-                .await?;
+                let d = blocking(move || hash_file(&p).map_err(|e| material_io(&name, e))).await?;
                 (d, None)
             } else {
                 return Err(AttestError::MaterialUnsupported {
@@ -258,23 +250,6 @@ fn uri_escape(s: &str) -> String {
     out
 }
 
-/// sha256 of a file, read in 1 MiB chunks (never whole in memory).
-pub fn hash_file(path: &Path) -> std::io::Result<Digest> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; BUF_SIZE];
-    loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher.finish())
-}
-
 /// The digest of a directory material (`sha256sum-v1`), returned with the file count.
 ///
 /// Every regular file under `dir` (hidden ones included, symlinks followed, empty directories
@@ -316,35 +291,29 @@ pub fn hash_directory(name: &str, dir: &Path) -> Result<(Digest, usize)> {
                 "not a regular file (socket, FIFO or device)",
             ));
         }
-        let rel = entry
-            .path()
-            .strip_prefix(dir)
-            .expect("walkdir yields paths under its root");
-        let mut parts = Vec::new();
-        for c in rel.components() {
-            let s = c
-                .as_os_str()
-                .to_str()
-                .ok_or_else(|| unsupported(entry.path(), "path is not UTF-8"))?;
-            parts.push(s);
-        }
-        let rel = parts.join("/");
+        let rel = relative(dir, entry.path())
+            .map_err(|_| unsupported(entry.path(), "path is not UTF-8"))?;
         if rel.contains('\n') || rel.contains('\r') {
             return Err(unsupported(entry.path(), "path contains a line break"));
         }
         entries.push((rel, entry.into_path()));
     }
     entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let paths: Vec<&PathBuf> = entries.iter().map(|(_, p)| p).collect();
+    let digests = hash_files(&paths).map_err(|e| material_io(name, e))?;
     let mut tree = Hasher::new();
-    for (rel, path) in &entries {
-        let d = hash_file(path).map_err(|source| AttestError::MaterialIo {
-            name: name.to_string(),
-            path: path.clone(),
-            source,
-        })?;
+    for ((rel, _), d) in entries.iter().zip(digests) {
         tree.update(format!("{}  {rel}\n", d.hex()).as_bytes());
     }
     Ok((tree.finish(), entries.len()))
+}
+
+fn material_io(name: &str, e: ReadError) -> AttestError {
+    AttestError::MaterialIo {
+        name: name.to_string(),
+        path: e.path,
+        source: e.source,
+    }
 }
 
 #[cfg(test)]
@@ -398,15 +367,6 @@ mod tests {
             format!("file:{}", p.display()).replace(' ', "%20")
         );
         assert!(d[0].annotations.is_none());
-    }
-
-    #[test]
-    fn hash_file_streams_across_buffer_boundaries() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("big");
-        let data: Vec<u8> = (0..(BUF_SIZE * 2 + 17)).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&p, &data).unwrap();
-        assert_eq!(hash_file(&p).unwrap(), Digest::of(&data));
     }
 
     #[tokio::test]

@@ -1,9 +1,9 @@
-//! in-toto Statement v1 and SLSA provenance v1 builders (DESIGN §4).
+//! SLSA provenance v1 and other attestation predicates, wrapped in the in-toto Statement of
+//! [`crate::intoto`].
 //!
 //! Pure library: nothing here reads the process environment. The CLI passes the CI variables
 //! it collected (`Settings::ci_env()`), the flag values, and a resolver for OCI references.
 //!
-//! - [`statement`]: the in-toto Statement v1 type and the builder for a model manifest.
 //! - [`predicate`]: predicate type shortcuts (`attest --type`, and `verify --attestation-type`
 //!   and policy files' `attestations`) and `--predicate FILE` reading.
 //! - [`materials`]: `--material NAME=PATH|REF` → SLSA resource descriptors (files and
@@ -21,7 +21,7 @@
 //!                provenance::provenance_statement(&input, &repo, &manifest_digest, &resolver)
 //! --predicate:   predicate::resolve_predicate_type(--type)
 //!                predicate::read_predicate_file(FILE, &type)
-//!                statement::statement_for_manifest(&repo, &manifest_digest, &type, predicate)
+//!                intoto::statement_for_manifest(&repo, &manifest_digest, &type, predicate)
 //! then           statement.to_json_bytes() → DSSE payload (application/vnd.in-toto+json)
 //! ```
 
@@ -29,15 +29,14 @@ pub mod ci;
 pub mod materials;
 pub mod predicate;
 pub mod provenance;
-pub mod statement;
 
+pub use crate::intoto::{statement_for_manifest, Statement, Subject};
 pub use materials::{Material, NoReferences, ReferenceResolver};
 pub use predicate::{read_predicate_file, resolve_predicate_type};
 pub use provenance::{
     check_builder_id, check_material, generate_provenance, provenance_statement, Provenance,
     ProvenanceInput, BUILD_TYPE,
 };
-pub use statement::{statement_for_manifest, Statement, Subject};
 
 use std::path::PathBuf;
 

@@ -1,7 +1,7 @@
 //! `--type` shortcuts and `--predicate FILE`.
 
-use super::statement::IN_TOTO_STATEMENT_V01;
 use super::{AttestError, Result};
+use crate::intoto::IN_TOTO_STATEMENT_V01;
 use crate::media_types::{
     IN_TOTO_STATEMENT_V1, MAX_BUNDLE_SIZE, PREDICATE_CYCLONEDX, PREDICATE_LINK,
     PREDICATE_SLSA_PROVENANCE_V1, PREDICATE_SPDX,

@@ -28,10 +28,10 @@
 //! ```
 
 use super::ci::{self, CiProvider};
-use super::materials::{self, file_uri, hash_file, ReferenceResolver};
-use super::statement::{statement_for_manifest, Statement};
+use super::materials::{self, file_uri, ReferenceResolver};
 use super::{AttestError, Result};
 use crate::digest::Digest;
+use crate::intoto::{statement_for_manifest, ResourceDescriptor, Statement};
 use crate::media_types::PREDICATE_SLSA_PROVENANCE_V1;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -89,20 +89,6 @@ pub struct BuildDefinition {
     pub internal_parameters: Option<Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolved_dependencies: Vec<ResourceDescriptor>,
-}
-
-/// SLSA / in-toto ResourceDescriptor (the fields oci-model uses).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ResourceDescriptor {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uri: Option<String>,
-    /// Algorithm → hex (`sha256`), or `gitCommit` → commit id.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub digest: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, Value>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -340,7 +326,7 @@ pub fn read_parameters(path: &Path) -> Result<Value> {
             }
         }
     }
-    let digest = hash_file(path).map_err(read_err)?;
+    let digest = crate::model::hash_file(path).map_err(|e| read_err(e.source))?;
     Ok(serde_json::json!({
         "uri": file_uri(&path.to_string_lossy()),
         "digest": {"sha256": digest.hex()},

@@ -5,7 +5,10 @@
 //! - [`walk`]: which files make up a model (sorted, ignores, symlink policy).
 //! - [`roles`]: file path → layer media type, and the model format.
 //! - [`config`]: the ModelPack config blob (deterministic JSON).
-//! - [`paths`]: the rules a layer path must follow to be written (shared by push and pull).
+//! - [`paths`]: [`ModelPath`], a file path that follows the rules to be written (push, pull and
+//!   model-signing signatures share them).
+//! - [`hash`]: the one file-hashing routine (parallel across files) and a local model's digests
+//!   (sign-local, verify-local).
 //! - [`pack`]: push a model to a [`crate::store::Store`].
 //! - [`unpack`]: fetch a model manifest, check it, and write its files safely.
 //! - [`cache`]: a local (path, size, mtime, inode) → digest cache so re-pushes skip hashing and
@@ -13,6 +16,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod hash;
 pub mod pack;
 pub mod paths;
 pub mod roles;
@@ -23,9 +27,11 @@ use crate::error::ErrorKind;
 use crate::store::StoreError;
 use std::path::PathBuf;
 
+pub use hash::{digest_local, hash_file, hash_files, ReadError};
 pub use pack::{push_model, PushOptions, PushResult, PushedFile};
+pub use paths::ModelPath;
 pub use unpack::{fetch_model, unpack_model, ModelArtifact, ModelFile, PullOptions, PullResult};
-pub use walk::{collect_model, WalkOptions};
+pub use walk::{collect_model, model_name, WalkOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

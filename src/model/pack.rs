@@ -3,6 +3,7 @@
 
 use super::cache::{self, BlobHome, DigestCache};
 use super::config::ModelConfig;
+use super::paths::ModelPath;
 use super::walk::{collect_model, LocalFile, LocalModel, WalkOptions};
 use super::{roles, ModelError};
 use crate::digest::Digest;
@@ -55,7 +56,7 @@ impl Default for PushOptions {
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PushedFile {
-    pub path: String,
+    pub path: ModelPath,
     pub digest: Digest,
     pub size: u64,
     pub media_type: String,
@@ -173,8 +174,8 @@ pub fn build_manifest(
         .iter()
         .map(|f| {
             let mut a = Annotations::new();
-            a.insert(mt::ANNOTATION_FILEPATH.to_string(), f.path.clone());
-            a.insert(mt::ANNOTATION_TITLE.to_string(), f.path.clone());
+            a.insert(mt::ANNOTATION_FILEPATH.to_string(), f.path.to_string());
+            a.insert(mt::ANNOTATION_TITLE.to_string(), f.path.to_string());
             if roles::role_of(&f.path).guessed {
                 a.insert(
                     ANNOTATION_MEDIATYPE_UNTESTED.to_string(),

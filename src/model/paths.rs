@@ -1,8 +1,68 @@
 //! Model file paths: `/`-separated, relative to the model root. The same rules apply on push
-//! (so we never produce an artifact that pull would refuse) and on pull (so a hostile manifest
-//! cannot write outside the target directory).
+//! (so we never produce an artifact that pull would refuse), on pull (so a hostile manifest
+//! cannot write outside the target directory), and to the files a model-signing signature
+//! lists: [`ModelPath`] is the one type for such a path.
 
 use std::cmp::Ordering;
+use std::fmt;
+use std::path::Path;
+
+/// A model file path that follows the rules of [`unsafe_reason`]: relative, `/`-separated,
+/// safe to join below a model root. Ordered by path segments ([`compare`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct ModelPath(String);
+
+impl ModelPath {
+    /// The path, or why it is refused.
+    pub fn new(path: &str) -> Result<Self, &'static str> {
+        match unsafe_reason(path) {
+            None => Ok(ModelPath(path.to_string())),
+            Some(reason) => Err(reason),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ModelPath {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for ModelPath {
+    fn as_ref(&self) -> &Path {
+        Path::new(&self.0)
+    }
+}
+
+impl fmt::Display for ModelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<ModelPath> for String {
+    fn from(p: ModelPath) -> String {
+        p.0
+    }
+}
+
+impl Ord for ModelPath {
+    fn cmp(&self, other: &Self) -> Ordering {
+        compare(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for ModelPath {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// Why `path` cannot be a model file path, or `None` when it is fine.
 ///
@@ -90,9 +150,29 @@ mod tests {
     }
 
     #[test]
+    fn model_path_is_built_only_from_safe_paths() {
+        assert_eq!(ModelPath::new("a/b.bin").unwrap().as_str(), "a/b.bin");
+        // The signature format's old rules let these through; the one type refuses them.
+        for (bad, reason) in [
+            ("C:x", "starts with a drive letter"),
+            ("c:/x", "starts with a drive letter"),
+            ("a\nb", "contains a control character"),
+            ("tab\there", "contains a control character"),
+            ("esc\u{1b}[31m", "contains a control character"),
+            ("del\u{7f}", "contains a control character"),
+            ("a/../b", "contains a '..' component"),
+        ] {
+            assert_eq!(ModelPath::new(bad), Err(reason), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn sorts_by_segments() {
         let mut v = vec!["a.txt", "a-b", "a/b", "b", "a/a/z"];
         v.sort_by(|a, b| compare(a, b));
         assert_eq!(v, ["a/a/z", "a/b", "a-b", "a.txt", "b"]);
+        let mut p: Vec<ModelPath> = v.iter().rev().map(|s| ModelPath::new(s).unwrap()).collect();
+        p.sort();
+        assert_eq!(p.iter().map(|p| p.as_str()).collect::<Vec<_>>(), v);
     }
 }

@@ -5,7 +5,7 @@
 //! directories it created.
 
 use super::cache::{DigestCache, FileKey};
-use super::paths;
+use super::paths::ModelPath;
 use super::ModelError;
 use crate::digest::Digest;
 use crate::media_types as mt;
@@ -33,7 +33,7 @@ pub struct ModelArtifact {
 /// One file of a model artifact.
 #[derive(Clone, Debug)]
 pub struct ModelFile {
-    pub path: String,
+    pub path: ModelPath,
     pub descriptor: Descriptor,
 }
 
@@ -106,13 +106,11 @@ impl ModelArtifact {
                     mt::ANNOTATION_TITLE
                 ),
             })?;
-            if let Some(reason) = paths::unsafe_reason(path) {
-                return Err(ModelError::UnsafePath {
-                    what: what(),
-                    path: path.to_string(),
-                    reason: reason.to_string(),
-                });
-            }
+            let checked = ModelPath::new(path).map_err(|reason| ModelError::UnsafePath {
+                what: what(),
+                path: path.to_string(),
+                reason: reason.to_string(),
+            })?;
             if let Some(other) = seen.insert(path, &layer.digest) {
                 return Err(ModelError::UnsafePath {
                     what: what(),
@@ -134,7 +132,7 @@ impl ModelArtifact {
                 });
             }
             out.push(ModelFile {
-                path: path.to_string(),
+                path: checked,
                 descriptor: layer.clone(),
             });
         }
@@ -145,7 +143,7 @@ impl ModelArtifact {
                 if let Some(d) = seen.get(prefix.as_str()) {
                     return Err(ModelError::UnsafePath {
                         what: format!("layer {} of manifest {mdigest}", f.descriptor.digest),
-                        path: f.path.clone(),
+                        path: f.path.to_string(),
                         reason: format!("{prefix:?} is also a file (layer {d})"),
                     });
                 }
@@ -219,7 +217,7 @@ pub async fn unpack_model(
     let files = artifact.files()?;
     let plan = {
         let owned = dir.to_path_buf();
-        let rels: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        let rels: Vec<String> = files.iter().map(|f| f.path.to_string()).collect();
         let overwrite = options.overwrite;
         tokio::task::spawn_blocking(move || check_targets(&owned, &rels, overwrite))
             .await

@@ -2,7 +2,7 @@
 //!
 //! - A directory: every regular file below it, hidden and empty files included (empty
 //!   directories carry nothing), as `/`-separated paths relative to the directory, sorted by
-//!   path segments ([`super::paths::compare`]).
+//!   path segments ([`ModelPath`]'s order).
 //! - One or more files: each stored under its file name.
 //! - Symbolic links are refused unless `allow_symlinks` (then followed; loops are errors).
 //! - Ignored by default, at the model root: `.git`, `.gitattributes`, `.github`, `.gitignore`
@@ -13,7 +13,7 @@
 //!   directory is skipped with everything below it.
 
 use super::cache::FileKey;
-use super::paths;
+use super::paths::ModelPath;
 use super::ModelError;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use std::path::{Component, Path, PathBuf};
@@ -36,8 +36,8 @@ pub struct WalkOptions {
 /// One file of a model.
 #[derive(Clone, Debug)]
 pub struct LocalFile {
-    /// Path inside the model, `/`-separated.
-    pub path: String,
+    /// Path inside the model.
+    pub path: ModelPath,
     /// Where it is on disk.
     pub source: PathBuf,
     pub size: u64,
@@ -162,7 +162,7 @@ pub fn collect_model(sources: &[PathBuf], options: &WalkOptions) -> Result<Local
                 ModelError::Input(format!("{}: file name is not UTF-8", path.display()))
             })?
             .to_string();
-        check_pushable(&name)?;
+        let name = check_pushable(&name)?;
         if files.iter().any(|f: &LocalFile| f.path == name) {
             return Err(ModelError::Input(format!(
                 "two files are named {name:?}: files given directly are stored by file name"
@@ -176,12 +176,12 @@ pub fn collect_model(sources: &[PathBuf], options: &WalkOptions) -> Result<Local
         });
     }
     // Named after the first file given (before sorting).
-    let name = Path::new(&files[0].path)
+    let name = Path::new(files[0].path.as_str())
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("model")
         .to_string();
-    files.sort_by(|a, b| paths::compare(&a.path, &b.path));
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(LocalModel {
         name,
         root: None,
@@ -198,6 +198,19 @@ fn dir_name(dir: &Path) -> String {
         .to_string()
 }
 
+/// The model name `model_signing` records: the path's last component, or the resolved
+/// directory's name for `.`/`..`.
+pub fn model_name(path: &Path) -> String {
+    let from = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty() && n != "..")
+    };
+    from(path)
+        .or_else(|| path.canonicalize().ok().and_then(|p| from(&p)))
+        .unwrap_or_else(|| "model".into())
+}
+
 fn symlink_refused(path: &str) -> ModelError {
     ModelError::Input(format!(
         "{path} is a symbolic link: symlinks are refused unless --allow-symlinks is given"
@@ -205,13 +218,12 @@ fn symlink_refused(path: &str) -> ModelError {
 }
 
 /// Refuse names that pull would refuse, so we never produce an unpullable artifact.
-fn check_pushable(path: &str) -> Result<(), ModelError> {
-    match paths::unsafe_reason(path) {
-        None => Ok(()),
-        Some(reason) => Err(ModelError::Input(format!(
+fn check_pushable(path: &str) -> Result<ModelPath, ModelError> {
+    ModelPath::new(path).map_err(|reason| {
+        ModelError::Input(format!(
             "cannot push file {path:?}: {reason} (such a path is refused on pull)"
-        ))),
-    }
+        ))
+    })
 }
 
 /// Every file below `root`, sorted by path segments.
@@ -257,23 +269,23 @@ pub fn walk_dir(root: &Path, options: &WalkOptions) -> Result<Vec<LocalFile>, Mo
                 entry.path().display()
             )));
         }
-        check_pushable(&rel)?;
+        let path = check_pushable(&rel)?;
         let meta = entry.metadata().map_err(|e| {
             ModelError::Input(format!("cannot read {}: {e}", entry.path().display()))
         })?;
         files.push(LocalFile {
-            path: rel,
+            path,
             source: entry.path().to_path_buf(),
             size: meta.len(),
             key: FileKey::from_metadata(&meta),
         });
     }
-    files.sort_by(|a, b| paths::compare(&a.path, &b.path));
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
 }
 
 /// `path` relative to `root`, `/`-separated; non-UTF-8 names are refused.
-fn relative(root: &Path, path: &Path) -> Result<String, ModelError> {
+pub fn relative(root: &Path, path: &Path) -> Result<String, ModelError> {
     let rel = path.strip_prefix(root).map_err(|_| {
         ModelError::Input(format!("{} is outside {}", path.display(), root.display()))
     })?;

@@ -2,8 +2,8 @@
 //!
 //! - [`keys`]: load/generate private and public keys (PEM, PKCS#8, encrypted PKCS#8, SPKI).
 //! - [`dsse`]: the DSSE pre-authentication encoding and envelope.
-//! - [`oms`]: the `model_signing` 1.x statement (build from a directory or from an OCI
-//!   manifest's layers, parse, compare) and the cosign-style statement.
+//! - [`oms`]: the `model_signing` 1.x statement (build from a local model's file digests or from
+//!   an OCI manifest's layers, parse, compare) and the cosign-style statement.
 //! - [`bundle`]: the [`Signer`] interface and key-based Sigstore bundles.
 //!
 //! Verification of bundles lives in `crate::verify`, not here.

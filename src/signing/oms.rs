@@ -1,5 +1,5 @@
-//! The OpenSSF model-signing (OMS) statement, as `model_signing` 1.x writes and reads it
-//! (DESIGN §8), and the cosign-style statement.
+//! The OpenSSF model-signing (OMS) statement, as `model_signing` 1.x writes and reads it, and
+//! the cosign-style statement. Pure: the files and their digests come from [`crate::model`].
 //!
 //! A model is a list of resources (file path → sha256), sorted by path segments. The in-toto
 //! Statement v1 has one subject (the model name, and sha256 over the concatenated raw resource
@@ -10,38 +10,25 @@
 //! Statements are parsed, never compared as text: `model_signing` emits the predicate's keys in
 //! varying order.
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
+use crate::intoto::{sha256_digest, ResourceDescriptor, Statement, Subject};
 use crate::media_types::{IN_TOTO_STATEMENT_V1, PREDICATE_COSIGN_SIGN, PREDICATE_MODEL_SIGNING};
-use serde_json::{json, Map, Value};
+use crate::model::walk::DEFAULT_IGNORES;
+use crate::model::{ModelPath, WalkOptions};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::io::Read as _;
-use std::path::{Path, PathBuf};
 
-/// Paths `model_signing` ignores by default (unless `--no-ignore-git-paths`).
-pub const DEFAULT_IGNORE_PATHS: [&str; 4] = [".git", ".gitattributes", ".github", ".gitignore"];
 /// The only serialization method and hash oci-model reads and writes (the interop target).
 pub const METHOD_FILES: &str = "files";
 pub const HASH_SHA256: &str = "sha256";
+/// The resource name `model_signing` gives a model that is a single file.
+pub const SINGLE_FILE: &str = ".";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OmsError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "{path} is a symbolic link: refused unless symbolic links are allowed (--allow-symlinks)"
-    )]
-    Symlink { path: String },
-    #[error("{path} is neither a regular file nor a directory")]
-    SpecialFile { path: String },
-    #[error("{path}: the file name is not valid UTF-8")]
-    NonUtf8 { path: String },
     #[error("invalid resource name {name:?}: {reason}")]
     BadName { name: String, reason: &'static str },
     #[error("resource {name:?} is listed twice")]
@@ -50,44 +37,17 @@ pub enum OmsError {
     Statement(String),
 }
 
-/// Compare two resource names by `/`-separated segments, so `a/b` < `a-b` < `a.txt` (as
-/// Python's `PurePosixPath` ordering in `model_signing`).
-pub fn compare_paths(a: &str, b: &str) -> Ordering {
-    a.split('/').cmp(b.split('/'))
-}
-
-/// Check a resource name: `.` (single-file model) or a relative POSIX path without `.`/`..`
-/// or empty segments, NUL or backslash.
+/// Check a resource name: [`SINGLE_FILE`], or a [`ModelPath`].
 pub fn validate_name(name: &str) -> Result<(), OmsError> {
-    let bad = |reason| {
-        Err(OmsError::BadName {
+    if name == SINGLE_FILE {
+        return Ok(());
+    }
+    ModelPath::new(name)
+        .map(drop)
+        .map_err(|reason| OmsError::BadName {
             name: name.chars().take(200).collect(),
             reason,
         })
-    };
-    if name == "." {
-        return Ok(());
-    }
-    if name.is_empty() {
-        return bad("empty");
-    }
-    if name.starts_with('/') {
-        return bad("absolute path");
-    }
-    if name.contains('\0') {
-        return bad("contains NUL");
-    }
-    if name.contains('\\') {
-        return bad("contains a backslash");
-    }
-    for seg in name.split('/') {
-        match seg {
-            "" => return bad("empty path segment"),
-            "." | ".." => return bad("contains a `.` or `..` segment"),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Normalise a model-relative ignore path (`./a/b/` → `a/b`); `None` if it points outside the
@@ -112,19 +72,17 @@ pub fn normalize_ignore_path(path: &str) -> Option<String> {
 }
 
 /// `name` is `ignore` or lies beneath it.
-fn is_ignored(name: &str, ignore: &[String]) -> bool {
-    ignore.iter().any(|p| {
-        name == p
-            || (name.len() > p.len()
-                && name.starts_with(p.as_str())
-                && name.as_bytes()[p.len()] == b'/')
-    })
+fn is_ignored(name: &str, ignore: &str) -> bool {
+    name == ignore
+        || (name.len() > ignore.len()
+            && name.starts_with(ignore)
+            && name.as_bytes()[ignore.len()] == b'/')
 }
 
 /// One file of the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resource {
-    /// POSIX path relative to the model root (`.` for a single-file model).
+    /// [`SINGLE_FILE`] or a [`ModelPath`].
     pub name: String,
     pub digest: Digest,
 }
@@ -138,6 +96,39 @@ pub struct Serialization {
     pub ignore_paths: Vec<String>,
 }
 
+impl Serialization {
+    /// What signing a local model records: the normalised `ignore_paths` (files or whole
+    /// directories), plus `.git`, `.gitattributes`, `.github`, `.gitignore` when
+    /// `ignore_git_paths`; symbolic links followed when `allow_symlinks` (else refused).
+    pub fn for_signing(
+        ignore_paths: &[String],
+        ignore_git_paths: bool,
+        allow_symlinks: bool,
+    ) -> Self {
+        let mut ignores: Vec<String> = ignore_paths
+            .iter()
+            .filter_map(|p| normalize_ignore_path(p))
+            .collect();
+        if ignore_git_paths {
+            ignores.extend(DEFAULT_IGNORES.iter().map(|s| s.to_string()));
+        }
+        Serialization {
+            allow_symlinks,
+            ignore_paths: sorted_unique(ignores),
+        }
+    }
+
+    /// How to list the local files these parameters sign.
+    pub fn walk_options(&self) -> WalkOptions {
+        WalkOptions {
+            allow_symlinks: self.allow_symlinks,
+            ignore: Vec::new(),
+            keep_git_paths: true,
+            exclude: self.ignore_paths.clone(),
+        }
+    }
+}
+
 /// The model as signed: what an OMS statement says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelStatement {
@@ -148,23 +139,77 @@ pub struct ModelStatement {
     pub serialization: Serialization,
 }
 
+/// The predicate `https://model_signing/signature/v1.0` (field order = `model_signing`'s).
+#[derive(Serialize, Deserialize)]
+struct Predicate {
+    resources: Vec<PredicateResource>,
+    serialization: PredicateSerialization,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PredicateResource {
+    algorithm: String,
+    name: String,
+    /// Lowercase hex.
+    digest: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PredicateSerialization {
+    method: String,
+    hash_type: String,
+    #[serde(
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    ignore_paths: Vec<String>,
+    /// A boolean; `model_signing` before 1.0 wrote `"true"`/`"false"`.
+    #[serde(default, deserialize_with = "lenient_bool")]
+    allow_symlinks: bool,
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Option::<Vec<String>>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(Value::String(s)) if s == "true" || s == "false" => Ok(s == "true"),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "allow_symlinks is {other}, expected a boolean"
+        ))),
+    }
+}
+
+/// The resource name of a local file: its model path, or [`SINGLE_FILE`] for a model that is
+/// one file.
+pub fn local_name(path: &Option<ModelPath>) -> &str {
+    path.as_deref().unwrap_or(SINGLE_FILE)
+}
+
 impl ModelStatement {
     /// Build from (path, digest) pairs in any order, e.g. an OCI manifest's layers
     /// (`org.cncf.model.filepath` + layer digest). Names are checked and sorted; duplicates
     /// are refused.
-    pub fn from_pairs(
+    pub fn from_pairs<N: Into<String>>(
         name: &str,
-        pairs: impl IntoIterator<Item = (String, Digest)>,
+        pairs: impl IntoIterator<Item = (N, Digest)>,
         serialization: Serialization,
     ) -> Result<Self, OmsError> {
         let mut resources: Vec<Resource> = pairs
             .into_iter()
-            .map(|(name, digest)| Resource { name, digest })
+            .map(|(name, digest)| Resource {
+                name: name.into(),
+                digest,
+            })
             .collect();
         for r in &resources {
             validate_name(&r.name)?;
         }
-        resources.sort_by(|a, b| compare_paths(&a.name, &b.name));
+        resources.sort_by(|a, b| crate::model::paths::compare(&a.name, &b.name));
         if let Some(w) = resources.windows(2).find(|w| w[0].name == w[1].name) {
             return Err(OmsError::Duplicate {
                 name: w[0].name.clone(),
@@ -183,6 +228,17 @@ impl ModelStatement {
         })
     }
 
+    /// The statement for a local model's files and digests ([`crate::model::digest_local`],
+    /// listed with [`Serialization::walk_options`]).
+    pub fn for_files(
+        name: &str,
+        files: &[(Option<ModelPath>, Digest)],
+        serialization: Serialization,
+    ) -> Result<Self, OmsError> {
+        let pairs = files.iter().map(|(p, d)| (local_name(p), d.clone()));
+        Self::from_pairs(name, pairs, serialization)
+    }
+
     /// sha256 over the concatenated raw 32-byte resource digests, in listed order.
     pub fn root_digest(&self) -> Digest {
         let mut h = Sha256::new();
@@ -192,38 +248,36 @@ impl ModelStatement {
         Digest::from_raw(&h.finalize().into())
     }
 
-    /// The statement as a JSON value (key order as `model_signing` writes it).
-    pub fn to_value(&self) -> Value {
-        let resources: Vec<Value> = self
-            .resources
-            .iter()
-            .map(|r| json!({"algorithm": HASH_SHA256, "name": r.name, "digest": r.digest.hex()}))
-            .collect();
-        let mut ser = Map::new();
-        ser.insert("method".into(), METHOD_FILES.into());
-        ser.insert("hash_type".into(), HASH_SHA256.into());
-        if !self.serialization.ignore_paths.is_empty() {
-            ser.insert(
-                "ignore_paths".into(),
-                self.serialization.ignore_paths.clone().into(),
-            );
-        }
-        ser.insert(
-            "allow_symlinks".into(),
-            self.serialization.allow_symlinks.into(),
-        );
-        json!({
-            "_type": IN_TOTO_STATEMENT_V1,
-            "subject": [{"name": self.name, "digest": {"sha256": self.root_digest().hex()}}],
-            "predicateType": PREDICATE_MODEL_SIGNING,
-            "predicate": {"resources": resources, "serialization": Value::Object(ser)},
-        })
+    /// The in-toto statement (key order as `model_signing` writes it).
+    pub fn to_statement(&self) -> Statement {
+        let predicate = Predicate {
+            resources: self
+                .resources
+                .iter()
+                .map(|r| PredicateResource {
+                    algorithm: HASH_SHA256.into(),
+                    name: r.name.clone(),
+                    digest: r.digest.hex().into(),
+                })
+                .collect(),
+            serialization: PredicateSerialization {
+                method: METHOD_FILES.into(),
+                hash_type: HASH_SHA256.into(),
+                ignore_paths: self.serialization.ignore_paths.clone(),
+                allow_symlinks: self.serialization.allow_symlinks,
+            },
+        };
+        Statement::new(
+            vec![Subject::new(&self.name, &self.root_digest())],
+            PREDICATE_MODEL_SIGNING,
+            serde_json::to_value(predicate).expect("string keys only: serializes"),
+        )
     }
 
     /// The DSSE payload bytes, formatted as `model_signing` does (protobuf `MessageToJson`:
     /// two-space indent, non-ASCII escaped, no trailing newline).
     pub fn to_payload(&self) -> Vec<u8> {
-        python_json(&self.to_value())
+        python_json(&self.to_statement())
     }
 
     /// Parse and check a statement: `_type`, predicate type, exactly one subject whose
@@ -231,134 +285,87 @@ impl ModelStatement {
     /// and unique resource names.
     pub fn parse(payload: &[u8]) -> Result<Self, OmsError> {
         let bad = |m: String| OmsError::Statement(m);
-        let v: Value = serde_json::from_slice(payload)
-            .map_err(|e| bad(format!("the payload is not JSON: {e}")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| bad("the payload is not a JSON object".into()))?;
-        let typ = obj.get("_type").and_then(Value::as_str).unwrap_or("");
-        if typ != IN_TOTO_STATEMENT_V1 {
+        let statement: Statement = serde_json::from_slice(payload).map_err(|e| {
+            bad(if e.is_data() {
+                format!("the payload is not an in-toto statement: {e}")
+            } else {
+                format!("the payload is not JSON: {e}")
+            })
+        })?;
+        if statement.type_ != IN_TOTO_STATEMENT_V1 {
             return Err(bad(format!(
-                "_type is {typ:?}, expected {IN_TOTO_STATEMENT_V1:?}"
+                "_type is {:?}, expected {IN_TOTO_STATEMENT_V1:?}",
+                statement.type_
             )));
         }
-        let pt = obj
-            .get("predicateType")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if pt != PREDICATE_MODEL_SIGNING {
+        if statement.predicate_type != PREDICATE_MODEL_SIGNING {
             return Err(bad(format!(
-                "predicateType is {pt:?}, expected {PREDICATE_MODEL_SIGNING:?}"
+                "predicateType is {:?}, expected {PREDICATE_MODEL_SIGNING:?}",
+                statement.predicate_type
             )));
         }
-        let subjects = obj
-            .get("subject")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad("no subject list".into()))?;
-        if subjects.len() != 1 {
+        let [subject] = statement.subject.as_slice() else {
             return Err(bad(format!(
                 "expected exactly one subject, found {}",
-                subjects.len()
+                statement.subject.len()
             )));
-        }
-        let name = subjects[0]
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let subject_hex = subjects[0]
-            .pointer("/digest/sha256")
-            .and_then(Value::as_str)
+        };
+        let subject_hex = subject
+            .sha256()
             .ok_or_else(|| bad("the subject has no sha256 digest".into()))?;
-        let subject_digest: Digest = format!("sha256:{subject_hex}").parse().map_err(|_| {
+        let subject_digest = parse_hex(subject_hex).ok_or_else(|| {
             bad(format!(
                 "subject digest {subject_hex:?} is not a sha256 hex digest"
             ))
         })?;
-        let predicate = obj
-            .get("predicate")
-            .and_then(Value::as_object)
-            .ok_or_else(|| bad("no predicate object".into()))?;
-        let ser = predicate
-            .get("serialization")
-            .and_then(Value::as_object)
-            .ok_or_else(|| bad("the predicate has no serialization object".into()))?;
-        let method = ser.get("method").and_then(Value::as_str).unwrap_or("");
-        if method != METHOD_FILES {
+        let predicate = Predicate::deserialize(&statement.predicate).map_err(|e| {
+            bad(format!(
+                "the predicate is not a model-signing predicate: {e}"
+            ))
+        })?;
+        let ser = predicate.serialization;
+        if ser.method != METHOD_FILES {
             return Err(bad(format!(
-                "serialization method {method:?} is not supported (oci-model reads \"files\")"
+                "serialization method {:?} is not supported (oci-model reads \"files\")",
+                ser.method
             )));
         }
-        let hash_type = ser.get("hash_type").and_then(Value::as_str).unwrap_or("");
-        if hash_type != HASH_SHA256 {
+        if ser.hash_type != HASH_SHA256 {
             return Err(bad(format!(
-                "hash_type {hash_type:?} is not supported (oci-model reads \"sha256\")"
+                "hash_type {:?} is not supported (oci-model reads \"sha256\")",
+                ser.hash_type
             )));
         }
-        let allow_symlinks = match ser.get("allow_symlinks") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
-            Some(other) => {
-                return Err(bad(format!(
-                    "allow_symlinks is {other}, expected a boolean"
-                )))
-            }
-        };
-        let ignore_paths = match ser.get("ignore_paths") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|p| {
-                    p.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| bad(format!("ignore_paths holds {p}, expected strings")))
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => return Err(bad(format!("ignore_paths is {other}, expected a list"))),
-        };
-        let list = predicate
-            .get("resources")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad("the predicate has no resources list".into()))?;
-        let mut resources = Vec::with_capacity(list.len());
+        let mut resources = Vec::with_capacity(predicate.resources.len());
         let mut seen = BTreeSet::new();
-        for (i, r) in list.iter().enumerate() {
-            let field = |k: &str| {
-                r.get(k)
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad(format!("resource #{i} has no string {k:?}")))
-            };
-            let rname = field("name")?;
-            let algorithm = field("algorithm")?;
-            if algorithm != HASH_SHA256 {
+        for r in predicate.resources {
+            if r.algorithm != HASH_SHA256 {
                 return Err(bad(format!(
-                    "resource {rname:?} uses algorithm {algorithm:?}, expected \"sha256\""
+                    "resource {:?} uses algorithm {:?}, expected \"sha256\"",
+                    r.name, r.algorithm
                 )));
             }
-            let hex = field("digest")?;
-            let digest: Digest = format!("sha256:{hex}").parse().map_err(|_| {
+            let digest = parse_hex(&r.digest).ok_or_else(|| {
                 bad(format!(
-                    "resource {rname:?} digest {hex:?} is not a sha256 hex digest"
+                    "resource {:?} digest {:?} is not a sha256 hex digest",
+                    r.name, r.digest
                 ))
             })?;
-            validate_name(rname)?;
-            if !seen.insert(rname.to_string()) {
-                return Err(OmsError::Duplicate {
-                    name: rname.to_string(),
-                });
+            validate_name(&r.name)?;
+            if !seen.insert(r.name.clone()) {
+                return Err(OmsError::Duplicate { name: r.name });
             }
             resources.push(Resource {
-                name: rname.to_string(),
+                name: r.name,
                 digest,
             });
         }
         let statement = ModelStatement {
-            name,
+            name: subject.name.clone(),
             resources,
             serialization: Serialization {
-                allow_symlinks,
-                ignore_paths,
+                allow_symlinks: ser.allow_symlinks,
+                ignore_paths: ser.ignore_paths,
             },
         };
         let root = statement.root_digest();
@@ -406,9 +413,15 @@ impl ModelStatement {
             .map(|k| k.to_string())
             .collect();
         for list in [&mut c.missing, &mut c.extra] {
-            list.sort_by(|a, b| compare_paths(a, b));
+            list.sort_by(|a, b| crate::model::paths::compare(a, b));
         }
         c
+    }
+
+    /// Compare the signed resources with a local model's files and digests
+    /// ([`crate::model::digest_local`], listed with [`ModelStatement::verification_walk`]).
+    pub fn check_files(&self, files: &[(Option<ModelPath>, Digest)]) -> Comparison {
+        self.compare(files.iter().map(|(p, d)| (local_name(p), d)))
     }
 
     /// The ignore set to re-apply when checking a directory against this statement: its
@@ -422,17 +435,30 @@ impl ModelStatement {
             .chain(extra)
             .filter_map(|p| normalize_ignore_path(p))
             .collect();
-        for git in DEFAULT_IGNORE_PATHS {
-            let signed_beneath = self
-                .resources
-                .iter()
-                .any(|r| is_ignored(&r.name, &[git.to_string()]));
+        for git in DEFAULT_IGNORES {
+            let signed_beneath = self.resources.iter().any(|r| is_ignored(&r.name, git));
             if !signed_beneath {
                 out.push(git.to_string());
             }
         }
         sorted_unique(out)
     }
+
+    /// How to list a local model to check it against this statement: the
+    /// [`Self::verification_ignores`] left out, symbolic links followed when the statement or
+    /// the caller allows them.
+    pub fn verification_walk(&self, extra: &[String], allow_symlinks: bool) -> WalkOptions {
+        WalkOptions {
+            allow_symlinks: allow_symlinks || self.serialization.allow_symlinks,
+            ignore: Vec::new(),
+            keep_git_paths: true,
+            exclude: self.verification_ignores(extra),
+        }
+    }
+}
+
+fn parse_hex(hex: &str) -> Option<Digest> {
+    format!("sha256:{hex}").parse().ok()
 }
 
 fn sorted_unique(mut v: Vec<String>) -> Vec<String> {
@@ -493,263 +519,26 @@ impl fmt::Display for Comparison {
     }
 }
 
-/// How to turn a local model into resources.
-#[derive(Clone, Debug, Default)]
-pub struct HashOptions {
-    /// Model-relative paths to leave out (files or whole directories).
-    pub ignore_paths: Vec<String>,
-    /// Also leave out `.git`, `.gitattributes`, `.github`, `.gitignore`.
-    pub ignore_git_paths: bool,
-    /// Follow symbolic links (else a symlink is an error, as in `model_signing`).
-    pub allow_symlinks: bool,
-}
-
-impl HashOptions {
-    /// The normalised ignore list recorded in the statement.
-    fn effective_ignores(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .ignore_paths
-            .iter()
-            .filter_map(|p| normalize_ignore_path(p))
-            .collect();
-        if self.ignore_git_paths {
-            v.extend(DEFAULT_IGNORE_PATHS.iter().map(|s| s.to_string()));
-        }
-        sorted_unique(v)
-    }
-}
-
-/// The model name `model_signing` records: the path's last component, or the resolved
-/// directory's name for `.`/`..`.
-pub fn model_name(path: &Path) -> String {
-    let from = |p: &Path| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .filter(|n| !n.is_empty() && n != "..")
+/// The cosign-style statement: subject = the manifest digest (no name, as cosign 3 writes
+/// it), predicate type `https://sigstore.dev/cosign/sign/v1`, empty predicate (compact JSON).
+pub fn cosign_statement(manifest_digest: &Digest) -> Vec<u8> {
+    let subject = ResourceDescriptor {
+        digest: sha256_digest(manifest_digest),
+        ..Default::default()
     };
-    from(path)
-        .or_else(|| path.canonicalize().ok().and_then(|p| from(&p)))
-        .unwrap_or_else(|| "model".into())
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OmsError + '_ {
-    move |source| OmsError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
-/// List the files of a model (a directory, or a single file named `.`), applying the ignore
-/// list; returns (resource name, path) sorted by path segments.
-pub fn list_files(model: &Path, opts: &HashOptions) -> Result<Vec<(String, PathBuf)>, OmsError> {
-    let meta = std::fs::metadata(model).map_err(io_err(model))?;
-    if meta.is_file() {
-        return Ok(vec![(".".to_string(), model.to_path_buf())]);
-    }
-    if !meta.is_dir() {
-        return Err(OmsError::SpecialFile {
-            path: model.display().to_string(),
-        });
-    }
-    let ignores = opts.effective_ignores();
-    let mut files = Vec::new();
-    let walker = walkdir::WalkDir::new(model)
-        .min_depth(1)
-        .follow_links(opts.allow_symlinks)
-        .into_iter()
-        .filter_entry(|e| match rel_name(model, e.path()) {
-            Ok(name) => !is_ignored(&name, &ignores),
-            Err(_) => true, // reported below
-        });
-    for entry in walker {
-        let entry = entry.map_err(|e| {
-            let path = e
-                .path()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| model.display().to_string());
-            match e.into_io_error() {
-                Some(source) => OmsError::Io { path, source },
-                None => OmsError::Io {
-                    path,
-                    source: std::io::Error::other("symbolic link loop"),
-                },
-            }
-        })?;
-        let path = entry.path();
-        let ft = entry.file_type();
-        if ft.is_symlink() {
-            // Only reachable without follow_links.
-            return Err(OmsError::Symlink {
-                path: path.display().to_string(),
-            });
-        }
-        if ft.is_dir() {
-            continue;
-        }
-        if !ft.is_file() {
-            return Err(OmsError::SpecialFile {
-                path: path.display().to_string(),
-            });
-        }
-        files.push((rel_name(model, path)?, path.to_path_buf()));
-    }
-    files.sort_by(|a, b| compare_paths(&a.0, &b.0));
-    Ok(files)
-}
-
-fn rel_name(root: &Path, path: &Path) -> Result<String, OmsError> {
-    let rel = path.strip_prefix(root).unwrap_or(path);
-    let mut segs = Vec::new();
-    for c in rel.components() {
-        match c.as_os_str().to_str() {
-            Some(s) => segs.push(s),
-            None => {
-                return Err(OmsError::NonUtf8 {
-                    path: path.display().to_string(),
-                })
-            }
-        }
-    }
-    Ok(segs.join("/"))
-}
-
-/// sha256 of a file, streamed in 1 MiB reads.
-pub fn hash_file(path: &Path) -> Result<Digest, OmsError> {
-    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut h = Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finish())
-}
-
-/// Hash a local model as `model_signing` does (files method, sha256): every file, hidden and
-/// empty ones included, minus the ignore list; files hashed in parallel.
-pub fn hash_model(model: &Path, opts: &HashOptions) -> Result<ModelStatement, OmsError> {
-    let files = list_files(model, opts)?;
-    let digests = hash_files_parallel(&files)?;
-    let resources = files
-        .into_iter()
-        .zip(digests)
-        .map(|((name, _), digest)| Resource { name, digest })
-        .collect();
-    Ok(ModelStatement {
-        name: model_name(model),
-        resources,
-        serialization: Serialization {
-            allow_symlinks: opts.allow_symlinks,
-            ignore_paths: opts.effective_ignores(),
-        },
-    })
-}
-
-fn hash_files_parallel(files: &[(String, PathBuf)]) -> Result<Vec<Digest>, OmsError> {
-    use std::sync::atomic::{AtomicUsize, Ordering as AO};
-    use std::sync::Mutex;
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8)
-        .min(files.len().max(1));
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<Digest, OmsError>>>> =
-        Mutex::new((0..files.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, AO::Relaxed);
-                if i >= files.len() {
-                    break;
-                }
-                let r = hash_file(&files[i].1);
-                let failed = r.is_err();
-                results.lock().expect("lock")[i] = Some(r);
-                if failed {
-                    next.store(files.len(), AO::Relaxed);
-                }
-            });
-        }
-    });
-    let results = results.into_inner().expect("lock");
-    let mut out = Vec::with_capacity(files.len());
-    for r in results {
-        match r {
-            Some(Ok(digest)) => out.push(digest),
-            // Every index before a failure was taken by a worker, so the first error in
-            // index order comes before any skipped (None) entry.
-            Some(Err(e)) => return Err(e),
-            None => break,
-        }
-    }
-    if out.len() != files.len() {
-        return Err(OmsError::Io {
-            path: files[out.len()].1.display().to_string(),
-            source: std::io::Error::other("not hashed"),
-        });
-    }
-    Ok(out)
-}
-
-/// Hash a local model as `statement` was signed: re-applies the statement's ignore paths
-/// (plus `extra_ignores`, e.g. the signature file) and its symlink setting.
-pub fn hash_as_signed(
-    statement: &ModelStatement,
-    model: &Path,
-    extra_ignores: &[String],
-    allow_symlinks: bool,
-) -> Result<ModelStatement, OmsError> {
-    let opts = HashOptions {
-        ignore_paths: statement.verification_ignores(extra_ignores),
-        ignore_git_paths: false,
-        allow_symlinks: allow_symlinks || statement.serialization.allow_symlinks,
-    };
-    hash_model(model, &opts)
-}
-
-/// Check a local model against a signed statement: [`hash_as_signed`], then compare.
-pub fn check_model(
-    statement: &ModelStatement,
-    model: &Path,
-    extra_ignores: &[String],
-    allow_symlinks: bool,
-) -> Result<Comparison, OmsError> {
-    let actual = hash_as_signed(statement, model, extra_ignores, allow_symlinks)?;
-    Ok(statement.compare(
-        actual
-            .resources
-            .iter()
-            .map(|r| (r.name.as_str(), &r.digest)),
-    ))
-}
-
-/// The cosign-style statement: subject = the manifest digest, predicate type
-/// `https://sigstore.dev/cosign/sign/v1`, empty predicate (compact JSON).
-pub fn cosign_statement(manifest_digest: &Digest, name: Option<&str>) -> Vec<u8> {
-    let mut subject = Map::new();
-    if let Some(n) = name.filter(|n| !n.is_empty()) {
-        subject.insert("name".into(), n.into());
-    }
-    subject.insert("digest".into(), json!({"sha256": manifest_digest.hex()}));
-    let v = json!({
-        "_type": IN_TOTO_STATEMENT_V1,
-        "subject": [Value::Object(subject)],
-        "predicateType": PREDICATE_COSIGN_SIGN,
-        "predicate": {},
-    });
-    serde_json::to_vec(&v).expect("JSON value serializes")
+    Statement::new(
+        vec![subject],
+        PREDICATE_COSIGN_SIGN,
+        Value::Object(Default::default()),
+    )
+    .to_json_bytes()
 }
 
 /// Pretty JSON as Python's `json.dumps(indent=2, ensure_ascii=True)` writes it.
-pub fn python_json(v: &Value) -> Vec<u8> {
-    use serde::Serialize as _;
+pub fn python_json(v: &impl Serialize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiPretty::default());
-    v.serialize(&mut ser).expect("JSON value serializes");
+    v.serialize(&mut ser).expect("string keys only: serializes");
     out
 }
 
@@ -815,16 +604,11 @@ impl serde_json::ser::Formatter for AsciiPretty<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ModelError;
+    use serde_json::json;
 
     fn d(s: &[u8]) -> Digest {
         Digest::of(s)
-    }
-
-    #[test]
-    fn paths_sort_by_segments() {
-        let mut v = vec!["a.txt", "a-b", "a/b", "B", "a/b/c", ".hidden", "a"];
-        v.sort_by(|a, b| compare_paths(a, b));
-        assert_eq!(v, vec![".hidden", "B", "a", "a/b", "a/b/c", "a-b", "a.txt"]);
     }
 
     #[test]
@@ -835,6 +619,11 @@ mod tests {
         for bad in ["", "/a", "a/../b", "./a", "a//b", "a\\b", "a\0", "..", "a/"] {
             assert!(validate_name(bad).is_err(), "{bad:?} accepted");
         }
+        // Accepted here before the model-path rules became the one rule; pull refuses them.
+        for bad in ["C:x", "c:/x", "a\nb", "tab\tname", "\u{1b}[31mred"] {
+            let err = validate_name(bad).unwrap_err();
+            assert!(matches!(err, OmsError::BadName { .. }), "{bad:?}: {err}");
+        }
     }
 
     #[test]
@@ -843,16 +632,15 @@ mod tests {
         assert_eq!(normalize_ignore_path("../x"), None);
         assert_eq!(normalize_ignore_path("/abs"), None);
         assert_eq!(normalize_ignore_path("."), None);
-        let ig = vec![".git".to_string(), "sub/x".to_string()];
-        assert!(is_ignored(".git", &ig));
-        assert!(is_ignored(".git/config", &ig));
-        assert!(!is_ignored(".gitignore", &ig));
-        assert!(is_ignored("sub/x/y", &ig));
-        assert!(!is_ignored("sub/xy", &ig));
+        assert!(is_ignored(".git", ".git"));
+        assert!(is_ignored(".git/config", ".git"));
+        assert!(!is_ignored(".gitignore", ".git"));
+        assert!(is_ignored("sub/x/y", "sub/x"));
+        assert!(!is_ignored("sub/xy", "sub/x"));
     }
 
     #[test]
-    fn statement_round_trips_and_matches_model_signing_layout() {
+    fn statement_round_trips_with_model_signing_root_digest() {
         let st = ModelStatement::from_pairs(
             "m",
             vec![
@@ -872,16 +660,61 @@ mod tests {
             st.root_digest().hex(),
             "0b8cf5881240b094d8e59214fcd55edeb43888ca5eea58d957c9decf16be8e6b"
         );
-        let payload = String::from_utf8(st.to_payload()).unwrap();
-        assert!(payload.starts_with(
-            "{\n  \"_type\": \"https://in-toto.io/Statement/v1\",\n  \"subject\": [\n    {\n      \"name\": \"m\",\n"
-        ), "{payload}");
-        assert!(payload.contains("\"predicateType\": \"https://model_signing/signature/v1.0\""));
-        assert!(!payload.ends_with('\n'));
-        let back = ModelStatement::parse(payload.as_bytes()).unwrap();
+        // The layout is pinned by payload_bytes_are_pythons_json_dumps.
+        let back = ModelStatement::parse(&st.to_payload()).unwrap();
         assert_eq!(back, st);
         let names: Vec<_> = back.resources.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, vec![".hidden", "a/b", "a-b", "a.txt"]);
+    }
+
+    #[test]
+    fn payload_bytes_are_pythons_json_dumps() {
+        // json.dumps(statement, indent=2, ensure_ascii=True), as model_signing writes it.
+        let st = ModelStatement::from_pairs(
+            "modèle",
+            vec![("é.bin", d(b"x")), ("a/b", d(b"hi\n"))],
+            Serialization {
+                allow_symlinks: false,
+                ignore_paths: vec!["model.sig".into(), ".git".into()],
+            },
+        )
+        .unwrap();
+        let expected = r#"{
+  "_type": "https://in-toto.io/Statement/v1",
+  "subject": [
+    {
+      "name": "mod\u00e8le",
+      "digest": {
+        "sha256": "da88fd6e548c3e170d3b59222348d1eed0bff6f0fac45b73834551a5351a8145"
+      }
+    }
+  ],
+  "predicateType": "https://model_signing/signature/v1.0",
+  "predicate": {
+    "resources": [
+      {
+        "algorithm": "sha256",
+        "name": "a/b",
+        "digest": "98ea6e4f216f2fb4b69fff9b3a44842c38686ca685f3f55dc48c5d3fb1107be4"
+      },
+      {
+        "algorithm": "sha256",
+        "name": "\u00e9.bin",
+        "digest": "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+      }
+    ],
+    "serialization": {
+      "method": "files",
+      "hash_type": "sha256",
+      "ignore_paths": [
+        ".git",
+        "model.sig"
+      ],
+      "allow_symlinks": false
+    }
+  }
+}"#;
+        assert_eq!(String::from_utf8(st.to_payload()).unwrap(), expected);
     }
 
     #[test]
@@ -907,7 +740,8 @@ mod tests {
             Serialization::default(),
         )
         .unwrap();
-        let mut v = good.to_value();
+        let value = |st: &ModelStatement| serde_json::to_value(st.to_statement()).unwrap();
+        let mut v = value(&good);
         // Reordered keys, ignore_paths present, string allow_symlinks (pre-1.0 style).
         v["predicate"]["serialization"] = json!({"ignore_paths": ["x"], "allow_symlinks": "false", "hash_type": "sha256", "method": "files"});
         let parsed = ModelStatement::parse(&serde_json::to_vec(&v).unwrap()).unwrap();
@@ -948,20 +782,25 @@ mod tests {
                 Box::new(|v| v["predicate"]["resources"][0]["name"] = json!("../etc/passwd")),
             ),
             (
-                "no resources",
+                "missing field `resources`",
                 Box::new(|v| {
                     v["predicate"].as_object_mut().unwrap().remove("resources");
                 }),
             ),
         ];
         for (want, mutate) in cases {
-            let mut v = good.to_value();
+            let mut v = value(&good);
             mutate(&mut v);
             let err = ModelStatement::parse(&serde_json::to_vec(&v).unwrap()).unwrap_err();
             assert!(err.to_string().contains(want), "{want}: {err}");
         }
         let err = ModelStatement::parse(b"{not json").unwrap_err();
         assert!(err.to_string().contains("not JSON"), "{err}");
+        let err = ModelStatement::parse(b"[1]").unwrap_err();
+        assert!(
+            err.to_string().contains("not an in-toto statement"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1015,15 +854,32 @@ mod tests {
         t
     }
 
+    /// Sign a local tree as sign-local does: list and hash it with `model`, build the statement.
+    fn sign_tree(
+        model: &std::path::Path,
+        serialization: Serialization,
+    ) -> Result<ModelStatement, ModelError> {
+        let files = crate::model::digest_local(model, &serialization.walk_options())?;
+        Ok(
+            ModelStatement::for_files(&crate::model::model_name(model), &files, serialization)
+                .unwrap(),
+        )
+    }
+
+    /// Check a local tree as verify-local does.
+    fn check_tree(st: &ModelStatement, model: &std::path::Path) -> Comparison {
+        let files = crate::model::digest_local(model, &st.verification_walk(&[], false)).unwrap();
+        st.check_files(&files)
+    }
+
+    fn signing(ignore_git_paths: bool) -> Serialization {
+        Serialization::for_signing(&["model.sig".into()], ignore_git_paths, false)
+    }
+
     #[test]
-    fn hash_model_matches_model_signing() {
+    fn a_local_tree_signs_as_model_signing_does() {
         let t = tree();
-        let opts = HashOptions {
-            ignore_paths: vec!["model.sig".into()],
-            ignore_git_paths: true,
-            allow_symlinks: false,
-        };
-        let st = hash_model(t.path(), &opts).unwrap();
+        let st = sign_tree(t.path(), signing(true)).unwrap();
         let names: Vec<_> = st.resources.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, vec![".hidden", "a/b", "a-b", "a.txt"]);
         assert_eq!(
@@ -1041,25 +897,20 @@ mod tests {
             ]
         );
         // Checking the same tree passes; the statement's ignores are re-applied.
-        let c = check_model(&st, t.path(), &[], false).unwrap();
+        let c = check_tree(&st, t.path());
         assert!(c.is_match(), "{c}");
         assert_eq!(c.checked, 4);
     }
 
     #[test]
-    fn check_model_finds_extra_missing_changed() {
+    fn checking_a_tree_finds_extra_missing_changed() {
         let t = tree();
-        let opts = HashOptions {
-            ignore_paths: vec!["model.sig".into()],
-            ignore_git_paths: true,
-            allow_symlinks: false,
-        };
-        let st = hash_model(t.path(), &opts).unwrap();
+        let st = sign_tree(t.path(), signing(true)).unwrap();
         std::fs::write(t.path().join("a/new"), "n").unwrap();
         std::fs::remove_file(t.path().join("a-b")).unwrap();
         std::fs::write(t.path().join("a.txt"), "changed").unwrap();
         std::fs::write(t.path().join(".git/d"), "ignored").unwrap();
-        let c = check_model(&st, t.path(), &[], false).unwrap();
+        let c = check_tree(&st, t.path());
         assert_eq!(c.extra, vec!["a/new"]);
         assert_eq!(c.missing, vec!["a-b"]);
         assert_eq!(c.changed.len(), 1);
@@ -1070,43 +921,32 @@ mod tests {
     #[test]
     fn git_files_signed_with_no_ignore_git_paths_are_checked() {
         let t = tree();
-        let opts = HashOptions {
-            ignore_paths: vec!["model.sig".into()],
-            ignore_git_paths: false,
-            allow_symlinks: false,
-        };
-        let st = hash_model(t.path(), &opts).unwrap();
+        let st = sign_tree(t.path(), signing(false)).unwrap();
         assert!(st.resources.iter().any(|r| r.name == ".git/c"));
-        assert!(check_model(&st, t.path(), &[], false).unwrap().is_match());
+        assert!(check_tree(&st, t.path()).is_match());
         std::fs::write(t.path().join(".git/c"), "tampered").unwrap();
-        let c = check_model(&st, t.path(), &[], false).unwrap();
+        let c = check_tree(&st, t.path());
         assert_eq!(c.changed[0].name, ".git/c");
     }
 
     #[test]
     fn single_file_model_is_named_dot() {
         let t = tree();
-        let st = hash_model(&t.path().join("a/b"), &HashOptions::default()).unwrap();
+        let st = sign_tree(&t.path().join("a/b"), Serialization::default()).unwrap();
         assert_eq!(st.name, "b");
         assert_eq!(st.resources.len(), 1);
         assert_eq!(st.resources[0].name, ".");
         assert_eq!(st.resources[0].digest, d(b"hi\n"));
+        assert!(check_tree(&st, &t.path().join("a/b")).is_match());
     }
 
     #[test]
     fn symlinks_are_refused_unless_allowed() {
         let t = tree();
         std::os::unix::fs::symlink("a.txt", t.path().join("link")).unwrap();
-        let err = hash_model(t.path(), &HashOptions::default()).unwrap_err();
-        assert!(matches!(err, OmsError::Symlink { .. }), "{err}");
-        let st = hash_model(
-            t.path(),
-            &HashOptions {
-                allow_symlinks: true,
-                ..HashOptions::default()
-            },
-        )
-        .unwrap();
+        let err = sign_tree(t.path(), Serialization::default()).unwrap_err();
+        assert!(err.to_string().contains("link is a symbolic link"), "{err}");
+        let st = sign_tree(t.path(), Serialization::for_signing(&[], false, true)).unwrap();
         let link = st.resources.iter().find(|r| r.name == "link").unwrap();
         assert_eq!(link.digest, d(b""));
         assert!(st.serialization.allow_symlinks);
@@ -1115,13 +955,13 @@ mod tests {
     #[test]
     fn cosign_statement_layout() {
         let digest = d(b"manifest");
-        let v: Value = serde_json::from_slice(&cosign_statement(&digest, None)).unwrap();
-        assert_eq!(v["predicateType"], PREDICATE_COSIGN_SIGN);
-        assert_eq!(v["subject"][0]["digest"]["sha256"], digest.hex());
-        assert!(v["subject"][0].get("name").is_none());
-        assert_eq!(v["predicate"], json!({}));
-        let v: Value =
-            serde_json::from_slice(&cosign_statement(&digest, Some("reg/repo"))).unwrap();
-        assert_eq!(v["subject"][0]["name"], "reg/repo");
+        let bytes = cosign_statement(&digest);
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            format!(
+                r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"digest":{{"sha256":"{}"}}}}],"predicateType":"https://sigstore.dev/cosign/sign/v1","predicate":{{}}}}"#,
+                digest.hex()
+            )
+        );
     }
 }

@@ -52,7 +52,7 @@ pub async fn sign_model(
             signer
                 .sign_dsse(
                     mt::IN_TOTO_PAYLOAD_TYPE,
-                    &oms::cosign_statement(&artifact.descriptor.digest, None),
+                    &oms::cosign_statement(&artifact.descriptor.digest),
                 )
                 .await?,
         )

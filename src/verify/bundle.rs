@@ -27,36 +27,11 @@ use crate::digest::Digest;
 use crate::media_types;
 use crate::signing::oms::{Comparison, ModelStatement};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sigstore_types::bundle::VerificationMaterialContent;
 use sigstore_types::{Bundle, SignatureContent};
-use std::collections::BTreeMap;
 
 /// An in-toto statement (v1 or v0.1), parsed from a verified DSSE payload.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Statement {
-    #[serde(rename = "_type")]
-    pub type_: String,
-    pub subject: Vec<Subject>,
-    #[serde(rename = "predicateType")]
-    pub predicate_type: String,
-    #[serde(default)]
-    pub predicate: serde_json::Value,
-}
-
-/// A statement subject: name (may be empty, cosign v3 omits it) and digests (algorithm → hex).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Subject {
-    #[serde(default)]
-    pub name: String,
-    pub digest: BTreeMap<String, String>,
-}
-
-impl Subject {
-    pub fn sha256(&self) -> Option<&str> {
-        self.digest.get("sha256").map(String::as_str)
-    }
-}
+pub use crate::intoto::{Statement, Subject};
 
 /// A bundle whose signature verified with a trusted signer (and, where present, whose
 /// certificate, transparency log entries and timestamps verified), bound only to its own

@@ -182,6 +182,20 @@ fn ignore_paths_are_recorded_and_reapplied() {
 }
 
 #[test]
+fn file_names_pull_refuses_are_not_signed() {
+    // The model-path rules of push and pull apply to signatures too.
+    for (name, reason) in [("C:x", "drive letter"), ("bell\u{7}", "control character")] {
+        let t = tempfile::tempdir().unwrap();
+        let model = make_model(t.path());
+        std::fs::write(model.join(name), "x").unwrap();
+        let sig = t.path().join("m.sig");
+        let a = sign(&model, &key("p256.key"), &sig).code(2);
+        assert!(stderr(&a).contains(reason), "{name:?}: {}", stderr(&a));
+        assert!(!sig.exists());
+    }
+}
+
+#[test]
 fn wrong_key_fails_with_exit_1() {
     let t = tempfile::tempdir().unwrap();
     let model = make_model(t.path());

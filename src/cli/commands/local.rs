@@ -5,7 +5,8 @@ use crate::cli::args::{SignLocalArgs, VerifyLocalArgs};
 use crate::cli::ctx::Ctx;
 use crate::cli::exit::{Failure, InputError as _};
 use oci_model::media_types::IN_TOTO_PAYLOAD_TYPE;
-use oci_model::signing::oms::{self, HashOptions};
+use oci_model::model;
+use oci_model::signing::oms::{self, ModelStatement, Serialization};
 use oci_model::verify::{self, BoundModel, Check, CheckName, VerifyOptions};
 use serde::Serialize;
 use std::fmt;
@@ -107,13 +108,16 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
     // The signer first (a bad key or password fails before any hashing and writes nothing).
     let signer = super::signer::build_signer(&args.signer, ctx, true).await?;
 
-    let opts = HashOptions {
-        ignore_paths: ignore_list(&args.model, &args.ignore_paths, &args.signature),
-        ignore_git_paths: !args.no_ignore_git_paths,
-        allow_symlinks: args.allow_symlinks,
-    };
-    let model = args.model.clone();
-    let statement = tokio::task::spawn_blocking(move || oms::hash_model(&model, &opts)).await??;
+    let serialization = Serialization::for_signing(
+        &ignore_list(&args.model, &args.ignore_paths, &args.signature),
+        !args.no_ignore_git_paths,
+        args.allow_symlinks,
+    );
+    let (path, walk) = (args.model.clone(), serialization.walk_options());
+    let files = tokio::task::spawn_blocking(move || model::digest_local(&path, &walk)).await??;
+    let statement =
+        ModelStatement::for_files(&model::model_name(&args.model), &files, serialization)
+            .input()?;
     let bundle = signer
         .sign_dsse(IN_TOTO_PAYLOAD_TYPE, &statement.to_payload())
         .await
@@ -163,19 +167,14 @@ pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()
     let extra = ignore_list(&args.model, &args.ignore_paths, &args.signature);
     let model = args.model.clone();
     let allow_symlinks = args.allow_symlinks;
-    let actual = tokio::task::spawn_blocking(move || {
-        oms::hash_as_signed(&statement, &model, &extra, allow_symlinks)
-    })
-    .await??;
+    let walk = statement.verification_walk(&extra, allow_symlinks);
+    let files = tokio::task::spawn_blocking(move || model::digest_local(&model, &walk)).await??;
     let BoundModel {
         bundle: verified,
         statement,
         comparison,
     } = verified.bind_files(
-        actual
-            .resources
-            .iter()
-            .map(|r| (r.name.as_str(), &r.digest)),
+        files.iter().map(|(p, d)| (oms::local_name(p), d)),
         &format!(
             "model {} does not match signature {sig_name}",
             args.model.display()

@@ -119,6 +119,6 @@ pub(crate) fn model_name(target: &Target) -> String {
             .next()
             .unwrap_or("model")
             .to_string(),
-        Target::Layout(l) => oci_model::signing::oms::model_name(&l.path),
+        Target::Layout(l) => oci_model::model::model_name(&l.path),
     }
 }
