@@ -46,10 +46,13 @@ use std::path::PathBuf;
 pub enum AttestError {
     #[error(
         "unknown predicate type {given:?}: give a URI (e.g. https://example.com/eval/v1) or one \
-         of the shortcuts {}",
-        predicate::SHORTCUT_NAMES
+         of the shortcuts {shortcuts}"
     )]
-    UnknownPredicateType { given: String },
+    UnknownPredicateType {
+        given: String,
+        /// The shortcut names, for the message.
+        shortcuts: &'static str,
+    },
 
     #[error("cannot read {what} {}: {source}", path.display())]
     Read {

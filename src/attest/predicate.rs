@@ -48,6 +48,7 @@ pub fn resolve_predicate_type(value: &str) -> Result<String> {
     }
     Err(AttestError::UnknownPredicateType {
         given: value.to_string(),
+        shortcuts: SHORTCUT_NAMES,
     })
 }
 

@@ -10,36 +10,15 @@
 //! `tlogEntries` (see [`KeySigner::with_tlog`]).
 
 use super::dsse::{self, Envelope};
-use super::keyless::{self, KeylessError, LogVerifier, TransparencyLog};
+use super::error::KeylessError;
+use super::keyless::{self, LogVerifier, TransparencyLog};
 use super::keys::PrivateKey;
+use super::signer::{SignedBundle, Signer};
 use super::SigningError;
 use crate::media_types::SIGSTORE_BUNDLE_V03;
 use crate::verify::{SignerPolicy, TrustedKey, TrustedRoot};
 use base64::Engine as _;
 use serde_json::json;
-
-/// A signed Sigstore bundle.
-#[derive(Clone, Debug)]
-pub struct SignedBundle {
-    /// The bundle JSON, as written to a file or a referrer layer.
-    pub json: Vec<u8>,
-    /// Who signed, for reports (e.g. `key sha256 hint 1a2b…` or a certificate identity).
-    pub signer: String,
-}
-
-/// Signs DSSE payloads into Sigstore bundles. Implemented by [`KeySigner`] here and by the
-/// keyless signer (`signing::keyless`).
-#[async_trait::async_trait]
-pub trait Signer: Send + Sync {
-    /// Who signs, for reports and logs (never secret).
-    fn describe(&self) -> String;
-    /// Sign `payload` (of DSSE `payload_type`) and wrap it in a Sigstore bundle v0.3.
-    async fn sign_dsse(
-        &self,
-        payload_type: &str,
-        payload: &[u8],
-    ) -> Result<SignedBundle, SigningError>;
-}
 
 /// Key-based signer: DSSE signature with a local private key, public key hint in the bundle.
 ///
@@ -187,6 +166,18 @@ fn key_bundle_json_with_log(
         "dsseEnvelope": envelope,
     });
     serde_json::to_vec(&v).expect("JSON value serializes")
+}
+
+/// A key-based signer that also records every DSSE signature in the Rekor log the flags
+/// name (`--key` with `--tlog-upload=true`); its bundles must verify against the resolved
+/// trusted root, with the signer's own public key, before they are returned.
+pub fn key_signer_with_tlog(
+    key: PrivateKey,
+    flags: &keyless::ServiceFlags,
+) -> Result<KeySigner, KeylessError> {
+    let (services, trusted_root) = flags.resolve()?;
+    let log = TransparencyLog::new(&services.rekor, keyless::http_client()?)?;
+    Ok(KeySigner::with_tlog(key, log, trusted_root))
 }
 
 #[cfg(test)]

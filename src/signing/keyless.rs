@@ -15,16 +15,16 @@
 //!
 //! The Rekor side ([`TransparencyLog`], [`LogVerifier`], [`verify_before_publishing`], and
 //! [`ServiceFlags`] for the config flags) is shared with key-based signing under
-//! `--tlog-upload=true` ([`key_signer_with_tlog`]), whose entries name the public key instead
+//! `--tlog-upload=true` ([`crate::signing::bundle::key_signer_with_tlog`]), whose entries name the public key instead
 //! of a certificate.
 //!
 //! Built on the lower-level crates re-exported by `sigstore-sign` 0.15.1 (`sigstore-fulcio`,
 //! `sigstore-rekor`, `sigstore-tsa`, `sigstore-bundle`): `sigstore_sign::Signer` asks Fulcio
 //! for a new certificate for each bundle, which would break "one certificate per run".
 
+pub use super::error::KeylessError;
 use super::oidc::{HttpClient, IdentityToken};
 use super::signing_config::Services;
-use crate::error::ErrorKind;
 use crate::verify::{Artifact, Matcher, SignerPolicy, TrustedRoot};
 use sigstore_sign::bundle::BundleV03;
 use sigstore_sign::crypto::{parse_certificate_info, KeyPair};
@@ -41,71 +41,6 @@ use std::time::Duration;
 pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeylessError {
-    #[error(transparent)]
-    Token(#[from] super::oidc::OidcError),
-    #[error(transparent)]
-    Config(#[from] super::signing_config::SigningConfigError),
-    #[error("HTTP client: {0}")]
-    Http(String),
-    #[error("ephemeral key: {0}")]
-    Key(String),
-    #[error("Fulcio {url}: certificate request for {identity} failed: {reason}")]
-    Fulcio {
-        url: String,
-        identity: String,
-        reason: String,
-    },
-    #[error("Fulcio {url} issued a certificate for {actual}, but the identity token (from {origin}) is for {expected}; refusing to sign")]
-    WrongIdentity {
-        url: String,
-        origin: String,
-        expected: String,
-        actual: String,
-    },
-    #[error("Rekor {url}: {reason}")]
-    Rekor { url: String, reason: String },
-    #[error("Rekor {url} returned a log entry that does not match the submitted DSSE entry: {reason}; refusing to publish")]
-    RekorBodyMismatch { url: String, reason: String },
-    #[error("timestamp authority {url}: {reason}")]
-    Tsa { url: String, reason: String },
-    #[error("payload: {0}")]
-    Payload(String),
-    /// A combination of options keyless signing does not allow.
-    #[error("{0}")]
-    Usage(String),
-    #[error("refusing to publish: the signed bundle does not verify against the trusted root ({trusted_root}): {reason}")]
-    Unverified {
-        trusted_root: String,
-        reason: String,
-    },
-    #[error("bundle serialization: {0}")]
-    Bundle(String),
-}
-
-impl KeylessError {
-    /// A service answer that fails our checks is an integrity failure; a service that cannot
-    /// be reached or refuses the request is remote; the rest is the caller's input.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            KeylessError::WrongIdentity { .. }
-            | KeylessError::RekorBodyMismatch { .. }
-            | KeylessError::Unverified { .. } => ErrorKind::Integrity,
-            KeylessError::Fulcio { .. }
-            | KeylessError::Rekor { .. }
-            | KeylessError::Tsa { .. }
-            | KeylessError::Http(_) => ErrorKind::Remote,
-            KeylessError::Token(e) => e.kind(),
-            KeylessError::Config(_)
-            | KeylessError::Key(_)
-            | KeylessError::Payload(_)
-            | KeylessError::Usage(_)
-            | KeylessError::Bundle(_) => ErrorKind::Input,
-        }
-    }
-}
 
 /// Where keyless signing goes and what its results must verify against.
 #[derive(Clone, Debug)]
@@ -661,18 +596,6 @@ impl ServiceFlags {
         };
         Ok((services, trusted_root))
     }
-}
-
-/// A key-based signer that also records every DSSE signature in the Rekor log the flags
-/// name (`--key` with `--tlog-upload=true`); its bundles must verify against the resolved
-/// trusted root, with the signer's own public key, before they are returned.
-pub fn key_signer_with_tlog(
-    key: super::PrivateKey,
-    flags: &ServiceFlags,
-) -> Result<super::KeySigner, KeylessError> {
-    let (services, trusted_root) = flags.resolve()?;
-    let log = TransparencyLog::new(&services.rekor, http_client()?)?;
-    Ok(super::KeySigner::with_tlog(key, log, trusted_root))
 }
 
 /// Everything `sign --keyless` / `attest --keyless` resolve from flags and the environment

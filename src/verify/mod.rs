@@ -33,10 +33,10 @@ pub use bundle::{
 pub use error::VerifyError;
 pub use evaluate::{evaluate, AttestationOutcome, PolicyOutcome, SatisfiedSigner};
 pub use policy::{
-    canonical_pem, IdentityRule, Matcher, Policy, PolicyError, ProvenanceRequirements,
-    SignatureKinds, SignerEntry, SignerPolicy, TrustedKey,
+    IdentityRule, Matcher, Policy, PolicyError, ProvenanceRequirements, SignatureKinds,
+    SignerEntry, SignerPolicy, TrustedKey,
 };
 pub use policy_file::PolicyFile;
 pub use report::{BundleReport, Report};
 pub use trust::{TrustedRoot, TrustedRootSummary};
-pub use types::{Artifact, BundleKind, Check, CheckName, Signer, VerifyOptions};
+pub use types::{canonical_pem, Artifact, BundleKind, Check, CheckName, Signer, VerifyOptions};

@@ -8,6 +8,7 @@
 //!   satisfied by N distinct signers), required attestation predicate types and SLSA provenance
 //!   requirements; [`super::evaluate`] judges a set of bound bundles against it.
 
+use super::types::canonical_pem;
 use crate::media_types;
 use sha2::{Digest as _, Sha256};
 
@@ -94,20 +95,6 @@ impl TrustedKey {
             _ => "unsupported",
         }
     }
-}
-
-/// The canonical PEM of a DER SubjectPublicKeyInfo: what OpenSSL and Python `cryptography`
-/// write, and what model_signing hashes for `publicKey.hint`.
-pub fn canonical_pem(spki_der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(spki_der);
-    let mut out = String::from("-----BEGIN PUBLIC KEY-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str("-----END PUBLIC KEY-----\n");
-    out
 }
 
 /// An exact string or an anchored regular expression (`^(?:…)$`, like cosign's `-regexp` flags).
@@ -397,30 +384,5 @@ mod tests {
         assert!(p.validate().is_ok());
         p.require_signers = 2;
         assert!(p.validate().unwrap_err().to_string().contains("only 1"));
-    }
-
-    #[test]
-    fn key_hint_is_sha256_of_canonical_pem() {
-        use crate::verify::testutil::{Alg, TestKey};
-        let pem = TestKey::new(Alg::P384).pem;
-        let k = TrustedKey::from_pem(pem.as_bytes(), "k.pub").unwrap();
-        assert_eq!(k.algorithm_name(), "ECDSA P-384");
-        assert_eq!(k.hint, hex::encode(Sha256::digest(pem.as_bytes())));
-        // Same key with text around it (certtool writes a preamble): same hint and key id.
-        let k2 = TrustedKey::from_pem(
-            format!("Public Key Info:\n\tEC\n\n{pem}\n").as_bytes(),
-            "k2.pub",
-        )
-        .unwrap();
-        assert_eq!(k.hint, k2.hint);
-        assert_eq!(k.key_id, k2.key_id);
-        let ed = TestKey::new(Alg::Ed25519).pem;
-        assert_eq!(
-            TrustedKey::from_pem(ed.as_bytes(), "ed")
-                .unwrap()
-                .algorithm_name(),
-            "Ed25519"
-        );
-        assert!(TrustedKey::from_pem(b"not a key", "x").is_err());
     }
 }

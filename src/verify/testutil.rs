@@ -43,7 +43,7 @@ impl TestKey {
             Pair::Ecdsa(p) => p.public_key().as_der().unwrap().as_ref().to_vec(),
             Pair::Ed(p) => p.public_key().as_der().unwrap().as_ref().to_vec(),
         };
-        let pem = super::policy::canonical_pem(&der);
+        let pem = super::types::canonical_pem(&der);
         TestKey { pair, pem }
     }
 
@@ -93,4 +93,37 @@ pub(crate) fn key_bundle(key: &TestKey, payload: &[u8], media_type: &str) -> Vec
         },
     }))
     .unwrap()
+}
+
+/// The test keys against the hint and key id rules of [`TrustedKey`] (kept here, beside the
+/// keys, so that `policy` does not import its own test helpers).
+#[cfg(test)]
+mod tests {
+    use super::{Alg, TestKey};
+    use crate::verify::policy::TrustedKey;
+    use sha2::{Digest as _, Sha256};
+
+    #[test]
+    fn key_hint_is_sha256_of_canonical_pem() {
+        let pem = TestKey::new(Alg::P384).pem;
+        let k = TrustedKey::from_pem(pem.as_bytes(), "k.pub").unwrap();
+        assert_eq!(k.algorithm_name(), "ECDSA P-384");
+        assert_eq!(k.hint, hex::encode(Sha256::digest(pem.as_bytes())));
+        // Same key with text around it (certtool writes a preamble): same hint and key id.
+        let k2 = TrustedKey::from_pem(
+            format!("Public Key Info:\n\tEC\n\n{pem}\n").as_bytes(),
+            "k2.pub",
+        )
+        .unwrap();
+        assert_eq!(k.hint, k2.hint);
+        assert_eq!(k.key_id, k2.key_id);
+        let ed = TestKey::new(Alg::Ed25519).pem;
+        assert_eq!(
+            TrustedKey::from_pem(ed.as_bytes(), "ed")
+                .unwrap()
+                .algorithm_name(),
+            "Ed25519"
+        );
+        assert!(TrustedKey::from_pem(b"not a key", "x").is_err());
+    }
 }

@@ -226,3 +226,17 @@ pub(crate) fn digest_artifact(artifact: &Artifact) -> Result<ArtifactDigests, Ve
         }
     }
 }
+
+/// The canonical PEM of a DER SubjectPublicKeyInfo: what OpenSSL and Python `cryptography`
+/// write, and what model_signing hashes for `publicKey.hint`.
+pub fn canonical_pem(spki_der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(spki_der);
+    let mut out = String::from("-----BEGIN PUBLIC KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str("-----END PUBLIC KEY-----\n");
+    out
+}

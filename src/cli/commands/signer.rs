@@ -77,7 +77,8 @@ fn key_signer(key: PrivateKey, opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<B
         return Ok(Box::new(KeySigner::new(key)));
     }
     let flags = service_flags(opts);
-    let signer = keyless::key_signer_with_tlog(key, &flags).map_err(anyhow::Error::new)?;
+    let signer = oci_model::signing::bundle::key_signer_with_tlog(key, &flags)
+        .map_err(anyhow::Error::new)?;
     ctx.printer.note(&format!(
         "key signature will be logged in {}",
         signer.tlog_url().unwrap_or_default()
