@@ -10,7 +10,7 @@
 //!
 //! Passwords and tokens live in [`Secret`] and never appear in logs or error messages.
 
-use super::StoreError;
+use super::error::{error_chain, shown, snippet, StoreError};
 use crate::secret::Secret;
 use base64::Engine as _;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
@@ -500,8 +500,8 @@ impl Authenticator {
                     req = req.header(AUTHORIZATION, Credentials::basic_header(username, password));
                 }
                 req.send().await.map_err(|e| StoreError::Network {
-                    url: strip_query(&url),
-                    reason: super::registry::error_chain(&e),
+                    url: shown(&url),
+                    reason: error_chain(&e),
                 })?
             }
         };
@@ -526,14 +526,14 @@ impl Authenticator {
             let body = response.text().await.unwrap_or_default();
             return Err(StoreError::Http {
                 method: "GET".into(),
-                url: strip_query(&url),
+                url: shown(&url),
                 status: status.as_u16(),
                 body: format!(": {}", self.redact(&snippet(&body))),
             });
         }
         let body = response.bytes().await.map_err(|e| StoreError::Network {
-            url: strip_query(&url),
-            reason: super::registry::error_chain(&e),
+            url: shown(&url),
+            reason: error_chain(&e),
         })?;
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
             self.unauthorized(format!(
@@ -593,22 +593,6 @@ fn realm_host(realm: &str) -> String {
             })
         })
         .unwrap_or_else(|| realm.chars().take(100).collect())
-}
-
-fn strip_query(url: &url::Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.to_string()
-}
-
-/// The first few hundred characters of a server's answer, on one line.
-pub fn snippet(body: &str) -> String {
-    let one_line: String = body
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    one_line.trim().to_string()
 }
 
 #[cfg(test)]

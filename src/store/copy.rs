@@ -64,21 +64,11 @@ pub async fn copy(
     options: &CopyOptions,
 ) -> Result<CopyReport> {
     let raw = src.fetch_manifest(reference).await?;
-    let digest = Digest::of(&raw.bytes);
-    if let Ok(expected) = reference.parse::<Digest>() {
-        if expected != digest {
-            return Err(StoreError::DigestMismatch {
-                what: format!("manifest {reference} from {}", src.location()),
-                expected,
-                actual: digest,
-            });
-        }
-    }
     let mut report = CopyReport {
         manifest: Descriptor::new(
             raw.descriptor.media_type.clone(),
-            digest,
-            raw.bytes.len() as u64,
+            raw.descriptor.digest.clone(),
+            raw.descriptor.size,
         ),
         blobs: 0,
         blobs_copied: 0,
@@ -146,7 +136,7 @@ fn copy_dependencies<'a>(
                 StoreError::invalid(format!("index {}", raw.descriptor.digest), e.to_string())
             })?;
             for child in &index.manifests {
-                let child_raw = fetch_manifest_by_digest(src, &child.digest).await?;
+                let child_raw = src.fetch_manifest(child.digest.as_str()).await?;
                 copy_dependencies(src, dst, &child_raw, options, report, seen_blobs, depth + 1)
                     .await?;
                 let pushed = dst
@@ -175,19 +165,6 @@ fn copy_dependencies<'a>(
     })
 }
 
-async fn fetch_manifest_by_digest(src: &dyn Store, digest: &Digest) -> Result<RawManifest> {
-    let raw = src.fetch_manifest(digest.as_str()).await?;
-    let actual = Digest::of(&raw.bytes);
-    if &actual != digest {
-        return Err(StoreError::DigestMismatch {
-            what: format!("manifest {digest} from {}", src.location()),
-            expected: digest.clone(),
-            actual,
-        });
-    }
-    Ok(raw)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn copy_referrers<'a>(
     src: &'a dyn Store,
@@ -208,7 +185,7 @@ fn copy_referrers<'a>(
             if !visited.insert(r.digest.clone()) {
                 continue;
             }
-            let raw = fetch_manifest_by_digest(src, &r.digest).await?;
+            let raw = src.fetch_manifest(r.digest.as_str()).await?;
             copy_dependencies(src, dst, &raw, options, report, seen_blobs, 0).await?;
             let pushed = dst.push_referrer(raw.bytes.clone(), subject).await?;
             check_same_digest(&r.digest, &pushed.digest, &dst.location())?;
@@ -250,12 +227,12 @@ async fn copy_blob(
         .unwrap_or_else(|| short_digest(&descriptor.digest));
     let id = options.reporter.start(&name, descriptor.size);
     // Two repositories of one registry: ask it to mount the blob instead of sending it.
-    if let (Some((src_base, src_repo)), Some((dst_base, dst_repo))) =
-        (src.registry_repository(), dst.registry_repository())
-    {
+    if let (Some(from), Some(to)) = (src.mount(), dst.mount()) {
+        let ((src_base, src_repo), (dst_base, dst_repo)) =
+            (from.registry_repository(), to.registry_repository());
         if src_base == dst_base
             && src_repo != dst_repo
-            && dst.mount_blob(&descriptor.digest, &src_repo).await?
+            && to.mount_blob(&descriptor.digest, &src_repo).await?
         {
             options.reporter.finish(id, true);
             return Ok(None);

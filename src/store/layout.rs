@@ -314,62 +314,60 @@ impl Store for LayoutStore {
         format!("oci:{}", self.root.display())
     }
 
-    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
+    async fn resolve_reference(&self, reference: &Reference) -> Result<Descriptor> {
         let index = self.read_index().await?;
-        if let Ok(digest) = reference.parse::<Digest>() {
-            if let Some(d) = index.manifests.iter().find(|d| d.digest == digest) {
-                return Ok(Descriptor::new(d.media_type.clone(), digest, d.size));
+        match reference {
+            Reference::Digest(digest) => {
+                if let Some(d) = index.manifests.iter().find(|d| &d.digest == digest) {
+                    return Ok(Descriptor::new(
+                        d.media_type.clone(),
+                        digest.clone(),
+                        d.size,
+                    ));
+                }
+                // A manifest that is a blob but not listed (e.g. a child of an index).
+                let bytes = self.read_manifest_blob(digest, None).await?;
+                let media_type = manifest_info(&bytes)
+                    .and_then(|i| i.media_type)
+                    .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
+                Ok(Descriptor::new(
+                    media_type,
+                    digest.clone(),
+                    bytes.len() as u64,
+                ))
             }
-            // A manifest that is a blob but not listed (e.g. a child of an index).
-            let bytes = self.read_manifest_blob(&digest, None).await?;
-            let media_type = manifest_info(&bytes)
-                .and_then(|i| i.media_type)
-                .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
-            return Ok(Descriptor::new(media_type, digest, bytes.len() as u64));
+            Reference::Tag(tag) => index
+                .manifests
+                .iter()
+                .rev()
+                .find(|d| ref_name(d) == Some(tag.as_str()))
+                .map(|d| Descriptor::new(d.media_type.clone(), d.digest.clone(), d.size))
+                .ok_or_else(|| StoreError::NotFound {
+                    what: format!("tag {:?}", tag.as_str()),
+                    location: self.location(),
+                }),
         }
-        if !crate::reference::valid_tag(reference) {
-            return Err(StoreError::invalid(
-                format!("reference {reference:?}"),
-                "not a tag or sha256 digest",
-            ));
-        }
-        index
-            .manifests
-            .iter()
-            .rev()
-            .find(|d| ref_name(d) == Some(reference))
-            .map(|d| Descriptor::new(d.media_type.clone(), d.digest.clone(), d.size))
-            .ok_or_else(|| StoreError::NotFound {
-                what: format!("tag {reference:?}"),
-                location: self.location(),
-            })
     }
 
-    async fn fetch_manifest(&self, reference: &str) -> Result<RawManifest> {
-        let descriptor = self.resolve(reference).await?;
+    async fn read_manifest(&self, reference: &Reference) -> Result<RawManifest> {
+        let descriptor = self.resolve_reference(reference).await?;
         let bytes = self
             .read_manifest_blob(&descriptor.digest, Some(descriptor.size))
             .await?;
         Ok(RawManifest { descriptor, bytes })
     }
 
-    async fn push_manifest(
+    async fn write_manifest(
         &self,
-        bytes: Bytes,
+        manifest: &SizedManifest,
         media_type: &str,
-        tag: Option<&str>,
-    ) -> Result<Descriptor> {
-        super::check_manifest_size("manifest", bytes.len())?;
-        if let Some(t) = tag {
-            if !crate::reference::valid_tag(t) {
-                return Err(StoreError::invalid(format!("tag {t:?}"), "not a valid tag"));
-            }
-        }
-        let digest = self.write_small_blob(&bytes).await?;
-        let descriptor = Descriptor::new(media_type, digest.clone(), bytes.len() as u64);
-        let mut entry = descriptor.clone();
-        entry.artifact_type = manifest_info(&bytes).and_then(|i| i.artifact_type);
-        let tag = tag.map(str::to_string);
+        tag: Option<&Tag>,
+    ) -> Result<()> {
+        let bytes = manifest.bytes();
+        self.write_small_blob(bytes).await?;
+        let mut entry = Descriptor::new(media_type, manifest.digest().clone(), manifest.size());
+        entry.artifact_type = manifest_info(bytes).and_then(|i| i.artifact_type);
+        let tag = tag.map(|t| t.as_str().to_string());
         self.update_index(move |index| match tag {
             Some(tag) => {
                 // The tag moves here; an untagged entry for the same manifest becomes redundant.
@@ -392,8 +390,7 @@ impl Store for LayoutStore {
                 }
             }
         })
-        .await?;
-        Ok(descriptor)
+        .await
     }
 
     async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
@@ -528,32 +525,9 @@ impl Store for LayoutStore {
         Ok(out)
     }
 
-    async fn push_referrer(
-        &self,
-        manifest_bytes: Bytes,
-        subject: &Descriptor,
-    ) -> Result<Descriptor> {
-        let size = manifest_bytes.len() as u64;
-        if size > mt::MAX_MANIFEST_SIZE {
-            return Err(StoreError::TooLarge {
-                what: "referrer manifest".into(),
-                size,
-                limit: mt::MAX_MANIFEST_SIZE,
-            });
-        }
-        let (manifest, mut entry) = super::referrers::referrer_descriptor(&manifest_bytes)?;
-        let declared = manifest.subject.map(|s| s.digest);
-        if declared.as_ref() != Some(&subject.digest) {
-            return Err(StoreError::invalid(
-                "referrer manifest",
-                format!(
-                    "its subject is {:?}, expected {}",
-                    declared.as_ref().map(Digest::as_str),
-                    subject.digest
-                ),
-            ));
-        }
-        self.write_small_blob(&manifest_bytes).await?;
+    async fn write_referrer(&self, referrer: &Referrer) -> Result<()> {
+        self.write_small_blob(referrer.bytes()).await?;
+        let mut entry = referrer.descriptor().clone();
         // Never let a referrer's own annotations make its index entry look like a tag.
         entry.annotations = entry
             .annotations
@@ -562,7 +536,6 @@ impl Store for LayoutStore {
                 a
             })
             .filter(|a| !a.is_empty());
-        let descriptor = entry.clone();
         self.update_index(move |index| {
             if index.manifests.iter().any(|d| d.digest == entry.digest) {
                 false
@@ -571,8 +544,7 @@ impl Store for LayoutStore {
                 true
             }
         })
-        .await?;
-        Ok(descriptor)
+        .await
     }
 
     async fn list_tags(&self) -> Result<Vec<String>> {

@@ -24,38 +24,19 @@ pub const FALLBACK_ATTEMPTS: u32 = 30;
 const FALLBACK_BACKOFF_BASE: Duration = Duration::from_millis(25);
 const FALLBACK_BACKOFF_CAP: Duration = Duration::from_secs(2);
 
-/// The descriptor a referrers list holds for a referrer manifest: media type, digest, size,
-/// `artifactType` (the manifest's, else its config media type) and its annotations.
-pub fn referrer_descriptor(manifest_bytes: &[u8]) -> Result<(ImageManifest, Descriptor)> {
-    let digest = Digest::of(manifest_bytes);
-    let manifest: ImageManifest = serde_json::from_slice(manifest_bytes)
-        .map_err(|e| StoreError::invalid(format!("referrer manifest {digest}"), e.to_string()))?;
-    let media_type = manifest
-        .media_type
-        .clone()
-        .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
-    let descriptor = Descriptor {
-        media_type,
-        digest,
-        size: manifest_bytes.len() as u64,
-        artifact_type: Some(manifest.effective_artifact_type().to_string()),
-        annotations: manifest.annotations.clone().filter(|a| !a.is_empty()),
-    };
-    Ok((manifest, descriptor))
-}
-
-/// The referrers-list descriptor of `manifest_bytes` when it is a manifest whose `subject` is
-/// `subject` (and whose artifact type is `artifact_type`, when given); stores that find
-/// referrers by scanning their manifests (layout, memory) use it.
+/// The referrers-list descriptor of `manifest_bytes` when it is a referrer manifest of
+/// `subject` (and of type `artifact_type`, when given); stores that find referrers by scanning
+/// their manifests (layout, memory) use it.
 pub fn descriptor_if_referrer(
-    manifest_bytes: &[u8],
+    manifest_bytes: &Bytes,
     subject: &Digest,
     artifact_type: Option<&str>,
 ) -> Option<Descriptor> {
-    let (manifest, d) = referrer_descriptor(manifest_bytes).ok()?;
-    let about_subject = manifest.subject.is_some_and(|s| &s.digest == subject);
-    let of_type = artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t));
-    (about_subject && of_type).then_some(d)
+    let referrer = Referrer::new(manifest_bytes.clone(), subject).ok()?;
+    let d = referrer.descriptor();
+    artifact_type
+        .is_none_or(|t| d.artifact_type.as_deref() == Some(t))
+        .then(|| d.clone())
 }
 
 /// Descriptors from an index's `manifests` entries, keeping those that parse (a malformed
@@ -145,7 +126,7 @@ async fn read_fallback(
     tag: &str,
     access: Access,
 ) -> Result<Option<(serde_json::Value, Option<String>)>> {
-    match store.get_manifest(tag, access).await {
+    match store.get_manifest(&Reference::parse(tag)?, access).await {
         Ok(f) => Ok(Some((parse_index(&f.raw, tag, &store.location())?, f.etag))),
         Err(StoreError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e),
@@ -169,46 +150,32 @@ pub(crate) async fn registry_referrers(
 
 pub(crate) async fn registry_push_referrer(
     store: &RegistryStore,
-    manifest_bytes: Bytes,
-    subject: &Descriptor,
-) -> Result<Descriptor> {
-    let (manifest, descriptor) = referrer_descriptor(&manifest_bytes)?;
-    match &manifest.subject {
-        Some(s) if s.digest == subject.digest => {}
-        Some(s) => {
-            return Err(StoreError::invalid(
-                format!("referrer manifest {}", descriptor.digest),
-                format!("its subject is {}, expected {}", s.digest, subject.digest),
-            ))
-        }
-        None => {
-            return Err(StoreError::invalid(
-                format!("referrer manifest {}", descriptor.digest),
-                format!("it has no subject (expected {})", subject.digest),
-            ))
-        }
-    }
+    referrer: &Referrer,
+) -> Result<()> {
+    let descriptor = referrer.descriptor();
     let headers = store
         .put_manifest(
-            &manifest_bytes,
+            referrer.sized(),
             &descriptor.media_type,
-            descriptor.digest.as_str(),
+            &Reference::Digest(descriptor.digest.clone()),
             None,
         )
         .await?;
     if has_oci_subject(&headers) {
         store.mark_referrers_api(true);
-        return Ok(descriptor);
+        return Ok(());
     }
     let api = match store.referrers_api_known() {
         Some(known) => known,
-        None => store.referrers_api(&subject.digest, None).await?.is_some(),
+        None => store
+            .referrers_api(referrer.subject(), None)
+            .await?
+            .is_some(),
     };
     if api {
-        return Ok(descriptor);
+        return Ok(());
     }
-    update_fallback(store, &subject.digest, &descriptor).await?;
-    Ok(descriptor)
+    update_fallback(store, referrer.subject(), descriptor).await
 }
 
 /// Full-jitter backoff for read-modify-write rounds.
@@ -236,6 +203,7 @@ async fn update_fallback(
     descriptor: &Descriptor,
 ) -> Result<()> {
     let tag = subject.fallback_tag();
+    let reference = Reference::Tag(Tag::new(&tag)?);
     let _serialized = store.fallback_lock.lock().await;
     for attempt in 1..=FALLBACK_ATTEMPTS {
         let started = Instant::now();
@@ -249,8 +217,9 @@ async fn update_fallback(
             });
         if add_to_index(&mut doc, descriptor)? {
             let bytes = Bytes::from(serde_json::to_vec(&doc).expect("index serializes"));
+            let index = SizedManifest::new(format!("referrers fallback index {tag}"), bytes)?;
             match store
-                .put_manifest(&bytes, mt::OCI_INDEX, &tag, etag.as_deref())
+                .put_manifest(&index, mt::OCI_INDEX, &reference, etag.as_deref())
                 .await
             {
                 Ok(_) => {}
@@ -323,18 +292,28 @@ mod tests {
         .to_bytes()
     }
 
+    fn descriptor(bytes: &[u8]) -> Descriptor {
+        let bytes = Bytes::copy_from_slice(bytes);
+        descriptor_if_referrer(&bytes, &Digest::of(b"model"), None).unwrap()
+    }
+
     #[test]
     fn descriptor_carries_artifact_type_and_annotations() {
         let bytes = referrer(Some(mt::SIGSTORE_BUNDLE_V03), "a");
-        let (_, d) = referrer_descriptor(&bytes).unwrap();
+        let d = descriptor(&bytes);
         assert_eq!(d.digest, Digest::of(&bytes));
         assert_eq!(d.size, bytes.len() as u64);
         assert_eq!(d.artifact_type.as_deref(), Some(mt::SIGSTORE_BUNDLE_V03));
         assert_eq!(d.annotation("note"), Some("a"));
         // No artifactType: the config media type stands in.
-        let (_, d) = referrer_descriptor(&referrer(None, "b")).unwrap();
+        let d = descriptor(&referrer(None, "b"));
         assert_eq!(d.artifact_type.as_deref(), Some(mt::OCI_EMPTY));
-        assert!(referrer_descriptor(b"not json").is_err());
+        let model = Digest::of(b"model");
+        assert!(Referrer::new(Bytes::from_static(b"not json"), &model).is_err());
+        // Another subject, or a type filter that does not match: not a referrer.
+        let other = Bytes::from(referrer(None, "c"));
+        assert!(descriptor_if_referrer(&other, &Digest::of(b"other"), None).is_none());
+        assert!(descriptor_if_referrer(&other, &model, Some("x/y")).is_none());
     }
 
     #[test]
@@ -352,7 +331,7 @@ mod tests {
             }],
             "annotations": {"index": "kept"}
         });
-        let (_, d) = referrer_descriptor(&referrer(Some("application/x-sig"), "n")).unwrap();
+        let d = descriptor(&referrer(Some("application/x-sig"), "n"));
         assert!(add_to_index(&mut doc, &d).unwrap());
         assert!(!add_to_index(&mut doc, &d).unwrap(), "added twice");
         let entries = index_entries(&doc);
@@ -369,7 +348,7 @@ mod tests {
 
     #[test]
     fn empty_and_null_manifest_lists() {
-        let (_, d) = referrer_descriptor(&referrer(None, "x")).unwrap();
+        let d = descriptor(&referrer(None, "x"));
         let mut doc = serde_json::json!({"schemaVersion": 2, "manifests": null});
         assert!(add_to_index(&mut doc, &d).unwrap());
         assert_eq!(index_entries(&doc).len(), 1);

@@ -13,6 +13,7 @@
 //! - Authentication: see [`super::auth`]; referrers: see [`super::referrers`].
 
 use super::auth::{self, Access, Authenticator};
+use super::error::{error_chain, shown, snippet};
 use super::*;
 use crate::media_types as mt;
 use crate::reference::RegistryRef;
@@ -94,28 +95,6 @@ impl From<StoreError> for Attempt {
 pub(crate) struct Fetched {
     pub raw: RawManifest,
     pub etag: Option<String>,
-}
-
-/// The error chain of `e` on one line (reqwest hides the cause in `source()`).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = c.source();
-    }
-    out
-}
-
-/// A URL for messages: without its query (upload state, tokens).
-fn shown(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.to_string()
 }
 
 /// A body stream that fails (`TimedOut`, so the read is retried) when the registry sends
@@ -328,10 +307,10 @@ fn error_detail(body: &str) -> String {
             })
             .collect();
         if !parts.is_empty() {
-            return auth::snippet(&parts.join("; "));
+            return snippet(&parts.join("; "));
         }
     }
-    auth::snippet(body)
+    snippet(body)
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -359,24 +338,6 @@ fn manifest_media_type(content_type: Option<&str>, bytes: &[u8]) -> String {
         .ok()
         .and_then(|p| p.media_type)
         .unwrap_or_else(|| mt::OCI_MANIFEST.to_string())
-}
-
-/// A manifest reference must be a digest or a valid tag (it becomes part of a URL path).
-fn check_reference(reference: &str) -> Result<Option<Digest>> {
-    if reference.starts_with("sha256:") {
-        return reference
-            .parse::<Digest>()
-            .map(Some)
-            .map_err(|e| StoreError::invalid(format!("reference {reference:?}"), e.to_string()));
-    }
-    if crate::reference::valid_tag(reference) {
-        Ok(None)
-    } else {
-        Err(StoreError::invalid(
-            format!("reference {reference:?}"),
-            "expected a tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}) or a sha256 digest",
-        ))
-    }
 }
 
 struct UploadState {
@@ -751,13 +712,16 @@ impl RegistryStore {
         }
     }
 
-    /// GET a manifest (any kind) by tag or digest: size-capped, digest-checked when asked by
-    /// digest, with its `ETag`.
-    pub(crate) async fn get_manifest(&self, reference: &str, access: Access) -> Result<Fetched> {
-        let by_digest = check_reference(reference)?;
+    /// GET a manifest (any kind) by tag or digest: size-capped, with its `ETag` (unchecked:
+    /// see [`super::checked::check_fetched`]).
+    pub(crate) async fn get_manifest(
+        &self,
+        reference: &Reference,
+        access: Access,
+    ) -> Result<Fetched> {
         let url = self.url(&format!("manifests/{reference}"))?;
         let what = format!("manifest {reference}");
-        let (url, what, by_digest) = (&url, &what, &by_digest);
+        let (url, what) = (&url, &what);
         self.retrying(&format!("fetch {what} from {}", self.location()), move || async move {
             let resp = self
                 .send(access, || {
@@ -770,16 +734,6 @@ impl RegistryStore {
             let headers = resp.headers().clone();
             let bytes = read_capped(resp, mt::MAX_MANIFEST_SIZE, what, url, self.idle_timeout).await?;
             let digest = Digest::of(&bytes);
-            if let Some(expected) = by_digest {
-                if *expected != digest {
-                    return Err(StoreError::DigestMismatch {
-                        what: format!("{what} from {}", self.location()),
-                        expected: expected.clone(),
-                        actual: digest,
-                    }
-                    .into());
-                }
-            }
             if let Some(hint) = header_str(&headers, DOCKER_CONTENT_DIGEST) {
                 if hint != digest.as_str() {
                     tracing::warn!(
@@ -803,17 +757,15 @@ impl RegistryStore {
     /// Returns the response headers (`OCI-Subject`, `Docker-Content-Digest`).
     pub(crate) async fn put_manifest(
         &self,
-        bytes: &Bytes,
+        manifest: &SizedManifest,
         media_type: &str,
-        reference: &str,
+        reference: &Reference,
         if_match: Option<&str>,
     ) -> Result<HeaderMap> {
-        check_reference(reference)?;
-        super::check_manifest_size(format!("manifest for {reference}"), bytes.len())?;
-        let digest = Digest::of(bytes);
+        let (bytes, digest) = (manifest.bytes(), manifest.digest());
         let url = self.url(&format!("manifests/{reference}"))?;
         let what = format!("manifest {reference}");
-        let (url, what, digest) = (&url, &what, &digest);
+        let (url, what) = (&url, &what);
         self.retrying(
             &format!("push {what} to {}", self.location()),
             move || async move {
@@ -1205,8 +1157,8 @@ impl Store for RegistryStore {
         format!("{}/{}", self.registry, self.repository)
     }
 
-    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
-        let by_digest = check_reference(reference)?;
+    async fn resolve_reference(&self, reference: &Reference) -> Result<Descriptor> {
+        let by_digest = reference.digest();
         let url = self.url(&format!("manifests/{reference}"))?;
         let what = format!("manifest {reference}");
         let (u, w) = (&url, &what);
@@ -1235,34 +1187,34 @@ impl Store for RegistryStore {
             .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
             .filter(|c| !c.is_empty() && c != "application/json" && c != "text/plain");
         match (digest, size, media_type) {
-            (Some(d), Some(size), Some(media_type))
-                if by_digest.as_ref().is_none_or(|want| *want == d) =>
-            {
+            (Some(d), Some(size), Some(media_type)) if by_digest.is_none_or(|want| *want == d) => {
                 Ok(Descriptor::new(media_type, d, size))
             }
             // No usable digest (or one that disagrees): read the manifest and hash it.
-            _ => Ok(self.fetch_manifest(reference).await?.descriptor),
+            _ => {
+                let raw = self.read_manifest(reference).await?;
+                Ok(checked::check_fetched(reference, raw, &self.location())?.descriptor)
+            }
         }
     }
 
-    async fn fetch_manifest(&self, reference: &str) -> Result<RawManifest> {
+    async fn read_manifest(&self, reference: &Reference) -> Result<RawManifest> {
         Ok(self.get_manifest(reference, Access::Pull).await?.raw)
     }
 
-    async fn push_manifest(
+    async fn write_manifest(
         &self,
-        bytes: Bytes,
+        manifest: &SizedManifest,
         media_type: &str,
-        tag: Option<&str>,
-    ) -> Result<Descriptor> {
-        let digest = Digest::of(&bytes);
+        tag: Option<&Tag>,
+    ) -> Result<()> {
         let reference = match tag {
-            Some(t) => t.to_string(),
-            None => digest.to_string(),
+            Some(t) => Reference::Tag(t.clone()),
+            None => Reference::Digest(manifest.digest().clone()),
         };
-        self.put_manifest(&bytes, media_type, &reference, None)
+        self.put_manifest(manifest, media_type, &reference, None)
             .await?;
-        Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
+        Ok(())
     }
 
     async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
@@ -1335,54 +1287,12 @@ impl Store for RegistryStore {
         super::referrers::registry_referrers(self, subject, artifact_type).await
     }
 
-    async fn push_referrer(
-        &self,
-        manifest_bytes: Bytes,
-        subject: &Descriptor,
-    ) -> Result<Descriptor> {
-        super::referrers::registry_push_referrer(self, manifest_bytes, subject).await
+    async fn write_referrer(&self, referrer: &Referrer) -> Result<()> {
+        super::referrers::registry_push_referrer(self, referrer).await
     }
 
-    fn registry_repository(&self) -> Option<(String, String)> {
-        Some((self.base.to_string(), self.repository.clone()))
-    }
-
-    async fn mount_blob(&self, digest: &Digest, from_repository: &str) -> Result<bool> {
-        let mut url = self.url("blobs/uploads/")?;
-        url.query_pairs_mut()
-            .append_pair("mount", digest.as_str())
-            .append_pair("from", from_repository);
-        let resp = match self
-            .send(Access::Push, || {
-                self.http.post(url.clone()).header(CONTENT_LENGTH, 0)
-            })
-            .await
-        {
-            Ok(resp) => resp,
-            // Not mountable (e.g. no pull access to the source): upload instead.
-            Err(a) => {
-                tracing::debug!(
-                    "mount of {digest} from {from_repository} failed: {}",
-                    a.error
-                );
-                return Ok(false);
-            }
-        };
-        match resp.status() {
-            StatusCode::CREATED => Ok(true),
-            StatusCode::ACCEPTED => {
-                // The registry opened an upload session instead: close it, upload as usual.
-                if let Some(Ok(loc)) =
-                    header_str(resp.headers(), LOCATION.as_str()).map(|l| resolve_location(&url, l))
-                {
-                    let _ = self
-                        .send(Access::Push, || self.http.delete(loc.clone()))
-                        .await;
-                }
-                Ok(false)
-            }
-            _ => Ok(false),
-        }
+    fn mount(&self) -> Option<&dyn Mount> {
+        Some(self)
     }
 
     async fn list_tags(&self) -> Result<Vec<String>> {
@@ -1430,6 +1340,51 @@ impl Store for RegistryStore {
             };
         }
         Ok(tags)
+    }
+}
+
+#[async_trait]
+impl Mount for RegistryStore {
+    fn registry_repository(&self) -> (String, String) {
+        (self.base.to_string(), self.repository.clone())
+    }
+
+    async fn mount_blob(&self, digest: &Digest, from_repository: &str) -> Result<bool> {
+        let mut url = self.url("blobs/uploads/")?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest.as_str())
+            .append_pair("from", from_repository);
+        let resp = match self
+            .send(Access::Push, || {
+                self.http.post(url.clone()).header(CONTENT_LENGTH, 0)
+            })
+            .await
+        {
+            Ok(resp) => resp,
+            // Not mountable (e.g. no pull access to the source): upload instead.
+            Err(a) => {
+                tracing::debug!(
+                    "mount of {digest} from {from_repository} failed: {}",
+                    a.error
+                );
+                return Ok(false);
+            }
+        };
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                // The registry opened an upload session instead: close it, upload as usual.
+                if let Some(Ok(loc)) =
+                    header_str(resp.headers(), LOCATION.as_str()).map(|l| resolve_location(&url, l))
+                {
+                    let _ = self
+                        .send(Access::Push, || self.http.delete(loc.clone()))
+                        .await;
+                }
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
@@ -1571,15 +1526,6 @@ mod tests {
             mt::DOCKER_MANIFEST_V2
         );
         assert_eq!(manifest_media_type(None, b"{}"), mt::OCI_MANIFEST);
-    }
-
-    #[test]
-    fn references_become_safe_url_parts() {
-        assert!(check_reference("v1.0").unwrap().is_none());
-        assert!(check_reference(mt::OCI_EMPTY_DIGEST).unwrap().is_some());
-        for bad in ["../x", "a/b", "", "sha256:abc", "tag?x=1"] {
-            assert!(check_reference(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

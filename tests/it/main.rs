@@ -14,4 +14,5 @@ mod push_pull;
 mod registry;
 mod sign_verify;
 mod smoke;
+mod store_contract;
 mod verify_bundle;
