@@ -18,9 +18,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Tries per blob when the connection fails mid-way.
-const DOWNLOAD_ATTEMPTS: u32 = 3;
-
 /// A model manifest as fetched, with its exact bytes and digest.
 #[derive(Clone, Debug)]
 pub struct ModelArtifact {
@@ -425,23 +422,26 @@ async fn download<'f>(
     let (mut out, tmp_path) = tmp.into_parts();
     let what = format!("file {:?} (layer {})", file.path, file.descriptor.digest);
     let id = options.reporter.start(&file.path, file.descriptor.size);
+    let policy = store.retry_policy();
     let mut attempt = 1;
     let result = loop {
         let (back, result) = stream_layer(store, file, &what, &dest, out, options, id).await;
         out = back;
-        match result {
-            // A connection lost mid-blob: start this blob again from its first byte.
-            Err(ModelError::Store(e)) if e.is_transient() && attempt < DOWNLOAD_ATTEMPTS => {
-                tracing::warn!("{what}: {e}; retrying (attempt {})", attempt + 1);
-                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
-                attempt += 1;
-                use std::io::Seek;
-                out.set_len(0)
-                    .and_then(|()| out.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
-                    .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
-            }
-            other => break other,
-        }
+        // A connection lost mid-blob: start this blob again from its first byte.
+        let wait = match &result {
+            Err(ModelError::Store(e)) => policy.again(attempt, e).map(|w| (w, e.to_string())),
+            _ => None,
+        };
+        let Some((wait, e)) = wait else {
+            break result;
+        };
+        tracing::warn!("{what}: {e}; retrying (attempt {})", attempt + 1);
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+        use std::io::Seek;
+        out.set_len(0)
+            .and_then(|()| out.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
+            .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
     };
     options.reporter.finish(id, false);
     result?;
@@ -777,6 +777,7 @@ mod tests {
 mod retry_tests {
     use super::*;
     use crate::store::memory::MemoryStore;
+    use crate::store::retry::RetryPolicy;
     use crate::store::{
         BlobSource, BoxChunks, BoxReader, BytesSource, RawManifest, Reference, Referrer,
         SizedManifest, Tag,
@@ -908,7 +909,13 @@ mod retry_tests {
         async fn list_tags(&self) -> crate::store::Result<Vec<String>> {
             self.inner.list_tags().await
         }
+        fn retry_policy(&self) -> RetryPolicy {
+            RetryPolicy::new(ATTEMPTS).with_backoff_base(std::time::Duration::from_millis(20))
+        }
     }
+
+    /// Attempts the flaky store's retry policy allows.
+    const ATTEMPTS: u32 = 3;
 
     /// A memory store holding a model `v1` made of these files; their layers.
     async fn model_store(files: &[(&str, &'static [u8])]) -> (MemoryStore, Vec<Descriptor>) {
@@ -956,7 +963,7 @@ mod retry_tests {
 
     #[tokio::test]
     async fn a_connection_lost_mid_blob_restarts_that_blob() {
-        let (store, artifact) = flaky(DOWNLOAD_ATTEMPTS as usize - 1).await;
+        let (store, artifact) = flaky(ATTEMPTS as usize - 1).await;
         let out = tempfile::tempdir().unwrap();
         unpack_model(&store, &artifact, out.path(), &PullOptions::default())
             .await
@@ -979,6 +986,8 @@ mod retry_tests {
             matches!(err, ModelError::Store(StoreError::Network { .. })),
             "{err}"
         );
+        // The store's retry policy (`--retries`) says how many times the blob is fetched.
+        assert_eq!(store.fails.load(Ordering::SeqCst), 100 - ATTEMPTS as usize);
         assert_eq!(err.exit_class(), 3);
         assert!(err.to_string().contains("w.bin"), "{err}");
         assert!(!out.exists());
@@ -986,14 +995,17 @@ mod retry_tests {
 
     #[tokio::test]
     async fn a_failed_file_stops_the_downloads_still_running() {
+        // The stalled file comes first, so that it is running when the bad one fails (a
+        // bad file that fails within its first poll would otherwise stop the pull before the
+        // other download starts).
         let (inner, layers) =
-            model_store(&[("bad.bin", b"good bytes"), ("slow.bin", b"abcdef")]).await;
-        inner.corrupt_blob(&layers[0].digest, Bytes::from_static(b"evil bytes"));
+            model_store(&[("a-slow.bin", b"abcdef"), ("bad.bin", b"good bytes")]).await;
+        inner.corrupt_blob(&layers[1].digest, Bytes::from_static(b"evil bytes"));
         let dropped = Arc::new(AtomicBool::new(false));
         let store = Flaky {
             inner,
             fails: AtomicUsize::new(0),
-            stall: Some((layers[1].digest.clone(), dropped.clone())),
+            stall: Some((layers[0].digest.clone(), dropped.clone())),
         };
         let artifact = fetch_model(&store, "v1").await.unwrap();
         let parent = tempfile::tempdir().unwrap();

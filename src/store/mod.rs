@@ -13,6 +13,7 @@ pub mod memory;
 pub mod oci;
 pub mod referrers;
 pub mod registry;
+pub mod retry;
 pub mod verified;
 
 use crate::digest::Digest;
@@ -160,6 +161,13 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// How transient failures of this store are retried (`--retries`, see
+    /// [`StoreOptions::max_attempts`]); code that reads again from the store (a download
+    /// restarted from its first byte) follows it too.
+    fn retry_policy(&self) -> retry::RetryPolicy {
+        retry::RetryPolicy::default()
+    }
+
     /// Resolve a tag or digest to the manifest descriptor (media type, digest, size).
     async fn resolve(&self, reference: &str) -> Result<Descriptor> {
         self.resolve_reference(&Reference::parse(reference)?).await
@@ -265,7 +273,8 @@ pub struct StoreOptions {
     pub insecure: bool,
     /// Credentials given on the command line (else docker config / credential helpers).
     pub credentials: Option<auth::Credentials>,
-    /// Attempts for transient failures (connection errors, 5xx, 429).
+    /// Attempts for transient failures (connection errors, 5xx, 429): the
+    /// [`retry::RetryPolicy`] of every operation on the store. 0: [`retry::DEFAULT_ATTEMPTS`].
     pub max_attempts: u32,
     /// Give up on a registry that stays silent this long: a response to a read that does not
     /// come, a download that stops, an upload the registry stops taking; it is then retried

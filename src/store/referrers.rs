@@ -1,28 +1,11 @@
-//! OCI 1.1 referrers: the referrers API and the fallback tag schema.
-//!
-//! Reading: `GET /v2/<name>/referrers/<digest>` when the registry has it (filtered here too:
-//! registries may ignore `artifactType`); otherwise the image index under the fallback tag
-//! `sha256-<hex>`; no tag means no referrers.
-//!
-//! Writing: the referrer manifest is pushed by digest. A registry that indexes subjects itself
-//! answers with `OCI-Subject` (or has the referrers API); for the others the fallback index is
-//! updated read-modify-write: read (keeping the `ETag`), add our descriptor, write with
-//! `If-Match` when the registry gave an `ETag`, wait for concurrent writers to land, re-read,
-//! and start again (jittered backoff, bounded) when our entry was lost. Registries without
-//! conditional writes (distribution 2.8) give last-writer-wins, so the re-read is what keeps
-//! concurrent writers from silently dropping each other's entries. Writers sharing one store
-//! are serialized.
+//! OCI 1.1 referrers, the parts every store shares: the descriptor a referrers list holds for
+//! a referrer manifest (found by scanning, in the layout and memory stores), and the fallback
+//! index document (`sha256-<hex>` tag) as it is read and extended, keeping entries and fields
+//! written by other tools. The registry's side (referrers API, fallback tag writes under
+//! concurrency) is in `registry/referrers.rs`.
 
-use super::auth::Access;
-use super::registry::{has_oci_subject, RegistryStore};
 use super::*;
 use crate::media_types as mt;
-use std::time::{Duration, Instant};
-
-/// Read-modify-write rounds before giving up on the fallback index.
-pub const FALLBACK_ATTEMPTS: u32 = 30;
-const FALLBACK_BACKOFF_BASE: Duration = Duration::from_millis(25);
-const FALLBACK_BACKOFF_CAP: Duration = Duration::from_secs(2);
 
 /// The referrers-list descriptor of `manifest_bytes` when it is a referrer manifest of
 /// `subject` (and of type `artifact_type`, when given); stores that find referrers by scanning
@@ -59,14 +42,14 @@ pub fn filter_entries(
 }
 
 /// The `manifests` entries of an image index document.
-fn index_entries(doc: &serde_json::Value) -> &[serde_json::Value] {
+pub(crate) fn index_entries(doc: &serde_json::Value) -> &[serde_json::Value] {
     doc.get("manifests")
         .and_then(|m| m.as_array())
         .map(Vec::as_slice)
         .unwrap_or(&[])
 }
 
-fn holds(doc: &serde_json::Value, digest: &Digest) -> bool {
+pub(crate) fn holds(doc: &serde_json::Value, digest: &Digest) -> bool {
     index_entries(doc)
         .iter()
         .any(|e| e.get("digest").and_then(|d| d.as_str()) == Some(digest.as_str()))
@@ -95,181 +78,6 @@ pub fn add_to_index(doc: &mut serde_json::Value, descriptor: &Descriptor) -> Res
     })?;
     arr.push(serde_json::to_value(descriptor).expect("descriptor serializes"));
     Ok(true)
-}
-
-fn parse_index(fetched: &RawManifest, tag: &str, location: &str) -> Result<serde_json::Value> {
-    let doc: serde_json::Value = serde_json::from_slice(&fetched.bytes).map_err(|e| {
-        StoreError::invalid(
-            format!("referrers fallback tag {tag} in {location}"),
-            e.to_string(),
-        )
-    })?;
-    let is_index = fetched.descriptor.media_type == mt::OCI_INDEX
-        || doc
-            .get("manifests")
-            .is_some_and(|m| m.is_array() || m.is_null());
-    if !doc.is_object() || !is_index {
-        return Err(StoreError::invalid(
-            format!("referrers fallback tag {tag} in {location}"),
-            format!(
-                "it holds a {} document, not an OCI image index",
-                fetched.descriptor.media_type
-            ),
-        ));
-    }
-    Ok(doc)
-}
-
-/// The fallback index under `tag`, with its ETag; `None` when the tag does not exist.
-async fn read_fallback(
-    store: &RegistryStore,
-    tag: &str,
-    access: Access,
-) -> Result<Option<(serde_json::Value, Option<String>)>> {
-    match store.get_manifest(&Reference::parse(tag)?, access).await {
-        Ok(f) => Ok(Some((parse_index(&f.raw, tag, &store.location())?, f.etag))),
-        Err(StoreError::NotFound { .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-pub(crate) async fn registry_referrers(
-    store: &RegistryStore,
-    subject: &Descriptor,
-    artifact_type: Option<&str>,
-) -> Result<Vec<Descriptor>> {
-    if let Some(entries) = store.referrers_api(&subject.digest, artifact_type).await? {
-        return Ok(filter_entries(&entries, artifact_type));
-    }
-    let tag = subject.digest.fallback_tag();
-    match read_fallback(store, &tag, Access::Pull).await? {
-        Some((doc, _)) => Ok(filter_entries(index_entries(&doc), artifact_type)),
-        None => Ok(Vec::new()),
-    }
-}
-
-pub(crate) async fn registry_push_referrer(
-    store: &RegistryStore,
-    referrer: &Referrer,
-) -> Result<()> {
-    let descriptor = referrer.descriptor();
-    let headers = store
-        .put_manifest(
-            referrer.sized(),
-            &descriptor.media_type,
-            &Reference::Digest(descriptor.digest.clone()),
-            None,
-        )
-        .await?;
-    if has_oci_subject(&headers) {
-        store.mark_referrers_api(true);
-        return Ok(());
-    }
-    let api = match store.referrers_api_known() {
-        Some(known) => known,
-        None => store
-            .referrers_api(referrer.subject(), None)
-            .await?
-            .is_some(),
-    };
-    if api {
-        return Ok(());
-    }
-    update_fallback(store, referrer.subject(), descriptor).await
-}
-
-/// Full-jitter backoff for read-modify-write rounds.
-fn jitter(attempt: u32) -> Duration {
-    use rand::Rng;
-    let cap = FALLBACK_BACKOFF_BASE
-        .saturating_mul(1u32 << attempt.min(10))
-        .min(FALLBACK_BACKOFF_CAP);
-    Duration::from_millis(rand::thread_rng().gen_range(0..=cap.as_millis() as u64))
-}
-
-/// How long to let concurrent writers land before re-reading: a few times our own
-/// read-modify-write time (theirs is similar), bounded.
-fn settle(rmw: Duration) -> Duration {
-    use rand::Rng;
-    let base = rmw
-        .saturating_mul(3)
-        .clamp(Duration::from_millis(20), Duration::from_secs(1));
-    base + Duration::from_millis(rand::thread_rng().gen_range(0..=20))
-}
-
-async fn update_fallback(
-    store: &RegistryStore,
-    subject: &Digest,
-    descriptor: &Descriptor,
-) -> Result<()> {
-    let tag = subject.fallback_tag();
-    let reference = Reference::Tag(Tag::new(&tag)?);
-    let _serialized = store.fallback_lock.lock().await;
-    for attempt in 1..=FALLBACK_ATTEMPTS {
-        let started = Instant::now();
-        let (mut doc, etag) = read_fallback(store, &tag, Access::Push)
-            .await?
-            .unwrap_or_else(|| {
-                (
-                    serde_json::to_value(ImageIndex::new()).expect("index"),
-                    None,
-                )
-            });
-        if add_to_index(&mut doc, descriptor)? {
-            let bytes = Bytes::from(serde_json::to_vec(&doc).expect("index serializes"));
-            let index = SizedManifest::new(format!("referrers fallback index {tag}"), bytes)?;
-            match store
-                .put_manifest(&index, mt::OCI_INDEX, &reference, etag.as_deref())
-                .await
-            {
-                Ok(_) => {}
-                Err(StoreError::Http { status: 412, .. }) => {
-                    tracing::debug!("fallback tag {tag}: changed since read (412); retrying");
-                    tokio::time::sleep(jitter(attempt)).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-            // Registries without conditional writes (distribution 2.8 ignores If-Match) let a
-            // writer that read before our write overwrite us later. Done only when our entry
-            // is present in two reads a settle period apart that show the same index: no
-            // writer was still landing.
-            let pause = settle(started.elapsed());
-            let mut previous: Option<Digest> = None;
-            let mut survived = false;
-            for _ in 0..FALLBACK_ATTEMPTS {
-                tokio::time::sleep(pause).await;
-                let Some((doc, _)) = read_fallback(store, &tag, Access::Push).await? else {
-                    break;
-                };
-                if !holds(&doc, &descriptor.digest) {
-                    break;
-                }
-                let seen = Digest::of(&serde_json::to_vec(&doc).expect("index serializes"));
-                if previous.as_ref() == Some(&seen) {
-                    survived = true;
-                    break;
-                }
-                previous = Some(seen);
-            }
-            if survived {
-                return Ok(());
-            }
-            tracing::debug!(
-                "fallback tag {tag}: a concurrent writer replaced our entry {} (round {attempt}); retrying",
-                descriptor.digest
-            );
-            tokio::time::sleep(jitter(attempt)).await;
-        } else {
-            return Ok(());
-        }
-    }
-    Err(StoreError::Other(format!(
-        "could not add referrer {} to the fallback tag {tag} in {} after {FALLBACK_ATTEMPTS} \
-         rounds: concurrent writers kept replacing the index",
-        descriptor.digest,
-        store.location()
-    )))
 }
 
 #[cfg(test)]
