@@ -167,18 +167,10 @@ impl LayoutStore {
         Ok(digest)
     }
 
-    /// Read a manifest blob fully (capped) and check it against its digest.
-    async fn read_manifest_blob(&self, digest: &Digest, size_hint: Option<u64>) -> Result<Bytes> {
+    /// Read a manifest blob fully, capped (checked against its digest by the caller: see
+    /// [`checked::check_fetched`]).
+    async fn read_manifest_blob(&self, digest: &Digest) -> Result<Bytes> {
         let what = format!("manifest {digest} in {}", self.location());
-        if let Some(size) = size_hint {
-            if size > mt::MAX_MANIFEST_SIZE {
-                return Err(StoreError::TooLarge {
-                    what,
-                    size,
-                    limit: mt::MAX_MANIFEST_SIZE,
-                });
-            }
-        }
         let file = match tokio::fs::File::open(self.blob_path(digest)).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -194,31 +186,7 @@ impl LayoutStore {
             .read_to_end(&mut buf)
             .await
             .map_err(|e| StoreError::io(format!("read {what}"), e))?;
-        if buf.len() as u64 > mt::MAX_MANIFEST_SIZE {
-            return Err(StoreError::TooLarge {
-                what,
-                size: buf.len() as u64,
-                limit: mt::MAX_MANIFEST_SIZE,
-            });
-        }
-        let actual = Digest::of(&buf);
-        if &actual != digest {
-            return Err(StoreError::DigestMismatch {
-                what,
-                expected: digest.clone(),
-                actual,
-            });
-        }
-        if let Some(size) = size_hint {
-            if size != buf.len() as u64 {
-                return Err(StoreError::SizeMismatch {
-                    what,
-                    expected: size,
-                    actual: buf.len() as u64,
-                });
-            }
-        }
-        Ok(Bytes::from(buf))
+        SizedManifest::new(what, Bytes::from(buf)).map(|m| m.bytes().clone())
     }
 }
 
@@ -326,7 +294,7 @@ impl Store for LayoutStore {
                     ));
                 }
                 // A manifest that is a blob but not listed (e.g. a child of an index).
-                let bytes = self.read_manifest_blob(digest, None).await?;
+                let bytes = self.read_manifest_blob(digest).await?;
                 let media_type = manifest_info(&bytes)
                     .and_then(|i| i.media_type)
                     .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
@@ -351,9 +319,7 @@ impl Store for LayoutStore {
 
     async fn read_manifest(&self, reference: &Reference) -> Result<RawManifest> {
         let descriptor = self.resolve_reference(reference).await?;
-        let bytes = self
-            .read_manifest_blob(&descriptor.digest, Some(descriptor.size))
-            .await?;
+        let bytes = self.read_manifest_blob(&descriptor.digest).await?;
         Ok(RawManifest { descriptor, bytes })
     }
 
@@ -506,21 +472,18 @@ impl Store for LayoutStore {
             {
                 continue;
             }
-            let bytes = match self
-                .read_manifest_blob(&entry.digest, Some(entry.size))
-                .await
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!("skipping {} in {}: {e}", entry.digest, self.location());
-                    continue;
-                }
-            };
-            out.extend(super::referrers::descriptor_if_referrer(
-                &bytes,
-                &subject.digest,
-                artifact_type,
-            ));
+            let found = self.read_manifest_blob(&entry.digest).await.map(|bytes| {
+                super::referrers::descriptor_if_referrer(&bytes, &subject.digest, artifact_type)
+            });
+            match found {
+                Ok(Some(d)) if d.digest != entry.digest => tracing::warn!(
+                    "skipping {} in {}: its content does not match its digest",
+                    entry.digest,
+                    self.location()
+                ),
+                Ok(found) => out.extend(found),
+                Err(e) => tracing::warn!("skipping {} in {}: {e}", entry.digest, self.location()),
+            }
         }
         Ok(out)
     }
