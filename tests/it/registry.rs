@@ -333,37 +333,7 @@ async fn blob_push_and_fetch_round_trip_with_digest_check() {
         .await
         .unwrap()
         .is_empty());
-
-    // A known digest that does not match the content is refused, naming the source.
-    let lying = FileSource {
-        path: path.clone(),
-        size: data.len() as u64,
-        digest: Some(Digest::of(b"other")),
-    };
-    let err = s.push_blob(&lying).await.unwrap_err();
-    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("model.safetensors"), "{err}");
-    // A wrong declared size too.
-    let short = FileSource {
-        path,
-        size: data.len() as u64 + 5,
-        digest: None,
-    };
-    let err = s.push_blob(&short).await.unwrap_err();
-    assert!(matches!(err, StoreError::SizeMismatch { .. }), "{err}");
-
-    // Missing blob: NotFound naming the digest and the repository.
-    let missing = Descriptor::new("x", Digest::of(b"nope"), 4);
-    let err = match s.fetch_blob_raw(&missing).await {
-        Err(e) => e,
-        Ok(_) => panic!("fetched a missing blob"),
-    };
-    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
-    assert!(
-        err.to_string().contains(missing.digest.as_str())
-            && err.to_string().contains(&s.location()),
-        "{err}"
-    );
+    // Refused pushes, corrupted reads and missing blobs: see the store contract.
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -397,29 +367,6 @@ async fn known_blob_is_not_uploaded_again_and_uploads_are_one_patch() {
     );
     assert_eq!(proxy.count("HEAD", &format!("/blobs/{d1}")), 2);
     assert!(s.blob_exists(&d1).await.unwrap());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn corrupted_blob_in_storage_fails_verification_naming_both_digests() {
-    let reg = harness::Registry::start();
-    let s = store(&reg.host, &harness::repo("corrupt"));
-    let data = harness::pseudo_random(200_000, 11);
-    let (digest, size) = s
-        .push_blob(&BytesSource(Bytes::from(data.clone())))
-        .await
-        .unwrap();
-    // Same length, one byte changed, behind the registry's back.
-    let mut bad = data.clone();
-    bad[100_000] ^= 0xff;
-    std::fs::write(reg.blob_data_path(digest.hex()), &bad).unwrap();
-    let d = Descriptor::new(mt::MODEL_WEIGHT, digest.clone(), size);
-    let err = read_all(&s, &d).await.unwrap_err();
-    let msg = err.to_string();
-    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{msg}");
-    assert!(
-        msg.contains(digest.as_str()) && msg.contains(Digest::of(&bad).as_str()),
-        "{msg}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -481,20 +428,6 @@ async fn manifest_push_and_fetch_preserve_exact_bytes_and_digest() {
     let mut tags = s.list_tags().await.unwrap();
     tags.sort();
     assert_eq!(tags, vec!["v1"]);
-    let err = s.fetch_manifest("nope").await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::NotFound { .. }) && err.to_string().contains("nope"),
-        "{err}"
-    );
-    assert!(matches!(
-        s.resolve("nope").await,
-        Err(StoreError::NotFound { .. })
-    ));
-    assert!(store(&reg.host, "never/pushed")
-        .list_tags()
-        .await
-        .unwrap()
-        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -584,12 +517,6 @@ async fn oversized_manifest_is_refused_on_read() {
             "{err}"
         );
     }
-    // And we never send one.
-    let err = s
-        .push_manifest(Bytes::from(vec![b' '; big]), mt::OCI_MANIFEST, Some("x"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

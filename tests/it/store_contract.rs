@@ -164,7 +164,7 @@ async fn blobs_round_trip_and_wrong_digest_or_size_is_refused(f: &Fixture) {
     assert_eq!(read.unwrap(), data);
 
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
+    let path = dir.path().join("model.safetensors");
     std::fs::write(&path, b"content").unwrap();
     let source = |size, digest| FileSource {
         path: path.clone(),
@@ -176,6 +176,7 @@ async fn blobs_round_trip_and_wrong_digest_or_size_is_refused(f: &Fixture) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("model.safetensors"), "{err}");
     for size in [3, 9] {
         let err = s.push_blob(&source(size, None)).await.unwrap_err();
         assert!(matches!(err, StoreError::SizeMismatch { .. }), "{err}");
@@ -198,6 +199,12 @@ async fn a_blob_read_is_checked_against_its_descriptor(f: &Fixture) {
     (f.corrupt)(&d, b"evil bytes");
     let err = fetch_small_blob(s, &desc, "blob", 1024).await.unwrap_err();
     assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+    let msg = err.to_string();
+    let evil = Digest::of(b"evil bytes");
+    assert!(
+        msg.contains(d.as_str()) && msg.contains(evil.as_str()),
+        "{msg}"
+    );
     let mut reader = fetch_blob_verified(s, &desc, "blob").await.unwrap();
     let mut out = Vec::new();
     let err = reader.read_to_end(&mut out).await.unwrap_err();
@@ -343,10 +350,16 @@ async fn missing_things_are_not_found(f: &Fixture) {
         assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
         let err = s.fetch_manifest(reference).await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+        assert!(err.to_string().contains(reference), "{err}");
     }
     assert!(!s.blob_exists(&absent).await.unwrap());
     let err = fetch_small_blob(s, &desc, "blob", 1024).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(absent.as_str()) && msg.contains(&s.location()),
+        "{msg}"
+    );
     assert!(s.referrers(&desc, None).await.unwrap().is_empty());
     assert!(s.list_tags().await.unwrap().is_empty());
 }
