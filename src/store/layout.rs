@@ -14,7 +14,6 @@
 
 use super::copy::fill_buf;
 use super::*;
-use crate::digest::Hasher;
 use crate::media_types as mt;
 use std::io::Write as _;
 use std::path::Path;
@@ -406,7 +405,7 @@ impl Store for LayoutStore {
         let (file, tmp_path) = tmp.into_parts();
         let mut file = tokio::fs::File::from_std(file);
         let mut reader = source.open().await?;
-        let mut hasher = Hasher::new();
+        let mut check = verified::BlobCheck::upload(size, source.known_digest(), what.clone());
         let mut buf = vec![0u8; COPY_BUF];
         loop {
             let n = fill_buf(&mut reader, &mut buf)
@@ -415,14 +414,7 @@ impl Store for LayoutStore {
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
-            if hasher.len() > size {
-                return Err(StoreError::SizeMismatch {
-                    what,
-                    expected: size,
-                    actual: hasher.len(),
-                });
-            }
+            check.update(&buf[..n])?;
             file.write_all(&buf[..n])
                 .await
                 .map_err(|e| StoreError::io(format!("write blob for {what}"), e))?;
@@ -431,23 +423,7 @@ impl Store for LayoutStore {
             .await
             .map_err(|e| StoreError::io(format!("write blob for {what}"), e))?;
         drop(file);
-        if hasher.len() != size {
-            return Err(StoreError::SizeMismatch {
-                what,
-                expected: size,
-                actual: hasher.len(),
-            });
-        }
-        let digest = hasher.finish();
-        if let Some(expected) = source.known_digest() {
-            if expected != digest {
-                return Err(StoreError::DigestMismatch {
-                    what,
-                    expected,
-                    actual: digest,
-                });
-            }
-        }
+        let digest = check.finish()?;
         let dest = self.blob_path(&digest);
         make_readable(&tmp_path);
         tmp_path

@@ -4,7 +4,6 @@
 //! outside tests.
 
 use super::*;
-use crate::digest::Hasher;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -150,31 +149,16 @@ impl Store for MemoryStore {
                 return Ok((d, size));
             }
         }
-        let mut reader = source.open().await?;
+        let mut check = verified::BlobCheck::upload(size, source.known_digest(), source.describe());
         let mut buf = Vec::new();
-        reader
+        source
+            .open()
+            .await?
             .read_to_end(&mut buf)
             .await
             .map_err(verified::unwrap_io_error)?;
-        let mut hasher = Hasher::new();
-        hasher.update(&buf);
-        if hasher.len() != size {
-            return Err(StoreError::SizeMismatch {
-                what: source.describe(),
-                expected: size,
-                actual: hasher.len(),
-            });
-        }
-        let digest = hasher.finish();
-        if let Some(expected) = source.known_digest() {
-            if expected != digest {
-                return Err(StoreError::DigestMismatch {
-                    what: source.describe(),
-                    expected,
-                    actual: digest,
-                });
-            }
-        }
+        check.update(&buf)?;
+        let digest = check.finish()?;
         self.uploads.fetch_add(1, Ordering::Relaxed);
         self.lock().blobs.insert(digest.clone(), Bytes::from(buf));
         Ok((digest, size))
