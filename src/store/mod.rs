@@ -1,8 +1,13 @@
 //! Where artifacts live: a registry or an OCI image layout, behind one trait.
 //!
 //! The store knows blobs, manifests, tags and referrers; it knows nothing of models or
-//! signatures. Every read that names a digest is checked (see [`verified`]); every write is
-//! streamed and hashed on the way.
+//! signatures. The [`Store`] trait is primitives that take checked forms ([`checked`]: a sized
+//! manifest, a referrer whose subject was checked, a valid tag); its provided methods are the
+//! one place the rules are applied, for every store alike (`tests/it/store_contract.rs` runs
+//! the same tests on each). Optional capabilities (cross-repository [`Mount`]) are discovered
+//! with [`Store::mount`]. Every read that names a digest is checked (see [`verified`],
+//! [`checked::check_fetched`]); every write is streamed and hashed on the way; transient
+//! failures are retried as the one [`retry::RetryPolicy`] says.
 
 pub mod auth;
 pub mod checked;

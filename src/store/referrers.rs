@@ -4,8 +4,12 @@
 //! written by other tools. The registry's side (referrers API, fallback tag writes under
 //! concurrency) is in `registry/referrers.rs`.
 
-use super::*;
+use super::checked::Referrer;
+use super::error::{Result, StoreError};
+use super::oci::Descriptor;
+use crate::digest::Digest;
 use crate::media_types as mt;
+use bytes::Bytes;
 
 /// The referrers-list descriptor of `manifest_bytes` when it is a referrer manifest of
 /// `subject` (and of type `artifact_type`, when given); stores that find referrers by scanning
@@ -83,6 +87,7 @@ pub fn add_to_index(doc: &mut serde_json::Value, descriptor: &Descriptor) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::oci::{Annotations, ImageManifest};
 
     fn referrer(artifact_type: Option<&str>, note: &str) -> Vec<u8> {
         let subject = Descriptor::new(mt::OCI_MANIFEST, Digest::of(b"model"), 5);

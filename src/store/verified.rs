@@ -1,7 +1,7 @@
 //! Reads checked for size and digest while they stream: a reader that fails at EOF (or as
 //! soon as it sees a byte too many) when the content is not what the descriptor says.
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::digest::{Digest, Hasher};
 use std::io;
 use std::pin::Pin;

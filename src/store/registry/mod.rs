@@ -1,15 +1,15 @@
 //! OCI distribution client: our own HTTP on `reqwest` (rustls), in layers.
 //!
-//! - [`transport`]: requests, credentials (attached there only), authentication rounds,
+//! - `transport`: requests, credentials (attached there only), authentication rounds,
 //!   status → error, capped reads, the idle timeout. Scheme: plain http only for loopback
 //!   hosts or `--plain-http`; https otherwise (`--insecure` accepts certificates that do not
 //!   verify).
 //! - [`crate::store::retry`]: transient failures (connection errors, 5xx, 429) are retried with
 //!   exponential backoff (honouring `Retry-After`) as `--retries` says.
-//! - [`upload`]: HEAD-skip when the digest is known and the blob exists; else one streamed,
-//!   hashed `PATCH` per attempt ([`body`]); a blob upload restarts from its source.
-//! - [`pages`]: one loop for paginated lists (tags, referrers API).
-//! - [`referrers`]: the referrers API, else the fallback tag.
+//! - `upload`: HEAD-skip when the digest is known and the blob exists; else one streamed,
+//!   hashed `PATCH` per attempt (`body`); a blob upload restarts from its source.
+//! - `pages`: one loop for paginated lists (tags, referrers API).
+//! - `referrers`: the referrers API, else the fallback tag.
 //! - This module: the OCI endpoints. Manifests are read with the full `Accept` list, capped
 //!   at [`MAX_MANIFEST_SIZE`](crate::media_types::MAX_MANIFEST_SIZE) (checked by the shared
 //!   [`crate::store::checked::check_fetched`]) and written as the exact bytes given.
