@@ -8,9 +8,13 @@
 //! ## Architecture and dependency rules
 //! - [`digest`], [`error`], [`intoto`], [`media_types`], [`reference`]: leaf modules, no I/O
 //!   ([`intoto`]: the one in-toto Statement v1 type, read and written).
-//! - [`store`]: where artifacts live (registry, OCI layout, memory) behind the `Store` trait;
+//! - [`store`]: where artifacts live (registry, OCI layout, memory) behind the `Store` trait
+//!   of primitives that take checked forms (`store::checked`: sized manifest, referrer whose
+//!   subject was checked, valid tag); optional capabilities (mounts) discovered separately;
 //!   streaming blob I/O checked for digest and size; referrers (API and fallback tag); copy
-//!   between stores. Knows nothing of models or signatures.
+//!   between stores; one retry policy (`store::retry`). `store::error` is its leaf; the
+//!   registry client is layered (transport → upload/pages → endpoints). Knows nothing of
+//!   models or signatures.
 //! - [`model`]: directory ⇄ artifact (model paths, walk, file hashing, roles → media types,
 //!   config, pack/unpack). Uses `store`.
 //! - [`signing`]: keys, DSSE, the OpenSSF model-signing statement, keyless signing. No I/O

@@ -93,7 +93,8 @@ pub struct DigestCache {
 /// The repository `store` is, when it is one of a registry.
 pub fn home_of(store: &dyn crate::store::Store) -> Option<BlobHome> {
     store
-        .registry_repository()
+        .mount()
+        .map(|m| m.registry_repository())
         .map(|(registry, repository)| BlobHome {
             registry,
             repository,

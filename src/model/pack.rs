@@ -297,13 +297,13 @@ async fn mount_from_elsewhere(
     here: &BlobHome,
     homes: &[BlobHome],
 ) -> Result<Option<String>, ModelError> {
-    if homes.contains(here) {
+    let Some(mount) = store.mount().filter(|_| !homes.contains(here)) else {
         return Ok(None);
-    }
+    };
     for home in homes {
         if home.registry == here.registry
             && home.repository != here.repository
-            && store.mount_blob(digest, &home.repository).await?
+            && mount.mount_blob(digest, &home.repository).await?
         {
             tracing::debug!("mounted {digest} from {}", home.repository);
             return Ok(Some(home.repository.clone()));

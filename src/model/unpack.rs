@@ -18,9 +18,6 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Tries per blob when the connection fails mid-way.
-const DOWNLOAD_ATTEMPTS: u32 = 3;
-
 /// A model manifest as fetched, with its exact bytes and digest.
 #[derive(Clone, Debug)]
 pub struct ModelArtifact {
@@ -156,17 +153,6 @@ impl ModelArtifact {
 /// Fetch the manifest `reference` (tag or digest) and check that it is a model.
 pub async fn fetch_model(store: &dyn Store, reference: &str) -> Result<ModelArtifact, ModelError> {
     let raw = store.fetch_manifest(reference).await?;
-    if let Ok(expected) = reference.parse::<Digest>() {
-        let actual = Digest::of(&raw.bytes);
-        if actual != expected {
-            return Err(StoreError::DigestMismatch {
-                what: format!("manifest {reference} from {}", store.location()),
-                expected,
-                actual,
-            }
-            .into());
-        }
-    }
     let shown = format!("{}@{}", store.location(), reference);
     ModelArtifact::from_manifest(&shown, &raw.descriptor.media_type, raw.bytes)
 }
@@ -434,23 +420,26 @@ async fn download<'f>(
     let (mut out, tmp_path) = tmp.into_parts();
     let what = format!("file {:?} (layer {})", file.path, file.descriptor.digest);
     let id = options.reporter.start(&file.path, file.descriptor.size);
+    let policy = store.retry_policy();
     let mut attempt = 1;
     let result = loop {
         let (back, result) = stream_layer(store, file, &what, &dest, out, options, id).await;
         out = back;
-        match result {
-            // A connection lost mid-blob: start this blob again from its first byte.
-            Err(ModelError::Store(e)) if e.is_transient() && attempt < DOWNLOAD_ATTEMPTS => {
-                tracing::warn!("{what}: {e}; retrying (attempt {})", attempt + 1);
-                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
-                attempt += 1;
-                use std::io::Seek;
-                out.set_len(0)
-                    .and_then(|()| out.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
-                    .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
-            }
-            other => break other,
-        }
+        // A connection lost mid-blob: start this blob again from its first byte.
+        let wait = match &result {
+            Err(ModelError::Store(e)) => policy.again(attempt, e).map(|w| (w, e.to_string())),
+            _ => None,
+        };
+        let Some((wait, e)) = wait else {
+            break result;
+        };
+        tracing::warn!("{what}: {e}; retrying (attempt {})", attempt + 1);
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+        use std::io::Seek;
+        out.set_len(0)
+            .and_then(|()| out.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
+            .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
     };
     options.reporter.finish(id, false);
     result?;
@@ -786,7 +775,11 @@ mod tests {
 mod retry_tests {
     use super::*;
     use crate::store::memory::MemoryStore;
-    use crate::store::{BlobSource, BoxChunks, BoxReader, BytesSource, RawManifest};
+    use crate::store::retry::RetryPolicy;
+    use crate::store::{
+        BlobSource, BoxChunks, BoxReader, BytesSource, RawManifest, Reference, Referrer,
+        SizedManifest, Tag,
+    };
     use async_trait::async_trait;
     use std::pin::Pin;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -857,19 +850,22 @@ mod retry_tests {
         fn location(&self) -> String {
             self.inner.location()
         }
-        async fn resolve(&self, r: &str) -> crate::store::Result<Descriptor> {
-            self.inner.resolve(r).await
+        async fn resolve_reference(&self, r: &Reference) -> crate::store::Result<Descriptor> {
+            self.inner.resolve_reference(r).await
         }
-        async fn fetch_manifest(&self, r: &str) -> crate::store::Result<RawManifest> {
-            self.inner.fetch_manifest(r).await
+        async fn read_manifest(&self, r: &Reference) -> crate::store::Result<RawManifest> {
+            self.inner.read_manifest(r).await
         }
-        async fn push_manifest(
+        async fn write_manifest(
             &self,
-            b: Bytes,
-            m: &str,
-            t: Option<&str>,
-        ) -> crate::store::Result<Descriptor> {
-            self.inner.push_manifest(b, m, t).await
+            m: &SizedManifest,
+            t: &str,
+            tag: Option<&Tag>,
+        ) -> crate::store::Result<()> {
+            self.inner.write_manifest(m, t, tag).await
+        }
+        async fn write_referrer(&self, r: &Referrer) -> crate::store::Result<()> {
+            self.inner.write_referrer(r).await
         }
         async fn blob_exists(&self, d: &Digest) -> crate::store::Result<bool> {
             self.inner.blob_exists(d).await
@@ -908,17 +904,16 @@ mod retry_tests {
         ) -> crate::store::Result<Vec<Descriptor>> {
             self.inner.referrers(s, a).await
         }
-        async fn push_referrer(
-            &self,
-            b: Bytes,
-            s: &Descriptor,
-        ) -> crate::store::Result<Descriptor> {
-            self.inner.push_referrer(b, s).await
-        }
         async fn list_tags(&self) -> crate::store::Result<Vec<String>> {
             self.inner.list_tags().await
         }
+        fn retry_policy(&self) -> RetryPolicy {
+            RetryPolicy::new(ATTEMPTS).with_backoff_base(std::time::Duration::from_millis(20))
+        }
     }
+
+    /// Attempts the flaky store's retry policy allows.
+    const ATTEMPTS: u32 = 3;
 
     /// A memory store holding a model `v1` made of these files; their layers.
     async fn model_store(files: &[(&str, &'static [u8])]) -> (MemoryStore, Vec<Descriptor>) {
@@ -966,7 +961,7 @@ mod retry_tests {
 
     #[tokio::test]
     async fn a_connection_lost_mid_blob_restarts_that_blob() {
-        let (store, artifact) = flaky(DOWNLOAD_ATTEMPTS as usize - 1).await;
+        let (store, artifact) = flaky(ATTEMPTS as usize - 1).await;
         let out = tempfile::tempdir().unwrap();
         unpack_model(&store, &artifact, out.path(), &PullOptions::default())
             .await
@@ -989,6 +984,8 @@ mod retry_tests {
             matches!(err, ModelError::Store(StoreError::Network { .. })),
             "{err}"
         );
+        // The store's retry policy (`--retries`) says how many times the blob is fetched.
+        assert_eq!(store.fails.load(Ordering::SeqCst), 100 - ATTEMPTS as usize);
         assert_eq!(err.kind(), crate::error::ErrorKind::Remote);
         assert!(err.to_string().contains("w.bin"), "{err}");
         assert!(!out.exists());
@@ -996,14 +993,17 @@ mod retry_tests {
 
     #[tokio::test]
     async fn a_failed_file_stops_the_downloads_still_running() {
+        // The stalled file comes first, so that it is running when the bad one fails (a
+        // bad file that fails within its first poll would otherwise stop the pull before the
+        // other download starts).
         let (inner, layers) =
-            model_store(&[("bad.bin", b"good bytes"), ("slow.bin", b"abcdef")]).await;
-        inner.corrupt_blob(&layers[0].digest, Bytes::from_static(b"evil bytes"));
+            model_store(&[("a-slow.bin", b"abcdef"), ("bad.bin", b"good bytes")]).await;
+        inner.corrupt_blob(&layers[1].digest, Bytes::from_static(b"evil bytes"));
         let dropped = Arc::new(AtomicBool::new(false));
         let store = Flaky {
             inner,
             fails: AtomicUsize::new(0),
-            stall: Some((layers[1].digest.clone(), dropped.clone())),
+            stall: Some((layers[0].digest.clone(), dropped.clone())),
         };
         let artifact = fetch_model(&store, "v1").await.unwrap();
         let parent = tempfile::tempdir().unwrap();

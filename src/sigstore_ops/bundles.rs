@@ -3,7 +3,8 @@
 use crate::digest::Digest;
 use crate::media_types as mt;
 use crate::store::{
-    fetch_small_blob, Annotations, BytesSource, Descriptor, ImageManifest, Store, StoreError,
+    fetch_small_blob, Annotations, BytesSource, Descriptor, ImageManifest, Referrer, Store,
+    StoreError,
 };
 use bytes::Bytes;
 
@@ -110,19 +111,8 @@ async fn read_bundle(
         .fetch_manifest(referrer.digest.as_str())
         .await
         .map_err(|e| format!("referrer {}: {e}", referrer.digest))?;
-    let manifest = raw
-        .image_manifest()
-        .map_err(|e| format!("referrer {}: {e}", referrer.digest))?;
-    match &manifest.subject {
-        Some(s) if s.digest == subject.digest => {}
-        Some(s) => {
-            return Err(format!(
-                "referrer {} has subject {}, not the model manifest {}",
-                referrer.digest, s.digest, subject.digest
-            ))
-        }
-        None => return Err(format!("referrer {} has no subject", referrer.digest)),
-    }
+    let referrer_manifest = Referrer::new(raw.bytes, &subject.digest).map_err(|e| e.to_string())?;
+    let manifest = referrer_manifest.manifest();
     let layer = manifest
         .layers
         .iter()

@@ -10,7 +10,7 @@
 //!
 //! Passwords and tokens live in [`Secret`] and never appear in logs or error messages.
 
-use super::StoreError;
+use super::error::{error_chain, shown, snippet, StoreError};
 use crate::secret::Secret;
 use base64::Engine as _;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
@@ -72,61 +72,20 @@ impl Challenge {
 }
 
 /// Parse every challenge in a `WWW-Authenticate` header value (RFC 7235: `scheme param=value,
-/// param="quoted, value", …` possibly followed by further challenges).
+/// param="quoted, value", …` possibly followed by further challenges), with the `http-auth`
+/// crate's parser. Input after a syntax error is ignored; the challenges before it are kept.
 pub fn parse_www_authenticate(header: &str) -> Vec<Challenge> {
-    let s = header.as_bytes();
-    let mut i = 0;
-    let mut out: Vec<Challenge> = Vec::new();
-    let skip = |i: &mut usize, pred: &dyn Fn(u8) -> bool| {
-        while *i < s.len() && pred(s[*i]) {
-            *i += 1;
-        }
-    };
-    while i < s.len() {
-        skip(&mut i, &|c| c == b' ' || c == b'\t' || c == b',');
-        if i >= s.len() {
-            break;
-        }
-        let start = i;
-        skip(&mut i, &|c| !matches!(c, b' ' | b'\t' | b'=' | b','));
-        let token = &header[start..i];
-        let mut j = i;
-        skip(&mut j, &|c| c == b' ' || c == b'\t');
-        let is_param = j < s.len() && s[j] == b'=' && !out.is_empty();
-        if !is_param {
-            // A new challenge (or a token68 we do not use: skip its `=` padding).
-            out.push(Challenge {
-                scheme: token.to_ascii_lowercase(),
-                params: BTreeMap::new(),
-            });
-            continue;
-        }
-        i = j + 1;
-        skip(&mut i, &|c| c == b' ' || c == b'\t');
-        let value = if i < s.len() && s[i] == b'"' {
-            i += 1;
-            let mut v = String::new();
-            while i < s.len() && s[i] != b'"' {
-                if s[i] == b'\\' && i + 1 < s.len() {
-                    i += 1;
-                }
-                // Push whole UTF-8 characters.
-                let ch_len = header[i..].chars().next().map_or(1, char::len_utf8);
-                v.push_str(&header[i..i + ch_len]);
-                i += ch_len;
-            }
-            i += 1; // closing quote
-            v
-        } else {
-            let vs = i;
-            skip(&mut i, &|c| c != b',' && c != b' ' && c != b'\t');
-            header[vs..i].to_string()
-        };
-        if let Some(last) = out.last_mut() {
-            last.params.insert(token.to_ascii_lowercase(), value);
-        }
-    }
-    out
+    http_auth::parser::ChallengeParser::new(header)
+        .map_while(Result::ok)
+        .map(|c| Challenge {
+            scheme: c.scheme.to_ascii_lowercase(),
+            params: c
+                .params
+                .iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.to_unescaped()))
+                .collect(),
+        })
+        .collect()
 }
 
 /// Access a request needs.
@@ -500,8 +459,8 @@ impl Authenticator {
                     req = req.header(AUTHORIZATION, Credentials::basic_header(username, password));
                 }
                 req.send().await.map_err(|e| StoreError::Network {
-                    url: strip_query(&url),
-                    reason: super::registry::error_chain(&e),
+                    url: shown(&url),
+                    reason: error_chain(&e),
                 })?
             }
         };
@@ -526,14 +485,14 @@ impl Authenticator {
             let body = response.text().await.unwrap_or_default();
             return Err(StoreError::Http {
                 method: "GET".into(),
-                url: strip_query(&url),
+                url: shown(&url),
                 status: status.as_u16(),
                 body: format!(": {}", self.redact(&snippet(&body))),
             });
         }
         let body = response.bytes().await.map_err(|e| StoreError::Network {
-            url: strip_query(&url),
-            reason: super::registry::error_chain(&e),
+            url: shown(&url),
+            reason: error_chain(&e),
         })?;
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
             self.unauthorized(format!(
@@ -593,22 +552,6 @@ fn realm_host(realm: &str) -> String {
             })
         })
         .unwrap_or_else(|| realm.chars().take(100).collect())
-}
-
-fn strip_query(url: &url::Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.to_string()
-}
-
-/// The first few hundred characters of a server's answer, on one line.
-pub fn snippet(body: &str) -> String {
-    let one_line: String = body
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    one_line.trim().to_string()
 }
 
 #[cfg(test)]

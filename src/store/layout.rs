@@ -14,7 +14,6 @@
 
 use super::copy::fill_buf;
 use super::*;
-use crate::digest::Hasher;
 use crate::media_types as mt;
 use std::io::Write as _;
 use std::path::Path;
@@ -167,18 +166,10 @@ impl LayoutStore {
         Ok(digest)
     }
 
-    /// Read a manifest blob fully (capped) and check it against its digest.
-    async fn read_manifest_blob(&self, digest: &Digest, size_hint: Option<u64>) -> Result<Bytes> {
+    /// Read a manifest blob fully, capped (checked against its digest by the caller: see
+    /// [`checked::check_fetched`]).
+    async fn read_manifest_blob(&self, digest: &Digest) -> Result<Bytes> {
         let what = format!("manifest {digest} in {}", self.location());
-        if let Some(size) = size_hint {
-            if size > mt::MAX_MANIFEST_SIZE {
-                return Err(StoreError::TooLarge {
-                    what,
-                    size,
-                    limit: mt::MAX_MANIFEST_SIZE,
-                });
-            }
-        }
         let file = match tokio::fs::File::open(self.blob_path(digest)).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -194,31 +185,7 @@ impl LayoutStore {
             .read_to_end(&mut buf)
             .await
             .map_err(|e| StoreError::io(format!("read {what}"), e))?;
-        if buf.len() as u64 > mt::MAX_MANIFEST_SIZE {
-            return Err(StoreError::TooLarge {
-                what,
-                size: buf.len() as u64,
-                limit: mt::MAX_MANIFEST_SIZE,
-            });
-        }
-        let actual = Digest::of(&buf);
-        if &actual != digest {
-            return Err(StoreError::DigestMismatch {
-                what,
-                expected: digest.clone(),
-                actual,
-            });
-        }
-        if let Some(size) = size_hint {
-            if size != buf.len() as u64 {
-                return Err(StoreError::SizeMismatch {
-                    what,
-                    expected: size,
-                    actual: buf.len() as u64,
-                });
-            }
-        }
-        Ok(Bytes::from(buf))
+        SizedManifest::new(what, Bytes::from(buf)).map(|m| m.bytes().clone())
     }
 }
 
@@ -314,62 +281,58 @@ impl Store for LayoutStore {
         format!("oci:{}", self.root.display())
     }
 
-    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
+    async fn resolve_reference(&self, reference: &Reference) -> Result<Descriptor> {
         let index = self.read_index().await?;
-        if let Ok(digest) = reference.parse::<Digest>() {
-            if let Some(d) = index.manifests.iter().find(|d| d.digest == digest) {
-                return Ok(Descriptor::new(d.media_type.clone(), digest, d.size));
+        match reference {
+            Reference::Digest(digest) => {
+                if let Some(d) = index.manifests.iter().find(|d| &d.digest == digest) {
+                    return Ok(Descriptor::new(
+                        d.media_type.clone(),
+                        digest.clone(),
+                        d.size,
+                    ));
+                }
+                // A manifest that is a blob but not listed (e.g. a child of an index).
+                let bytes = self.read_manifest_blob(digest).await?;
+                let media_type = manifest_info(&bytes)
+                    .and_then(|i| i.media_type)
+                    .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
+                Ok(Descriptor::new(
+                    media_type,
+                    digest.clone(),
+                    bytes.len() as u64,
+                ))
             }
-            // A manifest that is a blob but not listed (e.g. a child of an index).
-            let bytes = self.read_manifest_blob(&digest, None).await?;
-            let media_type = manifest_info(&bytes)
-                .and_then(|i| i.media_type)
-                .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
-            return Ok(Descriptor::new(media_type, digest, bytes.len() as u64));
+            Reference::Tag(tag) => index
+                .manifests
+                .iter()
+                .rev()
+                .find(|d| ref_name(d) == Some(tag.as_str()))
+                .map(|d| Descriptor::new(d.media_type.clone(), d.digest.clone(), d.size))
+                .ok_or_else(|| StoreError::NotFound {
+                    what: format!("tag {:?}", tag.as_str()),
+                    location: self.location(),
+                }),
         }
-        if !crate::reference::valid_tag(reference) {
-            return Err(StoreError::invalid(
-                format!("reference {reference:?}"),
-                "not a tag or sha256 digest",
-            ));
-        }
-        index
-            .manifests
-            .iter()
-            .rev()
-            .find(|d| ref_name(d) == Some(reference))
-            .map(|d| Descriptor::new(d.media_type.clone(), d.digest.clone(), d.size))
-            .ok_or_else(|| StoreError::NotFound {
-                what: format!("tag {reference:?}"),
-                location: self.location(),
-            })
     }
 
-    async fn fetch_manifest(&self, reference: &str) -> Result<RawManifest> {
-        let descriptor = self.resolve(reference).await?;
-        let bytes = self
-            .read_manifest_blob(&descriptor.digest, Some(descriptor.size))
-            .await?;
+    async fn read_manifest(&self, reference: &Reference) -> Result<RawManifest> {
+        let descriptor = self.resolve_reference(reference).await?;
+        let bytes = self.read_manifest_blob(&descriptor.digest).await?;
         Ok(RawManifest { descriptor, bytes })
     }
 
-    async fn push_manifest(
+    async fn write_manifest(
         &self,
-        bytes: Bytes,
+        manifest: &SizedManifest,
         media_type: &str,
-        tag: Option<&str>,
-    ) -> Result<Descriptor> {
-        super::check_manifest_size("manifest", bytes.len())?;
-        if let Some(t) = tag {
-            if !crate::reference::valid_tag(t) {
-                return Err(StoreError::invalid(format!("tag {t:?}"), "not a valid tag"));
-            }
-        }
-        let digest = self.write_small_blob(&bytes).await?;
-        let descriptor = Descriptor::new(media_type, digest.clone(), bytes.len() as u64);
-        let mut entry = descriptor.clone();
-        entry.artifact_type = manifest_info(&bytes).and_then(|i| i.artifact_type);
-        let tag = tag.map(str::to_string);
+        tag: Option<&Tag>,
+    ) -> Result<()> {
+        let bytes = manifest.bytes();
+        self.write_small_blob(bytes).await?;
+        let mut entry = Descriptor::new(media_type, manifest.digest().clone(), manifest.size());
+        entry.artifact_type = manifest_info(bytes).and_then(|i| i.artifact_type);
+        let tag = tag.map(|t| t.as_str().to_string());
         self.update_index(move |index| match tag {
             Some(tag) => {
                 // The tag moves here; an untagged entry for the same manifest becomes redundant.
@@ -392,8 +355,7 @@ impl Store for LayoutStore {
                 }
             }
         })
-        .await?;
-        Ok(descriptor)
+        .await
     }
 
     async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
@@ -443,7 +405,7 @@ impl Store for LayoutStore {
         let (file, tmp_path) = tmp.into_parts();
         let mut file = tokio::fs::File::from_std(file);
         let mut reader = source.open().await?;
-        let mut hasher = Hasher::new();
+        let mut check = verified::BlobCheck::upload(size, source.known_digest(), what.clone());
         let mut buf = vec![0u8; COPY_BUF];
         loop {
             let n = fill_buf(&mut reader, &mut buf)
@@ -452,14 +414,7 @@ impl Store for LayoutStore {
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
-            if hasher.len() > size {
-                return Err(StoreError::SizeMismatch {
-                    what,
-                    expected: size,
-                    actual: hasher.len(),
-                });
-            }
+            check.update(&buf[..n])?;
             file.write_all(&buf[..n])
                 .await
                 .map_err(|e| StoreError::io(format!("write blob for {what}"), e))?;
@@ -468,23 +423,7 @@ impl Store for LayoutStore {
             .await
             .map_err(|e| StoreError::io(format!("write blob for {what}"), e))?;
         drop(file);
-        if hasher.len() != size {
-            return Err(StoreError::SizeMismatch {
-                what,
-                expected: size,
-                actual: hasher.len(),
-            });
-        }
-        let digest = hasher.finish();
-        if let Some(expected) = source.known_digest() {
-            if expected != digest {
-                return Err(StoreError::DigestMismatch {
-                    what,
-                    expected,
-                    actual: digest,
-                });
-            }
-        }
+        let digest = check.finish()?;
         let dest = self.blob_path(&digest);
         make_readable(&tmp_path);
         tmp_path
@@ -509,51 +448,25 @@ impl Store for LayoutStore {
             {
                 continue;
             }
-            let bytes = match self
-                .read_manifest_blob(&entry.digest, Some(entry.size))
-                .await
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!("skipping {} in {}: {e}", entry.digest, self.location());
-                    continue;
-                }
-            };
-            out.extend(super::referrers::descriptor_if_referrer(
-                &bytes,
-                &subject.digest,
-                artifact_type,
-            ));
+            let found = self.read_manifest_blob(&entry.digest).await.map(|bytes| {
+                super::referrers::descriptor_if_referrer(&bytes, &subject.digest, artifact_type)
+            });
+            match found {
+                Ok(Some(d)) if d.digest != entry.digest => tracing::warn!(
+                    "skipping {} in {}: its content does not match its digest",
+                    entry.digest,
+                    self.location()
+                ),
+                Ok(found) => out.extend(found),
+                Err(e) => tracing::warn!("skipping {} in {}: {e}", entry.digest, self.location()),
+            }
         }
         Ok(out)
     }
 
-    async fn push_referrer(
-        &self,
-        manifest_bytes: Bytes,
-        subject: &Descriptor,
-    ) -> Result<Descriptor> {
-        let size = manifest_bytes.len() as u64;
-        if size > mt::MAX_MANIFEST_SIZE {
-            return Err(StoreError::TooLarge {
-                what: "referrer manifest".into(),
-                size,
-                limit: mt::MAX_MANIFEST_SIZE,
-            });
-        }
-        let (manifest, mut entry) = super::referrers::referrer_descriptor(&manifest_bytes)?;
-        let declared = manifest.subject.map(|s| s.digest);
-        if declared.as_ref() != Some(&subject.digest) {
-            return Err(StoreError::invalid(
-                "referrer manifest",
-                format!(
-                    "its subject is {:?}, expected {}",
-                    declared.as_ref().map(Digest::as_str),
-                    subject.digest
-                ),
-            ));
-        }
-        self.write_small_blob(&manifest_bytes).await?;
+    async fn write_referrer(&self, referrer: &Referrer) -> Result<()> {
+        self.write_small_blob(referrer.bytes()).await?;
+        let mut entry = referrer.descriptor().clone();
         // Never let a referrer's own annotations make its index entry look like a tag.
         entry.annotations = entry
             .annotations
@@ -562,7 +475,6 @@ impl Store for LayoutStore {
                 a
             })
             .filter(|a| !a.is_empty());
-        let descriptor = entry.clone();
         self.update_index(move |index| {
             if index.manifests.iter().any(|d| d.digest == entry.digest) {
                 false
@@ -571,8 +483,7 @@ impl Store for LayoutStore {
                 true
             }
         })
-        .await?;
-        Ok(descriptor)
+        .await
     }
 
     async fn list_tags(&self) -> Result<Vec<String>> {
@@ -621,17 +532,6 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
         assert!(!root.exists(), "a refused manifest created the layout");
-        let memory = crate::store::memory::MemoryStore::new("m");
-        let err = memory
-            .push_manifest(
-                Bytes::from(vec![b' '; mt::MAX_MANIFEST_SIZE as usize + 1]),
-                mt::OCI_MANIFEST,
-                Some("v1"),
-            )
-            .await
-            .unwrap_err();
-        assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
-        assert!(memory.resolve("v1").await.is_err());
     }
 
     #[tokio::test]

@@ -4,7 +4,6 @@
 //! outside tests.
 
 use super::*;
-use crate::digest::Hasher;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -39,9 +38,15 @@ impl MemoryStore {
         self.uploads.load(Ordering::Relaxed)
     }
 
-    /// Replace a blob's content (tests of corrupted storage).
+    /// Replace the content of a blob or manifest (tests of corrupted storage).
     pub fn corrupt_blob(&self, digest: &Digest, content: Bytes) {
-        self.lock().blobs.insert(digest.clone(), content);
+        let mut inner = self.lock();
+        for (d, _, bytes) in inner.manifests.iter_mut() {
+            if d == digest {
+                *bytes = content.clone();
+            }
+        }
+        inner.blobs.insert(digest.clone(), content);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -81,15 +86,15 @@ impl Store for MemoryStore {
         format!("memory:{}", self.name)
     }
 
-    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
-        let digest = match reference.parse::<Digest>() {
-            Ok(d) => d,
-            Err(_) => self
+    async fn resolve_reference(&self, reference: &Reference) -> Result<Descriptor> {
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => self
                 .lock()
                 .tags
-                .get(reference)
+                .get(t.as_str())
                 .cloned()
-                .ok_or_else(|| self.not_found(format!("tag {reference:?}")))?,
+                .ok_or_else(|| self.not_found(format!("tag {:?}", t.as_str())))?,
         };
         let (media_type, bytes) = self
             .manifest(&digest)
@@ -97,26 +102,30 @@ impl Store for MemoryStore {
         Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
     }
 
-    async fn fetch_manifest(&self, reference: &str) -> Result<RawManifest> {
-        let descriptor = self.resolve(reference).await?;
+    async fn read_manifest(&self, reference: &Reference) -> Result<RawManifest> {
+        let descriptor = self.resolve_reference(reference).await?;
         let (_, bytes) = self
             .manifest(&descriptor.digest)
             .ok_or_else(|| self.not_found(format!("manifest {}", descriptor.digest)))?;
         Ok(RawManifest { descriptor, bytes })
     }
 
-    async fn push_manifest(
+    async fn write_manifest(
         &self,
-        bytes: Bytes,
+        manifest: &SizedManifest,
         media_type: &str,
-        tag: Option<&str>,
-    ) -> Result<Descriptor> {
-        super::check_manifest_size("manifest", bytes.len())?;
-        let digest = self.insert_manifest(&bytes, media_type);
+        tag: Option<&Tag>,
+    ) -> Result<()> {
+        let digest = self.insert_manifest(manifest.bytes(), media_type);
         if let Some(tag) = tag {
-            self.lock().tags.insert(tag.to_string(), digest.clone());
+            self.lock().tags.insert(tag.as_str().to_string(), digest);
         }
-        Ok(Descriptor::new(media_type, digest, bytes.len() as u64))
+        Ok(())
+    }
+
+    async fn write_referrer(&self, referrer: &Referrer) -> Result<()> {
+        self.insert_manifest(referrer.bytes(), &referrer.descriptor().media_type);
+        Ok(())
     }
 
     async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
@@ -140,31 +149,16 @@ impl Store for MemoryStore {
                 return Ok((d, size));
             }
         }
-        let mut reader = source.open().await?;
+        let mut check = verified::BlobCheck::upload(size, source.known_digest(), source.describe());
         let mut buf = Vec::new();
-        reader
+        source
+            .open()
+            .await?
             .read_to_end(&mut buf)
             .await
             .map_err(verified::unwrap_io_error)?;
-        let mut hasher = Hasher::new();
-        hasher.update(&buf);
-        if hasher.len() != size {
-            return Err(StoreError::SizeMismatch {
-                what: source.describe(),
-                expected: size,
-                actual: hasher.len(),
-            });
-        }
-        let digest = hasher.finish();
-        if let Some(expected) = source.known_digest() {
-            if expected != digest {
-                return Err(StoreError::DigestMismatch {
-                    what: source.describe(),
-                    expected,
-                    actual: digest,
-                });
-            }
-        }
+        check.update(&buf)?;
+        let digest = check.finish()?;
         self.uploads.fetch_add(1, Ordering::Relaxed);
         self.lock().blobs.insert(digest.clone(), Bytes::from(buf));
         Ok((digest, size))
@@ -185,22 +179,6 @@ impl Store for MemoryStore {
             ));
         }
         Ok(out)
-    }
-
-    async fn push_referrer(
-        &self,
-        manifest_bytes: Bytes,
-        subject: &Descriptor,
-    ) -> Result<Descriptor> {
-        let (manifest, d) = super::referrers::referrer_descriptor(&manifest_bytes)?;
-        if manifest.subject.as_ref().map(|s| &s.digest) != Some(&subject.digest) {
-            return Err(StoreError::invalid(
-                "referrer manifest",
-                format!("its subject is not {}", subject.digest),
-            ));
-        }
-        self.insert_manifest(&manifest_bytes, &d.media_type);
-        Ok(d)
     }
 
     async fn list_tags(&self) -> Result<Vec<String>> {

@@ -1,22 +1,32 @@
 //! Where artifacts live: a registry or an OCI image layout, behind one trait.
 //!
 //! The store knows blobs, manifests, tags and referrers; it knows nothing of models or
-//! signatures. Every read that names a digest is checked (see [`verified`]); every write is
-//! streamed and hashed on the way.
+//! signatures. The [`Store`] trait is primitives that take checked forms ([`checked`]: a sized
+//! manifest, a referrer whose subject was checked, a valid tag); its provided methods are the
+//! one place the rules are applied, for every store alike (`tests/it/store_contract.rs` runs
+//! the same tests on each). Optional capabilities (cross-repository [`Mount`]) are discovered
+//! with [`Store::mount`]. Every read that names a digest is checked (see [`verified`],
+//! [`checked::check_fetched`]); every write is streamed and hashed on the way; transient
+//! failures are retried as the one [`retry::RetryPolicy`] says.
 
 pub mod auth;
+pub mod checked;
 pub mod copy;
+pub mod error;
 pub mod layout;
 pub mod memory;
 pub mod oci;
 pub mod referrers;
 pub mod registry;
+pub mod retry;
 pub mod verified;
 
 use crate::digest::Digest;
 use crate::reference::Target;
 use async_trait::async_trait;
 use bytes::Bytes;
+pub use checked::{RawManifest, Reference, Referrer, SizedManifest, Tag};
+pub use error::{Result, StoreError};
 pub use oci::{Annotations, Descriptor, ImageIndex, ImageManifest};
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -29,93 +39,6 @@ pub type BoxChunks = Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> 
 
 /// Chunk size when a reader is turned into chunks.
 const READER_CHUNK: usize = 256 << 10;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{what} not found in {location}")]
-    NotFound { what: String, location: String },
-    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
-    DigestMismatch {
-        what: String,
-        expected: Digest,
-        actual: Digest,
-    },
-    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
-    SizeMismatch {
-        what: String,
-        expected: u64,
-        actual: u64,
-    },
-    #[error("{what} is {size} bytes, over the {limit}-byte limit")]
-    TooLarge { what: String, size: u64, limit: u64 },
-    #[error("authentication to {registry} failed: {reason}")]
-    Unauthorized { registry: String, reason: String },
-    #[error("access to {what} denied by {registry}: {reason}")]
-    Denied {
-        registry: String,
-        what: String,
-        reason: String,
-    },
-    #[error("{method} {url} failed: HTTP {status}{body}")]
-    Http {
-        method: String,
-        url: String,
-        status: u16,
-        body: String,
-    },
-    #[error("cannot reach {url}: {reason}")]
-    Network { url: String, reason: String },
-    #[error("invalid {what}: {reason}")]
-    Invalid { what: String, reason: String },
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{0}")]
-    Other(String),
-}
-
-impl StoreError {
-    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        StoreError::Io {
-            what: what.into(),
-            source,
-        }
-    }
-    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        StoreError::Invalid {
-            what: what.into(),
-            reason: reason.into(),
-        }
-    }
-    /// Errors worth retrying: connection problems, 5xx, 429.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Network { .. } => true,
-            StoreError::Http { status, .. } => *status >= 500 || *status == 429,
-            StoreError::Io { source, .. } => matches!(
-                source.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof
-                    | std::io::ErrorKind::TimedOut
-            ),
-            _ => false,
-        }
-    }
-    /// Integrity failures (content does not match its digest or size).
-    pub fn is_integrity(&self) -> bool {
-        matches!(
-            self,
-            StoreError::DigestMismatch { .. } | StoreError::SizeMismatch { .. }
-        )
-    }
-}
-
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Something a blob can be (re)read from: an upload retry starts again from the source.
 #[async_trait]
@@ -177,44 +100,34 @@ impl BlobSource for BytesSource {
     }
 }
 
-/// A manifest as stored: exact bytes plus its descriptor.
-#[derive(Clone, Debug)]
-pub struct RawManifest {
-    pub descriptor: Descriptor,
-    pub bytes: Bytes,
-}
-
-impl RawManifest {
-    pub fn image_manifest(&self) -> Result<ImageManifest> {
-        serde_json::from_slice(&self.bytes).map_err(|e| {
-            StoreError::invalid(
-                format!("manifest {}", self.descriptor.digest),
-                e.to_string(),
-            )
-        })
-    }
-}
-
 /// A place artifacts live. Implemented by the registry client, the OCI layout and (tests) memory.
+///
+/// Implementors provide the primitives, which take only checked forms (see [`checked`]); the
+/// provided methods are the one place that makes those forms and checks what comes back, so
+/// every store follows the same rules. Do not override them.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Human-readable location, e.g. `localhost:5000/team/bert` or `oci:./layout`.
     fn location(&self) -> String;
 
-    /// Resolve a tag or digest to the manifest descriptor (media type, digest, size).
-    async fn resolve(&self, reference: &str) -> Result<Descriptor>;
+    /// Primitive: the manifest descriptor (media type, digest, size) a reference names.
+    async fn resolve_reference(&self, reference: &Reference) -> Result<Descriptor>;
 
-    /// Fetch a manifest by tag or digest. At most [`crate::media_types::MAX_MANIFEST_SIZE`]
-    /// bytes are read; when fetched by digest the bytes are checked against it.
-    async fn fetch_manifest(&self, reference: &str) -> Result<RawManifest>;
+    /// Primitive: the manifest a reference names, reading at most
+    /// [`crate::media_types::MAX_MANIFEST_SIZE`] bytes (checked by [`Store::fetch_manifest`]).
+    async fn read_manifest(&self, reference: &Reference) -> Result<RawManifest>;
 
-    /// Store manifest bytes exactly as given, by digest, and point `tag` at it if given.
-    async fn push_manifest(
+    /// Primitive: store manifest bytes exactly as given, by digest, and point `tag` at it.
+    async fn write_manifest(
         &self,
-        bytes: Bytes,
+        manifest: &SizedManifest,
         media_type: &str,
-        tag: Option<&str>,
-    ) -> Result<Descriptor>;
+        tag: Option<&Tag>,
+    ) -> Result<()>;
+
+    /// Primitive: store a referrer manifest and make it discoverable as a referrer of its
+    /// subject (referrers API, or the fallback tag kept consistent under concurrent writers).
+    async fn write_referrer(&self, referrer: &Referrer) -> Result<()>;
 
     /// Does the store hold this blob?
     async fn blob_exists(&self, digest: &Digest) -> Result<bool>;
@@ -245,43 +158,76 @@ pub trait Store: Send + Sync {
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>>;
 
-    /// Store a manifest that has a `subject`, and make it discoverable as a referrer of that
-    /// subject (referrers API, or the fallback tag kept consistent under concurrent writers).
+    /// Tags in the repository (used to copy fallback-tag referrers).
+    async fn list_tags(&self) -> Result<Vec<String>>;
+
+    /// Cross-repository mounts, when the store can do them (a registry repository).
+    fn mount(&self) -> Option<&dyn Mount> {
+        None
+    }
+
+    /// How transient failures of this store are retried (`--retries`, see
+    /// [`StoreOptions::max_attempts`]); code that reads again from the store (a download
+    /// restarted from its first byte) follows it too.
+    fn retry_policy(&self) -> retry::RetryPolicy {
+        retry::RetryPolicy::default()
+    }
+
+    /// Resolve a tag or digest to the manifest descriptor (media type, digest, size).
+    async fn resolve(&self, reference: &str) -> Result<Descriptor> {
+        self.resolve_reference(&Reference::parse(reference)?).await
+    }
+
+    /// Fetch a manifest by tag or digest, checked by [`checked::check_fetched`]: within the
+    /// size limit, and its bytes hash to the digest asked for and to its descriptor's.
+    async fn fetch_manifest(&self, reference: &str) -> Result<RawManifest> {
+        let reference = Reference::parse(reference)?;
+        let raw = self.read_manifest(&reference).await?;
+        checked::check_fetched(&reference, raw, &self.location())
+    }
+
+    /// Store manifest bytes exactly as given, by digest, and point `tag` at it if given.
+    async fn push_manifest(
+        &self,
+        bytes: Bytes,
+        media_type: &str,
+        tag: Option<&str>,
+    ) -> Result<Descriptor> {
+        let tag = tag.map(Tag::new).transpose()?;
+        let manifest = SizedManifest::new("manifest", bytes)?;
+        self.write_manifest(&manifest, media_type, tag.as_ref())
+            .await?;
+        Ok(Descriptor::new(
+            media_type,
+            manifest.digest().clone(),
+            manifest.size(),
+        ))
+    }
+
+    /// Store a manifest that has a `subject` (it must be `subject`), and make it discoverable
+    /// as a referrer of that subject. Returns its referrers-list descriptor.
     async fn push_referrer(
         &self,
         manifest_bytes: Bytes,
         subject: &Descriptor,
-    ) -> Result<Descriptor>;
-
-    /// Tags in the repository (used to copy fallback-tag referrers).
-    async fn list_tags(&self) -> Result<Vec<String>>;
-
-    /// `(registry API base URL, repository)` when this store is a repository of a registry
-    /// (cross-repository mounts are possible between two repositories of one registry).
-    fn registry_repository(&self) -> Option<(String, String)> {
-        None
-    }
-
-    /// Make `digest`, held by `from_repository` of the same registry, available here without
-    /// sending it (cross-repository mount). `Ok(false)` when the store did not mount it (no
-    /// support, no access to the source): the caller then uploads as usual.
-    async fn mount_blob(&self, _digest: &Digest, _from_repository: &str) -> Result<bool> {
-        Ok(false)
+    ) -> Result<Descriptor> {
+        let referrer = Referrer::new(manifest_bytes, &subject.digest)?;
+        self.write_referrer(&referrer).await?;
+        Ok(referrer.descriptor().clone())
     }
 }
 
-/// Refuse to store a manifest over [`crate::media_types::MAX_MANIFEST_SIZE`] (the limit every
-/// reader applies), naming it `what`.
-pub(crate) fn check_manifest_size(what: impl Into<String>, len: usize) -> Result<()> {
-    let limit = crate::media_types::MAX_MANIFEST_SIZE;
-    if len as u64 > limit {
-        return Err(StoreError::TooLarge {
-            what: what.into(),
-            size: len as u64,
-            limit,
-        });
-    }
-    Ok(())
+/// Cross-repository blob mounts (a capability of registry repositories).
+#[async_trait]
+pub trait Mount: Send + Sync {
+    /// `(registry API base URL, repository)`: mounts work between two repositories of one
+    /// registry.
+    fn registry_repository(&self) -> (String, String);
+
+    /// Make `digest`, held by `from_repository` of the same registry, available here without
+    /// sending it. `Ok(false)` when the registry did not mount it (no access to the source):
+    /// the caller then uploads as usual.
+    async fn mount_blob(&self, digest: &Digest, from_repository: &str) -> Result<bool>;
 }
 
 /// Fetch a blob and check its size and digest while reading.
@@ -332,7 +278,8 @@ pub struct StoreOptions {
     pub insecure: bool,
     /// Credentials given on the command line (else docker config / credential helpers).
     pub credentials: Option<auth::Credentials>,
-    /// Attempts for transient failures (connection errors, 5xx, 429).
+    /// Attempts for transient failures (connection errors, 5xx, 429): the
+    /// [`retry::RetryPolicy`] of every operation on the store. 0: [`retry::DEFAULT_ATTEMPTS`].
     pub max_attempts: u32,
     /// Give up on a registry that stays silent this long: a response to a read that does not
     /// come, a download that stops, an upload the registry stops taking; it is then retried
@@ -346,21 +293,5 @@ pub async fn open(target: &Target, options: &StoreOptions) -> Result<Arc<dyn Sto
     match target {
         Target::Registry(r) => Ok(Arc::new(registry::RegistryStore::new(r, options)?)),
         Target::Layout(l) => Ok(Arc::new(layout::LayoutStore::open_or_create(&l.path)?)),
-    }
-}
-
-impl StoreError {
-    /// Content that is not what its digest says, or hostile/oversized data: integrity.
-    pub fn kind(&self) -> crate::error::ErrorKind {
-        use crate::error::ErrorKind;
-        match self {
-            StoreError::DigestMismatch { .. }
-            | StoreError::SizeMismatch { .. }
-            | StoreError::Invalid { .. }
-            | StoreError::TooLarge { .. } => ErrorKind::Integrity,
-            StoreError::Io { .. } => ErrorKind::Input,
-            StoreError::NotFound { .. } => ErrorKind::NotFound,
-            _ => ErrorKind::Remote,
-        }
     }
 }

@@ -1,24 +1,29 @@
 //! Reads checked for size and digest while they stream: a reader that fails at EOF (or as
 //! soon as it sees a byte too many) when the content is not what the descriptor says.
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::digest::{Digest, Hasher};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
 
-/// Checks a blob chunk by chunk: fails as soon as it has seen a byte too many, and at the
-/// end when the size or the sha256 is not what the descriptor says.
+/// Checks a blob chunk by chunk, as it is read or uploaded: fails as soon as it has seen a
+/// byte too many, and at the end when the size or the sha256 is not what was expected.
 pub struct BlobCheck {
     hasher: Hasher,
-    expected_digest: Digest,
+    expected_digest: Option<Digest>,
     expected_size: u64,
     what: String,
 }
 
 impl BlobCheck {
     pub fn new(expected_digest: Digest, expected_size: u64, what: String) -> Self {
+        Self::upload(expected_size, Some(expected_digest), what)
+    }
+
+    /// For content whose digest may not be known yet (an upload hashed as it streams).
+    pub fn upload(expected_size: u64, expected_digest: Option<Digest>, what: String) -> Self {
         BlobCheck {
             hasher: Hasher::new(),
             expected_digest,
@@ -51,8 +56,8 @@ impl BlobCheck {
         self.hasher.is_empty()
     }
 
-    /// The blob ended: is it all there, with the expected digest?
-    pub fn finish(self) -> Result<(), StoreError> {
+    /// The blob ended: is it all there, with the expected digest? Its digest when so.
+    pub fn finish(self) -> Result<Digest, StoreError> {
         let got = self.hasher.len();
         if got != self.expected_size {
             return Err(StoreError::SizeMismatch {
@@ -62,14 +67,14 @@ impl BlobCheck {
             });
         }
         let actual = self.hasher.finish();
-        if actual != self.expected_digest {
-            return Err(StoreError::DigestMismatch {
+        match self.expected_digest {
+            Some(expected) if expected != actual => Err(StoreError::DigestMismatch {
                 what: self.what,
-                expected: self.expected_digest,
+                expected,
                 actual,
-            });
+            }),
+            _ => Ok(actual),
         }
-        Ok(())
     }
 }
 
@@ -123,7 +128,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for VerifiedReader<R> {
                 let new = &buf.filled()[before..];
                 if new.is_empty() {
                     let check = this.check.take().expect("checked");
-                    return Poll::Ready(check.finish().map_err(to_io));
+                    return Poll::Ready(check.finish().map(drop).map_err(to_io));
                 }
                 if let Err(e) = check.update(new) {
                     this.check = None;

@@ -16,5 +16,6 @@ mod push_pull;
 mod registry;
 mod sign_verify;
 mod smoke;
+mod store_contract;
 mod support;
 mod verify_bundle;

@@ -333,37 +333,7 @@ async fn blob_push_and_fetch_round_trip_with_digest_check() {
         .await
         .unwrap()
         .is_empty());
-
-    // A known digest that does not match the content is refused, naming the source.
-    let lying = FileSource {
-        path: path.clone(),
-        size: data.len() as u64,
-        digest: Some(Digest::of(b"other")),
-    };
-    let err = s.push_blob(&lying).await.unwrap_err();
-    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("model.safetensors"), "{err}");
-    // A wrong declared size too.
-    let short = FileSource {
-        path,
-        size: data.len() as u64 + 5,
-        digest: None,
-    };
-    let err = s.push_blob(&short).await.unwrap_err();
-    assert!(matches!(err, StoreError::SizeMismatch { .. }), "{err}");
-
-    // Missing blob: NotFound naming the digest and the repository.
-    let missing = Descriptor::new("x", Digest::of(b"nope"), 4);
-    let err = match s.fetch_blob_raw(&missing).await {
-        Err(e) => e,
-        Ok(_) => panic!("fetched a missing blob"),
-    };
-    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
-    assert!(
-        err.to_string().contains(missing.digest.as_str())
-            && err.to_string().contains(&s.location()),
-        "{err}"
-    );
+    // Refused pushes, corrupted reads and missing blobs: see the store contract.
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -397,29 +367,6 @@ async fn known_blob_is_not_uploaded_again_and_uploads_are_one_patch() {
     );
     assert_eq!(proxy.count("HEAD", &format!("/blobs/{d1}")), 2);
     assert!(s.blob_exists(&d1).await.unwrap());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn corrupted_blob_in_storage_fails_verification_naming_both_digests() {
-    let reg = harness::Registry::start();
-    let s = store(&reg.host, &harness::repo("corrupt"));
-    let data = harness::pseudo_random(200_000, 11);
-    let (digest, size) = s
-        .push_blob(&BytesSource(Bytes::from(data.clone())))
-        .await
-        .unwrap();
-    // Same length, one byte changed, behind the registry's back.
-    let mut bad = data.clone();
-    bad[100_000] ^= 0xff;
-    std::fs::write(reg.blob_data_path(digest.hex()), &bad).unwrap();
-    let d = Descriptor::new(mt::MODEL_WEIGHT, digest.clone(), size);
-    let err = read_all(&s, &d).await.unwrap_err();
-    let msg = err.to_string();
-    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{msg}");
-    assert!(
-        msg.contains(digest.as_str()) && msg.contains(Digest::of(&bad).as_str()),
-        "{msg}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -481,20 +428,6 @@ async fn manifest_push_and_fetch_preserve_exact_bytes_and_digest() {
     let mut tags = s.list_tags().await.unwrap();
     tags.sort();
     assert_eq!(tags, vec!["v1"]);
-    let err = s.fetch_manifest("nope").await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::NotFound { .. }) && err.to_string().contains("nope"),
-        "{err}"
-    );
-    assert!(matches!(
-        s.resolve("nope").await,
-        Err(StoreError::NotFound { .. })
-    ));
-    assert!(store(&reg.host, "never/pushed")
-        .list_tags()
-        .await
-        .unwrap()
-        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -584,12 +517,6 @@ async fn oversized_manifest_is_refused_on_read() {
             "{err}"
         );
     }
-    // And we never send one.
-    let err = s
-        .push_manifest(Bytes::from(vec![b' '; big]), mt::OCI_MANIFEST, Some("x"))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1092,18 +1019,6 @@ async fn twenty_concurrent_referrers_from_separate_clients_all_land_in_the_fallb
     check_twenty_referrers(&reg.host, false).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn referrers_of_a_subject_without_any_is_empty_and_subject_is_checked() {
-    let reg = harness::Registry::start();
-    let s = store(&reg.host, &harness::repo("noref"));
-    let subject = push_subject(&s, "v1").await;
-    assert!(s.referrers(&subject, None).await.unwrap().is_empty());
-    let other = Descriptor::new(mt::OCI_MANIFEST, Digest::of(b"other"), 5);
-    let bytes = referrer_of(&s, &other, mt::SIGSTORE_BUNDLE_V03, 0).await;
-    let err = s.push_referrer(bytes, &subject).await.unwrap_err();
-    assert!(err.to_string().contains("subject"), "{err}");
-}
-
 /// An OCI 1.1 registry with the referrers API, in process.
 async fn start_ferro() -> String {
     let state = ferro_oci_server::AppState::new(
@@ -1339,7 +1254,8 @@ async fn a_registry_that_stays_silent_fails_the_pull_naming_the_timeout() {
     let started = std::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || {
         harness::bin()
-            .args(["pull", &target, out_arg.to_str().unwrap(), "--timeout", "1"])
+            .args(["pull", &target, out_arg.to_str().unwrap()])
+            .args(["--timeout", "1", "--retries", "3"])
             .timeout(Duration::from_secs(60))
             .output()
             .unwrap()
@@ -1354,7 +1270,7 @@ async fn a_registry_that_stays_silent_fails_the_pull_naming_the_timeout() {
             && stderr.contains("w.bin"),
         "{stderr}"
     );
-    // Three attempts of one second each (and short pauses), not forever.
+    // Three attempts (`--retries 3`) of one second each (and short pauses), not forever.
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "{:?}",

@@ -1,0 +1,173 @@
+//! The store's error type and the small helpers every layer of it shares (error chains,
+//! server-text snippets, URLs for messages). Leaf module: the registry, its transport, auth and
+//! the referrers code all use it, and it uses none of them.
+
+use crate::digest::Digest;
+use crate::error::ErrorKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} not found in {location}")]
+    NotFound { what: String, location: String },
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{what} is {size} bytes, over the {limit}-byte limit")]
+    TooLarge { what: String, size: u64, limit: u64 },
+    #[error("authentication to {registry} failed: {reason}")]
+    Unauthorized { registry: String, reason: String },
+    #[error("access to {what} denied by {registry}: {reason}")]
+    Denied {
+        registry: String,
+        what: String,
+        reason: String,
+    },
+    #[error("{method} {url} failed: HTTP {status}{body}")]
+    Http {
+        method: String,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("cannot reach {url}: {reason}")]
+    Network { url: String, reason: String },
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: String, reason: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StoreError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        StoreError::Invalid {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+    /// Errors worth retrying: connection problems, 5xx, 429.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Network { .. } => true,
+            StoreError::Http { status, .. } => *status >= 500 || *status == 429,
+            StoreError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::TimedOut
+            ),
+            _ => false,
+        }
+    }
+    /// Integrity failures (content does not match its digest or size).
+    pub fn is_integrity(&self) -> bool {
+        matches!(
+            self,
+            StoreError::DigestMismatch { .. } | StoreError::SizeMismatch { .. }
+        )
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl StoreError {
+    /// What kind of failure this is (the CLI maps kinds to exit codes).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::DigestMismatch { .. }
+            | StoreError::SizeMismatch { .. }
+            | StoreError::Invalid { .. }
+            | StoreError::TooLarge { .. } => ErrorKind::Integrity,
+            StoreError::Io { .. } => ErrorKind::Input,
+            StoreError::NotFound { .. } => ErrorKind::NotFound,
+            StoreError::Unauthorized { .. }
+            | StoreError::Denied { .. }
+            | StoreError::Http { .. }
+            | StoreError::Network { .. }
+            | StoreError::Other(_) => ErrorKind::Remote,
+        }
+    }
+}
+
+/// The error chain of `e` on one line (reqwest hides the cause in `source()`).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+/// The first few hundred characters of a server's answer, on one line.
+pub fn snippet(body: &str) -> String {
+    let one_line: String = body
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    one_line.trim().to_string()
+}
+
+/// A URL for messages: without its query (upload state, tokens).
+pub(crate) fn shown(url: &url::Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_follow_what_failed() {
+        let io = StoreError::io("read f", std::io::Error::other("x"));
+        assert_eq!(io.kind(), ErrorKind::Input);
+        let nf = StoreError::NotFound {
+            what: "tag".into(),
+            location: "l".into(),
+        };
+        assert_eq!(nf.kind(), ErrorKind::NotFound);
+        let big = StoreError::TooLarge {
+            what: "m".into(),
+            size: 2,
+            limit: 1,
+        };
+        assert_eq!(big.kind(), ErrorKind::Integrity);
+        assert_eq!(StoreError::invalid("m", "r").kind(), ErrorKind::Integrity);
+        let net = StoreError::Network {
+            url: "u".into(),
+            reason: "r".into(),
+        };
+        assert_eq!(net.kind(), ErrorKind::Remote);
+        assert_eq!(StoreError::Other("x".into()).kind(), ErrorKind::Remote);
+    }
+}
