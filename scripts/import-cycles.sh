@@ -191,6 +191,7 @@ for (crate, mpath), f in files.items():
             edges.setdefault(f, set()).add(g)
             why.setdefault((f, g), (line + 1, "::".join(["crate"] + list(abs_path))))
     body = use_re.sub("", text)
+    body = re.sub(r"^\s*(pub(\([^)]*\))?\s+)?mod\s+\w+\s*;", "", body, flags=re.M)
     for m in use_re.finditer(text):
         is_pub = bool(m.group(1))
         line = text.count("\n", 0, m.start(2))
@@ -202,8 +203,13 @@ for (crate, mpath), f in files.items():
             if a is None: continue
             glob = bool(a) and a[-1] == "*"
             if a and a[-1] in ("*", "self"): a = a[:-1]
-            if is_pub and not scopes[line] and not (a and re.search(r"\b" + a[-1] + r"\b", body)):
-                continue                         # a re-export only: followed, not an edge
+            # A re-export only (the name is not used in the file; a method call `.name(`, a
+            # path `Type::name`, a definition `fn name` or `mod name;` is not a use of it):
+            # followed, not an edge.
+            if is_pub and not scopes[line] and not (
+                a and re.search(r"(?<![.\w:])(?<!fn )\b" + a[-1] + r"\b", body)
+            ):
+                continue
             if not glob and (crate, tuple(a)) in file_of:
                 aliases[a[-1] if a else "crate"] = a
                 continue                         # a module by name: its uses make the edges

@@ -13,6 +13,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+echo "==> scripts/import-cycles.sh (no import cycles between files of src/)"
+bash scripts/import-cycles.sh
 echo "==> scripts/walkthrough.sh (the README walkthrough, run as written)"
 bash scripts/walkthrough.sh
 echo "==> cargo test"

@@ -353,26 +353,6 @@ pub fn clone_integrity(e: &StoreError) -> Option<StoreError> {
     }
 }
 
-/// Read until `buf` is full or the reader ends; the count read (0 only at the end).
-///
-/// Network readers hand out small chunks (often 16 KiB); writing each to a file costs a
-/// round trip to the blocking pool, so copies gather about a MiB before each write.
-pub async fn fill_buf<R: AsyncRead + Unpin + ?Sized>(
-    reader: &mut R,
-    buf: &mut [u8],
-) -> io::Result<usize> {
-    use tokio::io::AsyncReadExt;
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = reader.read(&mut buf[filled..]).await?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    Ok(filled)
-}
-
 /// Reports bytes read to a progress [`crate::progress::Reporter`], in steps of at least
 /// 256 KiB so that reporting stays cheap.
 pub struct ProgressReader<R> {

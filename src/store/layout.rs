@@ -12,7 +12,7 @@
 //!   so no digest can name a file outside `blobs/`.
 //! - Nothing is created until the first write: reading a missing layout is a "not found".
 
-use super::copy::fill_buf;
+use super::io::fill_buf;
 use super::*;
 use crate::media_types as mt;
 use std::io::Write as _;

@@ -13,29 +13,27 @@ pub mod auth;
 pub mod checked;
 pub mod copy;
 pub mod error;
+pub mod io;
 pub mod layout;
 pub mod memory;
 pub mod oci;
+pub mod open;
 pub mod referrers;
 pub mod registry;
 pub mod retry;
 pub mod verified;
 
 use crate::digest::Digest;
-use crate::reference::Target;
 use async_trait::async_trait;
 use bytes::Bytes;
 pub use checked::{RawManifest, Reference, Referrer, SizedManifest, Tag};
 pub use error::{Result, StoreError};
+pub use io::{BoxChunks, BoxReader};
 pub use oci::{Annotations, Descriptor, ImageIndex, ImageManifest};
+pub use open::open;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
 use tokio::io::AsyncRead;
-
-pub type BoxReader = Pin<Box<dyn AsyncRead + Send>>;
-/// A blob as the chunks it arrives in (an HTTP body's frames, or reads of a file).
-pub type BoxChunks = Pin<Box<dyn futures::Stream<Item = std::io::Result<Bytes>> + Send>>;
 
 /// Chunk size when a reader is turned into chunks.
 const READER_CHUNK: usize = 256 << 10;
@@ -286,12 +284,4 @@ pub struct StoreOptions {
     /// like a lost connection. `None`: [`registry::DEFAULT_IDLE_TIMEOUT`]. The answer to a
     /// finished upload is not limited (a registry may take long once it has the whole blob).
     pub idle_timeout: Option<std::time::Duration>,
-}
-
-/// Open the store a target names.
-pub async fn open(target: &Target, options: &StoreOptions) -> Result<Arc<dyn Store>> {
-    match target {
-        Target::Registry(r) => Ok(Arc::new(registry::RegistryStore::new(r, options)?)),
-        Target::Layout(l) => Ok(Arc::new(layout::LayoutStore::open_or_create(&l.path)?)),
-    }
 }

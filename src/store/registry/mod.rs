@@ -38,6 +38,10 @@ pub use super::retry::DEFAULT_ATTEMPTS;
 /// See [`StoreOptions::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Referrers API support (`RegistryStore::referrers_api`), learnt once per store.
+const API_UNKNOWN: u8 = 0;
+const API_YES: u8 = 1;
+const API_NO: u8 = 2;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 /// A store in one repository of an OCI distribution registry.
@@ -108,7 +112,7 @@ impl RegistryStore {
             base,
             registry: r.registry.clone(),
             repository: repository.to_string(),
-            referrers_api: AtomicU8::new(referrers::API_UNKNOWN),
+            referrers_api: AtomicU8::new(API_UNKNOWN),
             fallback_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -460,7 +464,7 @@ impl Mount for RegistryStore {
         if resp.status() == StatusCode::ACCEPTED {
             // The registry opened an upload session instead: close it, upload as usual.
             if let Some(Ok(loc)) = header_str(resp.headers(), LOCATION.as_str())
-                .map(|l| upload::resolve_location(&url, l))
+                .map(|l| transport::resolve_location(&url, l))
             {
                 t.discard(&loc, scope.as_deref()).await;
             }

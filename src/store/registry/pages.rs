@@ -1,7 +1,7 @@
 //! Paginated lists (tags, referrers): one loop that follows `Link: <…>; rel="next"` until the
 //! last page, each URL once, every page read capped and retried like any other read.
 
-use super::upload::resolve_location;
+use super::transport::resolve_location;
 use super::RegistryStore;
 use crate::media_types as mt;
 use crate::store::auth::Access;

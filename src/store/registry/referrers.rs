@@ -32,10 +32,7 @@ use std::time::{Duration, Instant};
 const FALLBACK_ROUNDS: u32 = 30;
 const OCI_SUBJECT: &str = "oci-subject";
 
-/// Referrers API support, learnt once per store.
-pub(super) const API_UNKNOWN: u8 = 0;
-const API_YES: u8 = 1;
-const API_NO: u8 = 2;
+use super::{API_NO, API_YES};
 
 impl RegistryStore {
     pub(super) async fn list_referrers(

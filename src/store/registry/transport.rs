@@ -395,6 +395,16 @@ fn error_detail(body: &str) -> String {
     snippet(body)
 }
 
+/// Resolve an upload `Location` (absolute, or relative to the request URL).
+pub(crate) fn resolve_location(request_url: &Url, location: &str) -> Result<Url, StoreError> {
+    request_url.join(location.trim()).map_err(|e| {
+        StoreError::invalid(
+            format!("upload location {location:?} from {}", shown(request_url)),
+            e.to_string(),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

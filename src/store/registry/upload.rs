@@ -3,7 +3,7 @@
 //! drops its session; the retry starts again from the source.
 
 use super::body::Hashing;
-use super::transport::{header_str, human_secs, network};
+use super::transport::{header_str, human_secs, network, resolve_location};
 use super::{RegistryStore, DOCKER_CONTENT_DIGEST};
 use crate::digest::Digest;
 use crate::store::auth::Access;
@@ -148,16 +148,6 @@ impl RegistryStore {
         }
         Ok((digest, size))
     }
-}
-
-/// Resolve an upload `Location` (absolute, or relative to the request URL).
-pub(crate) fn resolve_location(request_url: &Url, location: &str) -> Result<Url> {
-    request_url.join(location.trim()).map_err(|e| {
-        StoreError::invalid(
-            format!("upload location {location:?} from {}", shown(request_url)),
-            e.to_string(),
-        )
-    })
 }
 
 /// `location` with `digest=<digest>` added to its query (kept: the registry's upload state).
