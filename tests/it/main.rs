@@ -5,6 +5,7 @@ mod attest_lib;
 mod cli_edges;
 mod conformance;
 mod fakes;
+mod fuzz;
 mod harness;
 mod interop;
 mod key_tlog;

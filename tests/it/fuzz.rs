@@ -1,0 +1,289 @@
+//! Property-based fuzzing (proptest, stable Rust) of every public parser of untrusted input:
+//! references, manifests, model files and paths, Sigstore bundles, DSSE envelopes, in-toto and
+//! model-signing statements, trusted roots, signing configs, policy files, OCI layout indexes,
+//! `WWW-Authenticate` challenges and materials. Each must never panic, and round-trip where it
+//! serialises. The test command runs a short budget (proptest's default, 256 cases a property,
+//! or `PROPTEST_CASES`); `scripts/fuzz.sh` runs a long one. A failure proptest finds is kept
+//! in `tests/proptest-regressions/fuzz.txt` and replayed first on every run.
+
+use crate::support::testdata;
+use oci_model::digest::Digest;
+use oci_model::model::ModelPath;
+use oci_model::reference::Target;
+use oci_model::store::ImageManifest;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+/// Keys and strings a manifest, bundle or statement parser looks for, so that generated JSON
+/// reaches past the first "missing field" check.
+const VOCABULARY: &[&str] = &[
+    "schemaVersion",
+    "mediaType",
+    "artifactType",
+    "config",
+    "layers",
+    "manifests",
+    "subject",
+    "annotations",
+    "digest",
+    "size",
+    "urls",
+    "data",
+    "platform",
+    "org.cncf.model.filepath",
+    "org.opencontainers.image.title",
+    "org.opencontainers.image.ref.name",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.cncf.model.manifest.v1+json",
+    "application/vnd.cncf.model.weight.v1.raw",
+    "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+    "_type",
+    "predicateType",
+    "predicate",
+    "name",
+    "sha256",
+    "resources",
+    "serialization",
+    "method",
+    "hash_type",
+    "allow_symlinks",
+    "ignore_paths",
+    "dsseEnvelope",
+    "payload",
+    "payloadType",
+    "signatures",
+    "sig",
+    "keyid",
+    "verificationMaterial",
+    "publicKey",
+    "hint",
+    "tlogEntries",
+    "certificate",
+    "rawBytes",
+    "https://model_signing/signature/v1.0",
+    "https://in-toto.io/Statement/v1",
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    "application/vnd.in-toto+json",
+    "../../etc/passwd",
+    "/abs",
+    "a/b.bin",
+    "\u{1b}[2K",
+    "",
+];
+
+fn word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => prop::sample::select(VOCABULARY).prop_map(str::to_string),
+        1 => ".{0,24}",
+    ]
+}
+
+/// Arbitrary JSON, biased towards the shapes the parsers expect.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<u64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_map(|f| json!(f)),
+        word().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec((word(), inner), 0..8)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+/// A valid sample with a few bytes overwritten, inserted or cut off.
+fn mutated(sample: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
+    let len = sample.len().max(1);
+    prop::collection::vec((0..len, any::<u8>(), 0u8..3), 1..6).prop_map(move |edits| {
+        let mut out = sample.clone();
+        for (at, byte, op) in edits {
+            let at = at.min(out.len());
+            match op {
+                0 if at < out.len() => out[at] = byte,
+                1 => out.insert(at, byte),
+                _ => out.truncate(at),
+            }
+        }
+        out
+    })
+}
+
+fn key_bundle() -> Vec<u8> {
+    std::fs::read(testdata("model-signing/v1.1.0-elliptic-key/model.sig"))
+        .expect("testdata/model-signing/v1.1.0-elliptic-key/model.sig")
+}
+
+fn key_policy() -> oci_model::verify::SignerPolicy {
+    let key =
+        oci_model::verify::TrustedKey::from_file(&testdata("model-signing/signing-key-pub.pem"))
+            .expect("testdata/model-signing/signing-key-pub.pem");
+    oci_model::verify::SignerPolicy::new().with_key(key)
+}
+
+proptest! {
+    #[test]
+    fn references_never_panic_and_round_trip(input in prop_oneof![
+        ".{0,80}",
+        "(oci:)?[a-z0-9.:/_@-]{0,60}(:[A-Za-z0-9_.-]{0,12})?",
+        "[a-z0-9.-]{1,20}(:[0-9]{1,5})?/[a-z0-9/._-]{1,30}(:[A-Za-z0-9_.-]{1,10})?(@sha256:[0-9a-f]{64})?",
+    ]) {
+        if let Ok(target) = Target::parse(&input) {
+            let shown = target.to_string();
+            let again = Target::parse(&shown);
+            prop_assert!(again.is_ok(), "{input:?} → {shown:?} does not parse again");
+            prop_assert_eq!(again.unwrap(), target);
+        }
+        let _ = oci_model::store::checked::Reference::parse(&input);
+    }
+
+    #[test]
+    fn model_paths_accept_only_safe_relative_paths(input in prop_oneof![
+        ".{0,60}",
+        "[a-zA-Z0-9./\\\\:_ -]{0,40}",
+        prop::sample::select(vec!["..", "a/../b", "/etc/x", "C:x", "a\\b", "a//b", "./a", "a/.", "a\u{0}b", "a\u{1b}b"]).prop_map(str::to_string),
+    ]) {
+        if let Ok(p) = ModelPath::new(&input) {
+            let s = p.as_str();
+            prop_assert!(!s.is_empty() && !s.starts_with('/'), "{s:?}");
+            prop_assert!(s.split('/').all(|c| !c.is_empty() && c != "." && c != ".."), "{s:?}");
+            prop_assert!(!s.chars().any(|c| c.is_control() || c == '\\'), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn manifests_never_panic_and_round_trip(value in json_value()) {
+        let bytes = serde_json::to_vec(&value).unwrap();
+        if let Ok(m) = serde_json::from_slice::<ImageManifest>(&bytes) {
+            let again: ImageManifest = serde_json::from_slice(&m.to_bytes()).unwrap();
+            prop_assert_eq!(again, m.clone());
+            // A model view of any manifest: files only with safe paths, or an error.
+            let artifact = oci_model::model::ModelArtifact {
+                descriptor: oci_model::store::Descriptor::new(
+                    oci_model::media_types::OCI_MANIFEST,
+                    Digest::of(&bytes),
+                    bytes.len() as u64,
+                ),
+                bytes: bytes.clone().into(),
+                manifest: m,
+            };
+            if let Ok(files) = artifact.files() {
+                for f in files {
+                    prop_assert!(ModelPath::new(f.path.as_str()).is_ok());
+                }
+            }
+        }
+        let _ = serde_json::from_slice::<oci_model::store::ImageIndex>(&bytes);
+    }
+
+    #[test]
+    fn bundles_never_panic(value in json_value()) {
+        let bytes = serde_json::to_vec(&value).unwrap();
+        let root = oci_model::verify::TrustedRoot::production().unwrap();
+        let options = oci_model::verify::VerifyOptions::default();
+        let _ = oci_model::verify::verify_signature(&bytes, &key_policy(), &root, &options);
+    }
+
+    #[test]
+    fn a_mutated_key_bundle_never_panics_and_never_verifies_different_bytes(
+        bytes in mutated(key_bundle())
+    ) {
+        let root = oci_model::verify::TrustedRoot::production().unwrap();
+        let result = oci_model::verify::verify_signature(
+            &bytes,
+            &key_policy(),
+            &root,
+            &oci_model::verify::VerifyOptions::oms(),
+        );
+        if result.is_ok() {
+            // Only an edit that leaves the signed content as it was may pass: white space, or
+            // the unsigned key hint and keyid (the trusted key comes from the policy, never
+            // from the bundle).
+            let signed = |v: Value| {
+                let e = &v["dsseEnvelope"];
+                (e["payload"].clone(), e["payloadType"].clone(), e["signatures"][0]["sig"].clone())
+            };
+            let a: Value = serde_json::from_slice(&bytes).unwrap();
+            let b: Value = serde_json::from_slice(&key_bundle()).unwrap();
+            prop_assert_eq!(signed(a), signed(b));
+        }
+    }
+
+    #[test]
+    fn model_signing_statements_never_panic_and_round_trip(value in json_value(), names in prop::collection::btree_set("[a-z]{1,8}(/[a-z0-9]{1,8}){0,2}", 1..6)) {
+        let bytes = serde_json::to_vec(&value).unwrap();
+        let _ = oci_model::signing::ModelStatement::parse(&bytes);
+        let statement = oci_model::signing::ModelStatement::from_pairs(
+            "m",
+            names.iter().map(|n| (n.clone(), Digest::of(n.as_bytes()))),
+            Default::default(),
+        );
+        if let Ok(statement) = statement {
+            let again = oci_model::signing::ModelStatement::parse(&statement.to_payload()).unwrap();
+            prop_assert_eq!(again.root_digest(), statement.root_digest());
+            prop_assert_eq!(again.resources.len(), statement.resources.len());
+        }
+    }
+
+    #[test]
+    fn in_toto_statements_never_panic_and_round_trip(value in json_value()) {
+        let bytes = serde_json::to_vec(&value).unwrap();
+        if let Ok(s) = serde_json::from_slice::<oci_model::intoto::Statement>(&bytes) {
+            let again: oci_model::intoto::Statement =
+                serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+            prop_assert_eq!(again, s);
+        }
+    }
+
+    #[test]
+    fn trust_and_signing_configs_never_panic(value in json_value(), text in ".{0,200}") {
+        let json_text = value.to_string();
+        let _ = oci_model::verify::TrustedRoot::from_json(&json_text, "fuzz");
+        let _ = oci_model::verify::TrustedRoot::from_json(&text, "fuzz");
+        let _ = oci_model::signing::signing_config::Services::from_json(&json_text, "fuzz");
+    }
+
+    #[test]
+    fn policy_files_never_panic(text in prop_oneof![
+        ".{0,200}",
+        "(repositories|version|signers|keys|key|identities|requireSigners|attestations|- |: |\n|  |[a-z*/]{1,8}|[0-9]{1,3}){0,60}",
+    ]) {
+        let _ = oci_model::verify::PolicyFile::from_yaml(&text, std::path::Path::new("."), "fuzz.yaml");
+    }
+
+    #[test]
+    fn challenges_and_materials_never_panic(text in prop_oneof![
+        ".{0,120}",
+        "(Bearer|Basic|realm|service|scope|error|=|\"|,| |\\\\|[a-z:/.]{1,10}){0,40}",
+    ]) {
+        let _ = oci_model::store::auth::parse_www_authenticate(&text);
+        let _ = oci_model::attest::Material::parse(&text);
+    }
+}
+
+proptest! {
+    // Each case writes a layout to disk: fewer cases.
+    #![proptest_config(ProptestConfig { cases: ProptestConfig::default().cases.min(64), ..ProptestConfig::default() })]
+
+    #[test]
+    fn layout_indexes_never_panic(value in json_value(), raw in prop::collection::vec(any::<u8>(), 0..64)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        for index in [serde_json::to_vec(&value).unwrap(), raw.clone()] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+            std::fs::write(dir.path().join("index.json"), &index).unwrap();
+            let target = Target::parse(&format!("oci:{}:v1", dir.path().display())).unwrap();
+            rt.block_on(async {
+                if let Ok(store) = oci_model::store::open(&target, &Default::default()).await {
+                    let _ = store.resolve("v1").await;
+                    let _ = store.list_tags().await;
+                }
+            });
+        }
+    }
+}
