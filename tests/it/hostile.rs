@@ -31,7 +31,10 @@ impl Seen {
     }
     /// Every header and the body, for leak checks.
     fn everything(&self) -> String {
-        format!("{} {} {:?} {}", self.method, self.uri, self.headers, self.body)
+        format!(
+            "{} {} {:?} {}",
+            self.method, self.uri, self.headers, self.body
+        )
     }
 }
 
@@ -95,7 +98,9 @@ impl Server {
                     let (seen, handler, addr) = (seen2.clone(), handler.clone(), addr2.clone());
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+                        let body = axum::body::to_bytes(body, 64 << 20)
+                            .await
+                            .unwrap_or_default();
                         let request = Seen {
                             method: parts.method.to_string(),
                             uri: parts
@@ -114,7 +119,8 @@ impl Server {
                         };
                         seen.lock().unwrap().push(request.clone());
                         let answer = handler(&request, &addr);
-                        let mut response = axum::response::Response::builder().status(answer.status);
+                        let mut response =
+                            axum::response::Response::builder().status(answer.status);
                         for (k, v) in answer.headers {
                             response = response.header(k, v);
                         }
@@ -180,7 +186,10 @@ impl Layout {
     fn manifest_digest(&self) -> String {
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(self.root.join("index.json")).unwrap()).unwrap();
-        index["manifests"][0]["digest"].as_str().unwrap().to_string()
+        index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     fn blob(&self, digest: &str) -> Option<Vec<u8>> {
@@ -216,7 +225,11 @@ impl Layout {
                 Some(bytes) => Answer::new(200)
                     .header("content-type", "application/vnd.oci.image.manifest.v1+json")
                     .header("docker-content-digest", digest)
-                    .body(if req.method == "HEAD" { Vec::new() } else { bytes }),
+                    .body(if req.method == "HEAD" {
+                        Vec::new()
+                    } else {
+                        bytes
+                    }),
                 None => Answer::new(404),
             };
         }
@@ -224,7 +237,11 @@ impl Layout {
             return match self.blob(digest) {
                 Some(bytes) => Answer::new(200)
                     .header("content-length", bytes.len().to_string())
-                    .body(if req.method == "HEAD" { Vec::new() } else { bytes }),
+                    .body(if req.method == "HEAD" {
+                        Vec::new()
+                    } else {
+                        bytes
+                    }),
                 None => Answer::new(404),
             };
         }
@@ -254,7 +271,15 @@ fn basic_challenge() -> Answer {
 fn run_with_password(args: &[&str]) -> std::process::Output {
     harness::bin()
         .args(args)
-        .args(["--username", USER, "--password-stdin", "--retries", "1", "--timeout", "10"])
+        .args([
+            "--username",
+            USER,
+            "--password-stdin",
+            "--retries",
+            "1",
+            "--timeout",
+            "10",
+        ])
         .write_stdin(PASSWORD)
         .output()
         .unwrap()
@@ -270,7 +295,11 @@ fn assert_no_credentials(server: &Server, extra_secrets: &[&str]) {
             server.addr
         );
         for secret in [PASSWORD, &basic()].iter().chain(extra_secrets) {
-            assert!(!all.contains(secret), "{secret} leaked to {}: {all}", server.addr);
+            assert!(
+                !all.contains(secret),
+                "{secret} leaked to {}: {all}",
+                server.addr
+            );
         }
     }
 }
@@ -335,9 +364,10 @@ fn a_cross_origin_next_page_gets_no_credentials() {
             return basic_challenge();
         }
         if req.uri.contains("/referrers/") {
-            return layout
-                .answer(req)
-                .header("link", format!("<http://{target}/v2/team/m/referrers/x?n=1>; rel=\"next\""));
+            return layout.answer(req).header(
+                "link",
+                format!("<http://{target}/v2/team/m/referrers/x?n=1>; rel=\"next\""),
+            );
         }
         if req.uri == "/v2/" {
             return Answer::new(200);
@@ -386,7 +416,8 @@ fn a_cross_origin_upload_location_gets_no_credentials() {
 fn echoing(status: u16) -> impl Fn(&Seen, &str) -> Answer {
     move |req, me| {
         if req.uri.starts_with("/token") {
-            return Answer::new(200).json(&serde_json::json!({"token": "tok-SECRET-4242", "expires_in": 300}));
+            return Answer::new(200)
+                .json(&serde_json::json!({"token": "tok-SECRET-4242", "expires_in": 300}));
         }
         let bearer_ok = req.authorization() == Some("Bearer tok-SECRET-4242");
         if req.uri == "/v2/" && !bearer_ok {
@@ -426,7 +457,10 @@ fn credentials_echoed_in_an_error_body_are_redacted() {
             "the token was never used"
         );
         for secret in ["tok-SECRET-4242", PASSWORD, &basic()] {
-            assert!(!stderr.contains(secret), "HTTP {status}: {secret} printed: {stderr}");
+            assert!(
+                !stderr.contains(secret),
+                "HTTP {status}: {secret} printed: {stderr}"
+            );
         }
     }
 }
@@ -450,10 +484,16 @@ fn a_huge_token_lifetime_does_not_panic() {
         if req.uri == "/v2/" {
             return Answer::new(200);
         }
-        Answer::new(404).json(&serde_json::json!({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "no"}]}))
+        Answer::new(404)
+            .json(&serde_json::json!({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "no"}]}))
     });
     let out = harness::bin()
-        .args(["inspect", &format!("{}/team/m:v1", registry.addr), "--retries", "1"])
+        .args([
+            "inspect",
+            &format!("{}/team/m:v1", registry.addr),
+            "--retries",
+            "1",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -6,6 +6,7 @@ mod cli_edges;
 mod conformance;
 mod fakes;
 mod harness;
+mod hostile;
 mod interop;
 mod key_tlog;
 mod keyless;

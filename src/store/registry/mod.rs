@@ -102,8 +102,10 @@ impl RegistryStore {
         let transport = Transport::new(
             &r.registry,
             format!("{}/{repository}", r.registry),
+            &base,
             Authenticator::new(&r.registry, options.credentials.clone(), plain),
             options.insecure,
+            options.ca_file.as_deref(),
             options.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
             RetryPolicy::new(options.max_attempts),
         )?;
