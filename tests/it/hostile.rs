@@ -43,6 +43,8 @@ pub struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Send `body` again and again, forever (no Content-Length).
+    endless: bool,
 }
 
 impl Answer {
@@ -51,7 +53,13 @@ impl Answer {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            endless: false,
         }
+    }
+    fn endless(mut self, chunk: impl Into<Vec<u8>>) -> Answer {
+        self.body = chunk.into();
+        self.endless = true;
+        self
     }
     fn header(mut self, name: &str, value: impl Into<String>) -> Answer {
         self.headers.push((name.to_string(), value.into()));
@@ -124,7 +132,15 @@ impl Server {
                         for (k, v) in answer.headers {
                             response = response.header(k, v);
                         }
-                        response.body(axum::body::Body::from(answer.body)).unwrap()
+                        let body = if answer.endless {
+                            let chunk = bytes::Bytes::from(answer.body);
+                            axum::body::Body::from_stream(futures::stream::repeat_with(move || {
+                                Ok::<_, std::io::Error>(chunk.clone())
+                            }))
+                        } else {
+                            axum::body::Body::from(answer.body)
+                        };
+                        response.body(body).unwrap()
                     }
                 });
                 axum::serve(listener, app)
@@ -502,5 +518,296 @@ fn a_huge_token_lifetime_does_not_panic() {
     assert!(!out.status.success());
 }
 
-#[allow(dead_code)]
-fn _unused(_: &Path) {}
+#[test]
+fn an_endless_token_body_stops_at_the_cap() {
+    let registry = Server::start(|req, me| {
+        if req.uri.starts_with("/token") {
+            return Answer::new(200)
+                .header("content-type", "application/json")
+                .endless(vec![b' '; 64 * 1024]);
+        }
+        Answer::new(401).header(
+            "www-authenticate",
+            format!("Bearer realm=\"http://{me}/token\",service=\"hostile\""),
+        )
+    });
+    let started = std::time::Instant::now();
+    let out = harness::bin()
+        .args([
+            "inspect",
+            &format!("{}/team/m:v1", registry.addr),
+            "--retries",
+            "1",
+        ])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("token service") && stderr.contains("1048576-byte limit"),
+        "{stderr}"
+    );
+    assert!(
+        !out.status.success() && out.status.code() != Some(101),
+        "{out:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn three_thousand_referrer_pages_stop_at_the_page_cap() {
+    let layout = Layout::with_model();
+    let registry = Server::start(move |req, _| {
+        let path = req.uri.split('?').next().unwrap_or("");
+        if path.contains("/referrers/") {
+            let page: u64 = req
+                .uri
+                .split("page=")
+                .nth(1)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let mut answer = Answer::new(200).json(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [{
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": format!("sha256:{:064x}", page),
+                    "size": 100,
+                    "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json"
+                }]
+            }));
+            if page < 3000 {
+                answer = answer.header("link", format!("<{path}?page={}>; rel=\"next\"", page + 1));
+            }
+            return answer;
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        layout.answer(req)
+    });
+    let out = harness::bin()
+        .args([
+            "discover",
+            &format!("{}/team/m:v1", registry.addr),
+            "--retries",
+            "1",
+        ])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("limit of 1000 pages"), "{stderr}");
+    assert!(!out.status.success(), "{out:?}");
+    let pages = registry
+        .seen()
+        .iter()
+        .filter(|r| r.uri.contains("/referrers/"))
+        .count();
+    assert!(pages <= 1001, "{pages} pages read");
+}
+
+/// A host name for a loopback server that oci-model does not treat as loopback (so it uses
+/// https, as for any remote registry): the IPv4-mapped IPv6 form of 127.0.0.1.
+fn as_remote(host: &str) -> String {
+    let port = host.rsplit(':').next().unwrap();
+    format!("[::ffff:127.0.0.1]:{port}")
+}
+
+#[test]
+fn nothing_listening_fails_at_once_with_one_line() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let model = tempfile::tempdir().unwrap();
+    for f in ["a.txt", "b.txt", "c.txt", "d.txt"] {
+        std::fs::write(model.path().join(f), f).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let out = harness::bin()
+        .args([
+            "push",
+            model.path().to_str().unwrap(),
+            &format!("127.0.0.1:{port}/team/m:v1"),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "nothing is listening on 127.0.0.1:{port}; start one with scripts/registry.sh start or docker compose up"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("WARN") && !stderr.contains("attempts"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn https_to_a_plain_http_registry_names_plain_http_and_is_not_retried() {
+    let registry = Server::start(|_, _| Answer::new(200));
+    let started = std::time::Instant::now();
+    let out = harness::bin()
+        .args([
+            "inspect",
+            &format!("{}/team/m:v1", as_remote(&registry.addr)),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("does not speak TLS") && stderr.contains("--plain-http"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("attempts") && !stderr.contains("WARN"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// A CA and a server certificate it issued for 127.0.0.1 (both address forms), made with the
+/// `openssl` program.
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl program (apt package openssl)");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=oci-model test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,IP:::ffff:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn tls_problems_name_the_flag_that_fixes_them() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(certs.path());
+    let reg = harness::Registry::start_with_config(|yaml| {
+        yaml.push_str(&format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ))
+    });
+    let remote = format!("{}/team/m:v1", as_remote(&reg.host));
+
+    // A private CA: not trusted, not retried; the message names --ca-file and --insecure.
+    let started = std::time::Instant::now();
+    let out = harness::bin().args(["inspect", &remote]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("is not trusted")
+            && stderr.contains("--ca-file PEM")
+            && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("attempts") && !stderr.contains("WARN"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // --ca-file trusts it; --insecure skips the check: both reach the registry.
+    for extra in [vec!["--ca-file", ca.to_str().unwrap()], vec!["--insecure"]] {
+        let out = harness::bin()
+            .args(["inspect", &remote])
+            .args(&extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("not found"), "{extra:?}: {stderr}");
+    }
+
+    // A --ca-file that is not PEM is the user's input error.
+    let out = harness::bin()
+        .args([
+            "inspect",
+            &remote,
+            "--ca-file",
+            key.with_extension("missing").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // Plain http to the TLS registry (a loopback address uses http): named, not retried.
+    let out = harness::bin()
+        .args(["inspect", &format!("{}/team/m:v1", reg.host)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the registry speaks https") && stderr.contains("--plain-http"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("attempts"), "{stderr}");
+}
