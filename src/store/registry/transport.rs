@@ -450,13 +450,13 @@ fn tls_problem(url: &Url, chain: &str) -> Option<String> {
              for a plain-http registry"
         ));
     }
+    // The specific causes first, then any certificate problem.
     let cert = [
-        "invalid peer certificate",
         "UnknownIssuer",
         "CaUsedAsEndEntity",
         "NotValidForName",
         "Expired",
-        "BadSignature",
+        "invalid peer certificate",
         "certificate",
     ]
     .into_iter()
