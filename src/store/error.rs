@@ -206,10 +206,12 @@ fn redact_schemes(text: &str) -> String {
     out
 }
 
-/// A URL for messages: without its query (upload state, tokens).
+/// A URL for messages: without its query (upload state, tokens) nor user and password.
 pub(crate) fn shown(url: &url::Url) -> String {
     let mut u = url.clone();
     u.set_query(None);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
     u.to_string()
 }
 
@@ -239,6 +241,12 @@ mod tests {
         };
         assert_eq!(net.kind(), ErrorKind::Remote);
         assert_eq!(StoreError::Other("x".into()).kind(), ErrorKind::Remote);
+    }
+
+    #[test]
+    fn shown_urls_carry_no_query_nor_user() {
+        let u = url::Url::parse("https://bob:pw@h:5000/v2/m?_state=s&token=t").unwrap();
+        assert_eq!(shown(&u), "https://h:5000/v2/m");
     }
 
     #[test]

@@ -100,6 +100,12 @@ impl Transport {
         &self.http
     }
 
+    /// Registry text on its way into a message or a log, without any credential
+    /// ([`Authenticator::redact`]).
+    pub fn redact(&self, text: &str) -> String {
+        self.auth.redact(text)
+    }
+
     /// Build `builder` and attach the credentials known for `scope` when the request goes to
     /// the registry's own origin (else it goes bare); returns the request and what was sent
     /// (to tell a stale token from a fresh one when the registry answers 401).

@@ -139,9 +139,10 @@ impl RegistryStore {
         if let Some(said) = header_str(resp.headers(), DOCKER_CONTENT_DIGEST) {
             if said != digest.as_str() {
                 return Err(StoreError::Other(format!(
-                    "{} stored the blob from {} as {said}, but its content is {digest}",
+                    "{} stored the blob from {} as {}, but its content is {digest}",
                     self.location(),
-                    source.describe()
+                    source.describe(),
+                    t.redact(said)
                 ))
                 .into());
             }
