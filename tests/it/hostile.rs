@@ -392,7 +392,110 @@ fn a_cross_origin_next_page_gets_no_credentials() {
     });
     let out = run_with_password(&["discover", &format!("{}/team/m:v1", registry.addr)]);
     assert_no_credentials(&elsewhere, &[]);
-    let _ = out;
+    // Refused with a clear error rather than followed.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stderr.contains("another origin"), "{stderr}");
+}
+
+#[test]
+fn a_redirect_to_storage_is_followed_without_credentials() {
+    let layout = std::sync::Arc::new(Layout::with_model());
+    let weights = layout.weights_digest();
+    let storage_layout = layout.clone();
+    // Blob storage behind a redirect: presigned URLs, no authentication.
+    let elsewhere = Server::start(move |req, _| {
+        let digest = req.uri.trim_start_matches("/blob/");
+        match storage_layout.blob(digest) {
+            Some(bytes) => Answer::new(200).body(bytes),
+            None => Answer::new(404),
+        }
+    });
+    let target = elsewhere.addr.clone();
+    let registry = Server::start(move |req, _| {
+        if !basic_ok(req) {
+            return basic_challenge();
+        }
+        if req.uri.ends_with(&format!("/blobs/{weights}")) {
+            return Answer::new(307).header("location", format!("http://{target}/blob/{weights}"));
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        layout.answer(req)
+    });
+    let dest = tempfile::tempdir().unwrap();
+    let out = run_with_password(&[
+        "pull",
+        &format!("{}/team/m:v1", registry.addr),
+        dest.path().join("m").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!elsewhere.seen().is_empty(), "not redirected");
+    assert_no_credentials(&elsewhere, &[]);
+}
+
+#[test]
+fn a_redirect_targets_challenge_gets_no_identity_token() {
+    const IDENTITY: &str = "identity-REFRESH-777";
+    let elsewhere = Server::start(|req, me| {
+        if req.uri.starts_with("/token") {
+            return Answer::new(200).json(&serde_json::json!({"token": "stolen"}));
+        }
+        Answer::new(401).header(
+            "www-authenticate",
+            format!("Bearer realm=\"http://{me}/token\",service=\"elsewhere\""),
+        )
+    });
+    let layout = Layout::with_model();
+    let weights = layout.weights_digest();
+    let target = elsewhere.addr.clone();
+    let registry = Server::start(move |req, me| {
+        if req.uri.starts_with("/token") {
+            // The registry's own token service: a refresh-token grant.
+            return if req.body.contains(IDENTITY) {
+                Answer::new(200).json(&serde_json::json!({"access_token": "reg-token-1"}))
+            } else {
+                Answer::new(401)
+            };
+        }
+        if req.authorization() != Some("Bearer reg-token-1") {
+            return Answer::new(401).header(
+                "www-authenticate",
+                format!("Bearer realm=\"http://{me}/token\",service=\"hostile\""),
+            );
+        }
+        if req.uri.ends_with(&format!("/blobs/{weights}")) {
+            return Answer::new(307).header("location", format!("http://{target}/blob/{weights}"));
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        layout.answer(req)
+    });
+    let dest = tempfile::tempdir().unwrap();
+    let out = harness::bin()
+        .args([
+            "pull",
+            &format!("{}/team/m:v1", registry.addr),
+            dest.path().join("m").to_str().unwrap(),
+            "--password-stdin",
+            "--retries",
+            "1",
+        ])
+        .write_stdin(IDENTITY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        registry.seen().iter().any(|r| r.body.contains(IDENTITY)),
+        "the identity token was never used: {out:?}"
+    );
+    assert!(!elsewhere.seen().is_empty(), "not redirected: {out:?}");
+    assert_no_credentials(&elsewhere, &[IDENTITY, "reg-token-1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("asks for credentials"), "{stderr}");
+    assert!(!stderr.contains(IDENTITY), "{stderr}");
 }
 
 #[test]
