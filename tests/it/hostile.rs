@@ -710,6 +710,55 @@ fn three_thousand_referrer_pages_stop_at_the_page_cap() {
     assert!(pages <= 1001, "{pages} pages read");
 }
 
+#[test]
+fn a_list_past_the_entry_cap_stops() {
+    let layout = Layout::with_model();
+    let registry = Server::start(move |req, _| {
+        let path = req.uri.split('?').next().unwrap_or("");
+        if path.contains("/referrers/") {
+            let page: u64 = req
+                .uri
+                .split("page=")
+                .nth(1)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let entries: Vec<serde_json::Value> = (0..5000u64)
+                .map(|i| {
+                    serde_json::json!({
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": format!("sha256:{:064x}", page * 5000 + i),
+                        "size": 100
+                    })
+                })
+                .collect();
+            return Answer::new(200)
+                .json(&serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": entries
+                }))
+                .header("link", format!("<{path}?page={}>; rel=\"next\"", page + 1));
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        layout.answer(req)
+    });
+    let out = harness::bin()
+        .args([
+            "discover",
+            &format!("{}/team/m:v1", registry.addr),
+            "--retries",
+            "1",
+        ])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("limit of 100000 entries"), "{stderr}");
+    assert!(!out.status.success(), "{out:?}");
+}
+
 /// A host name for a loopback server that oci-model does not treat as loopback (so it uses
 /// https, as for any remote registry): the IPv4-mapped IPv6 form of 127.0.0.1.
 fn as_remote(host: &str) -> String {
