@@ -12,7 +12,8 @@
 //!   of primitives that take checked forms (`store::checked`: sized manifest, referrer whose
 //!   subject was checked, valid tag); optional capabilities (mounts) discovered separately;
 //!   streaming blob I/O checked for digest and size; referrers (API and fallback tag); copy
-//!   between stores; one retry policy (`store::retry`). `store::error` is its leaf; the
+//!   between stores; one retry policy (`store::retry`); every cap on what a registry can make
+//!   us read or wait for (`store::limits`). `store::error` is its leaf; the
 //!   registry client is layered (transport → upload/pages → endpoints). Knows nothing of
 //!   models or signatures.
 //! - [`model`]: directory ⇄ artifact (model paths, walk, file hashing, roles → media types,

@@ -95,6 +95,9 @@ pub struct RegistryOpts {
     /// Accept TLS certificates that do not verify (self-signed registries).
     #[arg(long)]
     pub insecure: bool,
+    /// Also trust the CA certificates in this PEM file (a registry with a private CA).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Registry user name (password from --password-stdin).
     #[arg(long, short = 'u')]
     pub username: Option<String>,
@@ -446,6 +449,9 @@ pub struct LoginArgs {
     /// Accept TLS certificates that do not verify.
     #[arg(long)]
     pub insecure: bool,
+    /// Also trust the CA certificates in this PEM file (a registry with a private CA).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -8,9 +8,17 @@
 //! and the request is repeated with it. `error="insufficient_scope"` asks for a token with the
 //! scope the registry named.
 //!
-//! Passwords and tokens live in [`Secret`] and never appear in logs or error messages.
+//! Who gets credentials is decided by the transport (`registry/transport.rs`): only requests
+//! to the registry's own origin, and only challenges answered from that origin reach this
+//! module; the token realm such a challenge names gets them too. Token requests never follow
+//! redirects (the client handed to [`Authenticator::on_challenge`] must not), so a refresh
+//! token or a password is never re-sent to a host the registry's challenge did not name.
+//!
+//! Passwords and tokens live in [`Secret`] and never appear in logs or error messages: every
+//! text a server sends back goes through [`Authenticator::redact`] first.
 
 use super::error::{error_chain, shown, snippet, StoreError};
+use super::limits;
 use crate::secret::Secret;
 use base64::Engine as _;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
@@ -196,7 +204,12 @@ struct State {
     /// The registry asked for Basic: send it with every request.
     basic: bool,
     tokens: HashMap<String, CachedToken>,
+    /// Every token issued to us (most recent [`ISSUED_KEPT`]), for redaction.
+    issued: Vec<Secret>,
 }
+
+/// Issued tokens remembered for redaction.
+const ISSUED_KEPT: usize = 32;
 
 #[derive(serde::Deserialize)]
 struct TokenResponse {
@@ -384,7 +397,12 @@ impl Authenticator {
                 )));
             }
         }
-        self.state().tokens.insert(key, token);
+        let mut state = self.state();
+        if state.issued.len() >= ISSUED_KEPT {
+            state.issued.remove(0);
+        }
+        state.issued.push(token.token.clone());
+        state.tokens.insert(key, token);
         Ok(())
     }
 
@@ -482,18 +500,29 @@ impl Authenticator {
             }));
         }
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
+            let body = limits::read_error_body(response, Duration::from_secs(10)).await;
             return Err(StoreError::Http {
                 method: "GET".into(),
                 url: shown(&url),
                 status: status.as_u16(),
-                body: format!(": {}", self.redact(&snippet(&body))),
+                body: format!(
+                    ": {}",
+                    self.redact(&snippet(&String::from_utf8_lossy(&body)))
+                ),
             });
         }
-        let body = response.bytes().await.map_err(|e| StoreError::Network {
-            url: shown(&url),
-            reason: error_chain(&e),
-        })?;
+        let what = format!("the answer of the token service {}", realm_host(realm));
+        let body = limits::read_capped(
+            response,
+            limits::MAX_TOKEN_RESPONSE,
+            Duration::from_secs(30),
+            &what,
+            || StoreError::Network {
+                url: shown(&url),
+                reason: "the token service stopped sending its answer".into(),
+            },
+        )
+        .await?;
         let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
             self.unauthorized(format!(
                 "the token service {} answered with something that is not a token response: {e}",
@@ -510,28 +539,38 @@ impl Authenticator {
                     realm_host(realm)
                 ))
             })?;
-        // The spec's default lifetime is 60 s; renew a little early.
-        let lifetime = parsed.expires_in.unwrap_or(60).max(10);
+        // The spec's default lifetime is 60 s; renew a little early (clamped: see limits).
         Ok(CachedToken {
             token: Secret::new(token),
-            expires: start + Duration::from_secs(lifetime - lifetime / 10),
+            expires: limits::token_renewal(start, parsed.expires_in),
         })
     }
 
-    /// Remove our secret from text a server sent back (it should never echo it, but be sure).
+    /// Remove every credential form we know from text a server sent back (it should never
+    /// echo one, but be sure): the password, base64 of `user:password`, the identity token,
+    /// every token issued to us; see [`crate::store::error::redact`].
     pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        let secrets = self
+        let mut secrets = Vec::new();
+        let configured = self
             .explicit
             .iter()
-            .chain(self.resolved.get().and_then(Option::as_ref))
-            .map(Credentials::secret);
-        for s in secrets {
-            if !s.is_empty() {
-                out = out.replace(s.expose(), "<redacted>");
+            .chain(self.resolved.get().and_then(Option::as_ref));
+        for c in configured {
+            secrets.push(c.secret().expose().to_string());
+            if let Credentials::Basic { username, password } = c {
+                let pair = format!("{username}:{}", password.expose());
+                for engine in [
+                    &base64::engine::general_purpose::STANDARD,
+                    &base64::engine::general_purpose::STANDARD_NO_PAD,
+                    &base64::engine::general_purpose::URL_SAFE,
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                ] {
+                    secrets.push(engine.encode(&pair));
+                }
             }
         }
-        out
+        secrets.extend(self.state().issued.iter().map(|t| t.expose().to_string()));
+        super::error::redact(text, &secrets)
     }
 }
 

@@ -23,6 +23,15 @@ pub enum StoreError {
     },
     #[error("{what} is {size} bytes, over the {limit}-byte limit")]
     TooLarge { what: String, size: u64, limit: u64 },
+    /// A registry answer past one of the caps in [`super::limits`] (pages, entries).
+    #[error("{what} goes past the limit of {limit}; refusing to read more")]
+    OverLimit { what: String, limit: String },
+    /// Connection refused on the first request: no registry there at all (not retried).
+    #[error("nothing is listening on {addr}{hint}")]
+    NotListening { addr: String, hint: String },
+    /// TLS could not be agreed on (wrong scheme, untrusted certificate): not retried.
+    #[error("cannot talk to {url}: {reason}")]
+    Tls { url: String, reason: String },
     #[error("authentication to {registry} failed: {reason}")]
     Unauthorized { registry: String, reason: String },
     #[error("access to {what} denied by {registry}: {reason}")]
@@ -99,13 +108,16 @@ impl StoreError {
             StoreError::DigestMismatch { .. }
             | StoreError::SizeMismatch { .. }
             | StoreError::Invalid { .. }
-            | StoreError::TooLarge { .. } => ErrorKind::Integrity,
+            | StoreError::TooLarge { .. }
+            | StoreError::OverLimit { .. } => ErrorKind::Integrity,
             StoreError::Io { .. } => ErrorKind::Input,
             StoreError::NotFound { .. } => ErrorKind::NotFound,
             StoreError::Unauthorized { .. }
             | StoreError::Denied { .. }
             | StoreError::Http { .. }
             | StoreError::Network { .. }
+            | StoreError::NotListening { .. }
+            | StoreError::Tls { .. }
             | StoreError::Other(_) => ErrorKind::Remote,
         }
     }
@@ -136,10 +148,70 @@ pub fn snippet(body: &str) -> String {
     one_line.trim().to_string()
 }
 
-/// A URL for messages: without its query (upload state, tokens).
+/// `text` (anything a registry or token service sent back, on its way into an error or a log)
+/// with every credential removed: each of `secrets` (the caller knows every form it sent: the
+/// password, base64 of `user:password`, identity and bearer tokens), and whatever follows
+/// `Basic ` or `Bearer ` (a credential we may not know, e.g. a token issued to another
+/// client). The one redaction of the store: every path from registry text to a message uses it.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    let mut secrets: Vec<&String> = secrets.iter().filter(|s| s.len() >= 3).collect();
+    // Longest first, so a secret that contains another is removed whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for s in secrets {
+        out = out.replace(s.as_str(), "<redacted>");
+    }
+    redact_schemes(&out)
+}
+
+/// Replace the credential after each `Basic ` / `Bearer ` (any case) with `<redacted>`.
+fn redact_schemes(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &lower[i..];
+        let scheme = ["basic ", "bearer "]
+            .into_iter()
+            .find(|p| rest.starts_with(p));
+        let at_word = i == 0 || !lower.as_bytes()[i - 1].is_ascii_alphanumeric();
+        if let (Some(p), true) = (scheme, at_word) {
+            let start = i + p.len();
+            let mut end = start;
+            while end < text.len() && text.as_bytes()[end] == b' ' {
+                end += 1;
+            }
+            let cred_start = end;
+            while end < text.len() {
+                let b = text.as_bytes()[end];
+                if b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b) {
+                    end += 1;
+                } else {
+                    break;
+                }
+            }
+            out.push_str(&text[i..cred_start]);
+            if end > cred_start && &text[cred_start..end] != "<redacted>" {
+                out.push_str("<redacted>");
+                i = end;
+            } else {
+                i = cred_start;
+            }
+            continue;
+        }
+        let ch = text[i..].chars().next().expect("in bounds");
+        out.push(ch);
+        i += ch.len_utf8();
+    }
+    out
+}
+
+/// A URL for messages: without its query (upload state, tokens) nor user and password.
 pub(crate) fn shown(url: &url::Url) -> String {
     let mut u = url.clone();
     u.set_query(None);
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
     u.to_string()
 }
 
@@ -169,5 +241,29 @@ mod tests {
         };
         assert_eq!(net.kind(), ErrorKind::Remote);
         assert_eq!(StoreError::Other("x".into()).kind(), ErrorKind::Remote);
+    }
+
+    #[test]
+    fn shown_urls_carry_no_query_nor_user() {
+        let u = url::Url::parse("https://bob:pw@h:5000/v2/m?_state=s&token=t").unwrap();
+        assert_eq!(shown(&u), "https://h:5000/v2/m");
+    }
+
+    #[test]
+    fn redaction_removes_every_credential_form() {
+        let secrets = vec!["pa55word".to_string(), "YWxpY2U6cGE1NXdvcmQ=".to_string()];
+        let text = "you sent {\"authorization\": \"Basic YWxpY2U6cGE1NXdvcmQ=\"} pa55word; \
+                    BEARER tok.en-1/2+3= and bearer: x, Bearer";
+        let out = redact(text, &secrets);
+        assert!(!out.contains("pa55word") && !out.contains("YWxp"), "{out}");
+        assert!(!out.contains("tok.en"), "{out}");
+        assert!(
+            out.contains("Basic <redacted>") && out.contains("BEARER <redacted>"),
+            "{out}"
+        );
+        assert!(out.ends_with("Bearer"), "{out}");
+        // Non-ASCII text around it survives.
+        assert_eq!(redact("é Bearer x ü", &[]), "é Bearer <redacted> ü");
+        assert_eq!(redact("nothing here", &secrets), "nothing here");
     }
 }

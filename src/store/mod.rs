@@ -15,6 +15,7 @@ pub mod copy;
 pub mod error;
 pub mod io;
 pub mod layout;
+pub mod limits;
 pub mod memory;
 pub mod oci;
 pub mod open;
@@ -274,6 +275,8 @@ pub struct StoreOptions {
     pub plain_http: bool,
     /// Accept invalid TLS certificates.
     pub insecure: bool,
+    /// PEM file of CA certificates to trust besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
     /// Credentials given on the command line (else docker config / credential helpers).
     pub credentials: Option<auth::Credentials>,
     /// Attempts for transient failures (connection errors, 5xx, 429): the

@@ -52,13 +52,22 @@ fn a_closed_stderr_keeps_the_commands_exit_code() {
 
 #[test]
 fn warnings_are_not_coloured_when_stderr_is_not_a_terminal() {
-    // Nothing listens on port 1: the first attempt fails and is logged as a WARN line.
+    // A server that closes every connection without answering: the first attempt fails
+    // (transiently) and is logged as a WARN line. (Nothing listening at all now fails at once,
+    // without a retry.)
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
     let model = tempfile::tempdir().unwrap();
     std::fs::write(model.path().join("a.txt"), b"a").unwrap();
     let out = Command::new(bin())
         .arg("push")
         .arg(model.path())
-        .args(["127.0.0.1:1/x:v1", "--retries", "2"])
+        .args([&format!("{addr}/x:v1"), "--retries", "2"])
         .env_remove("NO_COLOR")
         .output()
         .expect("run oci-model");

@@ -31,7 +31,10 @@ impl Seen {
     }
     /// Every header and the body, for leak checks.
     fn everything(&self) -> String {
-        format!("{} {} {:?} {}", self.method, self.uri, self.headers, self.body)
+        format!(
+            "{} {} {:?} {}",
+            self.method, self.uri, self.headers, self.body
+        )
     }
 }
 
@@ -40,6 +43,8 @@ pub struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Send `body` again and again, forever (no Content-Length).
+    endless: bool,
 }
 
 impl Answer {
@@ -48,7 +53,13 @@ impl Answer {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            endless: false,
         }
+    }
+    fn endless(mut self, chunk: impl Into<Vec<u8>>) -> Answer {
+        self.body = chunk.into();
+        self.endless = true;
+        self
     }
     fn header(mut self, name: &str, value: impl Into<String>) -> Answer {
         self.headers.push((name.to_string(), value.into()));
@@ -95,7 +106,9 @@ impl Server {
                     let (seen, handler, addr) = (seen2.clone(), handler.clone(), addr2.clone());
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+                        let body = axum::body::to_bytes(body, 64 << 20)
+                            .await
+                            .unwrap_or_default();
                         let request = Seen {
                             method: parts.method.to_string(),
                             uri: parts
@@ -114,11 +127,20 @@ impl Server {
                         };
                         seen.lock().unwrap().push(request.clone());
                         let answer = handler(&request, &addr);
-                        let mut response = axum::response::Response::builder().status(answer.status);
+                        let mut response =
+                            axum::response::Response::builder().status(answer.status);
                         for (k, v) in answer.headers {
                             response = response.header(k, v);
                         }
-                        response.body(axum::body::Body::from(answer.body)).unwrap()
+                        let body = if answer.endless {
+                            let chunk = bytes::Bytes::from(answer.body);
+                            axum::body::Body::from_stream(futures::stream::repeat_with(move || {
+                                Ok::<_, std::io::Error>(chunk.clone())
+                            }))
+                        } else {
+                            axum::body::Body::from(answer.body)
+                        };
+                        response.body(body).unwrap()
                     }
                 });
                 axum::serve(listener, app)
@@ -180,7 +202,10 @@ impl Layout {
     fn manifest_digest(&self) -> String {
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(self.root.join("index.json")).unwrap()).unwrap();
-        index["manifests"][0]["digest"].as_str().unwrap().to_string()
+        index["manifests"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     fn blob(&self, digest: &str) -> Option<Vec<u8>> {
@@ -216,7 +241,11 @@ impl Layout {
                 Some(bytes) => Answer::new(200)
                     .header("content-type", "application/vnd.oci.image.manifest.v1+json")
                     .header("docker-content-digest", digest)
-                    .body(if req.method == "HEAD" { Vec::new() } else { bytes }),
+                    .body(if req.method == "HEAD" {
+                        Vec::new()
+                    } else {
+                        bytes
+                    }),
                 None => Answer::new(404),
             };
         }
@@ -224,7 +253,11 @@ impl Layout {
             return match self.blob(digest) {
                 Some(bytes) => Answer::new(200)
                     .header("content-length", bytes.len().to_string())
-                    .body(if req.method == "HEAD" { Vec::new() } else { bytes }),
+                    .body(if req.method == "HEAD" {
+                        Vec::new()
+                    } else {
+                        bytes
+                    }),
                 None => Answer::new(404),
             };
         }
@@ -254,7 +287,15 @@ fn basic_challenge() -> Answer {
 fn run_with_password(args: &[&str]) -> std::process::Output {
     harness::bin()
         .args(args)
-        .args(["--username", USER, "--password-stdin", "--retries", "1", "--timeout", "10"])
+        .args([
+            "--username",
+            USER,
+            "--password-stdin",
+            "--retries",
+            "1",
+            "--timeout",
+            "10",
+        ])
         .write_stdin(PASSWORD)
         .output()
         .unwrap()
@@ -270,7 +311,11 @@ fn assert_no_credentials(server: &Server, extra_secrets: &[&str]) {
             server.addr
         );
         for secret in [PASSWORD, &basic()].iter().chain(extra_secrets) {
-            assert!(!all.contains(secret), "{secret} leaked to {}: {all}", server.addr);
+            assert!(
+                !all.contains(secret),
+                "{secret} leaked to {}: {all}",
+                server.addr
+            );
         }
     }
 }
@@ -335,9 +380,10 @@ fn a_cross_origin_next_page_gets_no_credentials() {
             return basic_challenge();
         }
         if req.uri.contains("/referrers/") {
-            return layout
-                .answer(req)
-                .header("link", format!("<http://{target}/v2/team/m/referrers/x?n=1>; rel=\"next\""));
+            return layout.answer(req).header(
+                "link",
+                format!("<http://{target}/v2/team/m/referrers/x?n=1>; rel=\"next\""),
+            );
         }
         if req.uri == "/v2/" {
             return Answer::new(200);
@@ -346,7 +392,110 @@ fn a_cross_origin_next_page_gets_no_credentials() {
     });
     let out = run_with_password(&["discover", &format!("{}/team/m:v1", registry.addr)]);
     assert_no_credentials(&elsewhere, &[]);
-    let _ = out;
+    // Refused with a clear error rather than followed.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(stderr.contains("another origin"), "{stderr}");
+}
+
+#[test]
+fn a_redirect_to_storage_is_followed_without_credentials() {
+    let layout = std::sync::Arc::new(Layout::with_model());
+    let weights = layout.weights_digest();
+    let storage_layout = layout.clone();
+    // Blob storage behind a redirect: presigned URLs, no authentication.
+    let elsewhere = Server::start(move |req, _| {
+        let digest = req.uri.trim_start_matches("/blob/");
+        match storage_layout.blob(digest) {
+            Some(bytes) => Answer::new(200).body(bytes),
+            None => Answer::new(404),
+        }
+    });
+    let target = elsewhere.addr.clone();
+    let registry = Server::start(move |req, _| {
+        if !basic_ok(req) {
+            return basic_challenge();
+        }
+        if req.uri.ends_with(&format!("/blobs/{weights}")) {
+            return Answer::new(307).header("location", format!("http://{target}/blob/{weights}"));
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        layout.answer(req)
+    });
+    let dest = tempfile::tempdir().unwrap();
+    let out = run_with_password(&[
+        "pull",
+        &format!("{}/team/m:v1", registry.addr),
+        dest.path().join("m").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!elsewhere.seen().is_empty(), "not redirected");
+    assert_no_credentials(&elsewhere, &[]);
+}
+
+#[test]
+fn a_redirect_targets_challenge_gets_no_identity_token() {
+    const IDENTITY: &str = "identity-REFRESH-777";
+    let elsewhere = Server::start(|req, me| {
+        if req.uri.starts_with("/token") {
+            return Answer::new(200).json(&serde_json::json!({"token": "stolen"}));
+        }
+        Answer::new(401).header(
+            "www-authenticate",
+            format!("Bearer realm=\"http://{me}/token\",service=\"elsewhere\""),
+        )
+    });
+    let layout = Layout::with_model();
+    let weights = layout.weights_digest();
+    let target = elsewhere.addr.clone();
+    let registry = Server::start(move |req, me| {
+        if req.uri.starts_with("/token") {
+            // The registry's own token service: a refresh-token grant.
+            return if req.body.contains(IDENTITY) {
+                Answer::new(200).json(&serde_json::json!({"access_token": "reg-token-1"}))
+            } else {
+                Answer::new(401)
+            };
+        }
+        if req.authorization() != Some("Bearer reg-token-1") {
+            return Answer::new(401).header(
+                "www-authenticate",
+                format!("Bearer realm=\"http://{me}/token\",service=\"hostile\""),
+            );
+        }
+        if req.uri.ends_with(&format!("/blobs/{weights}")) {
+            return Answer::new(307).header("location", format!("http://{target}/blob/{weights}"));
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        layout.answer(req)
+    });
+    let dest = tempfile::tempdir().unwrap();
+    let out = harness::bin()
+        .args([
+            "pull",
+            &format!("{}/team/m:v1", registry.addr),
+            dest.path().join("m").to_str().unwrap(),
+            "--password-stdin",
+            "--retries",
+            "1",
+        ])
+        .write_stdin(IDENTITY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        registry.seen().iter().any(|r| r.body.contains(IDENTITY)),
+        "the identity token was never used: {out:?}"
+    );
+    assert!(!elsewhere.seen().is_empty(), "not redirected: {out:?}");
+    assert_no_credentials(&elsewhere, &[IDENTITY, "reg-token-1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("asks for credentials"), "{stderr}");
+    assert!(!stderr.contains(IDENTITY), "{stderr}");
 }
 
 #[test]
@@ -386,7 +535,8 @@ fn a_cross_origin_upload_location_gets_no_credentials() {
 fn echoing(status: u16) -> impl Fn(&Seen, &str) -> Answer {
     move |req, me| {
         if req.uri.starts_with("/token") {
-            return Answer::new(200).json(&serde_json::json!({"token": "tok-SECRET-4242", "expires_in": 300}));
+            return Answer::new(200)
+                .json(&serde_json::json!({"token": "tok-SECRET-4242", "expires_in": 300}));
         }
         let bearer_ok = req.authorization() == Some("Bearer tok-SECRET-4242");
         if req.uri == "/v2/" && !bearer_ok {
@@ -426,7 +576,10 @@ fn credentials_echoed_in_an_error_body_are_redacted() {
             "the token was never used"
         );
         for secret in ["tok-SECRET-4242", PASSWORD, &basic()] {
-            assert!(!stderr.contains(secret), "HTTP {status}: {secret} printed: {stderr}");
+            assert!(
+                !stderr.contains(secret),
+                "HTTP {status}: {secret} printed: {stderr}"
+            );
         }
     }
 }
@@ -450,10 +603,16 @@ fn a_huge_token_lifetime_does_not_panic() {
         if req.uri == "/v2/" {
             return Answer::new(200);
         }
-        Answer::new(404).json(&serde_json::json!({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "no"}]}))
+        Answer::new(404)
+            .json(&serde_json::json!({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "no"}]}))
     });
     let out = harness::bin()
-        .args(["inspect", &format!("{}/team/m:v1", registry.addr), "--retries", "1"])
+        .args([
+            "inspect",
+            &format!("{}/team/m:v1", registry.addr),
+            "--retries",
+            "1",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -462,5 +621,345 @@ fn a_huge_token_lifetime_does_not_panic() {
     assert!(!out.status.success());
 }
 
-#[allow(dead_code)]
-fn _unused(_: &Path) {}
+#[test]
+fn an_endless_token_body_stops_at_the_cap() {
+    let registry = Server::start(|req, me| {
+        if req.uri.starts_with("/token") {
+            return Answer::new(200)
+                .header("content-type", "application/json")
+                .endless(vec![b' '; 64 * 1024]);
+        }
+        Answer::new(401).header(
+            "www-authenticate",
+            format!("Bearer realm=\"http://{me}/token\",service=\"hostile\""),
+        )
+    });
+    let started = std::time::Instant::now();
+    let out = harness::bin()
+        .args([
+            "inspect",
+            &format!("{}/team/m:v1", registry.addr),
+            "--retries",
+            "1",
+        ])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("token service") && stderr.contains("1048576-byte limit"),
+        "{stderr}"
+    );
+    assert!(
+        !out.status.success() && out.status.code() != Some(101),
+        "{out:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn three_thousand_referrer_pages_stop_at_the_page_cap() {
+    let layout = Layout::with_model();
+    let registry = Server::start(move |req, _| {
+        let path = req.uri.split('?').next().unwrap_or("");
+        if path.contains("/referrers/") {
+            let page: u64 = req
+                .uri
+                .split("page=")
+                .nth(1)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let mut answer = Answer::new(200).json(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [{
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": format!("sha256:{:064x}", page),
+                    "size": 100,
+                    "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json"
+                }]
+            }));
+            if page < 3000 {
+                answer = answer.header("link", format!("<{path}?page={}>; rel=\"next\"", page + 1));
+            }
+            return answer;
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        layout.answer(req)
+    });
+    let out = harness::bin()
+        .args([
+            "discover",
+            &format!("{}/team/m:v1", registry.addr),
+            "--retries",
+            "1",
+        ])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("limit of 1000 pages"), "{stderr}");
+    assert!(!out.status.success(), "{out:?}");
+    let pages = registry
+        .seen()
+        .iter()
+        .filter(|r| r.uri.contains("/referrers/"))
+        .count();
+    assert!(pages <= 1001, "{pages} pages read");
+}
+
+#[test]
+fn a_list_past_the_entry_cap_stops() {
+    let layout = Layout::with_model();
+    let registry = Server::start(move |req, _| {
+        let path = req.uri.split('?').next().unwrap_or("");
+        if path.contains("/referrers/") {
+            let page: u64 = req
+                .uri
+                .split("page=")
+                .nth(1)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let entries: Vec<serde_json::Value> = (0..5000u64)
+                .map(|i| {
+                    serde_json::json!({
+                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "digest": format!("sha256:{:064x}", page * 5000 + i),
+                        "size": 100
+                    })
+                })
+                .collect();
+            return Answer::new(200)
+                .json(&serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": entries
+                }))
+                .header("link", format!("<{path}?page={}>; rel=\"next\"", page + 1));
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        layout.answer(req)
+    });
+    let out = harness::bin()
+        .args([
+            "discover",
+            &format!("{}/team/m:v1", registry.addr),
+            "--retries",
+            "1",
+        ])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("limit of 100000 entries"), "{stderr}");
+    assert!(!out.status.success(), "{out:?}");
+}
+
+/// A host name for a loopback server that oci-model does not treat as loopback (so it uses
+/// https, as for any remote registry): the IPv4-mapped IPv6 form of 127.0.0.1.
+fn as_remote(host: &str) -> String {
+    let port = host.rsplit(':').next().unwrap();
+    format!("[::ffff:127.0.0.1]:{port}")
+}
+
+#[test]
+fn nothing_listening_fails_at_once_with_one_line() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let model = tempfile::tempdir().unwrap();
+    for f in ["a.txt", "b.txt", "c.txt", "d.txt"] {
+        std::fs::write(model.path().join(f), f).unwrap();
+    }
+    let started = std::time::Instant::now();
+    let out = harness::bin()
+        .args([
+            "push",
+            model.path().to_str().unwrap(),
+            &format!("127.0.0.1:{port}/team/m:v1"),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "nothing is listening on 127.0.0.1:{port}; start one with scripts/registry.sh start or docker compose up"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("WARN") && !stderr.contains("attempts"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn https_to_a_plain_http_registry_names_plain_http_and_is_not_retried() {
+    let registry = Server::start(|_, _| Answer::new(200));
+    let started = std::time::Instant::now();
+    let out = harness::bin()
+        .args([
+            "inspect",
+            &format!("{}/team/m:v1", as_remote(&registry.addr)),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("does not speak TLS") && stderr.contains("--plain-http"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("attempts") && !stderr.contains("WARN"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// A CA and a server certificate it issued for 127.0.0.1 (both address forms), made with the
+/// `openssl` program.
+fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl program (apt package openssl)");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=oci-model test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1,IP:::ffff:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn tls_problems_name_the_flag_that_fixes_them() {
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(certs.path());
+    let reg = harness::Registry::start_with_config(|yaml| {
+        yaml.push_str(&format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ))
+    });
+    let remote = format!("{}/team/m:v1", as_remote(&reg.host));
+
+    // A private CA: not trusted, not retried; the message names --ca-file and --insecure.
+    let started = std::time::Instant::now();
+    let out = harness::bin().args(["inspect", &remote]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("is not trusted")
+            && stderr.contains("--ca-file PEM")
+            && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("attempts") && !stderr.contains("WARN"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // --ca-file trusts it; --insecure skips the check: both reach the registry.
+    for extra in [vec!["--ca-file", ca.to_str().unwrap()], vec!["--insecure"]] {
+        let out = harness::bin()
+            .args(["inspect", &remote])
+            .args(&extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("not found"), "{extra:?}: {stderr}");
+    }
+
+    // A --ca-file that is not PEM is the user's input error.
+    let out = harness::bin()
+        .args([
+            "inspect",
+            &remote,
+            "--ca-file",
+            key.with_extension("missing").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    // Plain http to the TLS registry (a loopback address uses http): named, not retried.
+    let out = harness::bin()
+        .args(["inspect", &format!("{}/team/m:v1", reg.host)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("the registry speaks https") && stderr.contains("--plain-http"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("attempts"), "{stderr}");
+}

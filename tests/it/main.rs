@@ -7,6 +7,7 @@ mod conformance;
 mod fakes;
 mod fuzz;
 mod harness;
+mod hostile;
 mod interop;
 mod key_tlog;
 mod keyless;

@@ -915,9 +915,26 @@ async fn after_the_last_attempt_the_error_names_attempts_and_cause() {
     );
     assert_eq!(proxy.count("GET", "/manifests/v1"), 3);
 
-    // A registry that went away: connection errors, retried, then a clear Network error.
+    // A registry that went away after answering: connection errors, retried, then a clear
+    // Network error.
     let host = reg.host.clone();
+    let s = store_with(
+        &host,
+        "gone/repo",
+        StoreOptions {
+            max_attempts: 2,
+            ..Default::default()
+        },
+    );
+    assert!(!s.blob_exists(&Digest::of(b"x")).await.unwrap());
     drop(reg);
+    let err = s.blob_exists(&Digest::of(b"x")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Network { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&host) && err.to_string().contains("2 attempts"),
+        "{err}"
+    );
+    // Nothing there from the first request on: one attempt, one line naming the address.
     let s = store_with(
         &host,
         "gone/repo",
@@ -927,9 +944,11 @@ async fn after_the_last_attempt_the_error_names_attempts_and_cause() {
         },
     );
     let err = s.blob_exists(&Digest::of(b"x")).await.unwrap_err();
-    assert!(matches!(err, StoreError::Network { .. }), "{err}");
+    assert!(matches!(err, StoreError::NotListening { .. }), "{err}");
     assert!(
-        err.to_string().contains(&host) && err.to_string().contains("2 attempts"),
+        err.to_string()
+            .contains(&format!("nothing is listening on {host}"))
+            && !err.to_string().contains("attempts"),
         "{err}"
     );
 

@@ -25,6 +25,7 @@ pub async fn login(args: LoginArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let options = StoreOptions {
         plain_http: args.plain_http,
         insecure: args.insecure,
+        ca_file: args.ca_file.clone(),
         credentials: Some(Credentials::Basic {
             username: args.username.clone(),
             password: password.clone(),

@@ -102,8 +102,10 @@ impl RegistryStore {
         let transport = Transport::new(
             &r.registry,
             format!("{}/{repository}", r.registry),
+            &base,
             Authenticator::new(&r.registry, options.credentials.clone(), plain),
             options.insecure,
+            options.ca_file.as_deref(),
             options.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
             RetryPolicy::new(options.max_attempts),
         )?;
@@ -179,6 +181,7 @@ impl RegistryStore {
                     let digest = Digest::of(&bytes);
                     if let Some(hint) = header_str(&headers, DOCKER_CONTENT_DIGEST) {
                         if hint != digest.as_str() {
+                            let hint = t.redact(hint);
                             tracing::warn!(
                                 "{what}: the registry says {hint} but the bytes hash to {digest}; using {digest}"
                             );
@@ -252,7 +255,7 @@ impl RegistryStore {
                                 actual: said.parse().map_err(|_| {
                                     StoreError::invalid(
                                         format!("Docker-Content-Digest for {what}"),
-                                        format!("{said:?} is not a sha256 digest"),
+                                        format!("{:?} is not a sha256 digest", t.redact(said)),
                                     )
                                 })?,
                             }
@@ -319,7 +322,10 @@ impl Store for RegistryStore {
             .await?;
         let digest =
             header_str(&head, DOCKER_CONTENT_DIGEST).and_then(|d| d.parse::<Digest>().ok());
-        let size = header_str(&head, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
+        // A size past the manifest cap is not believed: the manifest is read (capped) instead.
+        let size = header_str(&head, CONTENT_LENGTH.as_str())
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|size| *size <= mt::MAX_MANIFEST_SIZE);
         let media_type = declared_media_type(header_str(&head, CONTENT_TYPE.as_str()));
         match (digest, size, media_type) {
             (Some(d), Some(size), Some(media_type))

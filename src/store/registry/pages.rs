@@ -1,10 +1,14 @@
 //! Paginated lists (tags, referrers): one loop that follows `Link: <…>; rel="next"` until the
-//! last page, each URL once, every page read capped and retried like any other read.
+//! last page, each URL once, every page read capped and retried like any other read, at most
+//! [`limits::MAX_PAGES`] pages and [`limits::MAX_LIST_ENTRIES`] entries. A next page on another
+//! origin than the registry's is refused (the spec's next link is the same endpoint).
 
 use super::transport::resolve_location;
 use super::RegistryStore;
 use crate::media_types as mt;
 use crate::store::auth::Access;
+use crate::store::error::shown;
+use crate::store::limits;
 use crate::store::{Result, Store, StoreError};
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, ACCEPT, LINK};
@@ -12,24 +16,33 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 impl RegistryStore {
-    /// GET `first` and each page after it, handing every body to `page`, which says whether
-    /// to go on. A page answered with a status `absent` accepts ends the list: `Ok(false)`.
+    /// GET `first` and each page after it, handing every body to `page`, which answers how
+    /// many entries it kept (`None`: stop here). A page answered with a status `absent`
+    /// accepts ends the list: `Ok(false)`. Past the caps: [`StoreError::OverLimit`].
     pub(super) async fn pages(
         &self,
         first: Url,
         what: &str,
         accept: Option<&str>,
         absent: fn(StatusCode) -> bool,
-        mut page: impl FnMut(&Bytes) -> Result<bool>,
+        mut page: impl FnMut(&Bytes) -> Result<Option<u64>>,
     ) -> Result<bool> {
         let t = &self.transport;
         let scope = self.scope(Access::Pull);
         let scope = scope.as_deref();
         let mut seen = std::collections::HashSet::new();
+        let (mut pages, mut entries) = (0u64, 0u64);
         let mut next = Some(first);
         while let Some(url) = next.take() {
             if !seen.insert(url.to_string()) {
                 break;
+            }
+            pages += 1;
+            if pages > limits::MAX_PAGES {
+                return Err(StoreError::OverLimit {
+                    what: format!("{what} (from {})", self.location()),
+                    limit: format!("{} pages", limits::MAX_PAGES),
+                });
             }
             let u = &url;
             let got = t
@@ -59,11 +72,32 @@ impl RegistryStore {
             let Some((headers, bytes)) = got else {
                 return Ok(false);
             };
-            if !page(&bytes)? {
+            let Some(kept) = page(&bytes)? else {
                 break;
+            };
+            entries = entries.saturating_add(kept);
+            if entries > limits::MAX_LIST_ENTRIES {
+                return Err(StoreError::OverLimit {
+                    what: format!("{what} (from {})", self.location()),
+                    limit: format!("{} entries", limits::MAX_LIST_ENTRIES),
+                });
             }
             next = match next_link(&headers) {
-                Some(l) => Some(resolve_location(&url, &l)?),
+                Some(l) => {
+                    let n = resolve_location(&url, &l)?;
+                    if n.origin() != url.origin() {
+                        return Err(StoreError::invalid(
+                            format!("next page of {what}"),
+                            format!(
+                                "the registry's Link header points to {}, another origin than \
+                                 {}; refused",
+                                shown(&n),
+                                url.origin().ascii_serialization()
+                            ),
+                        ));
+                    }
+                    Some(n)
+                }
                 None => None,
             };
         }
@@ -87,8 +121,10 @@ impl RegistryStore {
             |bytes| {
                 let list: TagList = serde_json::from_slice(bytes)
                     .map_err(|e| StoreError::invalid(&what, e.to_string()))?;
-                tags.extend(list.tags.unwrap_or_default());
-                Ok(true)
+                let page = list.tags.unwrap_or_default();
+                let kept = page.len() as u64;
+                tags.extend(page);
+                Ok(Some(kept))
             },
         )
         .await?;

@@ -103,9 +103,11 @@ impl RegistryStore {
                 Some(mt::OCI_INDEX),
                 |s| matches!(s.as_u16(), 400 | 404 | 405 | 406 | 501),
                 |bytes| {
+                    let mut kept = 0;
                     match serde_json::from_slice(bytes) {
                         Ok(serde_json::Value::Object(index)) => {
                             if let Some(list) = index.get("manifests").and_then(|m| m.as_array()) {
+                                kept = list.len() as u64;
                                 entries.extend(list.iter().cloned());
                             }
                         }
@@ -116,7 +118,7 @@ impl RegistryStore {
                             is_index = false;
                         }
                     }
-                    Ok(is_index)
+                    Ok(is_index.then_some(kept))
                 },
             )
             .await?;

@@ -2,30 +2,46 @@
 //! is attached in [`Transport::authorize`] and nowhere else), authentication rounds on 401,
 //! status → [`StoreError`] mapping with the registry's own explanation, capped reads of small
 //! bodies, and the idle timeout on everything we wait for.
+//!
+//! The origin rule: credentials go only to the registry's own origin (scheme, host, port) and
+//! to the token realm named by a challenge that origin sent. A request to another origin (an
+//! upload `Location` elsewhere, a redirect to blob storage) is sent bare, and a challenge from
+//! another origin (a redirect target asking for a token) is refused, never answered. Token
+//! requests never follow redirects. Text from the registry enters errors only through
+//! [`Authenticator::redact`].
+//!
+//! Connection and TLS failures are told apart here: nothing listening (on the first request),
+//! https to a plain-http registry, plain http to an https registry, an untrusted certificate;
+//! none of them is retried, and each message names the flag that fixes it.
 
 use super::body::IdleLimited;
 use crate::store::auth::{self, Authenticator};
 use crate::store::error::{error_chain, shown, snippet, StoreError};
+use crate::store::limits;
 use crate::store::retry::{Failed, RetryPolicy};
 use crate::store::BoxChunks;
 use bytes::Bytes;
 use futures::TryStreamExt;
-use reqwest::header::{
-    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 use url::Url;
 
 /// Rounds of 401 → authenticate → resend before giving up.
 const AUTH_ROUNDS: u32 = 3;
-const ERROR_BODY_LIMIT: usize = 8 * 1024;
-const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 
 /// See the module documentation.
 pub(super) struct Transport {
     http: reqwest::Client,
+    /// For token requests: same TLS settings, never follows a redirect.
+    token_http: reqwest::Client,
     auth: Authenticator,
+    /// The registry's origin: the only one that gets credentials.
+    origin: url::Origin,
+    /// Some request got an answer (a refused connection after that is transient).
+    answered: AtomicBool,
     /// Registry as the user wrote it (messages).
     registry: String,
     /// `registry/repository` (messages).
@@ -36,29 +52,43 @@ pub(super) struct Transport {
 }
 
 impl Transport {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         registry: &str,
         location: String,
+        base: &Url,
         auth: Authenticator,
         insecure: bool,
+        ca_file: Option<&Path>,
         idle: Duration,
         retry: RetryPolicy,
     ) -> Result<Self, StoreError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("oci-model/", env!("CARGO_PKG_VERSION")))
-            .danger_accept_invalid_certs(insecure)
-            .connect_timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .build()
-            .map_err(|e| {
+        let ca = match ca_file {
+            Some(path) => Some(read_ca_file(path)?),
+            None => None,
+        };
+        let client = |redirect: reqwest::redirect::Policy| {
+            let mut b = reqwest::Client::builder()
+                .user_agent(concat!("oci-model/", env!("CARGO_PKG_VERSION")))
+                .danger_accept_invalid_certs(insecure)
+                .connect_timeout(Duration::from_secs(30))
+                .redirect(redirect);
+            for cert in ca.iter().flatten() {
+                b = b.add_root_certificate(cert.clone());
+            }
+            b.build().map_err(|e| {
                 StoreError::Other(format!(
                     "cannot set up the HTTP client: {}",
                     error_chain(&e)
                 ))
-            })?;
+            })
+        };
         Ok(Transport {
-            http,
+            http: client(reqwest::redirect::Policy::limited(10))?,
+            token_http: client(reqwest::redirect::Policy::none())?,
             auth,
+            origin: base.origin(),
+            answered: AtomicBool::new(false),
             registry: registry.to_string(),
             location,
             idle,
@@ -70,17 +100,65 @@ impl Transport {
         &self.http
     }
 
-    /// Attach the credentials known for `scope`; returns what was sent (to tell a stale token
-    /// from a fresh one when the registry answers 401).
+    /// Registry text on its way into a message or a log, without any credential
+    /// ([`Authenticator::redact`]).
+    pub fn redact(&self, text: &str) -> String {
+        self.auth.redact(text)
+    }
+
+    /// Build `builder` and attach the credentials known for `scope` when the request goes to
+    /// the registry's own origin (else it goes bare); returns the request and what was sent
+    /// (to tell a stale token from a fresh one when the registry answers 401).
     pub fn authorize(
         &self,
         builder: RequestBuilder,
         scope: Option<&str>,
-    ) -> (RequestBuilder, Option<HeaderValue>) {
-        match self.auth.authorization(scope) {
-            Some(h) => (builder.header(AUTHORIZATION, h.clone()), Some(h)),
-            None => (builder, None),
+    ) -> Result<(reqwest::Request, Option<HeaderValue>), StoreError> {
+        let mut request = builder
+            .build()
+            .map_err(|e| StoreError::Other(format!("cannot build request: {}", error_chain(&e))))?;
+        if request.url().origin() != self.origin {
+            return Ok((request, None));
         }
+        let sent = self.auth.authorization(scope);
+        if let Some(h) = &sent {
+            request.headers_mut().insert(AUTHORIZATION, h.clone());
+        }
+        Ok((request, sent))
+    }
+
+    /// Execute a request built by [`Transport::authorize`], telling connection and TLS
+    /// failures apart (see the module documentation).
+    pub async fn execute(&self, request: reqwest::Request) -> Result<Response, StoreError> {
+        let url = request.url().clone();
+        match self.http.execute(request).await {
+            Ok(resp) => {
+                self.answered.store(true, Ordering::Relaxed);
+                Ok(resp)
+            }
+            Err(e) => Err(self.connection_error(&url, &e)),
+        }
+    }
+
+    /// A challenge answered from `url` may be answered only when `url` is our origin.
+    fn challenge_from(&self, method: &Method, asked: &Url, url: &Url) -> Result<(), StoreError> {
+        if url.origin() == self.origin {
+            return Ok(());
+        }
+        let via = if asked.origin() == self.origin {
+            format!(
+                "{method} {} was redirected to {}, which",
+                shown(asked),
+                shown(url)
+            )
+        } else {
+            format!("{method} {}, outside the registry,", shown(url))
+        };
+        Err(self.auth.unauthorized(format!(
+            "{via} asks for credentials; they are only ever sent to {} (and the token service \
+             its own challenge names)",
+            self.origin.ascii_serialization()
+        )))
     }
 
     /// Authenticate as the challenges to a request for `url` ask (a token request must not
@@ -95,7 +173,8 @@ impl Transport {
         let challenges = challenges(headers);
         tokio::time::timeout(
             self.idle,
-            self.auth.on_challenge(&self.http, &challenges, scope, sent),
+            self.auth
+                .on_challenge(&self.token_http, &challenges, scope, sent),
         )
         .await
         .map_err(|_| self.silent(url, "getting an access token"))?
@@ -110,23 +189,19 @@ impl Transport {
     ) -> Result<Response, Failed> {
         let mut round = 0;
         loop {
-            let (builder, sent) = self.authorize(make(), scope);
-            let request = builder.build().map_err(|e| {
-                StoreError::Other(format!("cannot build request: {}", error_chain(&e)))
-            })?;
+            let (request, sent) = self.authorize(make(), scope)?;
             let (method, url) = (request.method().clone(), request.url().clone());
             tracing::debug!("{method} {}", shown(&url));
             // Reads must answer within the idle timeout; requests carrying a body may take as
             // long as the upload does.
             let reads = method == Method::GET || method == Method::HEAD;
             let resp = if reads {
-                tokio::time::timeout(self.idle, self.http.execute(request))
+                tokio::time::timeout(self.idle, self.execute(request))
                     .await
                     .map_err(|_| self.silent(&url, "waiting for the response"))?
             } else {
-                self.http.execute(request).await
-            }
-            .map_err(|e| network(&url, &e))?;
+                self.execute(request).await
+            }?;
             let status = resp.status();
             let insufficient = challenges(resp.headers())
                 .iter()
@@ -136,6 +211,7 @@ impl Transport {
             {
                 return Ok(resp);
             }
+            self.challenge_from(&method, &url, resp.url())?;
             round += 1;
             if round > AUTH_ROUNDS {
                 return Err(self
@@ -179,6 +255,9 @@ impl Transport {
         scope: Option<&str>,
         sent: Option<&HeaderValue>,
     ) -> Failed {
+        if let Err(e) = self.challenge_from(&Method::PATCH, url, resp.url()) {
+            return e.into();
+        }
         match self
             .answer_challenge(url, resp.headers(), scope, sent)
             .await
@@ -193,8 +272,9 @@ impl Transport {
 
     /// Best effort, never waiting on a registry that stopped answering: `DELETE url`.
     pub async fn discard(&self, url: &Url, scope: Option<&str>) {
-        let (b, _) = self.authorize(self.http.delete(url.clone()), scope);
-        let _ = tokio::time::timeout(self.idle, b.send()).await;
+        if let Ok((request, _)) = self.authorize(self.http.delete(url.clone()), scope) {
+            let _ = tokio::time::timeout(self.idle, self.http.execute(request)).await;
+        }
     }
 
     /// The error for an unexpected status, with the registry's own explanation, and the wait
@@ -203,21 +283,26 @@ impl Transport {
         &self,
         method: &Method,
         url: &Url,
-        mut resp: Response,
+        resp: Response,
         what: &str,
     ) -> Failed {
         let status = resp.status();
         let wait = retry_after(resp.headers());
-        let mut body = Vec::new();
-        while body.len() < ERROR_BODY_LIMIT {
-            match tokio::time::timeout(self.idle, resp.chunk()).await {
-                Ok(Ok(Some(c))) => body.extend_from_slice(&c),
-                _ => break,
+        let body = limits::read_error_body(resp, self.idle).await;
+        let body = String::from_utf8_lossy(&body);
+        if status == StatusCode::BAD_REQUEST
+            && url.scheme() == "http"
+            && body.contains("HTTP request to an HTTPS server")
+        {
+            return StoreError::Tls {
+                url: shown(url),
+                reason: "the registry speaks https, but this request used plain http; drop \
+                         --plain-http (or use https://)"
+                    .into(),
             }
+            .into();
         }
-        let detail = self
-            .auth
-            .redact(&error_detail(&String::from_utf8_lossy(&body)));
+        let detail = self.auth.redact(&error_detail(&body));
         let with_detail = |prefix: &str| match (prefix.is_empty(), detail.is_empty()) {
             (_, true) => prefix.to_string(),
             (true, false) => format!(": {detail}"),
@@ -252,36 +337,12 @@ impl Transport {
     /// `Content-Length` first, then while reading).
     pub async fn read_capped(
         &self,
-        mut resp: Response,
+        resp: Response,
         limit: u64,
         what: &str,
     ) -> Result<Bytes, Failed> {
         let url = resp.url().clone();
-        let too_large = |size| StoreError::TooLarge {
-            what: what.to_string(),
-            size,
-            limit,
-        };
-        let declared =
-            header_str(resp.headers(), CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<u64>().ok());
-        if let Some(len) = declared.filter(|len| *len > limit) {
-            return Err(too_large(len).into());
-        }
-        let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0) as usize);
-        loop {
-            let chunk = match tokio::time::timeout(self.idle, resp.chunk()).await {
-                Err(_) => return Err(self.stalled(&url).into()),
-                Ok(next) => match next.map_err(|e| network(&url, &e))? {
-                    Some(chunk) => chunk,
-                    None => break,
-                },
-            };
-            if (buf.len() + chunk.len()) as u64 > limit {
-                return Err(too_large((buf.len() + chunk.len()) as u64).into());
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok(buf.freeze())
+        Ok(limits::read_capped(resp, limit, self.idle, what, || self.stalled(&url)).await?)
     }
 
     /// A response body as chunks, failing like a lost connection when it stops arriving.
@@ -329,11 +390,114 @@ pub(super) fn human_secs(d: Duration) -> String {
     }
 }
 
-pub(super) fn network(url: &Url, e: &reqwest::Error) -> StoreError {
-    StoreError::Network {
-        url: shown(url),
-        reason: error_chain(e),
+impl Transport {
+    /// The error for a request to `url` that got no HTTP answer: nothing listening (on the
+    /// first request: fail fast, one line), a TLS mismatch or untrusted certificate (never
+    /// transient), else a network error (transient).
+    pub fn connection_error(&self, url: &Url, e: &reqwest::Error) -> StoreError {
+        let chain = error_chain(e);
+        let addr = match (url.host_str(), url.port_or_known_default()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => self.registry.clone(),
+        };
+        if let Some(reason) = tls_problem(url, &chain) {
+            return StoreError::Tls {
+                url: shown(url),
+                reason,
+            };
+        }
+        let refused = io_kind(e) == Some(std::io::ErrorKind::ConnectionRefused)
+            || chain.contains("Connection refused");
+        if refused && e.is_connect() && !self.answered.load(Ordering::Relaxed) {
+            let loopback = url.host().is_some_and(|h| match h {
+                url::Host::Domain(d) => d == "localhost",
+                url::Host::Ipv4(ip) => ip.is_loopback(),
+                url::Host::Ipv6(ip) => ip.is_loopback(),
+            });
+            return StoreError::NotListening {
+                addr,
+                hint: if loopback {
+                    "; start one with scripts/registry.sh start or docker compose up".into()
+                } else {
+                    " (connection refused); check the registry address and port".into()
+                },
+            };
+        }
+        StoreError::Network {
+            url: shown(url),
+            reason: chain,
+        }
     }
+}
+
+/// The kind of the I/O error behind `e`, if any.
+fn io_kind(e: &reqwest::Error) -> Option<std::io::ErrorKind> {
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// What went wrong agreeing on TLS with `url`, from the error chain (rustls' messages), with
+/// the flag that fixes it; `None` when it is not a TLS problem.
+fn tls_problem(url: &Url, chain: &str) -> Option<String> {
+    if url.scheme() != "https" {
+        return None;
+    }
+    let host = url.host_str().unwrap_or("the registry");
+    if chain.contains("InvalidContentType") || chain.contains("corrupt message") {
+        return Some(format!(
+            "{host} does not speak TLS (it answered https with plain http); use --plain-http \
+             for a plain-http registry"
+        ));
+    }
+    // The specific causes first, then any certificate problem.
+    let cert = [
+        "UnknownIssuer",
+        "CaUsedAsEndEntity",
+        "NotValidForName",
+        "Expired",
+        "invalid peer certificate",
+        "certificate",
+    ]
+    .into_iter()
+    .find(|p| chain.contains(p))?;
+    let detail = match cert {
+        "UnknownIssuer" => "it is signed by an unknown authority",
+        "CaUsedAsEndEntity" => "it is a self-signed CA certificate used as a server certificate",
+        "NotValidForName" => "it is not valid for this host name",
+        "Expired" => "it has expired",
+        _ => "it does not verify",
+    };
+    Some(format!(
+        "the TLS certificate of {host} is not trusted ({detail}); pass --ca-file PEM to trust \
+         the CA that issued it, or --insecure to skip certificate checks"
+    ))
+}
+
+/// The certificates of a PEM file given with `--ca-file`.
+fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, StoreError> {
+    let what = format!("CA file {}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| StoreError::io(format!("read {what}"), e))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&bytes).map_err(|e| StoreError::Io {
+        what: what.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, error_chain(&e)),
+    })?;
+    if certs.is_empty() {
+        return Err(StoreError::Io {
+            what,
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no PEM certificate in it",
+            ),
+        });
+    }
+    Ok(certs)
 }
 
 pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -362,7 +526,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO),
     };
-    Some(d.min(RETRY_AFTER_CAP))
+    Some(limits::retry_after(d))
 }
 
 /// `"CODE: message"` from an OCI error body, else a snippet of the body.
@@ -415,7 +579,7 @@ mod tests {
         h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
         h.insert(RETRY_AFTER, HeaderValue::from_static("100000"));
-        assert_eq!(retry_after(&h), Some(RETRY_AFTER_CAP));
+        assert_eq!(retry_after(&h), Some(limits::MAX_RETRY_AFTER));
         h.insert(
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),

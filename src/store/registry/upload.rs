@@ -3,7 +3,7 @@
 //! drops its session; the retry starts again from the source.
 
 use super::body::Hashing;
-use super::transport::{header_str, human_secs, network, resolve_location};
+use super::transport::{header_str, human_secs, resolve_location};
 use super::{RegistryStore, DOCKER_CONTENT_DIGEST};
 use crate::digest::Digest;
 use crate::store::auth::Access;
@@ -48,17 +48,17 @@ impl RegistryStore {
         // PATCH: the whole source, streamed, hashed as it passes.
         let body = Hashing::new(source.open().await?, size);
         let watch = body.watch();
-        let (builder, sent) = t.authorize(
+        let (request, sent) = t.authorize(
             t.http()
                 .patch(location.clone())
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_LENGTH, size)
                 .body(reqwest::Body::wrap_stream(body)),
             scope,
-        );
+        )?;
         tracing::debug!("PATCH {} ({size} bytes)", shown(&location));
         let result = tokio::select! {
-            result = builder.send() => result,
+            result = t.execute(request) => result,
             () = watch.stalled(t.idle) => {
                 t.discard(&location, scope).await;
                 return Err(StoreError::Network {
@@ -91,7 +91,7 @@ impl RegistryStore {
             t.discard(&location, scope).await;
             return Err(e.into());
         }
-        let resp = result.map_err(|e| network(&location, &e))?;
+        let resp = result?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             // The token expired mid-upload: renew it, then start the upload again.
             return Err(t.renew(&location, &resp, scope, sent.as_ref()).await);
@@ -139,9 +139,10 @@ impl RegistryStore {
         if let Some(said) = header_str(resp.headers(), DOCKER_CONTENT_DIGEST) {
             if said != digest.as_str() {
                 return Err(StoreError::Other(format!(
-                    "{} stored the blob from {} as {said}, but its content is {digest}",
+                    "{} stored the blob from {} as {}, but its content is {digest}",
                     self.location(),
-                    source.describe()
+                    source.describe(),
+                    t.redact(said)
                 ))
                 .into());
             }
