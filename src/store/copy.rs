@@ -427,13 +427,8 @@ mod tests {
             .await
             .unwrap();
         let m = ImageManifest {
-            schema_version: 2,
-            media_type: Some(mt::OCI_MANIFEST.into()),
             artifact_type: Some(mt::MODEL_ARTIFACT.into()),
-            config: Descriptor::empty(),
-            layers,
-            subject: None,
-            annotations: None,
+            ..ImageManifest::new(Descriptor::empty(), layers)
         };
         let desc = store
             .push_manifest(Bytes::from(m.to_bytes()), mt::OCI_MANIFEST, Some("v1"))
@@ -448,13 +443,12 @@ mod tests {
             .await
             .unwrap();
         let m = ImageManifest {
-            schema_version: 2,
-            media_type: Some(mt::OCI_MANIFEST.into()),
             artifact_type: Some(mt::SIGSTORE_BUNDLE_V03.into()),
-            config: Descriptor::empty(),
-            layers: vec![Descriptor::new(mt::SIGSTORE_BUNDLE_V03, d, size)],
             subject: Some(subject.clone()),
-            annotations: None,
+            ..ImageManifest::new(
+                Descriptor::empty(),
+                vec![Descriptor::new(mt::SIGSTORE_BUNDLE_V03, d, size)],
+            )
         };
         store
             .push_referrer(Bytes::from(m.to_bytes()), subject)
