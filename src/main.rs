@@ -8,21 +8,11 @@ macro_rules! quiet_write {
     }};
 }
 #[allow(unused_macros)]
-macro_rules! print {
-    ($($arg:tt)*) => { quiet_write!(stdout, write, $($arg)*) };
-}
-macro_rules! println {
-    () => { print!("\n") };
-    ($($arg:tt)*) => { quiet_write!(stdout, writeln, $($arg)*) };
-}
+macro_rules! print { ($($arg:tt)*) => { quiet_write!(stdout, write, $($arg)*) } }
+macro_rules! println { ($($arg:tt)*) => { quiet_write!(stdout, writeln, $($arg)*) } }
 #[allow(unused_macros)]
-macro_rules! eprint {
-    ($($arg:tt)*) => { quiet_write!(stderr, write, $($arg)*) };
-}
-macro_rules! eprintln {
-    () => { eprint!("\n") };
-    ($($arg:tt)*) => { quiet_write!(stderr, writeln, $($arg)*) };
-}
+macro_rules! eprint { ($($arg:tt)*) => { quiet_write!(stderr, write, $($arg)*) } }
+macro_rules! eprintln { ($($arg:tt)*) => { quiet_write!(stderr, writeln, $($arg)*) } }
 
 mod cli;
 
