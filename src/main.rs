@@ -1,34 +1,18 @@
 // Output to a closed pipe (`oci-model … 2>&1 | head -c1`) must not panic (std's print macros
 // panic on EPIPE, exit 101). These shadow them in the whole binary (textual macro scope: they
 // are defined before `mod cli`) and drop write errors, so the exit code stays the command's own.
-#[allow(unused_macros)]
-macro_rules! print {
-    ($($arg:tt)*) => {{
+macro_rules! quiet_write {
+    ($stream:ident, $write:ident, $($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout(), $($arg)*);
-    }};
-}
-macro_rules! println {
-    () => { print!("\n") };
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        let _ = $write!(std::io::$stream(), $($arg)*);
     }};
 }
 #[allow(unused_macros)]
-macro_rules! eprint {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($arg)*);
-    }};
-}
-macro_rules! eprintln {
-    () => { eprint!("\n") };
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
+macro_rules! print { ($($arg:tt)*) => { quiet_write!(stdout, write, $($arg)*) } }
+macro_rules! println { ($($arg:tt)*) => { quiet_write!(stdout, writeln, $($arg)*) } }
+#[allow(unused_macros)]
+macro_rules! eprint { ($($arg:tt)*) => { quiet_write!(stderr, write, $($arg)*) } }
+macro_rules! eprintln { ($($arg:tt)*) => { quiet_write!(stderr, writeln, $($arg)*) } }
 
 mod cli;
 

@@ -309,11 +309,12 @@ pub fn validate_uri(source_name: &str, value: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    /// A CI environment from `(name, value)` pairs (the provenance tests use it too).
+    pub(in crate::attest) fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

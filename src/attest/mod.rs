@@ -35,7 +35,7 @@ pub use materials::{Material, NoReferences, ReferenceResolver};
 pub use predicate::{read_predicate_file, resolve_predicate_type};
 pub use provenance::{
     check_builder_id, check_material, generate_provenance, provenance_statement, Provenance,
-    ProvenanceInput, BUILD_TYPE,
+    ProvenanceCheckError, ProvenanceInput, BUILD_TYPE,
 };
 
 use std::path::PathBuf;

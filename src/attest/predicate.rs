@@ -171,31 +171,17 @@ mod tests {
 
     #[test]
     fn shortcuts_map_to_their_uris_and_uris_pass_through() {
-        assert_eq!(
-            resolve_predicate_type("slsaprovenance1").unwrap(),
-            "https://slsa.dev/provenance/v1"
-        );
-        assert_eq!(
-            resolve_predicate_type("spdx").unwrap(),
-            "https://spdx.dev/Document"
-        );
-        assert_eq!(
-            resolve_predicate_type("spdxjson").unwrap(),
-            "https://spdx.dev/Document"
-        );
-        assert_eq!(
-            resolve_predicate_type("CycloneDX").unwrap(),
-            "https://cyclonedx.org/bom"
-        );
-        assert_eq!(
-            resolve_predicate_type("link").unwrap(),
-            "https://in-toto.io/attestation/link/v0.3"
-        );
-        assert_eq!(
-            resolve_predicate_type("https://example.com/eval/v1").unwrap(),
-            "https://example.com/eval/v1"
-        );
-        assert_eq!(resolve_predicate_type("urn:x:y").unwrap(), "urn:x:y");
+        for (given, uri) in [
+            ("slsaprovenance1", "https://slsa.dev/provenance/v1"),
+            ("spdx", "https://spdx.dev/Document"),
+            ("spdxjson", "https://spdx.dev/Document"),
+            ("CycloneDX", "https://cyclonedx.org/bom"),
+            ("link", "https://in-toto.io/attestation/link/v0.3"),
+            ("https://example.com/eval/v1", "https://example.com/eval/v1"),
+            ("urn:x:y", "urn:x:y"),
+        ] {
+            assert_eq!(resolve_predicate_type(given).unwrap(), uri, "{given}");
+        }
     }
 
     #[test]

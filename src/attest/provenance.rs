@@ -293,9 +293,39 @@ impl Provenance {
     /// `predicateType` is `https://slsa.dev/provenance/v1`). Lenient as described on
     /// [`Provenance`]; an error when the predicate does not have the v1 shape (e.g. no
     /// `buildDefinition.buildType` or `runDetails.builder.id`).
-    pub fn from_predicate(predicate: &Value) -> Result<Provenance, String> {
-        Provenance::deserialize(predicate)
-            .map_err(|e| format!("predicate is not SLSA provenance v1: {e}"))
+    pub fn from_predicate(predicate: &Value) -> Result<Provenance, ProvenanceCheckError> {
+        Provenance::deserialize(predicate).map_err(ProvenanceCheckError::NotProvenance)
+    }
+}
+
+/// Why a verified provenance predicate does not meet a requirement ([`check_builder_id`],
+/// [`check_material`]); the message says what was found and expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvenanceCheckError {
+    #[error("predicate is not SLSA provenance v1: {0}")]
+    NotProvenance(#[source] serde_json::Error),
+    #[error("builder id is {found:?}, expected {expected:?}")]
+    BuilderId { found: String, expected: String },
+    #[error("expected material digest {expected:?} is not sha256:<64 hex> or <64 hex>")]
+    BadExpectedDigest { expected: String },
+    /// No resolved dependency has this name or uri; `present` lists each material by its
+    /// name, or its uri when it has none.
+    #[error("lists no material named {name:?} ({})", materials_present(.present))]
+    NoMaterial { name: String, present: Vec<String> },
+    /// The named materials' digests (`sha256:HEX`, or what they have instead).
+    #[error("material {name:?} has {}, expected sha256:{expected}", .found.join(" and "))]
+    MaterialDigest {
+        name: String,
+        found: Vec<String>,
+        expected: String,
+    },
+}
+
+fn materials_present(present: &[String]) -> String {
+    if present.is_empty() {
+        "it lists no materials".to_string()
+    } else {
+        format!("materials: {}", present.join(", "))
     }
 }
 
@@ -355,24 +385,27 @@ fn structured(bytes: &[u8]) -> Option<Value> {
 /// Verify ([`crate::verify::evaluate`]) runs this and [`check_material`] on every verified
 /// provenance; the requirements hold when one provenance passes every check. The `Err` message
 /// says what was found and expected (`builder id is "A", expected "B"`).
-pub fn check_builder_id(predicate: &Value, expected: &str) -> Result<(), String> {
+pub fn check_builder_id(predicate: &Value, expected: &str) -> Result<(), ProvenanceCheckError> {
     let provenance = Provenance::from_predicate(predicate)?;
-    let found = &provenance.run_details.builder.id;
+    let found = provenance.run_details.builder.id;
     if found == expected {
         Ok(())
     } else {
-        Err(format!("builder id is {found:?}, expected {expected:?}"))
+        Err(ProvenanceCheckError::BuilderId {
+            found,
+            expected: expected.to_string(),
+        })
     }
 }
 
-fn normalize_expected_digest(expected: &str) -> Result<String, String> {
+fn normalize_expected_digest(expected: &str) -> Result<String, ProvenanceCheckError> {
     let hex = expected.strip_prefix("sha256:").unwrap_or(expected);
     if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(hex.to_ascii_lowercase())
     } else {
-        Err(format!(
-            "expected material digest {expected:?} is not sha256:<64 hex> or <64 hex>"
-        ))
+        Err(ProvenanceCheckError::BadExpectedDigest {
+            expected: expected.to_string(),
+        })
     }
 }
 
@@ -381,7 +414,11 @@ fn normalize_expected_digest(expected: &str) -> Result<String, String> {
 /// is `name` and whose `digest.sha256` equals `expected_digest` (`sha256:HEX` or `HEX`, any
 /// case). The `Err` message names the material, the expected digest and what was found
 /// (another digest, no sha256 digest, or the materials present).
-pub fn check_material(predicate: &Value, name: &str, expected_digest: &str) -> Result<(), String> {
+pub fn check_material(
+    predicate: &Value,
+    name: &str,
+    expected_digest: &str,
+) -> Result<(), ProvenanceCheckError> {
     let expected = normalize_expected_digest(expected_digest)?;
     let provenance = Provenance::from_predicate(predicate)?;
     let deps = &provenance.build_definition.resolved_dependencies;
@@ -391,17 +428,13 @@ pub fn check_material(predicate: &Value, name: &str, expected_digest: &str) -> R
         .collect();
     if named.is_empty() {
         // Each material by its name, or its uri when it has none.
-        let present: Vec<&str> = deps
+        let present = deps
             .iter()
-            .filter_map(|d| d.name.as_deref().or(d.uri.as_deref()))
+            .filter_map(|d| d.name.clone().or_else(|| d.uri.clone()))
             .collect();
-        return Err(if present.is_empty() {
-            format!("lists no material named {name:?} (it lists no materials)")
-        } else {
-            format!(
-                "lists no material named {name:?} (materials: {})",
-                present.join(", ")
-            )
+        return Err(ProvenanceCheckError::NoMaterial {
+            name: name.to_string(),
+            present,
         });
     }
     if named
@@ -420,25 +453,20 @@ pub fn check_material(predicate: &Value, name: &str, expected_digest: &str) -> R
             ),
         })
         .collect();
-    Err(format!(
-        "material {name:?} has {}, expected sha256:{expected}",
-        found.join(" and ")
-    ))
+    Err(ProvenanceCheckError::MaterialDigest {
+        name: name.to_string(),
+        found,
+        expected,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attest::ci::tests::env;
     use crate::attest::materials::NoReferences;
     use crate::reference::Target;
     use serde_json::json;
-
-    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     fn github_env() -> BTreeMap<String, String> {
         env(&[
@@ -848,18 +876,52 @@ mod tests {
             &s.predicate,
             "https://github.com/org/r/.github/workflows/t.yml@refs/heads/main",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with(
                 "builder id is \"https://ci.example.com/b\", expected \"https://github.com/"
             ),
             "{err}"
         );
-        let err = check_builder_id(&json!({"runDetails": 1}), "x").unwrap_err();
+        let err = check_builder_id(&json!({"runDetails": 1}), "x")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not SLSA provenance v1"), "{err}");
         // An SPDX document is not provenance either.
-        let err = check_builder_id(&json!({"spdxVersion": "SPDX-2.3"}), "x").unwrap_err();
+        let err = check_builder_id(&json!({"spdxVersion": "SPDX-2.3"}), "x")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not SLSA provenance v1"), "{err}");
+    }
+
+    #[test]
+    fn check_errors_are_typed_and_keep_their_source() {
+        let err = check_builder_id(&json!({"runDetails": 1}), "x").unwrap_err();
+        assert!(
+            matches!(err, ProvenanceCheckError::NotProvenance(_)),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_some(), "{err}");
+        let p = json!({
+            "buildDefinition": {"buildType": "https://b/t"},
+            "runDetails": {"builder": {"id": "https://b"}}
+        });
+        let err = check_builder_id(&p, "https://c").unwrap_err();
+        assert!(
+            matches!(&err, ProvenanceCheckError::BuilderId { found, .. } if found == "https://b"),
+            "{err}"
+        );
+        let err = check_material(&p, "x", "sha256:1234").unwrap_err();
+        assert!(
+            matches!(err, ProvenanceCheckError::BadExpectedDigest { .. }),
+            "{err}"
+        );
+        let err = check_material(&p, "x", &"ab".repeat(32)).unwrap_err();
+        assert!(
+            matches!(&err, ProvenanceCheckError::NoMaterial { present, .. } if present.is_empty()),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -869,17 +931,23 @@ mod tests {
         check_material(p, "dataset", d.as_str()).unwrap();
         check_material(p, "dataset", &d.hex().to_ascii_uppercase()).unwrap();
         let other = Digest::of(b"2");
-        let err = check_material(p, "dataset", other.as_str()).unwrap_err();
+        let err = check_material(p, "dataset", other.as_str())
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             format!("material \"dataset\" has {d}, expected {other}")
         );
-        let err = check_material(p, "base", d.as_str()).unwrap_err();
+        let err = check_material(p, "base", d.as_str())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("no material named \"base\" (materials: dataset)"),
             "{err}"
         );
-        let err = check_material(p, "dataset", "sha256:1234").unwrap_err();
+        let err = check_material(p, "dataset", "sha256:1234")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"sha256:1234\""), "{err}");
     }
 
@@ -899,7 +967,7 @@ mod tests {
         check_material(&p, "oci://r.example/base@sha256:00", &hex).unwrap();
         check_material(&p, "data", &hex).unwrap();
         check_material(&p, "file:data", &format!("sha256:{hex}")).unwrap();
-        let err = check_material(&p, "base", &hex).unwrap_err();
+        let err = check_material(&p, "base", &hex).unwrap_err().to_string();
         assert!(
             err.contains("(materials: oci://r.example/base@sha256:00, data)"),
             "{err}"
@@ -918,19 +986,24 @@ mod tests {
         });
         check_builder_id(&p, "https://github.com/actions/runner/github-hosted").unwrap();
         let d = Digest::of(b"g");
-        let err = check_material(&p, "src", d.as_str()).unwrap_err();
+        let err = check_material(&p, "src", d.as_str())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("(materials: git+https://github.com/o/r@refs/heads/main)"),
             "{err}"
         );
         let err = check_material(&p, "git+https://github.com/o/r@refs/heads/main", d.as_str())
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no sha256 digest (has gitCommit)"), "{err}");
         let empty = json!({
             "buildDefinition": {"buildType": "https://b/t"},
             "runDetails": {"builder": {"id": "https://b"}}
         });
-        let err = check_material(&empty, "src", d.as_str()).unwrap_err();
+        let err = check_material(&empty, "src", d.as_str())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("it lists no materials"), "{err}");
     }
 }

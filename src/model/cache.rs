@@ -240,13 +240,25 @@ impl DigestCache {
 mod tests {
     use super::*;
 
-    #[test]
-    fn remembers_digests_until_the_file_changes() {
+    /// Writes `bytes` to `path`; the file's key as it is now.
+    fn write(path: &Path, bytes: &[u8]) -> FileKey {
+        std::fs::write(path, bytes).unwrap();
+        FileKey::from_metadata(&std::fs::metadata(path).unwrap()).unwrap()
+    }
+
+    /// A temporary directory holding `w.bin` with `bytes`: the directory, the file, its key and
+    /// the cache directory.
+    fn setup(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, FileKey, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("w.bin");
-        std::fs::write(&file, b"one").unwrap();
-        let key = FileKey::from_metadata(&std::fs::metadata(&file).unwrap()).unwrap();
+        let key = write(&file, bytes);
         let cache_dir = dir.path().join("cache");
+        (dir, file, key, cache_dir)
+    }
+
+    #[test]
+    fn remembers_digests_until_the_file_changes() {
+        let (dir, file, key, cache_dir) = setup(b"one");
         let cache = DigestCache::load(&cache_dir);
         assert_eq!(cache.lookup(&file, &key), None);
         cache.insert(&file, key, Digest::of(b"one"), None);
@@ -256,15 +268,13 @@ mod tests {
         assert_eq!(reloaded.lookup(&file, &key), Some(Digest::of(b"one")));
         // Same size, rewritten: the ctime (at least) changes.
         std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::write(&file, b"two").unwrap();
-        let key2 = FileKey::from_metadata(&std::fs::metadata(&file).unwrap()).unwrap();
+        let key2 = write(&file, b"two");
         assert_ne!(key, key2);
         assert_eq!(reloaded.lookup(&file, &key2), None);
 
         // Two processes' entries merge on save.
         let other = dir.path().join("o.bin");
-        std::fs::write(&other, b"o").unwrap();
-        let okey = FileKey::from_metadata(&std::fs::metadata(&other).unwrap()).unwrap();
+        let okey = write(&other, b"o");
         let a = DigestCache::load(&cache_dir);
         a.insert(&other, okey, Digest::of(b"o"), None);
         reloaded.remove(&file);
@@ -293,11 +303,7 @@ mod tests {
 
     #[test]
     fn remembers_the_latest_repositories_holding_a_blob() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("w.bin");
-        std::fs::write(&file, b"w").unwrap();
-        let key = FileKey::from_metadata(&std::fs::metadata(&file).unwrap()).unwrap();
-        let cache_dir = dir.path().join("cache");
+        let (_dir, file, key, cache_dir) = setup(b"w");
         let cache = DigestCache::load(&cache_dir);
         let d = Digest::of(b"w");
         for repo in ["a", "b", "a", "c", "d", "e"] {
@@ -320,10 +326,7 @@ mod tests {
 
     #[test]
     fn reads_entries_written_without_repositories() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("w.bin");
-        std::fs::write(&file, b"w").unwrap();
-        let key = FileKey::from_metadata(&std::fs::metadata(&file).unwrap()).unwrap();
+        let (dir, file, key, _) = setup(b"w");
         let entry = serde_json::json!({
             "version": VERSION,
             "entries": { path_key(&file): { "key": key, "digest": Digest::of(b"w"), "used": 1 } }

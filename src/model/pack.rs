@@ -192,13 +192,9 @@ pub fn build_manifest(
         })
         .collect();
     ImageManifest {
-        schema_version: 2,
-        media_type: Some(mt::OCI_MANIFEST.to_string()),
         artifact_type: Some(mt::MODEL_ARTIFACT.to_string()),
-        config,
-        layers,
-        subject: None,
         annotations: (!annotations.is_empty()).then(|| annotations.clone()),
+        ..ImageManifest::new(config, layers)
     }
 }
 
@@ -443,21 +439,19 @@ mod tests {
         let dir = model_dir();
         let cache_dir = tempfile::tempdir().unwrap();
         let store = MemoryStore::new("m");
-        let options = PushOptions {
-            cache: Some(Arc::new(DigestCache::load(cache_dir.path()))),
-            ..Default::default()
+        // Each push loads the cache afresh, as a new process would.
+        let push = || async {
+            let options = PushOptions {
+                cache: Some(Arc::new(DigestCache::load(cache_dir.path()))),
+                ..Default::default()
+            };
+            push_model(&store, &[dir.path().to_path_buf()], Some("v1"), &options)
+                .await
+                .unwrap()
         };
-        let first = push_model(&store, &[dir.path().to_path_buf()], Some("v1"), &options)
-            .await
-            .unwrap();
+        let first = push().await;
         assert_eq!(first.uploaded(), 4);
-        let options = PushOptions {
-            cache: Some(Arc::new(DigestCache::load(cache_dir.path()))),
-            ..Default::default()
-        };
-        let second = push_model(&store, &[dir.path().to_path_buf()], Some("v1"), &options)
-            .await
-            .unwrap();
+        let second = push().await;
         assert_eq!(second.manifest.digest, first.manifest.digest);
         assert_eq!(
             second.uploaded(),

@@ -428,23 +428,19 @@ impl TransparencyLog {
             .await
             .map_err(|e| rekor_err(format!("upload of the dsse entry failed: {e}")))?;
         let verification = log_entry.verification.as_ref();
+        let missing =
+            |what: &str| rekor_err(format!("log entry {} has no {what}", log_entry.log_index));
         if verification
             .and_then(|v| v.inclusion_proof.as_ref())
             .is_none()
         {
-            return Err(rekor_err(format!(
-                "log entry {} has no inclusion proof",
-                log_entry.log_index
-            )));
+            return Err(missing("inclusion proof"));
         }
         if verification
             .and_then(|v| v.signed_entry_timestamp.as_ref())
             .is_none()
         {
-            return Err(rekor_err(format!(
-                "log entry {} has no signed entry timestamp",
-                log_entry.log_index
-            )));
+            return Err(missing("signed entry timestamp"));
         }
         check_entry_body(log_entry.body.as_bytes(), envelope, verifier).map_err(|reason| {
             KeylessError::RekorBodyMismatch {

@@ -136,6 +136,20 @@ pub enum KeyError {
 }
 
 impl KeyError {
+    /// `file` is not a PEM private key; `detail` (from a space, or empty) says why.
+    fn not_private(file: &str, detail: String) -> Self {
+        KeyError::NotPrivateKey {
+            file: file.to_string(),
+            detail,
+        }
+    }
+    /// `file` is not a PEM public key; `detail` (from a space, or empty) says why.
+    fn not_public(file: &str, detail: String) -> Self {
+        KeyError::NotPublicKey {
+            file: file.to_string(),
+            detail,
+        }
+    }
     /// Every key problem is the caller's input (a key file, a password).
     pub fn kind(&self) -> crate::error::ErrorKind {
         crate::error::ErrorKind::Input
@@ -214,6 +228,22 @@ fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     Ok(bytes)
 }
 
+/// The key kind an algorithm identifier names; `malformed` words the error for an identifier
+/// that cannot be read (a public or a private key's).
+fn key_kind(
+    algorithm: &spki::AlgorithmIdentifierRef<'_>,
+    source: &str,
+    malformed: impl FnOnce(String) -> KeyError,
+) -> Result<KeyKind, KeyError> {
+    let (oid, params) = algorithm
+        .oids()
+        .map_err(|e| malformed(format!(" (malformed algorithm identifier: {e})")))?;
+    kind_from_algorithm(oid, params).map_err(|kind| KeyError::Unsupported {
+        file: source.to_string(),
+        kind,
+    })
+}
+
 fn kind_from_algorithm(
     oid: ObjectIdentifier,
     params: Option<ObjectIdentifier>,
@@ -257,10 +287,7 @@ impl PublicKey {
 
     /// Parse a PEM public key; `source` names it in errors.
     pub fn from_pem(bytes: &[u8], source: &str) -> Result<Self, KeyError> {
-        let not_public = |detail: String| KeyError::NotPublicKey {
-            file: source.to_string(),
-            detail,
-        };
+        let not_public = |detail: String| KeyError::not_public(source, detail);
         let text = std::str::from_utf8(bytes).map_err(|_| not_public(" (not text)".into()))?;
         let blocks = pem_blocks(text).map_err(not_public)?;
         let Some(block) = blocks.into_iter().find(|b| b.label == "PUBLIC KEY") else {
@@ -278,19 +305,10 @@ impl PublicKey {
 
     /// Parse a DER SubjectPublicKeyInfo; `source` names it in errors.
     pub fn from_spki_der(der: &[u8], source: &str) -> Result<Self, KeyError> {
-        let spki =
-            spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| KeyError::NotPublicKey {
-                file: source.to_string(),
-                detail: format!(" (malformed SubjectPublicKeyInfo: {e})"),
-            })?;
-        let (oid, params) = spki.algorithm.oids().map_err(|e| KeyError::NotPublicKey {
-            file: source.to_string(),
-            detail: format!(" (malformed algorithm identifier: {e})"),
-        })?;
-        let kind = kind_from_algorithm(oid, params).map_err(|kind| KeyError::Unsupported {
-            file: source.to_string(),
-            kind,
-        })?;
+        let not_public = |detail: String| KeyError::not_public(source, detail);
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(der)
+            .map_err(|e| not_public(format!(" (malformed SubjectPublicKeyInfo: {e})")))?;
+        let kind = key_kind(&spki.algorithm, source, not_public)?;
         let key = PublicKey {
             kind,
             spki_der: der.to_vec(),
@@ -420,10 +438,8 @@ impl PrivateKey {
         password: Option<&Secret>,
     ) -> Result<Self, KeyError> {
         let file = source.to_string();
-        let not_private = |detail: String| KeyError::NotPrivateKey {
-            file: file.clone(),
-            detail,
-        };
+        let not_private = |detail: String| KeyError::not_private(&file, detail);
+
         let text = std::str::from_utf8(bytes).map_err(|_| not_private(" (not text)".into()))?;
         let blocks = pem_blocks(text).map_err(not_private)?;
         let Some(block) = blocks.into_iter().find(|b| b.label != "EC PARAMETERS") else {
@@ -495,18 +511,10 @@ impl PrivateKey {
 
     /// Parse an unencrypted DER PKCS#8 PrivateKeyInfo (v1 or v2).
     pub fn from_pkcs8_der(der: &[u8], source: &str) -> Result<Self, KeyError> {
-        let info = pkcs8::PrivateKeyInfo::try_from(der).map_err(|e| KeyError::NotPrivateKey {
-            file: source.to_string(),
-            detail: format!(" (malformed PKCS#8: {e})"),
-        })?;
-        let (oid, params) = info.algorithm.oids().map_err(|e| KeyError::NotPrivateKey {
-            file: source.to_string(),
-            detail: format!(" (malformed algorithm identifier: {e})"),
-        })?;
-        let kind = kind_from_algorithm(oid, params).map_err(|kind| KeyError::Unsupported {
-            file: source.to_string(),
-            kind,
-        })?;
+        let not_private = |detail: String| KeyError::not_private(source, detail);
+        let info = pkcs8::PrivateKeyInfo::try_from(der)
+            .map_err(|e| not_private(format!(" (malformed PKCS#8: {e})")))?;
+        let kind = key_kind(&info.algorithm, source, not_private)?;
         let invalid = |detail: String| KeyError::Invalid {
             file: source.to_string(),
             kind: kind.name().into(),

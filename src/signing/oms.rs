@@ -542,6 +542,23 @@ pub fn python_json(v: &impl Serialize) -> Vec<u8> {
     out
 }
 
+/// `Formatter` methods that `AsciiPretty` passes to its `PrettyFormatter` unchanged: those
+/// with only the writer, then (after `first:`) those that also take `first: bool`.
+macro_rules! delegate_to_pretty {
+    ($($plain:ident),* ; first: $($first:ident),*) => {
+        $(fn $plain<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+            self.0.$plain(w)
+        })*
+        $(fn $first<W: ?Sized + std::io::Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> std::io::Result<()> {
+            self.0.$first(w, first)
+        })*
+    };
+}
+
 /// serde_json's pretty formatter with non-ASCII characters escaped as `\uXXXX`.
 #[derive(Default)]
 struct AsciiPretty<'a>(serde_json::ser::PrettyFormatter<'a>);
@@ -564,40 +581,10 @@ impl serde_json::ser::Formatter for AsciiPretty<'_> {
         }
         Ok(())
     }
-    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.0.begin_array(w)
-    }
-    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.0.end_array(w)
-    }
-    fn begin_array_value<W: ?Sized + std::io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        self.0.begin_array_value(w, first)
-    }
-    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.0.end_array_value(w)
-    }
-    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.0.begin_object(w)
-    }
-    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.0.end_object(w)
-    }
-    fn begin_object_key<W: ?Sized + std::io::Write>(
-        &mut self,
-        w: &mut W,
-        first: bool,
-    ) -> std::io::Result<()> {
-        self.0.begin_object_key(w, first)
-    }
-    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.0.begin_object_value(w)
-    }
-    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
-        self.0.end_object_value(w)
+    delegate_to_pretty! {
+        begin_array, end_array, end_array_value, begin_object, end_object,
+        begin_object_value, end_object_value;
+        first: begin_array_value, begin_object_key
     }
 }
 

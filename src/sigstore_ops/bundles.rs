@@ -31,17 +31,14 @@ pub fn referrer_manifest(
     );
     annotations.insert(mt::ANNOTATION_CREATED.to_string(), created.to_string());
     let manifest = ImageManifest {
-        schema_version: 2,
-        media_type: Some(mt::OCI_MANIFEST.to_string()),
         artifact_type: Some(mt::SIGSTORE_BUNDLE_V03.to_string()),
-        config: Descriptor::empty(),
-        layers: vec![layer],
         subject: Some(Descriptor::new(
             subject.media_type.clone(),
             subject.digest.clone(),
             subject.size,
         )),
         annotations: Some(annotations),
+        ..ImageManifest::new(Descriptor::empty(), vec![layer])
     };
     manifest.to_bytes()
 }
@@ -73,7 +70,29 @@ pub struct FoundBundle {
     /// `dev.sigstore.bundle.predicateType` from the referrer manifest's annotations.
     pub annotated_predicate_type: Option<String>,
     /// The bundle bytes, or why they could not be read.
-    pub bundle: Result<Bytes, String>,
+    pub bundle: Result<Bytes, BundleReadError>,
+}
+
+/// Why a referrer's bundle could not be read (the referrer counts for nothing; the report
+/// names it with this message).
+#[derive(Debug, thiserror::Error)]
+pub enum BundleReadError {
+    /// The referrer manifest could not be fetched.
+    #[error("referrer {digest}: {source}")]
+    Manifest {
+        digest: Digest,
+        #[source]
+        source: StoreError,
+    },
+    /// The referrer manifest is oversized, malformed or has another subject.
+    #[error(transparent)]
+    Referrer(StoreError),
+    /// The referrer manifest has no bundle layer.
+    #[error("referrer {digest} has no layer of type {}", mt::SIGSTORE_BUNDLE_V03)]
+    NoBundleLayer { digest: Digest },
+    /// The bundle layer could not be fetched (missing, oversized, does not match its digest).
+    #[error(transparent)]
+    Bundle(StoreError),
 }
 
 /// Fetches every Sigstore bundle attached to `subject`. A referrer whose manifest or bundle
@@ -106,23 +125,23 @@ async fn read_bundle(
     store: &dyn Store,
     referrer: &Descriptor,
     subject: &Descriptor,
-) -> Result<(Option<String>, Bytes), String> {
+) -> Result<(Option<String>, Bytes), BundleReadError> {
     let raw = store
         .fetch_manifest(referrer.digest.as_str())
         .await
-        .map_err(|e| format!("referrer {}: {e}", referrer.digest))?;
-    let referrer_manifest = Referrer::new(raw.bytes, &subject.digest).map_err(|e| e.to_string())?;
+        .map_err(|source| BundleReadError::Manifest {
+            digest: referrer.digest.clone(),
+            source,
+        })?;
+    let referrer_manifest =
+        Referrer::new(raw.bytes, &subject.digest).map_err(BundleReadError::Referrer)?;
     let manifest = referrer_manifest.manifest();
     let layer = manifest
         .layers
         .iter()
         .find(|l| l.media_type == mt::SIGSTORE_BUNDLE_V03)
-        .ok_or_else(|| {
-            format!(
-                "referrer {} has no layer of type {}",
-                referrer.digest,
-                mt::SIGSTORE_BUNDLE_V03
-            )
+        .ok_or_else(|| BundleReadError::NoBundleLayer {
+            digest: referrer.digest.clone(),
         })?;
     let bundle = fetch_small_blob(
         store,
@@ -131,7 +150,7 @@ async fn read_bundle(
         mt::MAX_BUNDLE_SIZE,
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(BundleReadError::Bundle)?;
     let pt = manifest
         .annotations
         .as_ref()
@@ -167,5 +186,58 @@ mod tests {
             mt::PREDICATE_MODEL_SIGNING
         );
         assert_eq!(a[mt::ANNOTATION_CREATED], "2026-01-01T00:00:00Z");
+    }
+
+    #[tokio::test]
+    async fn unreadable_bundles_carry_typed_errors() {
+        let store = crate::store::memory::MemoryStore::new("mem");
+        let subject = store
+            .push_manifest(
+                Bytes::from(ImageManifest::new(Descriptor::empty(), vec![]).to_bytes()),
+                mt::OCI_MANIFEST,
+                Some("v1"),
+            )
+            .await
+            .unwrap();
+        // The bundle blob was never pushed.
+        let referrer = referrer_manifest(b"{}", mt::PREDICATE_MODEL_SIGNING, &subject, "now");
+        store
+            .push_referrer(Bytes::from(referrer), &subject)
+            .await
+            .unwrap();
+        // A referrer of the bundle type whose layer is something else.
+        let mut m: ImageManifest = serde_json::from_slice(&referrer_manifest(
+            b"{\"x\":1}",
+            mt::PREDICATE_MODEL_SIGNING,
+            &subject,
+            "now",
+        ))
+        .unwrap();
+        m.layers[0].media_type = "text/plain".into();
+        let no_layer = store
+            .push_referrer(Bytes::from(m.to_bytes()), &subject)
+            .await
+            .unwrap();
+        let found = find_bundles(&store, &subject).await.unwrap();
+        assert_eq!(found.len(), 2);
+        for f in &found {
+            let err = f.bundle.as_ref().unwrap_err();
+            if f.referrer.digest == no_layer.digest {
+                assert!(
+                    matches!(err, BundleReadError::NoBundleLayer { .. }),
+                    "{err}"
+                );
+                assert_eq!(
+                    err.to_string(),
+                    format!(
+                        "referrer {} has no layer of type {}",
+                        no_layer.digest,
+                        mt::SIGSTORE_BUNDLE_V03
+                    )
+                );
+            } else {
+                assert!(matches!(err, BundleReadError::Bundle(_)), "{err}");
+            }
+        }
     }
 }

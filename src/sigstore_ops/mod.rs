@@ -12,7 +12,9 @@ pub mod bundles;
 pub mod sign;
 pub mod verify;
 
-pub use bundles::{find_bundles, push_bundle_referrer, referrer_manifest, FoundBundle};
+pub use bundles::{
+    find_bundles, push_bundle_referrer, referrer_manifest, BundleReadError, FoundBundle,
+};
 pub use sign::{attest_model, model_statement, sign_model, SignOutcome};
 pub use verify::verify_model;
 

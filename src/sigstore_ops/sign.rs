@@ -60,23 +60,11 @@ pub async fn sign_model(
         None
     };
     let mut referrers = Vec::new();
-    let d = push_bundle_referrer(
-        store,
-        &model_bundle.json,
-        mt::PREDICATE_MODEL_SIGNING,
-        &artifact.descriptor,
-    )
-    .await?;
-    referrers.push((mt::PREDICATE_MODEL_SIGNING.to_string(), d));
-    if let Some(b) = &cosign_bundle {
-        let d = push_bundle_referrer(
-            store,
-            &b.json,
-            mt::PREDICATE_COSIGN_SIGN,
-            &artifact.descriptor,
-        )
-        .await?;
-        referrers.push((mt::PREDICATE_COSIGN_SIGN.to_string(), d));
+    let bundles = std::iter::once((mt::PREDICATE_MODEL_SIGNING, &model_bundle.json))
+        .chain((cosign_bundle.as_ref()).map(|b| (mt::PREDICATE_COSIGN_SIGN, &b.json)));
+    for (predicate_type, json) in bundles {
+        let d = push_bundle_referrer(store, json, predicate_type, &artifact.descriptor).await?;
+        referrers.push((predicate_type.to_string(), d));
     }
     Ok(SignOutcome {
         signer: model_bundle.signer.clone(),

@@ -64,7 +64,7 @@ pub async fn copy(
     options: &CopyOptions,
 ) -> Result<CopyReport> {
     let raw = src.fetch_manifest(reference).await?;
-    let mut report = CopyReport {
+    let report = CopyReport {
         manifest: Descriptor::new(
             raw.descriptor.media_type.clone(),
             raw.descriptor.digest.clone(),
@@ -75,40 +75,41 @@ pub async fn copy(
         bytes_copied: 0,
         referrers: Vec::new(),
     };
-    let mut seen_blobs = HashSet::new();
-    copy_dependencies(src, dst, &raw, options, &mut report, &mut seen_blobs, 0).await?;
+    let mut copier = Copier {
+        src,
+        dst,
+        options,
+        report,
+        seen_blobs: HashSet::new(),
+        visited: HashSet::new(),
+    };
+    copier.dependencies(&raw, 0).await?;
     dst.push_manifest(raw.bytes.clone(), &raw.descriptor.media_type, tag)
         .await?;
     if options.referrers {
-        let mut visited = HashSet::from([report.manifest.digest.clone()]);
-        let subject = report.manifest.clone();
-        copy_referrers(
-            src,
-            dst,
-            &subject,
-            options,
-            &mut report,
-            &mut seen_blobs,
-            &mut visited,
-            0,
-        )
-        .await?;
+        let subject = copier.report.manifest.clone();
+        copier.visited.insert(subject.digest.clone());
+        copier.referrers(&subject, 0).await?;
     }
-    Ok(report)
+    Ok(copier.report)
 }
 
-/// Copy what a manifest points at: config + layers, or (for an index) the child manifests.
-#[allow(clippy::too_many_arguments)]
-fn copy_dependencies<'a>(
+/// One copy's stores, options and what it has done so far.
+struct Copier<'a> {
     src: &'a dyn Store,
     dst: &'a dyn Store,
-    raw: &'a RawManifest,
     options: &'a CopyOptions,
-    report: &'a mut CopyReport,
-    seen_blobs: &'a mut HashSet<Digest>,
-    depth: usize,
-) -> futures::future::BoxFuture<'a, Result<()>> {
-    Box::pin(async move {
+    report: CopyReport,
+    /// Blobs already counted (and copied when needed).
+    seen_blobs: HashSet<Digest>,
+    /// Referrers already copied.
+    visited: HashSet<Digest>,
+}
+
+impl Copier<'_> {
+    /// Copy what a manifest points at: config + layers, or (for an index) the child manifests.
+    async fn dependencies(&mut self, raw: &RawManifest, depth: usize) -> Result<()> {
+        let (src, dst, options) = (self.src, self.dst, self.options);
         let media_type = raw.descriptor.media_type.as_str();
         if media_type == crate::media_types::OCI_INDEX
             || media_type == crate::media_types::DOCKER_MANIFEST_LIST
@@ -124,55 +125,44 @@ fn copy_dependencies<'a>(
             })?;
             for child in &index.manifests {
                 let child_raw = src.fetch_manifest(child.digest.as_str()).await?;
-                copy_dependencies(src, dst, &child_raw, options, report, seen_blobs, depth + 1)
-                    .await?;
+                Box::pin(self.dependencies(&child_raw, depth + 1)).await?;
                 dst.push_manifest(child_raw.bytes.clone(), &child.media_type, None)
                     .await?;
             }
             return Ok(());
         }
         let manifest = raw.image_manifest()?;
+        let seen_blobs = &mut self.seen_blobs;
         let blobs: Vec<Descriptor> = std::iter::once(manifest.config)
             .chain(manifest.layers)
             .filter(|d| seen_blobs.insert(d.digest.clone()))
             .collect();
-        report.blobs += blobs.len();
+        self.report.blobs += blobs.len();
         let results: Vec<Option<u64>> = futures::stream::iter(blobs)
             .map(|d| copy_blob(src, dst, d, options))
             .buffer_unordered(options.concurrency.max(1))
             .try_collect()
             .await?;
         for r in results.into_iter().flatten() {
-            report.blobs_copied += 1;
-            report.bytes_copied += r;
+            self.report.blobs_copied += 1;
+            self.report.bytes_copied += r;
         }
         Ok(())
-    })
-}
+    }
 
-#[allow(clippy::too_many_arguments)]
-fn copy_referrers<'a>(
-    src: &'a dyn Store,
-    dst: &'a dyn Store,
-    subject: &'a Descriptor,
-    options: &'a CopyOptions,
-    report: &'a mut CopyReport,
-    seen_blobs: &'a mut HashSet<Digest>,
-    visited: &'a mut HashSet<Digest>,
-    depth: usize,
-) -> futures::future::BoxFuture<'a, Result<()>> {
-    Box::pin(async move {
+    /// Copy the referrers of `subject` (and theirs, down to [`MAX_REFERRER_DEPTH`]).
+    async fn referrers(&mut self, subject: &Descriptor, depth: usize) -> Result<()> {
         if depth >= MAX_REFERRER_DEPTH {
             return Ok(());
         }
-        let list = src.referrers(subject, None).await?;
+        let list = self.src.referrers(subject, None).await?;
         for r in list {
-            if !visited.insert(r.digest.clone()) {
+            if !self.visited.insert(r.digest.clone()) {
                 continue;
             }
-            let raw = src.fetch_manifest(r.digest.as_str()).await?;
-            copy_dependencies(src, dst, &raw, options, report, seen_blobs, 0).await?;
-            dst.push_referrer(raw.bytes.clone(), subject).await?;
+            let raw = self.src.fetch_manifest(r.digest.as_str()).await?;
+            self.dependencies(&raw, 0).await?;
+            self.dst.push_referrer(raw.bytes.clone(), subject).await?;
             let referrer = Descriptor {
                 media_type: raw.descriptor.media_type.clone(),
                 digest: r.digest.clone(),
@@ -180,22 +170,12 @@ fn copy_referrers<'a>(
                 artifact_type: r.artifact_type.clone(),
                 annotations: r.annotations.clone(),
             };
-            report.referrers.push(referrer.clone());
+            self.report.referrers.push(referrer.clone());
             let plain = Descriptor::new(referrer.media_type, referrer.digest, referrer.size);
-            copy_referrers(
-                src,
-                dst,
-                &plain,
-                options,
-                report,
-                seen_blobs,
-                visited,
-                depth + 1,
-            )
-            .await?;
+            Box::pin(self.referrers(&plain, depth + 1)).await?;
         }
         Ok(())
-    })
+    }
 }
 
 /// Copy one blob; `Some(bytes)` when transferred, `None` when the destination had it.
@@ -427,13 +407,8 @@ mod tests {
             .await
             .unwrap();
         let m = ImageManifest {
-            schema_version: 2,
-            media_type: Some(mt::OCI_MANIFEST.into()),
             artifact_type: Some(mt::MODEL_ARTIFACT.into()),
-            config: Descriptor::empty(),
-            layers,
-            subject: None,
-            annotations: None,
+            ..ImageManifest::new(Descriptor::empty(), layers)
         };
         let desc = store
             .push_manifest(Bytes::from(m.to_bytes()), mt::OCI_MANIFEST, Some("v1"))
@@ -448,13 +423,12 @@ mod tests {
             .await
             .unwrap();
         let m = ImageManifest {
-            schema_version: 2,
-            media_type: Some(mt::OCI_MANIFEST.into()),
             artifact_type: Some(mt::SIGSTORE_BUNDLE_V03.into()),
-            config: Descriptor::empty(),
-            layers: vec![Descriptor::new(mt::SIGSTORE_BUNDLE_V03, d, size)],
             subject: Some(subject.clone()),
-            annotations: None,
+            ..ImageManifest::new(
+                Descriptor::empty(),
+                vec![Descriptor::new(mt::SIGSTORE_BUNDLE_V03, d, size)],
+            )
         };
         store
             .push_referrer(Bytes::from(m.to_bytes()), subject)

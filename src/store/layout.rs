@@ -346,14 +346,7 @@ impl Store for LayoutStore {
                 index.manifests.push(entry);
                 true
             }
-            None => {
-                if index.manifests.iter().any(|d| d.digest == entry.digest) {
-                    false
-                } else {
-                    index.manifests.push(entry);
-                    true
-                }
-            }
+            None => add_untagged(index, entry),
         })
         .await
     }
@@ -475,15 +468,8 @@ impl Store for LayoutStore {
                 a
             })
             .filter(|a| !a.is_empty());
-        self.update_index(move |index| {
-            if index.manifests.iter().any(|d| d.digest == entry.digest) {
-                false
-            } else {
-                index.manifests.push(entry);
-                true
-            }
-        })
-        .await
+        self.update_index(move |index| add_untagged(index, entry))
+            .await
     }
 
     async fn list_tags(&self) -> Result<Vec<String>> {
@@ -499,6 +485,15 @@ impl Store for LayoutStore {
     }
 }
 
+/// Adds an untagged `entry` unless the index already lists its manifest; whether it did.
+fn add_untagged(index: &mut ImageIndex, entry: Descriptor) -> bool {
+    if index.manifests.iter().any(|d| d.digest == entry.digest) {
+        return false;
+    }
+    index.manifests.push(entry);
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,16 +501,13 @@ mod tests {
 
     fn manifest_with_subject(subject: &Descriptor, n: u32) -> Bytes {
         let m = ImageManifest {
-            schema_version: 2,
-            media_type: Some(mt::OCI_MANIFEST.into()),
             artifact_type: Some(mt::SIGSTORE_BUNDLE_V03.into()),
-            config: Descriptor::empty(),
-            layers: vec![],
             subject: Some(subject.clone()),
             annotations: Some(Annotations::from([
                 ("n".to_string(), n.to_string()),
                 (mt::ANNOTATION_REF_NAME.to_string(), "sneaky".to_string()),
             ])),
+            ..ImageManifest::new(Descriptor::empty(), vec![])
         };
         Bytes::from(m.to_bytes())
     }
@@ -634,18 +626,7 @@ mod tests {
     async fn referrers_are_untagged_index_entries_found_by_subject() {
         let dir = tempfile::tempdir().unwrap();
         let store = LayoutStore::open_or_create(dir.path()).unwrap();
-        let subject_bytes = Bytes::from(
-            ImageManifest {
-                schema_version: 2,
-                media_type: Some(mt::OCI_MANIFEST.into()),
-                artifact_type: None,
-                config: Descriptor::empty(),
-                layers: vec![],
-                subject: None,
-                annotations: None,
-            }
-            .to_bytes(),
-        );
+        let subject_bytes = Bytes::from(ImageManifest::new(Descriptor::empty(), vec![]).to_bytes());
         let subject = store
             .push_manifest(subject_bytes, mt::OCI_MANIFEST, Some("v1"))
             .await
@@ -689,18 +670,7 @@ mod tests {
         let root = dir.path().to_path_buf();
         let subject = {
             let s = LayoutStore::open_or_create(&root).unwrap();
-            let bytes = Bytes::from(
-                ImageManifest {
-                    schema_version: 2,
-                    media_type: Some(mt::OCI_MANIFEST.into()),
-                    artifact_type: None,
-                    config: Descriptor::empty(),
-                    layers: vec![],
-                    subject: None,
-                    annotations: None,
-                }
-                .to_bytes(),
-            );
+            let bytes = Bytes::from(ImageManifest::new(Descriptor::empty(), vec![]).to_bytes());
             s.push_manifest(bytes, mt::OCI_MANIFEST, Some("base"))
                 .await
                 .unwrap()

@@ -58,6 +58,19 @@ pub struct ImageManifest {
 }
 
 impl ImageManifest {
+    /// An OCI image manifest (schema 2, OCI media type) of `config` and `layers`, with no
+    /// artifact type, subject or annotations; set those with struct update syntax.
+    pub fn new(config: Descriptor, layers: Vec<Descriptor>) -> Self {
+        ImageManifest {
+            schema_version: 2,
+            media_type: Some(mt::OCI_MANIFEST.to_string()),
+            artifact_type: None,
+            config,
+            layers,
+            subject: None,
+            annotations: None,
+        }
+    }
     /// The artifact type as the referrers API reports it: `artifactType`, else the config type.
     pub fn effective_artifact_type(&self) -> &str {
         self.artifact_type

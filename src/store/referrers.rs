@@ -94,13 +94,10 @@ mod tests {
         let mut annotations = Annotations::new();
         annotations.insert("note".into(), note.into());
         ImageManifest {
-            schema_version: 2,
-            media_type: Some(mt::OCI_MANIFEST.into()),
             artifact_type: artifact_type.map(str::to_string),
-            config: Descriptor::empty(),
-            layers: vec![],
             subject: Some(subject),
             annotations: Some(annotations),
+            ..ImageManifest::new(Descriptor::empty(), vec![])
         }
         .to_bytes()
     }

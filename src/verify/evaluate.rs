@@ -200,16 +200,16 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
             .iter()
             .max_by_key(|p| requirements.iter().filter(|(_, f)| f(p).is_ok()).count());
         for (what, check) in &requirements {
-            let result = match best {
-                Some(p) => check(p),
-                None => Err(format!(
+            let failure = match best {
+                Some(p) => check(p).err().map(|e| e.to_string()),
+                None => Some(format!(
                     "{what}: no verified SLSA provenance v1 attestation"
                 )),
             };
-            if let Err(e) = &result {
+            provenance.push((what.clone(), failure.is_none()));
+            if let Some(e) = failure {
                 failures.push(format!("provenance {e}"));
             }
-            provenance.push((what.clone(), result.is_ok()));
         }
     }
 
@@ -225,7 +225,7 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
 }
 
 /// A check on a provenance predicate: `Err` says what was found and expected.
-type Requirement = Box<dyn Fn(&serde_json::Value) -> Result<(), String>>;
+type Requirement = Box<dyn Fn(&serde_json::Value) -> Result<(), attest::ProvenanceCheckError>>;
 
 fn counts_as_signature(b: &BoundBundle, policy: &Policy) -> bool {
     match (&policy.signature_kinds, b.predicate_type()) {

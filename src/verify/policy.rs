@@ -212,23 +212,24 @@ impl SignerPolicy {
     }
     /// (index, key) for every key entry.
     pub fn keys(&self) -> impl Iterator<Item = (usize, &TrustedKey)> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| match e {
-                SignerEntry::Key(k) => Some((i, k)),
-                _ => None,
-            })
+        self.indexed(|e| match e {
+            SignerEntry::Key(k) => Some(k),
+            _ => None,
+        })
     }
     /// (index, rule) for every identity entry.
     pub fn identities(&self) -> impl Iterator<Item = (usize, &IdentityRule)> {
-        self.entries
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| match e {
-                SignerEntry::Identity(r) => Some((i, r)),
-                _ => None,
-            })
+        self.indexed(|e| match e {
+            SignerEntry::Identity(r) => Some(r),
+            _ => None,
+        })
+    }
+    /// (index, what `pick` finds) for every entry it finds something in.
+    fn indexed<'a, T: 'a>(
+        &'a self,
+        pick: impl Fn(&'a SignerEntry) -> Option<&'a T> + 'a,
+    ) -> impl Iterator<Item = (usize, &'a T)> + 'a {
+        (self.entries.iter().enumerate()).filter_map(move |(i, e)| pick(e).map(|x| (i, x)))
     }
     pub fn has_keys(&self) -> bool {
         self.keys().next().is_some()

@@ -4,6 +4,8 @@
 
 use super::error::VerifyError;
 use serde::Serialize;
+use sigstore_trust_root::trusted_root::PublicKey as LogPublicKey;
+use sigstore_types::LogId;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -135,6 +137,13 @@ impl TrustedRoot {
             }
             parts.join(", ")
         };
+        // Transparency logs and certificate transparency logs alike.
+        let log = |base_url: &str, id: &LogId, key: &LogPublicKey| LogSummary {
+            base_url: base_url.to_string(),
+            log_id: id.key_id.to_string(),
+            key_details: key.key_details.to_string(),
+            valid_for: validity(&key.valid_for),
+        };
         TrustedRootSummary {
             source: self.inner.source.clone(),
             media_type: root.media_type.clone(),
@@ -148,25 +157,11 @@ impl TrustedRoot {
                     valid_for: validity(&ca.valid_for),
                 })
                 .collect(),
-            tlogs: root
-                .tlogs
-                .iter()
-                .map(|t| LogSummary {
-                    base_url: t.base_url.clone(),
-                    log_id: t.log_id.key_id.to_string(),
-                    key_details: t.public_key.key_details.to_string(),
-                    valid_for: validity(&t.public_key.valid_for),
-                })
+            tlogs: (root.tlogs.iter())
+                .map(|t| log(&t.base_url, &t.log_id, &t.public_key))
                 .collect(),
-            ctlogs: root
-                .ctlogs
-                .iter()
-                .map(|t| LogSummary {
-                    base_url: t.base_url.clone(),
-                    log_id: t.log_id.key_id.to_string(),
-                    key_details: t.public_key.key_details.to_string(),
-                    valid_for: validity(&t.public_key.valid_for),
-                })
+            ctlogs: (root.ctlogs.iter())
+                .map(|t| log(&t.base_url, &t.log_id, &t.public_key))
                 .collect(),
             timestamp_authorities: root
                 .timestamp_authorities
@@ -238,9 +233,8 @@ pub struct TrustedRootSummary {
 impl TrustedRootSummary {
     /// Human-readable listing.
     pub fn to_text(&self) -> String {
-        let mut out = format!("Trusted root: {}\n", self.source);
-        let authority = |out: &mut String, a: &AuthoritySummary| {
-            out.push_str(&format!(
+        let authority = |a: &AuthoritySummary| {
+            format!(
                 "  - {} ({})\n    {}; chain of {} certificate(s)\n",
                 if a.subject.is_empty() {
                     "(no subject)"
@@ -250,42 +244,31 @@ impl TrustedRootSummary {
                 a.uri.as_deref().unwrap_or("no URI"),
                 a.valid_for,
                 a.certificates
-            ));
+            )
         };
-        let log = |out: &mut String, l: &LogSummary| {
-            out.push_str(&format!(
+        let log = |l: &LogSummary| {
+            format!(
                 "  - {}\n    logId {} ({}); {}\n",
                 l.base_url, l.log_id, l.key_details, l.valid_for
-            ));
+            )
         };
-        out.push_str(&format!(
-            "Certificate authorities (Fulcio): {}\n",
-            self.certificate_authorities.len()
-        ));
-        for a in &self.certificate_authorities {
-            authority(&mut out, a);
+        /// A heading with the count, then one entry per item.
+        fn section<T>(out: &mut String, title: &str, items: &[T], entry: impl Fn(&T) -> String) {
+            out.push_str(&format!("{title}: {}\n", items.len()));
+            out.extend(items.iter().map(entry));
         }
-        out.push_str(&format!(
-            "Transparency logs (Rekor): {}\n",
-            self.tlogs.len()
-        ));
-        for l in &self.tlogs {
-            log(&mut out, l);
-        }
-        out.push_str(&format!(
-            "Certificate transparency logs: {}\n",
-            self.ctlogs.len()
-        ));
-        for l in &self.ctlogs {
-            log(&mut out, l);
-        }
-        out.push_str(&format!(
-            "Timestamp authorities: {}\n",
-            self.timestamp_authorities.len()
-        ));
-        for a in &self.timestamp_authorities {
-            authority(&mut out, a);
-        }
+        let mut out = format!("Trusted root: {}\n", self.source);
+        let authorities = &self.certificate_authorities;
+        section(
+            &mut out,
+            "Certificate authorities (Fulcio)",
+            authorities,
+            authority,
+        );
+        section(&mut out, "Transparency logs (Rekor)", &self.tlogs, log);
+        section(&mut out, "Certificate transparency logs", &self.ctlogs, log);
+        let tsas = &self.timestamp_authorities;
+        section(&mut out, "Timestamp authorities", tsas, authority);
         out
     }
 }
