@@ -57,7 +57,7 @@ impl Printer {
         }
     }
 
-    /// A command's error, on stderr; in JSON mode also one document on stdout, unless the
+    /// A command's error, on stderr (escaped, on one line); in JSON mode also one document on stdout, unless the
     /// command printed its result (e.g. a failed verification report), which said everything.
     pub fn error(&self, message: &str, code: u8) {
         if self.json() && !self.printed.load(Ordering::SeqCst) {
@@ -67,7 +67,8 @@ impl Printer {
                 serde_json::to_string_pretty(&value).unwrap_or_default()
             );
         }
-        eprintln!("error: {}", escape_lines(message));
+        // One line: an error quotes registry answers and names, and joins its causes with ": ".
+        eprintln!("error: {}", Untrusted(message));
     }
 
     /// A note for a person, on stderr (not shown in JSON mode).

@@ -45,6 +45,9 @@ pub struct PolicyOutcome {
     pub signers_satisfied: Vec<SatisfiedSigner>,
     /// Entries no counted signer satisfied.
     pub signers_missing: Vec<String>,
+    /// Per missing entry: a trusted signer of it signed the files only, not the manifest.
+    #[serde(skip)]
+    missing_files_only: Vec<bool>,
     pub attestations: Vec<AttestationOutcome>,
     /// Provenance requirements: description → met.
     pub provenance: Vec<(String, bool)>,
@@ -86,14 +89,13 @@ impl PolicyOutcome {
                 Untrusted(&s.signer)
             ));
         }
-        for m in &self.signers_missing {
-            out.push_str(&format!("  · {} — no signature\n", Untrusted(m)));
-        }
-        for s in &self.files_only_signers {
-            out.push_str(&format!(
-                "  · {} signed the files only, not the manifest\n",
-                Untrusted(s)
-            ));
+        for (i, m) in self.signers_missing.iter().enumerate() {
+            let why = if self.missing_files_only.get(i) == Some(&true) {
+                "signed the files only, not the manifest"
+            } else {
+                "no signature"
+            };
+            out.push_str(&format!("  · {} — {why}\n", Untrusted(m)));
         }
         for a in &self.attestations {
             out.push_str(&format!(
@@ -154,6 +156,11 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
         .filter(|(_, entries, bound)| !bound && !entries.is_empty())
         .map(|(name, _, _)| name.clone())
         .collect();
+    let files_only_entries: BTreeSet<usize> = by_signer
+        .values()
+        .filter(|(_, _, bound)| !bound)
+        .flat_map(|(_, entries, _)| entries.iter().copied())
+        .collect();
     let bound_signers: BTreeSet<String> = by_signer
         .values()
         .filter(|(_, _, bound)| *bound)
@@ -183,12 +190,17 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
         })
         .collect();
     satisfied.sort_by_key(|s| s.entry);
-    let missing: Vec<String> = matching
+    let (missing, missing_files_only): (Vec<String>, Vec<bool>) = matching
         .iter()
         .enumerate()
         .filter(|(_, s)| s.is_none())
-        .map(|(entry, _)| policy.signers.entries()[entry].describe())
-        .collect();
+        .map(|(entry, _)| {
+            (
+                policy.signers.entries()[entry].describe(),
+                files_only_entries.contains(&entry),
+            )
+        })
+        .unzip();
     let required = policy.require_signers.max(1);
     if satisfied.len() < required
         && policy.manifest_binding == ManifestBinding::Required
@@ -282,6 +294,7 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
         signers_required: required,
         signers_satisfied: satisfied,
         signers_missing: missing,
+        missing_files_only,
         attestations,
         provenance,
         failures,

@@ -234,6 +234,25 @@ fn each_required_signer_must_bind_the_manifest_itself() {
         "{stderr}"
     );
     assert!(!stderr.contains("alice.pub (hint"), "{stderr}");
+    let (code, stdout, _) = run(&[
+        "verify",
+        &target,
+        "--key",
+        alice_pub.to_str().unwrap(),
+        "--key",
+        bob_pub.to_str().unwrap(),
+        "--require-signers",
+        "2",
+    ]);
+    assert_eq!(code, 1);
+    let bob_line = stdout
+        .lines()
+        .find(|l| l.starts_with("  · key") && l.contains("bob.pub"))
+        .unwrap_or_else(|| panic!("no line for bob:\n{stdout}"));
+    assert!(
+        bob_line.ends_with("— signed the files only, not the manifest"),
+        "{stdout}"
+    );
     // Bob alone: refused by default, accepted with the flag as files only.
     let (code, _, _) = verify(&target, &[&bob_pub], &[]);
     assert_eq!(code, 1);
@@ -250,8 +269,9 @@ fn each_required_signer_must_bind_the_manifest_itself() {
     assert_eq!(report["policy"]["manifestSigned"], true);
 }
 
-/// Escape, CR, a fake verdict, a right-to-left override and a zero-width space.
-const HOSTILE: &str = "x\u{1b}[2K\r✓ Policy: PASSED\u{202e}evil\u{200b}";
+/// Escape, CR, a fake verdict, a right-to-left override, a zero-width space, and a newline
+/// starting a fake verdict line.
+const HOSTILE: &str = "x\u{1b}[2K\r✓ Policy: PASSED\u{202e}evil\u{200b}\n✓ Policy: PASSED";
 /// The same as a predicate type URI (no whitespace).
 const HOSTILE_URI: &str = "x:\u{1b}[2K✓Policy:PASSED\u{202e}evil\u{200b}";
 
@@ -263,6 +283,10 @@ fn assert_clean(what: &str, out: &str) {
             c
         );
     }
+    assert!(
+        !out.lines().any(|l| l.trim_start().starts_with("✓ Policy")),
+        "{what}: a fake verdict line:\n{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -381,7 +405,7 @@ async fn registry_strings_are_escaped_in_discover_inspect_and_verify() {
             let shown = match what {
                 "pull paths" => continue,
                 "verify" | "verify flag" => "x:\\u{1b}[2K✓Policy:PASSED\\u{202e}evil\\u{200b}",
-                _ => "x\\u{1b}[2K\\r✓ Policy: PASSED\\u{202e}evil\\u{200b}",
+                _ => "x\\u{1b}[2K\\r✓ Policy: PASSED\\u{202e}evil\\u{200b}\\n✓ Policy: PASSED",
             };
             assert!(
                 all.contains(shown),
