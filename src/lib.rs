@@ -28,6 +28,8 @@
 //! - [`sigstore_ops`]: joins the above with a store: sign/attest a target (push referrers),
 //!   gather and verify a target's referrers.
 //! - [`progress`]: the `Reporter` trait the library calls; the CLI draws bars.
+//! - [`untrusted`]: a leaf; the one escaping of registry-controlled strings for a terminal
+//!   (`Untrusted<T>`), used by every text report and at the printing boundary.
 //!
 //! Nothing here depends on the CLI (`src/cli`, declared only by `main.rs`). Secrets live in
 //! [`secret::Secret`], which never prints its content.
@@ -44,4 +46,5 @@ pub mod secret;
 pub mod signing;
 pub mod sigstore_ops;
 pub mod store;
+pub mod untrusted;
 pub mod verify;

@@ -158,6 +158,11 @@ pub struct PolicyOpts {
     /// Require SLSA provenance listing this material (resolvedDependencies). Repeatable.
     #[arg(long = "provenance-material", value_name = "NAME=DIGEST")]
     pub provenance_materials: Vec<String>,
+    /// Accept a signature over the model's files only (a model_signing signature, or `sign
+    /// --no-cosign-bundle`): the files are verified, the manifest's config, annotations, media
+    /// types and sizes are not. Default: a signer counts only when it signed the manifest.
+    #[arg(long)]
+    pub allow_unsigned_metadata: bool,
 }
 
 /// How to sign.

@@ -6,7 +6,8 @@ use super::args::PolicyOpts;
 use super::exit::{Failure, InputError as _};
 use oci_model::attest::resolve_predicate_type;
 use oci_model::verify::{
-    Matcher, Policy, PolicyFile, ProvenanceRequirements, SignerPolicy, TrustedKey, TrustedRoot,
+    ManifestBinding, Matcher, Policy, PolicyFile, ProvenanceRequirements, SignerPolicy, TrustedKey,
+    TrustedRoot,
 };
 
 /// The trusted root: `--trusted-root FILE` or the embedded public-good root.
@@ -33,6 +34,58 @@ pub fn requested(opts: &PolicyOpts) -> bool {
         || !opts.attestation_types.is_empty()
         || opts.provenance_builder_id.is_some()
         || !opts.provenance_materials.is_empty()
+        || opts.allow_unsigned_metadata
+}
+
+/// A policy flag some command cannot honour.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PolicyFlag {
+    Policy,
+    RequireSigners,
+    AttestationType,
+    ProvenanceBuilderId,
+    ProvenanceMaterial,
+    AllowUnsignedMetadata,
+}
+
+impl PolicyFlag {
+    fn name(self) -> &'static str {
+        match self {
+            PolicyFlag::Policy => "--policy",
+            PolicyFlag::RequireSigners => "--require-signers",
+            PolicyFlag::AttestationType => "--attestation-type",
+            PolicyFlag::ProvenanceBuilderId => "--provenance-builder-id",
+            PolicyFlag::ProvenanceMaterial => "--provenance-material",
+            PolicyFlag::AllowUnsignedMetadata => "--allow-unsigned-metadata",
+        }
+    }
+
+    fn given(self, opts: &PolicyOpts) -> bool {
+        match self {
+            PolicyFlag::Policy => opts.policy.is_some(),
+            PolicyFlag::RequireSigners => opts.require_signers.is_some(),
+            PolicyFlag::AttestationType => !opts.attestation_types.is_empty(),
+            PolicyFlag::ProvenanceBuilderId => opts.provenance_builder_id.is_some(),
+            PolicyFlag::ProvenanceMaterial => !opts.provenance_materials.is_empty(),
+            PolicyFlag::AllowUnsignedMetadata => opts.allow_unsigned_metadata,
+        }
+    }
+}
+
+/// Refuse (exit 2) the first flag of `unsupported` that was given: a command never accepts a
+/// check it would not perform. `why` says why `command` cannot honour it.
+pub fn refuse_flags(
+    opts: &PolicyOpts,
+    command: &str,
+    unsupported: &[(PolicyFlag, &str)],
+) -> anyhow::Result<()> {
+    match unsupported.iter().find(|(flag, _)| flag.given(opts)) {
+        Some((flag, why)) => Err(Failure::input(format!(
+            "{command} cannot honour {}: {why}",
+            flag.name()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The signers named by flags (keys read now).
@@ -86,6 +139,11 @@ pub fn policy(opts: &PolicyOpts, repository: Option<&str>) -> anyhow::Result<Pol
                     "--policy cannot be combined with --key, --certificate-identity[-regexp], --certificate-oidc-issuer[-regexp] or --require-signers: the policy file names the signers",
                 ));
             }
+            if opts.allow_unsigned_metadata {
+                return Err(Failure::input(
+                    "--policy cannot be combined with --allow-unsigned-metadata: set allowUnsignedMetadata: true in the policy file's rule",
+                ));
+            }
             let Some(repository) = repository else {
                 return Err(Failure::input(
                     "--policy selects rules by repository; this command verifies no repository",
@@ -97,6 +155,9 @@ pub fn policy(opts: &PolicyOpts, repository: Option<&str>) -> anyhow::Result<Pol
         None => {
             let mut p = Policy::new(signer_policy(opts)?);
             p.require_signers = opts.require_signers.unwrap_or(1);
+            if opts.allow_unsigned_metadata {
+                p.manifest_binding = ManifestBinding::FilesSuffice;
+            }
             p
         }
     };

@@ -1,9 +1,13 @@
 //! Owns stdout and stderr: results as text or one JSON document, notes on stderr, progress
-//! bars on stderr only when it is a terminal (never in JSON mode or with --quiet).
+//! bars on stderr only when it is a terminal (never in JSON mode or with --quiet). Text
+//! reaches a terminal only through [`escape_lines`]: the typed results wrap every
+//! registry-controlled field in `Untrusted` (newlines included), and this last pass escapes any
+//! control, bidi or zero-width character a field may still carry.
 
 use super::args::{GlobalOpts, OutputFormat};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oci_model::progress::{Reporter, SharedReporter};
+use oci_model::untrusted::{escape_lines, Untrusted};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -47,12 +51,13 @@ impl Printer {
         } else {
             let text = result.to_string();
             if !text.is_empty() {
+                let text = escape_lines(&text);
                 let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
             }
         }
     }
 
-    /// A command's error, on stderr; in JSON mode also one document on stdout, unless the
+    /// A command's error, on stderr (escaped, on one line); in JSON mode also one document on stdout, unless the
     /// command printed its result (e.g. a failed verification report), which said everything.
     pub fn error(&self, message: &str, code: u8) {
         if self.json() && !self.printed.load(Ordering::SeqCst) {
@@ -62,13 +67,14 @@ impl Printer {
                 serde_json::to_string_pretty(&value).unwrap_or_default()
             );
         }
-        eprintln!("error: {message}");
+        // One line: an error quotes registry answers and names, and joins its causes with ": ".
+        eprintln!("error: {}", Untrusted(message));
     }
 
     /// A note for a person, on stderr (not shown in JSON mode).
     pub fn note(&self, msg: &str) {
         if !self.json() {
-            eprintln!("{msg}");
+            eprintln!("{}", escape_lines(msg));
         }
     }
 
@@ -130,7 +136,7 @@ impl Reporter for Bars {
             .expect("valid template")
             .progress_chars("=> "),
         );
-        bar.set_message(name.to_string());
+        bar.set_message(Untrusted(name).to_string());
         self.bars.lock().expect("lock").insert(id, bar);
         id
     }

@@ -116,7 +116,10 @@ impl VerifiedSignature {
             });
         }
         Ok(BoundModel {
-            bundle: BoundBundle(self),
+            bundle: BoundBundle {
+                signature: self,
+                binding: Binding::Files,
+            },
             statement,
             comparison,
         })
@@ -127,12 +130,34 @@ impl VerifiedSignature {
 /// ([`verify_bundle`]) or to the model's files ([`VerifiedSignature::bind_files`]). The only
 /// input of [`super::evaluate`]. Only this module builds it.
 #[derive(Clone, Debug)]
-pub struct BoundBundle(VerifiedSignature);
+pub struct BoundBundle {
+    signature: VerifiedSignature,
+    binding: Binding,
+}
+
+/// What a [`BoundBundle`]'s signature was checked to cover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Binding {
+    /// The caller's artifact itself (for a model: the manifest digest, hence its config,
+    /// annotations, media types and layer sizes too).
+    Artifact,
+    /// Only the model's file list (path → sha256), as a model-signing signature does: the
+    /// manifest around those files (config, annotations, media types, sizes) is not signed.
+    Files,
+}
+
+impl BoundBundle {
+    /// What the signature covers.
+    pub fn binding(&self) -> Binding {
+        self.binding
+    }
+}
 
 impl std::ops::Deref for BoundBundle {
     type Target = VerifiedSignature;
     fn deref(&self) -> &VerifiedSignature {
-        &self.0
+        &self.signature
     }
 }
 
@@ -162,7 +187,10 @@ pub fn verify_bundle(
         (None, None) => format!("signature covers {artifact}"),
     };
     verified.checks.push(Check::new(CheckName::Subject, detail));
-    Ok(BoundBundle(verified))
+    Ok(BoundBundle {
+        signature: verified,
+        binding: Binding::Artifact,
+    })
 }
 
 /// Verify a DSSE bundle's signature, bound to its statement's own first sha256 subject: for

@@ -1,9 +1,10 @@
 //! Judge bound bundles against a [`Policy`]: n-of-m distinct signers, required attestation
 //! types, SLSA provenance requirements.
 
-use super::bundle::BoundBundle;
+use super::bundle::{Binding, BoundBundle};
 use super::error::VerifyError;
-use super::policy::{Policy, SignatureKinds};
+use super::policy::{ManifestBinding, Policy, SignatureKinds};
+use crate::untrusted::Untrusted;
 use crate::{attest, media_types};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,11 +33,21 @@ pub struct AttestationOutcome {
 #[serde(rename_all = "camelCase")]
 pub struct PolicyOutcome {
     pub passed: bool,
+    /// A counted signer's signature binds the artifact itself (for a model: the manifest
+    /// digest). False when only file-only signatures counted (the policy allowed them): the
+    /// files are verified, the manifest's metadata is not signed.
+    pub manifest_signed: bool,
+    /// Trusted signers whose signatures cover only the model's files, not the manifest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files_only_signers: Vec<String>,
     pub signers_required: usize,
     /// The entries counted (a maximum matching: one signer counts for one entry).
     pub signers_satisfied: Vec<SatisfiedSigner>,
     /// Entries no counted signer satisfied.
     pub signers_missing: Vec<String>,
+    /// Per missing entry: a trusted signer of it signed the files only, not the manifest.
+    #[serde(skip)]
+    missing_files_only: Vec<bool>,
     pub attestations: Vec<AttestationOutcome>,
     /// Provenance requirements: description → met.
     pub provenance: Vec<(String, bool)>,
@@ -54,26 +65,45 @@ impl PolicyOutcome {
         }
     }
 
+    /// What the verdict covers, for the first line of a report: `None` when a trusted
+    /// signature binds the manifest, else the exact words for a pass on files only.
+    pub fn scope_note(&self) -> Option<&'static str> {
+        (self.passed && !self.manifest_signed).then_some(FILES_ONLY)
+    }
+
+    /// The verdict and its reasons; every string from a bundle or a registry is escaped.
     pub fn to_text(&self) -> String {
         let mut out = format!(
-            "Policy: {} ({} of {} required signer(s) satisfied)\n",
+            "Policy: {}{} ({} of {} required signer(s) satisfied)\n",
             if self.passed { "PASSED" } else { "FAILED" },
+            self.scope_note()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default(),
             self.signers_satisfied.len(),
             self.signers_required
         );
         for s in &self.signers_satisfied {
-            out.push_str(&format!("  ✓ {} — signed by {}\n", s.policy, s.signer));
+            out.push_str(&format!(
+                "  ✓ {} — signed by {}\n",
+                Untrusted(&s.policy),
+                Untrusted(&s.signer)
+            ));
         }
-        for m in &self.signers_missing {
-            out.push_str(&format!("  · {m} — no signature\n"));
+        for (i, m) in self.signers_missing.iter().enumerate() {
+            let why = if self.missing_files_only.get(i) == Some(&true) {
+                "signed the files only, not the manifest"
+            } else {
+                "no signature"
+            };
+            out.push_str(&format!("  · {} — {why}\n", Untrusted(m)));
         }
         for a in &self.attestations {
             out.push_str(&format!(
                 "  {} attestation {}{}\n",
                 if a.present { "✓" } else { "✗" },
-                a.predicate_type,
+                Untrusted(&a.predicate_type),
                 if a.present {
-                    format!(" (signed by {})", a.signed_by.join(", "))
+                    format!(" (signed by {})", Untrusted(a.signed_by.join(", ")))
                 } else {
                     " missing".to_string()
                 }
@@ -81,16 +111,20 @@ impl PolicyOutcome {
         }
         for (what, ok) in &self.provenance {
             out.push_str(&format!(
-                "  {} provenance {what}\n",
-                if *ok { "✓" } else { "✗" }
+                "  {} provenance {}\n",
+                if *ok { "✓" } else { "✗" },
+                Untrusted(what)
             ));
         }
         for f in &self.failures {
-            out.push_str(&format!("  failure: {f}\n"));
+            out.push_str(&format!("  failure: {}\n", Untrusted(f)));
         }
         out
     }
 }
+
+/// What a pass means when only file-only signatures counted.
+pub const FILES_ONLY: &str = "files verified; manifest metadata not signed";
 
 /// Judge verified bundles against `policy`: at least `require_signers` distinct entries must be
 /// satisfied by distinct signers (among bundles counting as signatures), every required
@@ -100,19 +134,45 @@ impl PolicyOutcome {
 pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
     let mut failures = Vec::new();
 
-    // Signers → entries they satisfy (from signature bundles only).
-    let mut by_signer: BTreeMap<String, (String, BTreeSet<usize>)> = BTreeMap::new();
+    // Signers → entries they satisfy (from signature bundles only), and whether one of their
+    // signatures binds the artifact itself (for a model: the manifest digest).
+    let mut by_signer: BTreeMap<String, (String, BTreeSet<usize>, bool)> = BTreeMap::new();
     for b in results.iter().filter(|b| counts_as_signature(b, policy)) {
         let slot = by_signer
             .entry(b.signer().distinct_id())
-            .or_insert_with(|| (b.signer().to_string(), BTreeSet::new()));
+            .or_insert_with(|| (b.signer().to_string(), BTreeSet::new(), false));
         slot.1.extend(
             b.matched_entries()
                 .iter()
                 .copied()
                 .filter(|i| *i < policy.signers.len()),
         );
+        slot.2 |= b.binding() == Binding::Artifact;
     }
+    // Per signer: without a signature over the manifest, a signer counts only where the policy
+    // accepts file-only signatures.
+    let files_only: Vec<String> = by_signer
+        .values()
+        .filter(|(_, entries, bound)| !bound && !entries.is_empty())
+        .map(|(name, _, _)| name.clone())
+        .collect();
+    let files_only_entries: BTreeSet<usize> = by_signer
+        .values()
+        .filter(|(_, _, bound)| !bound)
+        .flat_map(|(_, entries, _)| entries.iter().copied())
+        .collect();
+    let bound_signers: BTreeSet<String> = by_signer
+        .values()
+        .filter(|(_, _, bound)| *bound)
+        .map(|(name, _, _)| name.clone())
+        .collect();
+    let by_signer: BTreeMap<String, (String, BTreeSet<usize>)> = by_signer
+        .into_iter()
+        .map(|(id, (name, entries, bound))| {
+            let counts = bound || policy.manifest_binding == ManifestBinding::FilesSuffice;
+            (id, (name, if counts { entries } else { BTreeSet::new() }))
+        })
+        .collect();
     let signers: Vec<(String, Vec<usize>)> = by_signer
         .into_values()
         .map(|(name, set)| (name, set.into_iter().collect()))
@@ -130,14 +190,27 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
         })
         .collect();
     satisfied.sort_by_key(|s| s.entry);
-    let missing: Vec<String> = matching
+    let (missing, missing_files_only): (Vec<String>, Vec<bool>) = matching
         .iter()
         .enumerate()
         .filter(|(_, s)| s.is_none())
-        .map(|(entry, _)| policy.signers.entries()[entry].describe())
-        .collect();
+        .map(|(entry, _)| {
+            (
+                policy.signers.entries()[entry].describe(),
+                files_only_entries.contains(&entry),
+            )
+        })
+        .unzip();
     let required = policy.require_signers.max(1);
-    if satisfied.len() < required {
+    if satisfied.len() < required
+        && policy.manifest_binding == ManifestBinding::Required
+        && !files_only.is_empty()
+    {
+        failures.push(format!(
+            "no signature binds the manifest: {} signed only the file list (not the manifest's config, annotations, media types or sizes); re-sign with `oci-model sign`, which also writes the cosign-style bundle over the manifest, or accept file-only signatures with --allow-unsigned-metadata (policy file: allowUnsignedMetadata: true)",
+            files_only.join(", ")
+        ));
+    } else if satisfied.len() < required {
         failures.push(if satisfied.is_empty() {
             "no valid signature from a trusted signer".to_string()
         } else {
@@ -213,11 +286,15 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
         }
     }
 
+    let manifest_signed = satisfied.iter().any(|s| bound_signers.contains(&s.signer));
     PolicyOutcome {
         passed: failures.is_empty(),
+        manifest_signed,
+        files_only_signers: files_only,
         signers_required: required,
         signers_satisfied: satisfied,
         signers_missing: missing,
+        missing_files_only,
         attestations,
         provenance,
         failures,
@@ -414,6 +491,83 @@ mod tests {
         assert!(out.passed, "{:?}", out.failures);
         let out = evaluate(&[sig, prov, good], &policy);
         assert!(out.passed, "{:?}", out.failures);
+    }
+
+    /// A model-signing bundle by `key` over one file, bound to that file list.
+    fn files_only(key: &TestKey, policy: &SignerPolicy) -> BoundBundle {
+        use crate::signing::oms::{ModelStatement, Serialization};
+        let digest: crate::digest::Digest = format!("sha256:{SUBJECT}").parse().unwrap();
+        let statement = ModelStatement::from_pairs(
+            "m",
+            [("w.bin", digest.clone())],
+            Serialization::for_signing(&[], false, false),
+        )
+        .unwrap();
+        let b = key_bundle(
+            key,
+            &statement.to_payload(),
+            media_types::SIGSTORE_BUNDLE_V03,
+        );
+        crate::verify::verify_signature(
+            &b,
+            policy,
+            &TrustedRoot::production().unwrap(),
+            &crate::verify::VerifyOptions::oms(),
+        )
+        .unwrap()
+        .bind_files([("w.bin", &digest)], "differ")
+        .unwrap()
+        .bundle
+    }
+
+    #[test]
+    fn a_signer_counts_only_with_a_signature_over_the_manifest_unless_allowed() {
+        let (a, b) = (TestKey::new(Alg::P256), TestKey::new(Alg::P384));
+        let signers = SignerPolicy::new()
+            .with_key(a.trusted("a.pub"))
+            .with_key(b.trusted("b.pub"));
+        let mut policy = Policy::new(signers.clone());
+        let a_files = files_only(&a, &signers);
+        assert_eq!(a_files.binding(), Binding::Files);
+
+        // Default: a's file-only signature does not make a count; the failure names it.
+        let out = evaluate(std::slice::from_ref(&a_files), &policy);
+        assert!(!out.passed);
+        assert!(
+            out.failures[0].starts_with("no signature binds the manifest: key a.pub"),
+            "{:?}",
+            out.failures
+        );
+        assert_eq!(out.files_only_signers.len(), 1);
+
+        // Per signer: b's signature over the manifest does not lend a binding to a.
+        policy.require_signers = 2;
+        let b_sig = signed(&b, media_types::PREDICATE_COSIGN_SIGN, &signers);
+        let out = evaluate(&[a_files.clone(), b_sig.clone()], &policy);
+        assert!(!out.passed, "{out:?}");
+        assert_eq!(out.signers_satisfied.len(), 1);
+        // a's own cosign-style signature binds the manifest: both count.
+        let a_sig = signed(&a, media_types::PREDICATE_COSIGN_SIGN, &signers);
+        let out = evaluate(&[a_files.clone(), a_sig, b_sig.clone()], &policy);
+        assert!(out.passed, "{:?}", out.failures);
+        assert!(out.manifest_signed && out.scope_note().is_none());
+
+        // Allowed: a counts on its files; the outcome says exactly what was verified.
+        policy.require_signers = 1;
+        policy.manifest_binding = ManifestBinding::FilesSuffice;
+        let out = evaluate(std::slice::from_ref(&a_files), &policy);
+        assert!(out.passed, "{:?}", out.failures);
+        assert!(!out.manifest_signed);
+        assert_eq!(
+            out.scope_note(),
+            Some("files verified; manifest metadata not signed")
+        );
+        assert!(out
+            .to_text()
+            .starts_with("Policy: PASSED: files verified; manifest metadata not signed"));
+        // With a signature over the manifest as well, the manifest is signed.
+        let out = evaluate(&[a_files, b_sig], &policy);
+        assert!(out.passed && out.manifest_signed, "{out:?}");
     }
 
     #[test]

@@ -28,13 +28,14 @@ pub mod trust;
 mod types;
 
 pub use bundle::{
-    verify_bundle, verify_signature, BoundBundle, BoundModel, Statement, Subject, VerifiedSignature,
+    verify_bundle, verify_signature, Binding, BoundBundle, BoundModel, Statement, Subject,
+    VerifiedSignature,
 };
 pub use error::VerifyError;
 pub use evaluate::{evaluate, AttestationOutcome, PolicyOutcome, SatisfiedSigner};
 pub use policy::{
-    IdentityRule, Matcher, Policy, PolicyError, ProvenanceRequirements, SignatureKinds,
-    SignerEntry, SignerPolicy, TrustedKey,
+    IdentityRule, ManifestBinding, Matcher, Policy, PolicyError, ProvenanceRequirements,
+    SignatureKinds, SignerEntry, SignerPolicy, TrustedKey,
 };
 pub use policy_file::PolicyFile;
 pub use report::{BundleReport, Report};

@@ -296,6 +296,21 @@ impl ProvenanceRequirements {
     }
 }
 
+/// Whether a signer must have signed the artifact itself (for a model: its manifest digest) or
+/// whether a signature over the model's files alone is enough.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ManifestBinding {
+    /// A signer counts only when one of its signatures binds the artifact (the cosign-style
+    /// bundle `sign` writes next to the model-signing bundle): the default, so a manifest
+    /// digest is reported verified only when a trusted signature covers it.
+    #[default]
+    Required,
+    /// A model-signing signature over the files is enough (e.g. one made by `model_signing`
+    /// or with `sign --no-cosign-bundle`); the manifest's config, annotations, media types and
+    /// sizes are then not signed, and the outcome says so.
+    FilesSuffice,
+}
+
 /// The full policy a set of bundles is judged against.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -308,10 +323,14 @@ pub struct Policy {
     /// resolved from shortcuts with [`crate::attest::resolve_predicate_type`]).
     pub attestation_types: Vec<String>,
     pub provenance: ProvenanceRequirements,
+    /// Whether a signer's signature must bind the artifact itself (default) or may cover the
+    /// model's files only.
+    pub manifest_binding: ManifestBinding,
 }
 
 impl Policy {
-    /// `signers`, 1 required, model signature kinds, no attestation required.
+    /// `signers`, 1 required, model signature kinds, no attestation required, the artifact
+    /// (manifest) binding required.
     pub fn new(signers: SignerPolicy) -> Self {
         Policy {
             signers,
@@ -319,6 +338,7 @@ impl Policy {
             signature_kinds: SignatureKinds::default(),
             attestation_types: Vec::new(),
             provenance: ProvenanceRequirements::default(),
+            manifest_binding: ManifestBinding::Required,
         }
     }
 

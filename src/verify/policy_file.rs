@@ -20,6 +20,8 @@
 //!       builderId: https://github.com/acme/train/.github/workflows/train.yml@refs/heads/main
 //!       materials:
 //!         - "imagenet=sha256:6c3e…"   # NAME=DIGEST, matched on resolvedDependencies name or uri
+//!     # allowUnsignedMetadata: true  # accept signatures over the files only (model_signing's):
+//!     #   the manifest's config, annotations, media types and sizes are then not signed
 //!   - repositories: ["**"]       # everything else: one signature by the release key
 //!     signers:
 //!       - key: keys/release.pub
@@ -34,7 +36,7 @@
 
 use super::error::VerifyError;
 use super::policy::{
-    Matcher, Policy, PolicyError, ProvenanceRequirements, SignerPolicy, TrustedKey,
+    ManifestBinding, Matcher, Policy, PolicyError, ProvenanceRequirements, SignerPolicy, TrustedKey,
 };
 use crate::attest::resolve_predicate_type;
 use serde::Deserialize;
@@ -58,6 +60,8 @@ struct RuleDoc {
     attestations: Vec<String>,
     #[serde(default)]
     provenance: Option<ProvenanceDoc>,
+    #[serde(default)]
+    allow_unsigned_metadata: bool,
 }
 
 #[derive(Deserialize)]
@@ -194,6 +198,9 @@ impl PolicyFile {
             }
             let mut policy = Policy::new(signers);
             policy.require_signers = r.require_signers.unwrap_or(1);
+            if r.allow_unsigned_metadata {
+                policy.manifest_binding = ManifestBinding::FilesSuffice;
+            }
             policy.attestation_types = r
                 .attestations
                 .iter()
@@ -308,6 +315,17 @@ policies:
         let f = PolicyFile::from_yaml(text, dir.path(), "p.yaml").unwrap();
         let err = f.for_repository("b/c").unwrap_err();
         assert!(matches!(err, VerifyError::NoPolicyRule { .. }), "{err}");
+    }
+
+    #[test]
+    fn file_only_signatures_are_accepted_only_where_a_rule_says_so() {
+        let dir = key_dir();
+        let text = "version: 1\npolicies:\n  - repositories: [\"a/*\"]\n    allowUnsignedMetadata: true\n    signers:\n      - key: keys/alice.pub\n  - repositories: [\"**\"]\n    signers:\n      - key: keys/alice.pub\n";
+        let f = PolicyFile::from_yaml(text, dir.path(), "p.yaml").unwrap();
+        let p = f.for_repository("a/b").unwrap();
+        assert_eq!(p.manifest_binding, ManifestBinding::FilesSuffice);
+        let p = f.for_repository("c/d").unwrap();
+        assert_eq!(p.manifest_binding, ManifestBinding::Required);
     }
 
     #[test]

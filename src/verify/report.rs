@@ -3,6 +3,7 @@
 use super::bundle::{BoundBundle, Subject};
 use super::evaluate::PolicyOutcome;
 use super::types::{BundleKind, Check, Signer};
+use crate::untrusted::Untrusted;
 use serde::Serialize;
 
 /// One bundle's result.
@@ -93,14 +94,18 @@ impl Report {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
+    /// The report for a person. A manifest digest is called verified only when a trusted
+    /// signature binds it; every string from a bundle or a registry is escaped.
     pub fn to_text(&self) -> String {
-        let mut out = format!(
-            "{} {}\n",
-            if self.ok { "Verified" } else { "NOT verified:" },
-            self.target
-        );
+        let scope = self.policy.as_ref().and_then(|p| p.scope_note());
+        let target = Untrusted(&self.target);
+        let mut out = match (self.ok, scope) {
+            (true, Some(note)) => format!("Partly verified {target}: {note}\n"),
+            (true, None) => format!("Verified {target}\n"),
+            (false, _) => format!("NOT verified: {target}\n"),
+        };
         if let Some(root) = &self.trusted_root {
-            out.push_str(&format!("Trusted root: {root}\n"));
+            out.push_str(&format!("Trusted root: {}\n", Untrusted(root)));
         }
         for c in &self.checks {
             out.push_str(&format!("  {c}\n"));
@@ -109,9 +114,9 @@ impl Report {
             let what = b.predicate_type.as_deref().unwrap_or("message signature");
             out.push_str(&format!(
                 "Bundle {} — {}\n",
-                b.source,
+                Untrusted(&b.source),
                 if b.ok {
-                    what.to_string()
+                    Untrusted(what).to_string()
                 } else {
                     "FAILED".to_string()
                 }
@@ -120,13 +125,13 @@ impl Report {
                 out.push_str(&format!("  signer: {s}\n"));
             }
             if let Some(t) = &b.signing_time {
-                out.push_str(&format!("  signed at: {t}\n"));
+                out.push_str(&format!("  signed at: {}\n", Untrusted(t)));
             }
             for c in &b.checks {
                 out.push_str(&format!("  {c}\n"));
             }
             if let Some(e) = &b.error {
-                out.push_str(&format!("  ✗ {e}\n"));
+                out.push_str(&format!("  ✗ {}\n", Untrusted(e)));
             }
         }
         if let Some(p) = &self.policy {

@@ -5,6 +5,7 @@
 
 use super::error::VerifyError;
 use crate::digest::Digest;
+use crate::untrusted::Untrusted;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256, Sha384};
 use std::io::Read;
@@ -139,9 +140,9 @@ impl Check {
 }
 
 impl std::fmt::Display for Check {
-    /// A passed check as reports print it.
+    /// A passed check as reports print it (the detail escaped: it quotes bundle contents).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "✓ {}: {}", self.name, self.detail)
+        write!(f, "✓ {}: {}", self.name, Untrusted(&self.detail))
     }
 }
 
@@ -182,10 +183,13 @@ impl Signer {
 }
 
 impl std::fmt::Display for Signer {
+    /// Names from a certificate are escaped (see [`crate::untrusted`]).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Signer::Key { name, hint, .. } => write!(f, "key {name} (hint {hint})"),
-            Signer::Identity { identity, issuer } => write!(f, "{identity} (issuer {issuer})"),
+            Signer::Key { name, hint, .. } => write!(f, "key {} (hint {hint})", Untrusted(name)),
+            Signer::Identity { identity, issuer } => {
+                write!(f, "{} (issuer {})", Untrusted(identity), Untrusted(issuer))
+            }
         }
     }
 }

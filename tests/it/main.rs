@@ -2,6 +2,7 @@
 
 mod attest;
 mod attest_lib;
+mod binding;
 mod cli_edges;
 mod conformance;
 mod fakes;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Run `verify TARGET --key PUB --output json`: (exit code, report, stderr).
-fn verify(target: &str, keys: &[&Path], extra: &[&str]) -> (i32, Value, String) {
+pub(crate) fn verify(target: &str, keys: &[&Path], extra: &[&str]) -> (i32, Value, String) {
     let mut cmd = harness::bin();
     cmd.args(["verify", target, "--output", "json"]);
     for k in keys {
@@ -28,7 +28,7 @@ fn verify(target: &str, keys: &[&Path], extra: &[&str]) -> (i32, Value, String) 
     )
 }
 
-async fn open(t: &str) -> Arc<dyn Store> {
+pub(crate) async fn open(t: &str) -> Arc<dyn Store> {
     store::open(
         &Target::parse(t).unwrap(),
         &StoreOptions {
@@ -41,7 +41,7 @@ async fn open(t: &str) -> Arc<dyn Store> {
 }
 
 /// The model-signing bundle attached to `target` (reads the referrer like a client would).
-async fn oms_bundle(target: &str) -> Vec<u8> {
+pub(crate) async fn oms_bundle(target: &str) -> Vec<u8> {
     let s = open(target).await;
     let t = Target::parse(target).unwrap();
     let subject = s.resolve(&t.reference()).await.unwrap();
@@ -55,7 +55,7 @@ async fn oms_bundle(target: &str) -> Vec<u8> {
     b.bundle.unwrap().to_vec()
 }
 
-async fn attach(target: &str, bundle: &[u8], predicate_type: &str) -> Descriptor {
+pub(crate) async fn attach(target: &str, bundle: &[u8], predicate_type: &str) -> Descriptor {
     let s = open(target).await;
     let t = Target::parse(target).unwrap();
     let subject = s.resolve(&t.reference()).await.unwrap();
@@ -316,10 +316,12 @@ async fn tampered_malformed_and_v02_bundles_are_rejected_with_reasons() {
     push(&model, &both);
     attach(&both, b"not json at all", mt::PREDICATE_MODEL_SIGNING).await;
     attach(&both, &good, mt::PREDICATE_MODEL_SIGNING).await;
-    let (code, report, stderr) =
-        tokio::task::spawn_blocking(move || verify(&both, &[&public], &[]))
-            .await
-            .unwrap();
+    // (signed with --no-cosign-bundle: the file signature alone is accepted only when allowed)
+    let (code, report, stderr) = tokio::task::spawn_blocking(move || {
+        verify(&both, &[&public], &["--allow-unsigned-metadata"])
+    })
+    .await
+    .unwrap();
     assert_eq!(code, 0, "{stderr} {report:#}");
     assert_eq!(
         report["bundles"]
@@ -492,6 +494,8 @@ async fn real_keyless_model_signature_verifies_by_identity_through_the_registry(
     let bundle = std::fs::read(fixture.join("model.sig")).unwrap();
     attach(&target, &bundle, mt::PREDICATE_MODEL_SIGNING).await;
 
+    // model_signing signs the files, not the manifest: refused unless file-only signatures
+    // are allowed, and then reported as exactly that.
     let t = target.clone();
     let (code, report, stderr) = tokio::task::spawn_blocking(move || {
         verify(
@@ -507,7 +511,29 @@ async fn real_keyless_model_signature_verifies_by_identity_through_the_registry(
     })
     .await
     .unwrap();
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+    assert!(
+        stderr.contains("no signature binds the manifest: stefanb@us.ibm.com"),
+        "{stderr}"
+    );
+    let t = target.clone();
+    let (code, report, stderr) = tokio::task::spawn_blocking(move || {
+        verify(
+            &t,
+            &[],
+            &[
+                "--certificate-identity",
+                IDENTITY,
+                "--certificate-oidc-issuer",
+                ISSUER,
+                "--allow-unsigned-metadata",
+            ],
+        )
+    })
+    .await
+    .unwrap();
     assert_eq!(code, 0, "{stderr}\n{report:#}");
+    assert_eq!(report["policy"]["manifestSigned"], false);
     let b = &report["bundles"][0];
     assert_eq!(b["signer"]["identity"], IDENTITY);
     assert!(
@@ -529,6 +555,7 @@ async fn real_keyless_model_signature_verifies_by_identity_through_the_registry(
                 "mallory@example.com",
                 "--certificate-oidc-issuer",
                 ISSUER,
+                "--allow-unsigned-metadata",
             ],
         )
     })
@@ -545,6 +572,7 @@ async fn real_keyless_model_signature_verifies_by_identity_through_the_registry(
                 IDENTITY,
                 "--certificate-oidc-issuer",
                 "https://accounts.google.com",
+                "--allow-unsigned-metadata",
             ],
         )
     })
@@ -554,9 +582,10 @@ async fn real_keyless_model_signature_verifies_by_identity_through_the_registry(
     // A key policy never accepts a keyless bundle.
     let (_, public) = keypair(tmp.path(), "k");
     let t = target.clone();
-    let (code, _, _) = tokio::task::spawn_blocking(move || verify(&t, &[&public], &[]))
-        .await
-        .unwrap();
+    let (code, _, _) =
+        tokio::task::spawn_blocking(move || verify(&t, &[&public], &["--allow-unsigned-metadata"]))
+            .await
+            .unwrap();
     assert_eq!(code, 1, "a keyless bundle passed a key policy");
 
     let out_dir = tmp.path().join("pulled");
@@ -568,13 +597,15 @@ async fn real_keyless_model_signature_verifies_by_identity_through_the_registry(
             "^stefanb@.*$",
             "--certificate-oidc-issuer",
             ISSUER,
+            "--allow-unsigned-metadata",
         ])
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        stderr.contains("files verified; manifest metadata not signed"),
+        "{stderr}"
     );
     assert_eq!(
         std::fs::read(out_dir.join("signme-1")).unwrap(),

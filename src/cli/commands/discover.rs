@@ -1,4 +1,5 @@
-//! `discover`: the tree of referrers (signatures, attestations) of a model.
+//! `discover`: the tree of referrers (signatures, attestations) of a model, as the registry
+//! lists them (nothing is verified here; every registry string is shown escaped).
 
 use super::{open_store, parse_target};
 use crate::cli::args::DiscoverArgs;
@@ -6,6 +7,7 @@ use crate::cli::ctx::Ctx;
 use oci_model::digest::Digest;
 use oci_model::media_types as mt;
 use oci_model::store::{Descriptor, Store};
+use oci_model::untrusted::Untrusted;
 use serde::Serialize;
 use std::fmt;
 
@@ -52,10 +54,15 @@ struct Node {
 impl fmt::Display for Discovered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = self.reference.split('@').next().unwrap_or(&self.reference);
-        writeln!(f, "{name}@{}", self.digest)?;
+        writeln!(f, "{}@{}", Untrusted(name), self.digest)?;
         render(&self.referrers, "", f)?;
         if self.referrers.is_empty() {
             writeln!(f, "(no referrers)")?;
+        } else {
+            writeln!(
+                f,
+                "(listed as the registry sent them, not verified: `oci-model verify` checks them)"
+            )?;
         }
         Ok(())
     }
@@ -115,9 +122,14 @@ fn render(nodes: &[Node], indent: &str, f: &mut fmt::Formatter<'_>) -> fmt::Resu
         let created = n
             .created
             .as_deref()
-            .map(|c| format!("  {c}"))
+            .map(|c| format!("  {}", Untrusted(c)))
             .unwrap_or_default();
-        writeln!(f, "{indent}{branch}{}  {}{created}", n.kind, n.digest)?;
+        writeln!(
+            f,
+            "{indent}{branch}{}  {}{created}",
+            Untrusted(&n.kind),
+            n.digest
+        )?;
         render(&n.referrers, &format!("{indent}{next}"), f)?;
     }
     Ok(())

@@ -140,6 +140,22 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
 
 pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
     check_model_path(&args.model)?;
+    {
+        use crate::cli::policy::PolicyFlag as F;
+        const NO_ATTESTATIONS: &str = "a local directory has no attestations; verify the pushed model with `oci-model verify`";
+        crate::cli::policy::refuse_flags(
+            &args.policy,
+            "verify-local",
+            &[
+                (F::AttestationType, NO_ATTESTATIONS),
+                (F::ProvenanceBuilderId, NO_ATTESTATIONS),
+                (F::ProvenanceMaterial, NO_ATTESTATIONS),
+                (F::RequireSigners, "it checks the one signature file given with --signature"),
+                (F::Policy, "policy files select rules by repository; give --key or --certificate-identity with --certificate-oidc-issuer"),
+                (F::AllowUnsignedMetadata, "a local directory has no manifest; verify-local always checks the files only"),
+            ],
+        )?;
+    }
     let signers = crate::cli::policy::signer_policy(&args.policy)?;
     if signers.is_empty() {
         return Err(Failure::input(

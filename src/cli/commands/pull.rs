@@ -12,6 +12,7 @@ use oci_model::model::config::ModelConfig;
 use oci_model::model::unpack::{is_model, layer_path};
 use oci_model::model::{fetch_model, paths, unpack_model, PullOptions};
 use oci_model::store::{self, Annotations, Descriptor, ImageIndex, StoreError};
+use oci_model::untrusted::Untrusted;
 use serde::Serialize;
 use std::fmt;
 use std::path::Path;
@@ -77,7 +78,7 @@ impl fmt::Display for Pulled<'_> {
         write!(
             f,
             "Pulled {}@{} into {}\n{} {}, {}",
-            self.reference,
+            Untrusted(&self.reference),
             self.digest,
             self.shown_dir,
             self.files.len(),
@@ -109,15 +110,16 @@ impl<'a> FileEntry<'a> {
 }
 
 /// Short names for the ModelPack layer types in text output.
-fn role_name(media_type: &str) -> &str {
+fn role_name(media_type: &str) -> String {
     match media_type {
         mt::MODEL_WEIGHT => "weight",
         mt::MODEL_WEIGHT_CONFIG => "config",
         mt::MODEL_DOC => "doc",
         mt::MODEL_CODE => "code",
         mt::MODEL_DATASET => "dataset",
-        other => other,
+        other => return Untrusted(other).to_string(),
     }
+    .to_string()
 }
 
 /// A path for a terminal: quoted and flagged when it is one pull would refuse.
@@ -125,8 +127,8 @@ fn shown_path(path: Option<&str>) -> String {
     match path {
         None => "(no path)".to_string(),
         Some(p) => match paths::unsafe_reason(p) {
-            None => p.to_string(),
-            Some(reason) => format!("{p:?} (UNSAFE: {reason})"),
+            None => Untrusted(p).to_string(),
+            Some(reason) => format!("\"{}\" (UNSAFE: {})", Untrusted(p), Untrusted(reason)),
         },
     }
 }
@@ -218,9 +220,9 @@ struct IndexInfo<'a> {
 impl fmt::Display for IndexInfo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (r, d, m, n) = (
-            &self.reference,
+            Untrusted(&self.reference),
             self.digest,
-            self.media_type,
+            Untrusted(self.media_type),
             self.manifests.len(),
         );
         write!(
@@ -233,7 +235,7 @@ impl fmt::Display for IndexInfo<'_> {
                 "  {}  {}  {}",
                 m.digest,
                 human_size(m.size),
-                m.media_type
+                Untrusted(&m.media_type)
             )?;
         }
         Ok(())
@@ -271,12 +273,17 @@ struct ConfigInfo<'a> {
 
 impl fmt::Display for ManifestInfo<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (r, d, m, c) = (&self.reference, self.digest, self.media_type, &self.config);
+        let (r, d, m, c) = (
+            Untrusted(&self.reference),
+            self.digest,
+            Untrusted(self.media_type),
+            &self.config,
+        );
         write!(
             f,
             "Reference:     {r}\nDigest:        {d}\nMedia type:    {m}\nArtifact type: {}\nConfig:        {} {} ({})\n",
-            self.artifact_type.unwrap_or("(none)"),
-            c.media_type,
+            Untrusted(self.artifact_type.unwrap_or("(none)")),
+            Untrusted(c.media_type),
             c.digest,
             human_size(c.size),
         )?;
@@ -285,17 +292,17 @@ impl fmt::Display for ManifestInfo<'_> {
         }
         if let Some(c) = &self.parsed {
             if let Some(name) = &c.descriptor.name {
-                writeln!(f, "Name:          {name}")?;
+                writeln!(f, "Name:          {}", Untrusted(name))?;
             }
             if let Some(format) = &c.config.format {
-                writeln!(f, "Format:        {format}")?;
+                writeln!(f, "Format:        {}", Untrusted(format))?;
             }
         }
         if let Some(s) = self.subject {
             writeln!(f, "Subject:       {}", s.digest)?;
         }
         for (k, v) in self.annotations.iter().flatten() {
-            writeln!(f, "Annotation:    {k}={v}")?;
+            writeln!(f, "Annotation:    {}={}", Untrusted(k), Untrusted(v))?;
         }
         writeln!(
             f,
@@ -310,7 +317,7 @@ impl fmt::Display for ManifestInfo<'_> {
                 [
                     shown_path(l.path),
                     human_size(l.size),
-                    role_name(l.media_type).to_string(),
+                    role_name(l.media_type),
                     l.digest.to_string(),
                 ]
             })
@@ -338,6 +345,10 @@ impl fmt::Display for ManifestInfo<'_> {
                 w2 = widths[2]
             )?;
         }
+        writeln!(
+            f,
+            "Not verified: shown as the registry sent it; `oci-model verify` checks the signatures"
+        )?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use oci_model::model::{fetch_model, ModelArtifact};
 use oci_model::reference::Target;
 use oci_model::sigstore_ops;
 use oci_model::store::Store;
+use oci_model::untrusted::Untrusted;
 use oci_model::verify::{BoundBundle, Report};
 use serde::Serialize;
 use std::fmt;
@@ -84,7 +85,12 @@ impl<S: Serialize, P: Serialize> fmt::Display for Verified<'_, S, P> {
         f.write_str(&self.report.to_text())?;
         for a in self.attestations.iter().flatten() {
             let predicate = serde_json::to_string_pretty(a.predicate).unwrap_or_default();
-            write!(f, "\nAttestation {}:\n{predicate}\n", a.predicate_type)?;
+            // JSON text: control characters are already escaped by serde.
+            write!(
+                f,
+                "\nAttestation {}:\n{predicate}\n",
+                Untrusted(a.predicate_type)
+            )?;
         }
         Ok(())
     }
@@ -95,14 +101,19 @@ fn failure_summary(report: &Report) -> String {
     let mut reasons: Vec<String> = report
         .policy
         .as_ref()
-        .map(|p| p.failures.clone())
+        .map(|p| {
+            p.failures
+                .iter()
+                .map(|f| Untrusted(f).to_string())
+                .collect()
+        })
         .unwrap_or_default();
     if report.bundles.is_empty() {
         reasons.insert(0, "no signatures or attestations are attached".into());
     }
     for b in report.bundles.iter().filter(|b| !b.ok) {
         if let Some(e) = &b.error {
-            reasons.push(format!("{}: {e}", b.source));
+            reasons.push(format!("{}: {}", b.source, Untrusted(e)));
         }
     }
     format!(
@@ -129,11 +140,18 @@ pub async fn verify_before_pull(
             .iter()
             .flat_map(|p| p.signers_satisfied.iter().map(|s| s.signer.clone()))
             .collect();
+        let scope = report.policy.as_ref().and_then(|p| p.scope_note());
         ctx.printer.note(&format!(
-            "Verified {} ({} bundle(s) checked; signed by {})",
-            report.target,
+            "{} {}{} ({} bundle(s) checked; signed by {})",
+            if scope.is_some() {
+                "Partly verified"
+            } else {
+                "Verified"
+            },
+            Untrusted(&report.target),
+            scope.map(|n| format!(": {n}")).unwrap_or_default(),
             report.bundles.len(),
-            signers.join(", ")
+            Untrusted(signers.join(", "))
         ));
         Ok(report)
     } else {

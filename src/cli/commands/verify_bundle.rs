@@ -10,6 +10,14 @@ use crate::cli::printer::Rendered;
 pub async fn run(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
     use oci_model::verify::{self, Artifact, BundleReport, Report, SignatureKinds};
 
+    crate::cli::policy::refuse_flags(
+        &args.policy,
+        "verify-bundle",
+        &[(
+            crate::cli::policy::PolicyFlag::AllowUnsignedMetadata,
+            "a bundle is checked against the artifact or digest given, which it must sign",
+        )],
+    )?;
     let trust = crate::cli::policy::trusted_root(&args.policy)?;
     let mut policy = crate::cli::policy::policy(&args.policy, None)?;
     // One artifact: the bundle counts as a signature whatever its predicate type.
