@@ -532,10 +532,7 @@ fn remove_stale_temp(dir: &Path) {
             std::fs::remove_file(&path)
         };
         match removed {
-            Ok(()) => tracing::info!(
-                "removed {} (left by an interrupted pull)",
-                path.display()
-            ),
+            Ok(()) => tracing::info!("removed {} (left by an interrupted pull)", path.display()),
             Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
         }
     }
@@ -591,9 +588,17 @@ impl Transaction {
                 )
             })?;
         txn.staging = staging.keep();
-        txn._lock = std::fs::File::open(&txn.staging)
-            .ok()
-            .filter(|f| f.try_lock().is_ok());
+        // Locked, so that another pull into this directory does not take it for stale.
+        let lock = std::fs::File::open(&txn.staging)
+            .and_then(|f| f.try_lock().map(|()| f).map_err(std::io::Error::other))
+            .map_err(|e| ModelError::io(format!("lock {}", txn.staging.display()), e))?;
+        if !is_same_file(&txn.staging, &lock) {
+            return Err(ModelError::Input(format!(
+                "another pull into {} removed this pull's staging directory",
+                txn.root.display()
+            )));
+        }
+        txn._lock = Some(lock);
         Ok(txn)
     }
 
@@ -651,13 +656,11 @@ impl Transaction {
                     self.placed.push((dest, None));
                     Ok(())
                 }
-                Err(e) => {
-                    Err(if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                        ModelError::Exists { path: dest }
-                    } else {
-                        ModelError::io(format!("rename into {}", dest.display()), e.error)
-                    })
-                }
+                Err(e) => Err(if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                    ModelError::Exists { path: dest }
+                } else {
+                    ModelError::io(format!("rename into {}", dest.display()), e.error)
+                }),
             };
         }
         let aside = match std::fs::symlink_metadata(&dest) {
@@ -669,9 +672,8 @@ impl Transaction {
             }
             Ok(_) => {
                 let aside = self.staging.join(format!("replaced-{index}"));
-                std::fs::rename(&dest, &aside).map_err(|e| {
-                    ModelError::io(format!("move {} aside", dest.display()), e)
-                })?;
+                std::fs::rename(&dest, &aside)
+                    .map_err(|e| ModelError::io(format!("move {} aside", dest.display()), e))?;
                 Some(aside)
             }
             Err(_) => None,
@@ -694,6 +696,20 @@ impl Transaction {
         }
         std::mem::take(&mut self.root)
     }
+}
+
+#[cfg(unix)]
+fn is_same_file(path: &Path, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn is_same_file(path: &Path, _file: &std::fs::File) -> bool {
+    path.exists()
 }
 
 /// Put a file moved aside back; say loudly where it is when that fails.
@@ -1062,7 +1078,11 @@ mod tests {
     }
 
     fn user_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-        for (p, c) in [("a.bin", &b"my a"[..]), ("sub/b.bin", b"my b"), ("keep", b"k")] {
+        for (p, c) in [
+            ("a.bin", &b"my a"[..]),
+            ("sub/b.bin", b"my b"),
+            ("keep", b"k"),
+        ] {
             let path = dir.join(p);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, c).unwrap();
@@ -1072,8 +1092,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_blob_with_overwrite_leaves_the_users_files_as_they_were() {
-        let (store, artifact) =
-            store_with(&["a.bin", "sub/b.bin", "new/dir/c.bin", "z.bin"]).await;
+        let (store, artifact) = store_with(&["a.bin", "sub/b.bin", "new/dir/c.bin", "z.bin"]).await;
         store.corrupt_blob(
             &artifact.manifest.layers[3].digest,
             Bytes::from_static(b"content X"),
@@ -1116,7 +1135,11 @@ mod tests {
             unpack_model(&store, &artifact, &fresh, &options)
                 .await
                 .unwrap_err();
-            assert!(entries(parent.path()).is_empty(), "{:?}", entries(parent.path()));
+            assert!(
+                entries(parent.path()).is_empty(),
+                "{:?}",
+                entries(parent.path())
+            );
         }
     }
 
@@ -1484,7 +1507,11 @@ mod retry_tests {
             ])
             .await;
             let out = tempfile::tempdir().unwrap();
-            let mine: &[&str] = if overwrite { &["a.bin", "keep"] } else { &["keep"] };
+            let mine: &[&str] = if overwrite {
+                &["a.bin", "keep"]
+            } else {
+                &["keep"]
+            };
             for p in mine {
                 std::fs::write(out.path().join(p), format!("my {p}")).unwrap();
             }
