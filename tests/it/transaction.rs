@@ -1,7 +1,7 @@
 //! Pull is a transaction: a pull that fails — a disk that fills up halfway, a declared size no
 //! disk can hold — leaves the target directory exactly as it was, the user's files included.
 
-use crate::signals::{spawn, wait_until, Serve, SlowRegistry};
+use crate::signals::{partial_written, spawn, wait_until, Serve, SlowRegistry};
 use crate::support;
 use std::io::Read;
 use std::path::Path;
@@ -70,38 +70,41 @@ fn a_disk_that_fills_up_mid_pull_leaves_the_users_files_intact() {
             Serve::WaitFor(go.clone()),
         ),
     ]);
-    let mut child = spawn(&[
-        "pull",
-        "--plain-http",
-        &registry.target(),
-        dir.to_str().unwrap(),
-        "--overwrite",
-    ]);
-    // The first files are staged; then someone else takes every free byte.
-    wait_until("the first files staged", || {
-        walkdir::WalkDir::new(&dir)
-            .into_iter()
-            .filter_map(Result::ok)
-            .any(|e| e.file_name() == "0" && e.metadata().is_ok_and(|m| m.len() == 400 << 10))
-    });
-    let filler = disk.path().join("filler");
-    let mut f = std::fs::File::create(&filler).unwrap();
-    let chunk = vec![0u8; 4096];
-    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
-    drop(f);
-    go.store(true, Ordering::SeqCst);
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("No space left on device"), "{stderr}");
-    std::fs::remove_file(&filler).unwrap();
-    assert_eq!(support::tree(disk.path()), before, "{stderr}");
+    // Over the user's files with --overwrite, then into directories the pull creates.
+    let fresh = disk.path().join("fresh/deeper/out");
+    for (target, extra) in [(&dir, "--overwrite"), (&fresh, "-v")] {
+        go.store(false, Ordering::SeqCst);
+        let mut child = spawn(&[
+            "pull",
+            "--plain-http",
+            &registry.target(),
+            target.to_str().unwrap(),
+            extra,
+        ]);
+        // The first files are staged; then someone else takes every free byte.
+        wait_until("the first files staged", || {
+            partial_written(disk.path(), 400 << 10)
+        });
+        let filler = disk.path().join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+        drop(f);
+        go.store(true, Ordering::SeqCst);
+        let status = child.wait().unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("No space left on device"), "{stderr}");
+        std::fs::remove_file(&filler).unwrap();
+        assert_eq!(support::tree(disk.path()), before, "{stderr}");
+        assert!(!disk.path().join("fresh").exists(), "{stderr}");
+    }
     let mut names = support::entries(&dir);
     names.sort();
     assert_eq!(names, ["a.bin", "keep.txt", "sub", "sub/b.bin"]);
