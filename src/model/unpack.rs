@@ -610,23 +610,11 @@ impl Transaction {
             .map_err(|e| ModelError::io(format!("write {}", probe.display()), e))?;
         let folds = self.staging.join("CASE-pROBE").exists();
         let _ = std::fs::remove_file(&probe);
-        if !folds {
-            return Ok(());
+        if folds {
+            refuse_same_but_case(&self.root, files)
+        } else {
+            Ok(())
         }
-        let mut seen: HashMap<String, &str> = HashMap::new();
-        for f in files {
-            if let Some(other) = seen.insert(f.path.to_lowercase(), &f.path) {
-                return Err(ModelError::UnsafePath {
-                    what: format!("target directory {}", self.root.display()),
-                    path: f.path.to_string(),
-                    reason: format!(
-                        "its filesystem does not tell upper from lower case, and {other:?} \
-                         would be the same file"
-                    ),
-                });
-            }
-        }
-        Ok(())
     }
 
     /// Move a downloaded file to `rel`, moving a file already there aside when `overwrite`.
@@ -696,6 +684,24 @@ impl Transaction {
         }
         std::mem::take(&mut self.root)
     }
+}
+
+/// Two files whose paths differ only by case, refused (for a filesystem that folds case).
+fn refuse_same_but_case(root: &Path, files: &[ModelFile]) -> Result<(), ModelError> {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for f in files {
+        if let Some(other) = seen.insert(f.path.to_lowercase(), &f.path) {
+            return Err(ModelError::UnsafePath {
+                what: format!("target directory {}", root.display()),
+                path: f.path.to_string(),
+                reason: format!(
+                    "its filesystem does not tell upper from lower case, and {other:?} would \
+                     be the same file"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -1170,6 +1176,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(entries(out.path()), ["a.bin", "sub", "sub/b.bin"]);
+    }
+
+    /// No case-folding filesystem can be mounted here (no CONFIG_UNICODE for ext4 casefold,
+    /// no XFS ascii-ci, no vfat), so the refusal is tested on its own, and the probe on this
+    /// case-sensitive filesystem must let such names through.
+    #[tokio::test]
+    async fn names_that_differ_only_by_case() {
+        let (store, artifact) = store_with(&["README.md", "docs/x", "readme.md"]).await;
+        let files = artifact.files().unwrap();
+        let err = refuse_same_but_case(Path::new("/t"), &files).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("\"readme.md\""), "{msg}");
+        assert!(
+            msg.contains("\"README.md\" would be the same file"),
+            "{msg}"
+        );
+        assert_eq!(err.kind(), crate::error::ErrorKind::Integrity);
+        let out = tempfile::tempdir().unwrap();
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            entries(out.path()),
+            ["README.md", "docs", "docs/x", "readme.md"]
+        );
     }
 
     fn support_write(root: &Path, rel: &str, content: &[u8]) {
