@@ -5,7 +5,7 @@
 //! directories it created.
 
 use super::cache::{DigestCache, FileKey};
-use super::paths::ModelPath;
+use super::paths::{is_temp_name, ModelPath, TEMP_PREFIX, TEMP_SUFFIX};
 use super::ModelError;
 use crate::digest::Digest;
 use crate::media_types as mt;
@@ -253,18 +253,6 @@ pub async fn unpack_model(
         directory: root,
         files,
     })
-}
-
-/// The prefix and suffix of the staging directory a pull writes into (and of the temporary
-/// files older versions wrote beside each file): such names are never model files.
-pub const TEMP_PREFIX: &str = ".oci-model-";
-pub const TEMP_SUFFIX: &str = ".partial";
-
-/// Is `name` (one path component) one of our temporary names?
-pub fn is_temp_name(name: &str) -> bool {
-    name.len() > TEMP_PREFIX.len() + TEMP_SUFFIX.len()
-        && name.starts_with(TEMP_PREFIX)
-        && name.ends_with(TEMP_SUFFIX)
 }
 
 /// What [`check_targets`] found: where to write and what is missing.
@@ -1279,8 +1267,10 @@ mod retry_tests {
         fails: AtomicUsize,
         stall: Option<(Digest, Arc<AtomicBool>)>,
         /// Runs when a blob is fetched (to change the target directory mid-pull).
-        on_fetch: Option<Box<dyn Fn(&Digest) + Send + Sync>>,
+        on_fetch: Option<FetchHook>,
     }
+
+    type FetchHook = Box<dyn Fn(&Digest) + Send + Sync>;
 
     /// First bytes, then silence; sets its flag when dropped.
     struct Stalled {

@@ -233,7 +233,7 @@ fn is_our_temp(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
-    super::unpack::is_temp_name(name)
+    super::paths::is_temp_name(name)
         || (name.starts_with(crate::store::layout::TEMP_PREFIX)
             && path.parent().and_then(|p| p.file_name()) == Some("blobs".as_ref()))
 }
