@@ -75,9 +75,11 @@ fn main() -> std::process::ExitCode {
     // and lock it holds is removed or released on the way out (a pull restores what it
     // replaced), and the exit code is the shell's 128 + signal number.
     let code = runtime.block_on(async {
+        // Registered before the command first runs: a signal at any point of it is ours.
+        let interrupted = interrupted();
         tokio::select! {
-            code = cli::run(args) => code,
-            signal = interrupted() => {
+            biased;
+            signal = interrupted => {
                 let message = format!("interrupted by {}; removed this run's temporary files", signal.0);
                 if wants_json(std::env::args_os()) {
                     let value = serde_json::json!({ "ok": false, "exitCode": signal.1, "error": message });
@@ -86,6 +88,7 @@ fn main() -> std::process::ExitCode {
                 eprintln!("error: {message}");
                 signal.1
             }
+            code = cli::run(args) => code,
         }
     });
     // Threads still writing a dropped download stop at their next chunk.
@@ -93,27 +96,33 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(code)
 }
 
-/// The first SIGINT or SIGTERM: its name and the exit code for it.
-async fn interrupted() -> (&'static str, u8) {
+/// The first SIGINT or SIGTERM: its name and the exit code for it. The handlers are installed
+/// when this is called, not when the future is first polled.
+fn interrupted() -> impl std::future::Future<Output = (&'static str, u8)> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (
+        let streams = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => tokio::select! {
-                _ = int.recv() => ("SIGINT", 130),
-                _ = term.recv() => ("SIGTERM", 143),
-            },
-            _ => std::future::pending().await,
+        );
+        async move {
+            match streams {
+                (Ok(mut int), Ok(mut term)) => tokio::select! {
+                    _ = int.recv() => ("SIGINT", 130),
+                    _ = term.recv() => ("SIGTERM", 143),
+                },
+                _ => std::future::pending().await,
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => ("Ctrl-C", 130),
-            Err(_) => std::future::pending().await,
+        async {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => ("Ctrl-C", 130),
+                Err(_) => std::future::pending().await,
+            }
         }
     }
 }
