@@ -1,8 +1,11 @@
-//! Pull a model: fetch its manifest, check that it is a model, validate every layer path
-//! before anything is written, then stream each blob into a temporary file next to its final
-//! place while checking its size and sha256, and rename the files into place only when every
-//! one of them matched. A failed pull leaves no partial or wrong file and removes the
-//! directories it created.
+//! Pull a model: fetch its manifest, check that it is a model, and write its files as one
+//! transaction. Every final path (rules, name and path length, case-folding collisions) and the
+//! free space are checked before anything is written; each blob streams into one staging
+//! directory inside the target (`.oci-model-XXXXXX.partial`, locked while the pull runs) while
+//! its size and sha256 are checked; only when every file matched are they moved into place,
+//! files replaced with `--overwrite` moved aside first. Any failure, or dropping the pull (an
+//! interrupted command), restores the replaced files and removes the placed ones, the staging
+//! directory and every directory the pull created. A later pull removes stale staging.
 
 use super::cache::{DigestCache, FileKey};
 use super::paths::{is_temp_name, ModelPath, TEMP_PREFIX, TEMP_SUFFIX};

@@ -7,6 +7,8 @@
 //! - Symbolic links are refused unless `allow_symlinks` (then followed; loops are errors).
 //! - Ignored by default, at the model root: `.git`, `.gitattributes`, `.github`, `.gitignore`
 //!   (the OpenSSF model-signing defaults).
+//! - Never listed, at any depth: our own temporary names, a pull's staging `.oci-model-*.partial`
+//!   and a layout's `blobs/.tmp-*` (left by an interrupted run; a warning names each).
 //! - `ignore` globs: a pattern without `/` matches a file or directory *name* at any depth
 //!   (`*.tmp`, `checkpoint-*`); a pattern with `/` matches the whole relative path, where `*`
 //!   stays within one segment and `**` crosses segments (`logs/**`, `sub/*.bin`). A matching
