@@ -1194,6 +1194,27 @@ mod tests {
         );
     }
 
+    /// The staging directory of a pull still running (locked) is not another pull's to remove.
+    #[tokio::test]
+    async fn a_running_pulls_staging_is_left_alone() {
+        let (store, artifact) = store_with(&["a.bin"]).await;
+        let out = tempfile::tempdir().unwrap();
+        support_write(out.path(), ".oci-model-Live01.partial/0", b"half");
+        let live = std::fs::File::open(out.path().join(".oci-model-Live01.partial")).unwrap();
+        live.lock().unwrap();
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            entries(out.path()),
+            [
+                ".oci-model-Live01.partial",
+                ".oci-model-Live01.partial/0",
+                "a.bin"
+            ]
+        );
+    }
+
     fn support_write(root: &Path, rel: &str, content: &[u8]) {
         let path = root.join(rel);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -589,6 +589,58 @@ mod tests {
         Bytes::from(m.to_bytes())
     }
 
+    /// A write removes the temporary files an interrupted run left, but not one another run
+    /// is writing (it holds a lock on it), and no lock file is ever created.
+    #[tokio::test]
+    async fn stale_temporary_files_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        store
+            .push_blob(&BytesSource(Bytes::from_static(b"first")))
+            .await
+            .unwrap();
+        let blobs = dir.path().join("blobs");
+        std::fs::write(blobs.join(".tmp-stale"), b"half").unwrap();
+        std::fs::write(dir.path().join(".tmp-stale-index"), b"{").unwrap();
+        std::fs::write(blobs.join(".tmp-live"), b"being written").unwrap();
+        let live = std::fs::File::open(blobs.join(".tmp-live")).unwrap();
+        live.lock().unwrap();
+        std::fs::write(dir.path().join(OLD_LOCK_FILE), b"").unwrap();
+        store
+            .push_blob(&BytesSource(Bytes::from_static(b"second")))
+            .await
+            .unwrap();
+        store
+            .push_manifest(
+                Bytes::from(
+                    ImageManifest {
+                        schema_version: 2,
+                        media_type: Some(mt::OCI_MANIFEST.into()),
+                        artifact_type: Some("application/x-test".into()),
+                        config: Descriptor::empty(),
+                        layers: vec![],
+                        subject: None,
+                        annotations: None,
+                    }
+                    .to_bytes(),
+                ),
+                mt::OCI_MANIFEST,
+                Some("v1"),
+            )
+            .await
+            .unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&blobs)
+            .unwrap()
+            .chain(std::fs::read_dir(dir.path()).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [".tmp-live", "blobs", "index.json", "oci-layout", "sha256"]
+        );
+    }
+
     #[tokio::test]
     async fn an_oversized_manifest_is_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().unwrap();

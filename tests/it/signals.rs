@@ -218,20 +218,28 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// Send `signal` and wait for the process: (exit code, stderr).
-fn interrupt(mut child: std::process::Child, signal: i32) -> (Option<i32>, String) {
+fn interrupt(child: std::process::Child, signal: i32) -> (Option<i32>, String) {
+    let (code, _, stderr) = interrupt_output(child, signal);
+    (code, stderr)
+}
+
+/// Send `signal` and wait for the process: (exit code, stdout, stderr).
+fn interrupt_output(mut child: std::process::Child, signal: i32) -> (Option<i32>, String, String) {
     // SAFETY: kill(2) on the pid of a child we spawned and have not waited for.
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
+            let (mut out, mut err) = (String::new(), String::new());
+            let stdout = child.stdout.take().unwrap();
+            std::io::BufReader::new(stdout)
+                .read_to_string(&mut out)
+                .unwrap();
+            let stderr = child.stderr.take().unwrap();
+            std::io::BufReader::new(stderr)
                 .read_to_string(&mut err)
                 .unwrap();
-            return (status.code(), err);
+            return (status.code(), out, err);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -292,7 +300,7 @@ fn sigint_or_sigterm_mid_pull_leaves_the_directory_as_it_was() {
         let before = support::tree(parent.path());
         for (dir, extra) in [
             (&mine, "--overwrite"),
-            (&parent.path().join("new/out"), "-v"),
+            (&parent.path().join("new/out"), "-ojson"),
         ] {
             let child = spawn(&[
                 "pull",
@@ -309,9 +317,15 @@ fn sigint_or_sigterm_mid_pull_leaves_the_directory_as_it_was() {
             wait_until("the partial download", || {
                 partial_written(&watched, 256 << 10)
             });
-            let (status, stderr) = interrupt(child, signal);
+            let (status, stdout, stderr) = interrupt_output(child, signal);
             assert_eq!(status, Some(code), "{stderr}");
             assert!(stderr.contains("interrupted by SIG"), "{stderr}");
+            if extra == "-ojson" {
+                // Still exactly one JSON document on stdout.
+                let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+                assert_eq!(doc["ok"], false, "{stdout}");
+                assert_eq!(doc["exitCode"], code, "{stdout}");
+            }
             assert_eq!(support::tree(parent.path()), before, "{stderr}");
             assert!(temp_files(parent.path()).is_empty());
             assert!(!parent.path().join("new").exists());
