@@ -55,7 +55,60 @@ fn main() -> std::process::ExitCode {
             ));
         }
     };
-    std::process::ExitCode::from(runtime.block_on(cli::run(args)))
+    // SIGINT/SIGTERM stop the command by dropping it: every temporary file, staging directory
+    // and lock it holds is removed or released on the way out (a pull restores what it
+    // replaced), and the exit code is the shell's 128 + signal number.
+    let code = runtime.block_on(async {
+        // Registered before the command first runs: a signal at any point of it is ours.
+        let interrupted = interrupted();
+        tokio::select! {
+            biased;
+            signal = interrupted => {
+                let message = format!("interrupted by {}; removed this run's temporary files", signal.0);
+                if wants_json(std::env::args_os()) {
+                    let value = serde_json::json!({ "ok": false, "exitCode": signal.1, "error": message });
+                    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+                }
+                eprintln!("error: {message}");
+                signal.1
+            }
+            code = cli::run(args) => code,
+        }
+    });
+    // Threads still writing a dropped download stop at their next chunk.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    std::process::ExitCode::from(code)
+}
+
+/// The first SIGINT or SIGTERM: its name and the exit code for it. The handlers are installed
+/// when this is called, not when the future is first polled.
+fn interrupted() -> impl std::future::Future<Output = (&'static str, u8)> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let streams = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        async move {
+            match streams {
+                (Ok(mut int), Ok(mut term)) => tokio::select! {
+                    _ = int.recv() => ("SIGINT", 130),
+                    _ = term.recv() => ("SIGTERM", 143),
+                },
+                _ => std::future::pending().await,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => ("Ctrl-C", 130),
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
 }
 
 /// An argument clap refused (or `--help`/`--version`). With `-o json` a refusal is also one JSON

@@ -240,7 +240,8 @@ pub struct PullArgs {
     pub target: String,
     /// Directory to write the model into (created if missing).
     pub dir: PathBuf,
-    /// Replace files that already exist in DIR.
+    /// Replace files that already exist in DIR (moved aside and put back if the pull fails:
+    /// a pull writes all of its files or none).
     #[arg(long)]
     pub overwrite: bool,
     #[command(flatten)]

@@ -99,6 +99,18 @@ pub fn unsafe_reason(path: &str) -> Option<&'static str> {
     None
 }
 
+/// The prefix and suffix of the staging directory a pull writes into (and of the temporary
+/// files older versions wrote beside each file): such names are never model files.
+pub const TEMP_PREFIX: &str = ".oci-model-";
+pub const TEMP_SUFFIX: &str = ".partial";
+
+/// Is `name` (one path component) one of our temporary names?
+pub fn is_temp_name(name: &str) -> bool {
+    name.len() > TEMP_PREFIX.len() + TEMP_SUFFIX.len()
+        && name.starts_with(TEMP_PREFIX)
+        && name.ends_with(TEMP_SUFFIX)
+}
+
 /// Order of files in a model: by path segments, so `a/b` < `a-b` < `a.txt` (the order the
 /// OpenSSF model-signing format uses).
 pub fn compare(a: &str, b: &str) -> Ordering {

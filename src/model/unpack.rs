@@ -1,11 +1,14 @@
-//! Pull a model: fetch its manifest, check that it is a model, validate every layer path
-//! before anything is written, then stream each blob into a temporary file next to its final
-//! place while checking its size and sha256, and rename the files into place only when every
-//! one of them matched. A failed pull leaves no partial or wrong file and removes the
-//! directories it created.
+//! Pull a model: fetch its manifest, check that it is a model, and write its files as one
+//! transaction. Every final path (rules, name and path length, case-folding collisions) and the
+//! free space are checked before anything is written; each blob streams into one staging
+//! directory inside the target (`.oci-model-XXXXXX.partial`, locked while the pull runs) while
+//! its size and sha256 are checked; only when every file matched are they moved into place,
+//! files replaced with `--overwrite` moved aside first. Any failure, or dropping the pull (an
+//! interrupted command), restores the replaced files and removes the placed ones, the staging
+//! directory and every directory the pull created. A later pull removes stale staging.
 
 use super::cache::{DigestCache, FileKey};
-use super::paths::ModelPath;
+use super::paths::{is_temp_name, ModelPath, TEMP_PREFIX, TEMP_SUFFIX};
 use super::ModelError;
 use crate::digest::Digest;
 use crate::media_types as mt;
@@ -16,7 +19,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// A model manifest as fetched, with its exact bytes and digest.
 #[derive(Clone, Debug)]
@@ -193,7 +196,14 @@ impl PullResult {
     }
 }
 
-/// Write the files of `artifact` (fetched from `store`) into `dir`.
+/// Write the files of `artifact` (fetched from `store`) into `dir`, all or nothing.
+///
+/// Every final path is checked before anything is written ([`check_targets`]), the files are
+/// downloaded into one staging directory inside `dir` (same filesystem), and only when every
+/// one of them matched its digest are they moved into place. Files replaced with `overwrite`
+/// are moved aside first. Any failure — or dropping the returned future, which is what an
+/// interrupted command does — restores what was replaced, removes what was placed, the
+/// staging directory and every directory this pull created.
 pub async fn unpack_model(
     store: &dyn Store,
     artifact: &ModelArtifact,
@@ -204,58 +214,37 @@ pub async fn unpack_model(
     let plan = {
         let owned = dir.to_path_buf();
         let rels: Vec<String> = files.iter().map(|f| f.path.to_string()).collect();
+        let total: u64 = files.iter().map(|f| f.descriptor.size).sum();
         let overwrite = options.overwrite;
-        tokio::task::spawn_blocking(move || check_targets(&owned, &rels, overwrite))
+        tokio::task::spawn_blocking(move || check_targets(&owned, &rels, total, overwrite))
             .await
             .map_err(|e| ModelError::Input(format!("checking {} failed: {e}", dir.display())))??
     };
-    let created: Arc<Mutex<Vec<PathBuf>>> = Default::default();
-    if plan.create_root {
-        std::fs::create_dir_all(&plan.root)
-            .map_err(|e| ModelError::io(format!("create {}", plan.root.display()), e))?;
-        created.lock().expect("lock").push(plan.root.clone());
+    let mut txn = Transaction::begin(&plan)?;
+    if plan.case_folds {
+        txn.refuse_case_collisions(&files)?;
     }
-    let root = plan
-        .root
-        .canonicalize()
-        .map_err(|e| ModelError::io(format!("open {}", plan.root.display()), e))?;
-
-    let downloads = futures::stream::iter(files.iter())
-        .map(|f| download(store, &root, f, &created, options))
+    let staging = txn.staging.clone();
+    let downloads = futures::stream::iter(files.iter().enumerate())
+        .map(|(i, f)| download(store, &staging, i, f, options))
         .buffer_unordered(options.concurrency.max(1))
-        .try_collect::<Vec<(tempfile::TempPath, PathBuf, &ModelFile)>>()
-        .await;
-    let downloads = match downloads {
-        Ok(d) => d,
-        Err(e) => {
-            remove_created_dirs(&created);
-            return Err(e);
-        }
-    };
-    let mut placed = Vec::with_capacity(downloads.len());
-    for (tmp, dest, file) in downloads {
-        let res = if options.overwrite {
-            tmp.persist(&dest)
-        } else {
-            tmp.persist_noclobber(&dest)
-        };
-        if let Err(e) = res {
-            return Err(if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                ModelError::Exists { path: dest }
-            } else {
-                ModelError::io(format!("rename into {}", dest.display()), e.error)
-            });
-        }
-        placed.push((dest, file));
+        .try_collect::<Vec<(usize, PathBuf)>>()
+        .await?;
+    let mut staged: Vec<(usize, PathBuf)> = downloads;
+    staged.sort_by_key(|(i, _)| *i);
+    for (i, path) in staged {
+        txn.place(&path, &files[i].path, i, options.overwrite)?;
     }
+    let root = txn.commit();
     if let Some(cache) = &options.cache {
         let home = super::cache::home_of(store);
-        for (dest, file) in &placed {
-            if let Some(key) = std::fs::metadata(dest)
+        for file in &files {
+            let dest = root.join(&file.path);
+            if let Some(key) = std::fs::metadata(&dest)
                 .ok()
                 .and_then(|m| FileKey::from_metadata(&m))
             {
-                cache.insert(dest, key, file.descriptor.digest.clone(), home.clone());
+                cache.insert(&dest, key, file.descriptor.digest.clone(), home.clone());
             }
         }
         if let Err(e) = cache.save() {
@@ -269,33 +258,113 @@ pub async fn unpack_model(
     })
 }
 
+/// What [`check_targets`] found: where to write and what is missing.
 struct Plan {
+    /// The target directory (canonical when it exists).
     root: PathBuf,
-    create_root: bool,
+    /// Directories to create, outermost first, when `root` does not exist yet.
+    missing_root: Vec<PathBuf>,
+    /// The filesystem folds case and two files differ only by case.
+    case_folds: bool,
 }
 
 /// Before anything is written: no target may escape `dir` through an existing symlink, sit
-/// below an existing non-directory, be a directory, or exist (unless `overwrite`).
-fn check_targets(dir: &Path, rels: &[String], overwrite: bool) -> Result<Plan, ModelError> {
-    match std::fs::metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Plan {
-                root: dir.to_path_buf(),
-                create_root: true,
-            })
+/// below an existing non-directory, be a directory, or exist (unless `overwrite`); no name may
+/// exceed the filesystem's limits; the files must fit in the free space. Stale temporary files
+/// of an interrupted pull (ours, unlocked) are removed on the way.
+fn check_targets(
+    dir: &Path,
+    rels: &[String],
+    total: u64,
+    overwrite: bool,
+) -> Result<Plan, ModelError> {
+    // The nearest existing ancestor holds the filesystem the files will be written to.
+    let mut missing_root = Vec::new();
+    let mut existing = dir.to_path_buf();
+    loop {
+        match std::fs::metadata(&existing) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(ModelError::Input(format!(
+                    "{} exists and is not a directory",
+                    existing.display()
+                )))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing_root.push(existing.clone());
+                match existing.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => existing = p.to_path_buf(),
+                    _ => {
+                        existing = PathBuf::from(".");
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(ModelError::io(
+                    format!("cannot read {}", existing.display()),
+                    e,
+                ))
+            }
         }
-        Err(e) => return Err(ModelError::io(format!("cannot read {}", dir.display()), e)),
-        Ok(m) if !m.is_dir() => {
-            return Err(ModelError::Input(format!(
-                "{} exists and is not a directory",
-                dir.display()
-            )))
-        }
-        Ok(_) => {}
     }
-    let root = dir
-        .canonicalize()
-        .map_err(|e| ModelError::io(format!("cannot read {}", dir.display()), e))?;
+    missing_root.reverse();
+    let fs = fs_limits(&existing)
+        .map_err(|e| ModelError::io(format!("cannot read {}", existing.display()), e))?;
+    if total > fs.available {
+        return Err(ModelError::Input(format!(
+            "not enough free space to pull into {}: the model's files total {} ({total} bytes) \
+             but its filesystem has {} free",
+            dir.display(),
+            human_size(total),
+            human_size(fs.available)
+        )));
+    }
+    let root = if missing_root.is_empty() {
+        dir.canonicalize()
+    } else {
+        std::path::absolute(dir)
+    }
+    .map_err(|e| ModelError::io(format!("cannot read {}", dir.display()), e))?;
+    // Name and length limits, and names that differ only by case.
+    let mut folded: HashMap<String, &str> = HashMap::new();
+    let mut case_folds = false;
+    for rel in rels {
+        for comp in rel.split('/') {
+            if comp.len() as u64 > fs.name_max {
+                return Err(ModelError::Input(format!(
+                    "cannot write {rel:?} into {}: the name {:?}… is {} bytes long, longer than \
+                     the {} bytes its filesystem allows",
+                    dir.display(),
+                    comp.chars().take(24).collect::<String>(),
+                    comp.len(),
+                    fs.name_max
+                )));
+            }
+        }
+        let full = root.join(rel).as_os_str().len();
+        if full >= PATH_MAX {
+            return Err(ModelError::Input(format!(
+                "cannot write {rel:?} into {}: the full path is {full} bytes long, longer than \
+                 the {} bytes allowed",
+                dir.display(),
+                PATH_MAX - 1
+            )));
+        }
+        if let Some(other) = folded.insert(rel.to_lowercase(), rel) {
+            if other != rel {
+                case_folds = true;
+            }
+        }
+    }
+    if !missing_root.is_empty() {
+        return Ok(Plan {
+            root,
+            missing_root,
+            case_folds,
+        });
+    }
+    remove_stale_temp(&root);
     let mut checked_dirs: HashSet<PathBuf> = HashSet::new();
     for rel in rels {
         let comps: Vec<&str> = rel.split('/').collect();
@@ -329,7 +398,7 @@ fn check_targets(dir: &Path, rels: &[String], overwrite: bool) -> Result<Plan, M
                         }
                     }
                 }
-                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.is_dir() => remove_stale_temp(&cur),
                 Ok(_) => {
                     return Err(ModelError::Input(format!(
                         "cannot write {rel}: {} exists and is not a directory",
@@ -363,61 +432,331 @@ fn check_targets(dir: &Path, rels: &[String], overwrite: bool) -> Result<Plan, M
     }
     Ok(Plan {
         root,
-        create_root: false,
+        missing_root,
+        case_folds,
     })
 }
 
-/// Create the parent directories of `rel` below `root` one by one, recording the new ones.
-/// Synchronous on purpose: a cancelled download must not leave a directory creation in flight
-/// (it would escape the cleanup of a failed pull).
-fn ensure_parents(
-    root: &Path,
-    rel: &str,
-    created: &Mutex<Vec<PathBuf>>,
-) -> Result<PathBuf, ModelError> {
-    let mut cur = root.to_path_buf();
-    let comps: Vec<&str> = rel.split('/').collect();
-    for comp in &comps[..comps.len() - 1] {
-        cur.push(comp);
-        match std::fs::create_dir(&cur) {
-            Ok(()) => created.lock().expect("lock").push(cur.clone()),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(ModelError::io(format!("create {}", cur.display()), e)),
+/// Longest path the system calls take (Linux `PATH_MAX`, with its NUL).
+const PATH_MAX: usize = 4096;
+
+/// The limits of the filesystem holding a directory.
+struct FsLimits {
+    /// Bytes an unprivileged writer may still use.
+    available: u64,
+    /// Longest file name, in bytes.
+    name_max: u64,
+}
+
+#[cfg(unix)]
+fn fs_limits(dir: &Path) -> std::io::Result<FsLimits> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid out-parameter.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Ok(FsLimits {
+        available: (st.f_bavail as u64).saturating_mul(st.f_frsize as u64),
+        name_max: if st.f_namemax == 0 {
+            255
+        } else {
+            st.f_namemax as u64
+        },
+    })
+}
+
+#[cfg(not(unix))]
+fn fs_limits(_dir: &Path) -> std::io::Result<FsLimits> {
+    Ok(FsLimits {
+        available: u64::MAX,
+        name_max: 255,
+    })
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Remove the temporary files and staging directories an interrupted pull left in `dir`
+/// (ours by name, and not locked by a pull still running).
+fn remove_stale_temp(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(is_temp_name) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
+            continue;
+        }
+        // A running pull holds a lock on its staging directory.
+        let Ok(handle) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if handle.try_lock().is_err() {
+            continue;
+        }
+        let removed = if kind.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => tracing::info!("removed {} (left by an interrupted pull)", path.display()),
+            Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
         }
     }
-    Ok(cur)
 }
 
-fn remove_created_dirs(created: &Mutex<Vec<PathBuf>>) {
-    let mut dirs = std::mem::take(&mut *created.lock().expect("lock"));
-    // Deepest first: a directory's children were created after it.
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    for d in dirs {
-        let _ = std::fs::remove_dir(&d);
+/// One pull's changes to the target directory, undone on drop unless committed.
+struct Transaction {
+    root: PathBuf,
+    /// `root/.oci-model-XXXX.partial`: downloads, then the files moved aside.
+    staging: PathBuf,
+    /// Held while the pull runs, so that another pull does not take it for stale.
+    _lock: Option<std::fs::File>,
+    /// Directories this pull created, outermost first.
+    created: Vec<PathBuf>,
+    /// Files moved into place, with where the file they replaced was moved.
+    placed: Vec<(PathBuf, Option<PathBuf>)>,
+    committed: bool,
+}
+
+impl Transaction {
+    fn begin(plan: &Plan) -> Result<Transaction, ModelError> {
+        let mut txn = Transaction {
+            root: plan.root.clone(),
+            staging: PathBuf::new(),
+            _lock: None,
+            created: Vec::new(),
+            placed: Vec::new(),
+            committed: false,
+        };
+        for d in &plan.missing_root {
+            match std::fs::create_dir(d) {
+                Ok(()) => txn.created.push(d.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+                Err(e) => return Err(ModelError::io(format!("create {}", d.display()), e)),
+            }
+        }
+        if !plan.missing_root.is_empty() {
+            txn.root = plan
+                .missing_root
+                .last()
+                .expect("non-empty")
+                .canonicalize()
+                .map_err(|e| ModelError::io(format!("open {}", plan.root.display()), e))?;
+        }
+        let staging = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .suffix(TEMP_SUFFIX)
+            .tempdir_in(&txn.root)
+            .map_err(|e| {
+                ModelError::io(
+                    format!("create a staging directory in {}", txn.root.display()),
+                    e,
+                )
+            })?;
+        txn.staging = staging.keep();
+        // Locked, so that another pull into this directory does not take it for stale.
+        let lock = std::fs::File::open(&txn.staging)
+            .and_then(|f| f.try_lock().map(|()| f).map_err(std::io::Error::other))
+            .map_err(|e| ModelError::io(format!("lock {}", txn.staging.display()), e))?;
+        if !is_same_file(&txn.staging, &lock) {
+            return Err(ModelError::Input(format!(
+                "another pull into {} removed this pull's staging directory",
+                txn.root.display()
+            )));
+        }
+        txn._lock = Some(lock);
+        Ok(txn)
+    }
+
+    /// On a filesystem that folds case, two files whose names differ only by case would be
+    /// one file: refuse them before anything is downloaded.
+    fn refuse_case_collisions(&self, files: &[ModelFile]) -> Result<(), ModelError> {
+        let probe = self.staging.join("case-Probe");
+        std::fs::write(&probe, b"")
+            .map_err(|e| ModelError::io(format!("write {}", probe.display()), e))?;
+        let folds = self.staging.join("CASE-pROBE").exists();
+        let _ = std::fs::remove_file(&probe);
+        if folds {
+            refuse_same_but_case(&self.root, files)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Move a downloaded file to `rel`, moving a file already there aside when `overwrite`.
+    fn place(
+        &mut self,
+        staged: &Path,
+        rel: &ModelPath,
+        index: usize,
+        overwrite: bool,
+    ) -> Result<(), ModelError> {
+        let mut cur = self.root.clone();
+        let comps: Vec<&str> = rel.split('/').collect();
+        for comp in &comps[..comps.len() - 1] {
+            cur.push(comp);
+            match std::fs::create_dir(&cur) {
+                Ok(()) => self.created.push(cur.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(ModelError::io(format!("create {}", cur.display()), e)),
+            }
+        }
+        let dest = self.root.join(rel);
+        if !overwrite {
+            let staged = tempfile::TempPath::try_from_path(staged)
+                .map_err(|e| ModelError::io(format!("open {}", staged.display()), e))?;
+            return match staged.persist_noclobber(&dest) {
+                Ok(()) => {
+                    self.placed.push((dest, None));
+                    Ok(())
+                }
+                Err(e) => Err(if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                    ModelError::Exists { path: dest }
+                } else {
+                    ModelError::io(format!("rename into {}", dest.display()), e.error)
+                }),
+            };
+        }
+        let aside = match std::fs::symlink_metadata(&dest) {
+            Ok(m) if m.is_dir() => {
+                return Err(ModelError::Input(format!(
+                    "cannot write {rel}: {} is a directory",
+                    dest.display()
+                )))
+            }
+            Ok(_) => {
+                let aside = self.staging.join(format!("replaced-{index}"));
+                std::fs::rename(&dest, &aside)
+                    .map_err(|e| ModelError::io(format!("move {} aside", dest.display()), e))?;
+                Some(aside)
+            }
+            Err(_) => None,
+        };
+        if let Err(e) = std::fs::rename(staged, &dest) {
+            if let Some(aside) = &aside {
+                restore(aside, &dest);
+            }
+            return Err(ModelError::io(format!("rename into {}", dest.display()), e));
+        }
+        self.placed.push((dest, aside));
+        Ok(())
+    }
+
+    /// Keep everything placed; drop the staging directory (and the replaced files in it).
+    fn commit(mut self) -> PathBuf {
+        self.committed = true;
+        if let Err(e) = std::fs::remove_dir_all(&self.staging) {
+            tracing::warn!("cannot remove {}: {e}", self.staging.display());
+        }
+        std::mem::take(&mut self.root)
     }
 }
 
-/// Stream one layer into a temporary file beside its destination, checked for size and digest.
-async fn download<'f>(
+/// Two files whose paths differ only by case, refused (for a filesystem that folds case).
+fn refuse_same_but_case(root: &Path, files: &[ModelFile]) -> Result<(), ModelError> {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for f in files {
+        if let Some(other) = seen.insert(f.path.to_lowercase(), &f.path) {
+            return Err(ModelError::UnsafePath {
+                what: format!("target directory {}", root.display()),
+                path: f.path.to_string(),
+                reason: format!(
+                    "its filesystem does not tell upper from lower case, and {other:?} would \
+                     be the same file"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn is_same_file(path: &Path, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn is_same_file(path: &Path, _file: &std::fs::File) -> bool {
+    path.exists()
+}
+
+/// Put a file moved aside back; say loudly where it is when that fails.
+fn restore(aside: &Path, dest: &Path) -> bool {
+    match std::fs::rename(aside, dest) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(
+                "cannot restore {} (your file is kept at {}): {e}",
+                dest.display(),
+                aside.display()
+            );
+            false
+        }
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        let mut kept = false;
+        for (dest, aside) in self.placed.drain(..).rev() {
+            let _ = std::fs::remove_file(&dest);
+            if let Some(aside) = aside {
+                kept |= !restore(&aside, &dest);
+            }
+        }
+        if !kept && !self.staging.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+        // Innermost first: a directory's children were created after it.
+        for d in self.created.drain(..).rev() {
+            let _ = std::fs::remove_dir(&d);
+        }
+    }
+}
+
+/// Stream one layer into the staging directory, checked for size and digest.
+async fn download(
     store: &dyn Store,
-    root: &Path,
-    file: &'f ModelFile,
-    created: &Mutex<Vec<PathBuf>>,
+    staging: &Path,
+    index: usize,
+    file: &ModelFile,
     options: &PullOptions,
-) -> Result<(tempfile::TempPath, PathBuf, &'f ModelFile), ModelError> {
-    let parent = ensure_parents(root, &file.path, created)?;
-    let dest = root.join(&file.path);
-    let tmp = tempfile::Builder::new()
-        .prefix(".oci-model-")
-        .suffix(".partial")
-        .tempfile_in(&parent)
-        .map_err(|e| {
-            ModelError::io(
-                format!("create a temporary file in {}", parent.display()),
-                e,
-            )
-        })?;
-    let (mut out, tmp_path) = tmp.into_parts();
+) -> Result<(usize, PathBuf), ModelError> {
+    let dest = staging.join(index.to_string());
+    let mut out = std::fs::File::create_new(&dest)
+        .map_err(|e| ModelError::io(format!("create {}", dest.display()), e))?;
     let what = format!("file {:?} (layer {})", file.path, file.descriptor.digest);
     let id = options.reporter.start(&file.path, file.descriptor.size);
     let policy = store.retry_policy();
@@ -447,9 +786,9 @@ async fn download<'f>(
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(0o644));
+        let _ = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644));
     }
-    Ok((tmp_path, dest, file))
+    Ok((index, dest))
 }
 
 /// One pass over a layer: the blob's chunks are taken as they arrive and checked and written
@@ -724,6 +1063,164 @@ mod tests {
         );
     }
 
+    /// A file tree as (path, content) pairs, for before/after comparisons.
+    fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        entries(dir)
+            .into_iter()
+            .map(|p| {
+                let c = std::fs::read(dir.join(&p)).unwrap_or_default();
+                (p, c)
+            })
+            .collect()
+    }
+
+    fn user_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        for (p, c) in [
+            ("a.bin", &b"my a"[..]),
+            ("sub/b.bin", b"my b"),
+            ("keep", b"k"),
+        ] {
+            let path = dir.join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, c).unwrap();
+        }
+        snapshot(dir)
+    }
+
+    #[tokio::test]
+    async fn a_bad_blob_with_overwrite_leaves_the_users_files_as_they_were() {
+        let (store, artifact) = store_with(&["a.bin", "sub/b.bin", "new/dir/c.bin", "z.bin"]).await;
+        store.corrupt_blob(
+            &artifact.manifest.layers[3].digest,
+            Bytes::from_static(b"content X"),
+        );
+        let out = tempfile::tempdir().unwrap();
+        let before = user_files(out.path());
+        let options = PullOptions {
+            overwrite: true,
+            ..Default::default()
+        };
+        let err = unpack_model(&store, &artifact, out.path(), &options)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("z.bin"), "{err}");
+        assert_eq!(snapshot(out.path()), before);
+    }
+
+    #[tokio::test]
+    async fn a_name_too_long_for_the_filesystem_is_refused_before_writing() {
+        let long = "x".repeat(300);
+        for bad in [long.clone(), format!("new/deeper/{long}")] {
+            let (store, artifact) = store_with(&["a.bin", "sub/b.bin", &bad]).await;
+            let out = tempfile::tempdir().unwrap();
+            let before = user_files(out.path());
+            let options = PullOptions {
+                overwrite: true,
+                ..Default::default()
+            };
+            let err = unpack_model(&store, &artifact, out.path(), &options)
+                .await
+                .unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("300 bytes long"), "{msg}");
+            assert!(msg.contains("255 bytes"), "{msg}");
+            assert_eq!(err.kind(), crate::error::ErrorKind::Input);
+            assert_eq!(snapshot(out.path()), before);
+            // Into a directory that does not exist yet: not even the directory is created.
+            let parent = tempfile::tempdir().unwrap();
+            let fresh = parent.path().join("fresh/out");
+            unpack_model(&store, &artifact, &fresh, &options)
+                .await
+                .unwrap_err();
+            assert!(
+                entries(parent.path()).is_empty(),
+                "{:?}",
+                entries(parent.path())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_declared_size_beyond_the_free_space_is_refused_up_front() {
+        let (store, mut artifact) = store_with(&["a.bin", "huge.bin"]).await;
+        artifact.manifest.layers[1].size = 1 << 40; // 1 TiB
+        let out = tempfile::tempdir().unwrap();
+        let before = user_files(out.path());
+        let err = unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("not enough free space"), "{msg}");
+        assert!(msg.contains("1.0 TiB"), "{msg}");
+        assert_eq!(err.kind(), crate::error::ErrorKind::Input);
+        assert_eq!(snapshot(out.path()), before);
+    }
+
+    #[tokio::test]
+    async fn stale_temporary_files_of_an_interrupted_pull_are_removed() {
+        let (store, artifact) = store_with(&["a.bin", "sub/b.bin"]).await;
+        let out = tempfile::tempdir().unwrap();
+        // An old-style partial file beside its destination, and a staging directory.
+        support_write(out.path(), "sub/.oci-model-AbC123.partial", b"half");
+        support_write(out.path(), ".oci-model-XyZ789.partial/0", b"half");
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(entries(out.path()), ["a.bin", "sub", "sub/b.bin"]);
+    }
+
+    /// No case-folding filesystem can be mounted here (no CONFIG_UNICODE for ext4 casefold,
+    /// no XFS ascii-ci, no vfat), so the refusal is tested on its own, and the probe on this
+    /// case-sensitive filesystem must let such names through.
+    #[tokio::test]
+    async fn names_that_differ_only_by_case() {
+        let (store, artifact) = store_with(&["README.md", "docs/x", "readme.md"]).await;
+        let files = artifact.files().unwrap();
+        let err = refuse_same_but_case(Path::new("/t"), &files).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("\"readme.md\""), "{msg}");
+        assert!(
+            msg.contains("\"README.md\" would be the same file"),
+            "{msg}"
+        );
+        assert_eq!(err.kind(), crate::error::ErrorKind::Integrity);
+        let out = tempfile::tempdir().unwrap();
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            entries(out.path()),
+            ["README.md", "docs", "docs/x", "readme.md"]
+        );
+    }
+
+    /// The staging directory of a pull still running (locked) is not another pull's to remove.
+    #[tokio::test]
+    async fn a_running_pulls_staging_is_left_alone() {
+        let (store, artifact) = store_with(&["a.bin"]).await;
+        let out = tempfile::tempdir().unwrap();
+        support_write(out.path(), ".oci-model-Live01.partial/0", b"half");
+        let live = std::fs::File::open(out.path().join(".oci-model-Live01.partial")).unwrap();
+        live.lock().unwrap();
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            entries(out.path()),
+            [
+                ".oci-model-Live01.partial",
+                ".oci-model-Live01.partial/0",
+                "a.bin"
+            ]
+        );
+    }
+
+    fn support_write(root: &Path, rel: &str, content: &[u8]) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
     #[tokio::test]
     async fn refuses_non_models() {
         let store = MemoryStore::new("m");
@@ -793,7 +1290,11 @@ mod retry_tests {
         inner: MemoryStore,
         fails: AtomicUsize,
         stall: Option<(Digest, Arc<AtomicBool>)>,
+        /// Runs when a blob is fetched (to change the target directory mid-pull).
+        on_fetch: Option<FetchHook>,
     }
+
+    type FetchHook = Box<dyn Fn(&Digest) + Send + Sync>;
 
     /// First bytes, then silence; sets its flag when dropped.
     struct Stalled {
@@ -883,6 +1384,9 @@ mod retry_tests {
             })
         }
         async fn fetch_blob_chunks(&self, d: &Descriptor) -> crate::store::Result<BoxChunks> {
+            if let Some(hook) = &self.on_fetch {
+                hook(&d.digest);
+            }
             match &self.stall {
                 Some((digest, dropped)) if *digest == d.digest => Ok(Box::pin(Stalled {
                     first: Some(Bytes::from_static(b"abc")),
@@ -954,6 +1458,7 @@ mod retry_tests {
             inner,
             fails: AtomicUsize::new(fails),
             stall: None,
+            on_fetch: None,
         };
         let artifact = fetch_model(&store, "v1").await.unwrap();
         (store, artifact)
@@ -1004,6 +1509,7 @@ mod retry_tests {
             inner,
             fails: AtomicUsize::new(0),
             stall: Some((layers[0].digest.clone(), dropped.clone())),
+            on_fetch: None,
         };
         let artifact = fetch_model(&store, "v1").await.unwrap();
         let parent = tempfile::tempdir().unwrap();
@@ -1031,5 +1537,62 @@ mod retry_tests {
             "{:?}",
             std::fs::read_dir(&out).ok().map(|d| d.count())
         );
+    }
+
+    /// A failure while the files are moved into place (something appeared where a file goes,
+    /// after the checks): the files placed before it are removed, the files they replaced are
+    /// back, and the directories the pull created are gone.
+    #[tokio::test]
+    async fn a_failure_while_placing_rolls_back_every_placed_file() {
+        for overwrite in [false, true] {
+            let (inner, _) = model_store(&[
+                ("a.bin", b"new a"),
+                ("new/dir/c.bin", b"new c"),
+                ("z.bin", b"new z"),
+            ])
+            .await;
+            let out = tempfile::tempdir().unwrap();
+            let mine: &[&str] = if overwrite {
+                &["a.bin", "keep"]
+            } else {
+                &["keep"]
+            };
+            for p in mine {
+                std::fs::write(out.path().join(p), format!("my {p}")).unwrap();
+            }
+            let before: Vec<(String, Vec<u8>)> = mine
+                .iter()
+                .map(|p| (p.to_string(), std::fs::read(out.path().join(p)).unwrap()))
+                .collect();
+            let target = out.path().to_path_buf();
+            let store = Flaky {
+                inner,
+                fails: AtomicUsize::new(0),
+                stall: None,
+                // A directory where z.bin goes: no rename can put a file there.
+                on_fetch: Some(Box::new(move |_| {
+                    let _ = std::fs::create_dir_all(target.join("z.bin/x"));
+                })),
+            };
+            let artifact = fetch_model(&store, "v1").await.unwrap();
+            let options = PullOptions {
+                overwrite,
+                ..Default::default()
+            };
+            let err = unpack_model(&store, &artifact, out.path(), &options)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("z.bin"), "{err}");
+            std::fs::remove_dir_all(out.path().join("z.bin")).unwrap();
+            let mut after: Vec<String> = std::fs::read_dir(out.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            after.sort();
+            assert_eq!(after, mine, "overwrite={overwrite}");
+            for (p, c) in &before {
+                assert_eq!(&std::fs::read(out.path().join(p)).unwrap(), c, "{p}");
+            }
+        }
     }
 }

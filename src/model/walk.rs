@@ -7,6 +7,8 @@
 //! - Symbolic links are refused unless `allow_symlinks` (then followed; loops are errors).
 //! - Ignored by default, at the model root: `.git`, `.gitattributes`, `.github`, `.gitignore`
 //!   (the OpenSSF model-signing defaults).
+//! - Never listed, at any depth: our own temporary names, a pull's staging `.oci-model-*.partial`
+//!   and a layout's `blobs/.tmp-*` (left by an interrupted run; a warning names each).
 //! - `ignore` globs: a pattern without `/` matches a file or directory *name* at any depth
 //!   (`*.tmp`, `checkpoint-*`); a pattern with `/` matches the whole relative path, where `*`
 //!   stays within one segment and `**` crosses segments (`logs/**`, `sub/*.bin`). A matching
@@ -226,6 +228,18 @@ fn check_pushable(path: &str) -> Result<ModelPath, ModelError> {
     })
 }
 
+/// Our own temporary names are never model files: a pull's staging directory (or an older
+/// version's partial file), `.oci-model-*.partial`, and a layout's blob being written,
+/// `blobs/.tmp-*`.
+fn is_our_temp(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    super::paths::is_temp_name(name)
+        || (name.starts_with(crate::store::layout::TEMP_PREFIX)
+            && path.parent().and_then(|p| p.file_name()) == Some("blobs".as_ref()))
+}
+
 /// Every file below `root`, sorted by path segments.
 pub fn walk_dir(root: &Path, options: &WalkOptions) -> Result<Vec<LocalFile>, ModelError> {
     let ignore = Ignore::new(options)?;
@@ -234,9 +248,18 @@ pub fn walk_dir(root: &Path, options: &WalkOptions) -> Result<Vec<LocalFile>, Mo
         .min_depth(1)
         .follow_links(options.allow_symlinks)
         .into_iter()
-        .filter_entry(|e| match relative(root, e.path()) {
-            Ok(rel) => !ignore.ignored(&rel),
-            Err(_) => true, // reported below
+        .filter_entry(|e| {
+            if is_our_temp(e.path()) {
+                tracing::warn!(
+                    "skipping {}: a temporary file of an interrupted oci-model run",
+                    e.path().display()
+                );
+                return false;
+            }
+            match relative(root, e.path()) {
+                Ok(rel) => !ignore.ignored(&rel),
+                Err(_) => true, // reported below
+            }
         });
     for entry in walker {
         let entry = entry.map_err(|e| {
@@ -454,5 +477,25 @@ mod tests {
         let dir = tree(&[("bad\\name", b"x")]);
         let err = walk_dir(dir.path(), &WalkOptions::default()).unwrap_err();
         assert!(err.to_string().contains("backslash"), "{err}");
+    }
+
+    #[test]
+    fn our_own_temporary_files_are_never_model_files() {
+        let dir = tree(&[
+            ("w.bin", b"w"),
+            (".oci-model-Ab12Cd.partial", b"half of a pull"),
+            ("sub/.oci-model-Xy98Zz.partial/0", b"a staging directory"),
+            ("layout/blobs/.tmp-Q1w2E3", b"half of a blob"),
+            (
+                "layout/blobs/sha256/.tmp-kept",
+                b"not a temporary file of ours",
+            ),
+            (".oci-model-notes", b"not ours either"),
+        ]);
+        let files = walk_dir(dir.path(), &WalkOptions::default()).unwrap();
+        assert_eq!(
+            paths_of(&files),
+            [".oci-model-notes", "layout/blobs/sha256/.tmp-kept", "w.bin"]
+        );
     }
 }

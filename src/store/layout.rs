@@ -4,8 +4,12 @@
 //!
 //! - Blobs are streamed into a temporary file inside `blobs/` while hashed, then renamed into
 //!   place, so a blob path only ever holds complete content.
-//! - `index.json` is rewritten atomically (temp file + rename) under an advisory lock on
-//!   `index.json.lock`, so concurrent writers (processes or tasks) never lose entries.
+//! - `index.json` is rewritten atomically (temp file + rename) under an advisory lock on the
+//!   layout directory itself (no lock file is left behind), so concurrent writers (processes
+//!   or tasks) never lose entries.
+//! - Temporary files (`.tmp-*`, in the layout root and `blobs/`) are locked while written; a
+//!   write removes the unlocked ones an interrupted run left behind. An interrupted command
+//!   drops its temporary files; the `index.json.lock` of older versions is removed.
 //! - Referrers are untagged `index.json` entries whose manifest has a `subject`; they carry the
 //!   manifest's `artifactType` and annotations like the referrers API does.
 //! - Paths are built only from validated [`Digest`]s (64 lowercase hex), never from other input,
@@ -21,7 +25,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const OCI_LAYOUT_FILE: &str = "oci-layout";
 const INDEX_FILE: &str = "index.json";
-const LOCK_FILE: &str = "index.json.lock";
+/// The lock file older versions left beside `index.json` (removed when found).
+const OLD_LOCK_FILE: &str = "index.json.lock";
+/// The prefix of temporary files in the layout root and in `blobs/`.
+pub const TEMP_PREFIX: &str = ".tmp-";
 /// Largest `index.json` we read.
 const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
 /// Copy buffer for blob writes.
@@ -99,6 +106,14 @@ impl LayoutStore {
             let body = serde_json::json!({ "imageLayoutVersion": mt::OCI_LAYOUT_VERSION });
             write_atomic(&self.root, &layout, body.to_string().as_bytes())?;
         }
+        remove_stale_temp(&self.root);
+        remove_stale_temp(&self.root.join("blobs"));
+        let old_lock = self.root.join(OLD_LOCK_FILE);
+        if std::fs::symlink_metadata(&old_lock)
+            .is_ok_and(|m| m.file_type().is_symlink() || (m.is_file() && m.len() == 0))
+        {
+            let _ = std::fs::remove_file(&old_lock);
+        }
         let index = self.root.join(INDEX_FILE);
         if !index.exists() {
             // Under the lock: another writer may be creating it with entries right now.
@@ -110,18 +125,15 @@ impl LayoutStore {
         Ok(())
     }
 
-    /// The advisory lock serializing `index.json` read-modify-write cycles (released on drop).
+    /// The advisory lock serializing `index.json` read-modify-write cycles (released on drop):
+    /// a lock on the layout directory itself, so that no lock file is ever left behind.
     fn lock_index(&self) -> Result<std::fs::File> {
-        let path = self.root.join(LOCK_FILE);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
+        let path = &self.root;
+        let dir = std::fs::File::open(path)
             .map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
-        file.lock()
+        dir.lock()
             .map_err(|e| StoreError::io(format!("lock {}", path.display()), e))?;
-        Ok(file)
+        Ok(dir)
     }
 
     /// Read-modify-write `index.json` under the lock; `edit` returns whether it changed it.
@@ -213,16 +225,74 @@ async fn blob_has_size(path: &Path, size: u64) -> bool {
 /// Write `bytes` to `dest` through a temporary file in `tmp_dir` (same filesystem) + rename.
 fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
     let what = || format!("write {}", dest.display());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(tmp_dir)
-        .map_err(|e| StoreError::io(what(), e))?;
+    let mut tmp = locked_temp(tmp_dir).map_err(|e| StoreError::io(what(), e))?;
     tmp.write_all(bytes)
         .map_err(|e| StoreError::io(what(), e))?;
     make_readable(tmp.path());
     tmp.persist(dest)
         .map_err(|e| StoreError::io(what(), e.error))?;
     Ok(())
+}
+
+/// A new temporary file in `dir`, locked (so [`remove_stale_temp`] of another run leaves it
+/// alone) and checked to still be the file at its path after locking (another run may have
+/// taken it for stale between its creation and the lock).
+fn locked_temp(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut attempts = 0;
+    loop {
+        let tmp = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)?;
+        tmp.as_file().lock()?;
+        if is_same_file(tmp.path(), tmp.as_file()) || attempts == 3 {
+            return Ok(tmp);
+        }
+        attempts += 1;
+    }
+}
+
+#[cfg(unix)]
+fn is_same_file(path: &Path, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn is_same_file(path: &Path, _file: &std::fs::File) -> bool {
+    path.exists()
+}
+
+/// Remove the temporary files an interrupted run left in `dir`: ours by name, regular files,
+/// not locked by a run still writing them.
+fn remove_stale_temp(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(TEMP_PREFIX))
+            || !entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!("removed {} (left by an interrupted write)", path.display())
+                }
+                Err(e) => tracing::warn!("cannot remove {}: {e}", path.display()),
+            }
+        }
+    }
 }
 
 /// Temporary files are created private (0600); layout content is ordinary readable data.
@@ -386,15 +456,12 @@ impl Store for LayoutStore {
         }
         let what = source.describe();
         let blobs_dir = self.root.join("blobs");
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&blobs_dir)
-            .map_err(|e| {
-                StoreError::io(
-                    format!("create a temporary file in {}", blobs_dir.display()),
-                    e,
-                )
-            })?;
+        let tmp = locked_temp(&blobs_dir).map_err(|e| {
+            StoreError::io(
+                format!("create a temporary file in {}", blobs_dir.display()),
+                e,
+            )
+        })?;
         let (file, tmp_path) = tmp.into_parts();
         let mut file = tokio::fs::File::from_std(file);
         let mut reader = source.open().await?;
@@ -415,13 +482,15 @@ impl Store for LayoutStore {
         file.flush()
             .await
             .map_err(|e| StoreError::io(format!("write blob for {what}"), e))?;
-        drop(file);
+        // Still open (and locked) until renamed: no other run may take it for stale.
+        let file = file.into_std().await;
         let digest = check.finish()?;
         let dest = self.blob_path(&digest);
         make_readable(&tmp_path);
         tmp_path
             .persist(&dest)
             .map_err(|e| StoreError::io(format!("store blob {digest}"), e.error))?;
+        drop(file);
         Ok((digest, size))
     }
 
@@ -510,6 +579,58 @@ mod tests {
             ..ImageManifest::new(Descriptor::empty(), vec![])
         };
         Bytes::from(m.to_bytes())
+    }
+
+    /// A write removes the temporary files an interrupted run left, but not one another run
+    /// is writing (it holds a lock on it), and no lock file is ever created.
+    #[tokio::test]
+    async fn stale_temporary_files_go_and_live_ones_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LayoutStore::open_or_create(dir.path()).unwrap();
+        store
+            .push_blob(&BytesSource(Bytes::from_static(b"first")))
+            .await
+            .unwrap();
+        let blobs = dir.path().join("blobs");
+        std::fs::write(blobs.join(".tmp-stale"), b"half").unwrap();
+        std::fs::write(dir.path().join(".tmp-stale-index"), b"{").unwrap();
+        std::fs::write(blobs.join(".tmp-live"), b"being written").unwrap();
+        let live = std::fs::File::open(blobs.join(".tmp-live")).unwrap();
+        live.lock().unwrap();
+        std::fs::write(dir.path().join(OLD_LOCK_FILE), b"").unwrap();
+        store
+            .push_blob(&BytesSource(Bytes::from_static(b"second")))
+            .await
+            .unwrap();
+        store
+            .push_manifest(
+                Bytes::from(
+                    ImageManifest {
+                        schema_version: 2,
+                        media_type: Some(mt::OCI_MANIFEST.into()),
+                        artifact_type: Some("application/x-test".into()),
+                        config: Descriptor::empty(),
+                        layers: vec![],
+                        subject: None,
+                        annotations: None,
+                    }
+                    .to_bytes(),
+                ),
+                mt::OCI_MANIFEST,
+                Some("v1"),
+            )
+            .await
+            .unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(&blobs)
+            .unwrap()
+            .chain(std::fs::read_dir(dir.path()).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [".tmp-live", "blobs", "index.json", "oci-layout", "sha256"]
+        );
     }
 
     #[tokio::test]
