@@ -119,3 +119,37 @@ fn an_argument_error_in_json_mode_is_one_json_document() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
 }
+
+#[test]
+fn an_os_error_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = format!("oci:{}", dir.path().join("l").display());
+    let missing = dir.path().join("nonexistent");
+    for args in [
+        vec![
+            "push".to_string(),
+            missing.display().to_string(),
+            layout.clone(),
+        ],
+        vec![
+            "sign".to_string(),
+            format!("{layout}:v1"),
+            "--keyless".to_string(),
+            "--identity-token".to_string(),
+            format!("@{}", missing.display()),
+        ],
+    ] {
+        let out = Command::new(bin())
+            .args(&args)
+            .output()
+            .expect("run oci-model");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.matches("os error 2").count(),
+            1,
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("nonexistent"), "{stderr}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    }
+}
