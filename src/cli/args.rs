@@ -255,7 +255,44 @@ pub struct CopyArgs {
     #[command(flatten)]
     pub registry: RegistryOpts,
     #[command(flatten)]
+    pub ends: CopyEndOpts,
+    #[command(flatten)]
     pub transfer: TransferOpts,
+}
+
+/// Registry options for one end of a `copy` (ORAS's `--from-…`/`--to-…`): each adds to (or, for
+/// a user name, replaces) the shared option of the same name, which applies to both ends.
+/// There is one standard input: one `--…password-stdin` per command; the other end's
+/// credentials come from `oci-model login` (the docker config).
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Source and destination registries")]
+pub struct CopyEndOpts {
+    /// Use http instead of https for the source registry.
+    #[arg(long)]
+    pub from_plain_http: bool,
+    /// Use http instead of https for the destination registry.
+    #[arg(long)]
+    pub to_plain_http: bool,
+    /// Accept TLS certificates that do not verify from the source registry.
+    #[arg(long)]
+    pub from_insecure: bool,
+    /// Accept TLS certificates that do not verify from the destination registry.
+    #[arg(long)]
+    pub to_insecure: bool,
+    /// User name for the source registry (instead of --username).
+    #[arg(long, value_name = "USER")]
+    pub from_username: Option<String>,
+    /// User name for the destination registry (instead of --username).
+    #[arg(long, value_name = "USER")]
+    pub to_username: Option<String>,
+    /// Read the source registry's password or token from standard input (the destination's
+    /// credentials then come from `oci-model login` or a prompt).
+    #[arg(long, conflicts_with_all = ["password_stdin", "to_password_stdin"])]
+    pub from_password_stdin: bool,
+    /// Read the destination registry's password or token from standard input (the source's
+    /// credentials then come from `oci-model login` or a prompt).
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub to_password_stdin: bool,
 }
 
 #[derive(Args, Debug)]

@@ -11,6 +11,7 @@ mod key_tlog;
 mod keyless;
 mod layout;
 mod local;
+mod newcomer;
 
 mod push_pull;
 mod registry;

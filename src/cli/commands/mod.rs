@@ -28,17 +28,12 @@ pub fn parse_target(input: &str) -> anyhow::Result<Target> {
 
 /// Registry options → store options (reads the password from stdin when asked).
 pub fn store_options(opts: &RegistryOpts) -> anyhow::Result<StoreOptions> {
-    let credentials = match (&opts.username, opts.password_stdin) {
-        (Some(user), true) => Some(Credentials::Basic {
-            username: user.clone(),
-            password: read_password_stdin()?,
-        }),
-        (Some(_), false) => {
-            return Err(Failure::input("--username needs --password-stdin"));
-        }
-        (None, true) => Some(Credentials::Token(read_password_stdin()?)),
-        (None, false) => None,
+    let password = if opts.password_stdin {
+        Some(read_password_stdin()?)
+    } else {
+        None
     };
+    let credentials = credentials(opts.username.as_deref(), password)?;
     Ok(StoreOptions {
         plain_http: opts.plain_http,
         insecure: opts.insecure,
@@ -48,7 +43,28 @@ pub fn store_options(opts: &RegistryOpts) -> anyhow::Result<StoreOptions> {
     })
 }
 
-fn read_password_stdin() -> anyhow::Result<Secret> {
+/// The credentials the command line gives for one registry: a user name with the password
+/// read from standard input, a token alone from standard input, or none (the docker config
+/// and its credential helpers then decide).
+pub fn credentials(
+    username: Option<&str>,
+    password: Option<Secret>,
+) -> anyhow::Result<Option<Credentials>> {
+    Ok(match (username, password) {
+        (Some(user), Some(password)) => Some(Credentials::Basic {
+            username: user.to_string(),
+            password,
+        }),
+        (Some(_), None) => {
+            return Err(Failure::input("--username needs --password-stdin"));
+        }
+        (None, Some(token)) => Some(Credentials::Token(token)),
+        (None, None) => None,
+    })
+}
+
+/// One line of standard input: the password of `--password-stdin` (read once per command).
+pub fn read_password_stdin() -> anyhow::Result<Secret> {
     let mut s = String::new();
     std::io::stdin()
         .read_line(&mut s)

@@ -1,0 +1,163 @@
+//! What a newcomer runs into: `copy` between registries that need different options, a user
+//! name without a password, exit codes a script can tell apart, shell completions, `--help`.
+
+use crate::harness::{self, Registry};
+use crate::support::{output, push, run, small_model};
+use std::path::Path;
+
+/// The registry's own address under a name oci-model does not treat as loopback (an
+/// IPv4-mapped IPv6 address): https by default, like a remote registry.
+fn remote_name(reg: &Registry) -> String {
+    format!("[::ffff:127.0.0.1]:{}", reg.port)
+}
+
+/// A registry serving https with a self-signed certificate (made by openssl).
+fn tls_registry(dir: &Path) -> Registry {
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl: {out:?}");
+    Registry::start_with_config(|yaml| {
+        yaml.push_str(&format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        ));
+    })
+}
+
+#[test]
+fn copy_takes_plain_http_and_insecure_per_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = Registry::start();
+    let tls = tls_registry(tmp.path());
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let repo = harness::repo("ends");
+    let src = format!("{}/{repo}:v1", plain.host);
+    let digest = push(&model, &src);
+    let on_tls = format!("{}/{repo}:v1", remote_name(&tls));
+
+    // The destination's self-signed certificate: --from-insecure is the source's alone.
+    for refused in [&[][..], &["--from-insecure"][..]] {
+        let (code, _, stderr) =
+            run(&[&["copy", &src, &on_tls, "--retries", "1"], refused].concat());
+        assert_ne!(code, 0, "{refused:?}: {stderr}");
+        assert!(stderr.contains("https://"), "{refused:?}: {stderr}");
+    }
+    let (code, stdout, stderr) = run(&["copy", &src, &on_tls, "--to-insecure"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&digest), "{stdout}");
+
+    // Back to the plain registry, named so that https is the default: each end gets its flag.
+    let back = format!("{}/{repo}-back:v1", remote_name(&plain));
+    let (code, _, stderr) = run(&[
+        "copy",
+        &on_tls,
+        &back,
+        "--from-insecure",
+        "--from-plain-http",
+        "--retries",
+        "1",
+    ]);
+    assert_ne!(
+        code, 0,
+        "--from-plain-http reached the destination: {stderr}"
+    );
+    let (code, stdout, stderr) =
+        run(&["copy", &on_tls, &back, "--from-insecure", "--to-plain-http"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&digest), "{stdout}");
+    // The shared forms still apply to both ends.
+    let shared = format!("{}/{repo}-shared:v1", remote_name(&plain));
+    let (code, _, stderr) = run(&["copy", &back, &shared, "--plain-http"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn copy_takes_a_user_per_end_and_reads_standard_input_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docker = tmp.path().join("docker");
+    let (a, b) = (
+        Registry::start_with_htpasswd("alice", "alice-pw-1"),
+        Registry::start_with_htpasswd("bob", "bob-pw-2"),
+    );
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let repo = harness::repo("users");
+    let (src, dst) = (
+        format!("{}/{repo}:v1", a.host),
+        format!("{}/{repo}:v1", b.host),
+    );
+    let cli = |args: &[&str], stdin: &str| {
+        let mut cmd = harness::bin();
+        cmd.env("DOCKER_CONFIG", &docker)
+            .args(args)
+            .write_stdin(stdin);
+        output(&mut cmd)
+    };
+    let (code, _, stderr) = cli(
+        &[
+            "push",
+            model.to_str().unwrap(),
+            &src,
+            "-u",
+            "alice",
+            "--password-stdin",
+        ],
+        "alice-pw-1\n",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // One standard input: the destination's credentials come from `login`.
+    let (code, _, stderr) = cli(
+        &["login", &b.host, "-u", "bob", "--password-stdin"],
+        "bob-pw-2\n",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = cli(
+        &[
+            "copy",
+            &src,
+            &dst,
+            "--from-username",
+            "alice",
+            "--from-password-stdin",
+        ],
+        "alice-pw-1\n",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&dst), "{stdout}");
+
+    // Two passwords cannot both come from standard input; a layout has no user.
+    let (code, _, stderr) = cli(
+        &[
+            "copy",
+            &src,
+            &dst,
+            "--from-password-stdin",
+            "--to-password-stdin",
+        ],
+        "x\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    let layout = format!("oci:{}", tmp.path().join("layout").display());
+    let (code, _, stderr) = cli(&["copy", &src, &layout, "--to-username", "bob"], "");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--to-username") && stderr.contains("OCI layout"),
+        "{stderr}"
+    );
+}
