@@ -95,8 +95,9 @@ pub struct RegistryOpts {
     /// Accept TLS certificates that do not verify (self-signed registries).
     #[arg(long)]
     pub insecure: bool,
-    /// Registry user name (password from --password-stdin).
-    #[arg(long, short = 'u')]
+    /// Registry user name; the password comes from --password-stdin, else a prompt on the
+    /// terminal (without one the command is refused).
+    #[arg(long, short = 'u', value_name = "USER")]
     pub username: Option<String>,
     /// Read the registry password or token from standard input.
     #[arg(long)]

@@ -161,3 +161,91 @@ fn copy_takes_a_user_per_end_and_reads_standard_input_once() {
         "{stderr}"
     );
 }
+
+/// Run the binary on a terminal (a pseudo-terminal made by util-linux `script`), answering
+/// the first line that contains `prompt` with `answer`: (exit code, everything the terminal
+/// showed).
+fn on_terminal(args: &[&str], env: &[(&str, &Path)], prompt: &str, answer: &str) -> (i32, String) {
+    use std::io::{Read as _, Write as _};
+    use std::process::{Command, Stdio};
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let bin = assert_cmd::cargo::cargo_bin("oci-model");
+    let line = std::iter::once(bin.to_str().unwrap())
+        .chain(args.iter().copied())
+        .map(quote)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run script (util-linux)");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (prompt, answer) = (prompt.to_string(), answer.to_string());
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut answered = false;
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+            if !answered && String::from_utf8_lossy(&seen).contains(&prompt) {
+                answered = true;
+                // Give the prompt a moment to turn echo off before the answer arrives.
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let _ = writeln!(stdin, "{answer}");
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let status = child.wait().unwrap();
+    (status.code().unwrap_or(-1), reader.join().unwrap())
+}
+
+#[test]
+fn a_user_without_password_stdin_is_asked_on_a_terminal_and_refused_without_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start_with_htpasswd("alice", "alice-pw-3");
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let target = format!("{}/{}:v1", reg.host, harness::repo("prompt"));
+    let home = tmp.path().join("home");
+    let env = [
+        ("HOME", home.as_path()),
+        ("DOCKER_CONFIG", &home.join(".docker")),
+        ("XDG_CACHE_HOME", &home.join(".cache")),
+    ];
+    let push = ["push", model.to_str().unwrap(), &target, "-u", "alice"];
+    let (code, shown) = on_terminal(&push, &env, "Password for alice", "alice-pw-3");
+    assert_eq!(code, 0, "{shown}");
+    assert!(
+        !shown.contains("alice-pw-3"),
+        "the password was echoed: {shown}"
+    );
+    // The pushed model is there: inspect with the password asked again.
+    let (code, shown) = on_terminal(
+        &["inspect", &target, "-u", "alice"],
+        &env,
+        "Password for alice",
+        "alice-pw-3",
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("model.safetensors"), "{shown}");
+
+    // No terminal (standard input is not one): refused before any request, naming the fix.
+    let mut cmd = harness::bin();
+    cmd.args(push).write_stdin("");
+    let (code, stdout, stderr) = output(&mut cmd);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("alice") && stderr.contains("--password-stdin"),
+        "{stderr}"
+    );
+}

@@ -44,8 +44,8 @@ pub fn store_options(opts: &RegistryOpts) -> anyhow::Result<StoreOptions> {
 }
 
 /// The credentials the command line gives for one registry: a user name with the password
-/// read from standard input, a token alone from standard input, or none (the docker config
-/// and its credential helpers then decide).
+/// read from standard input (else asked on the terminal), a token alone from standard input,
+/// or none (the docker config and its credential helpers then decide).
 pub fn credentials(
     username: Option<&str>,
     password: Option<Secret>,
@@ -55,9 +55,10 @@ pub fn credentials(
             username: user.to_string(),
             password,
         }),
-        (Some(_), None) => {
-            return Err(Failure::input("--username needs --password-stdin"));
-        }
+        (Some(user), None) => Some(Credentials::Basic {
+            username: user.to_string(),
+            password: prompt_password(user)?,
+        }),
         (None, Some(token)) => Some(Credentials::Token(token)),
         (None, None) => None,
     })
@@ -74,6 +75,24 @@ pub fn read_password_stdin() -> anyhow::Result<Secret> {
         return Err(Failure::input("--password-stdin: standard input was empty"));
     }
     Ok(Secret::new(s))
+}
+
+/// The password of `user`, asked on the terminal without echo. Without a terminal (a script, a
+/// pipe) nobody can answer: refused, naming the ways to give it.
+pub fn prompt_password(user: &str) -> anyhow::Result<Secret> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::input(format!(
+            "no password for user {user:?} and no terminal to ask for it: give it on standard \
+             input with --password-stdin, or store it once with `oci-model login`"
+        )));
+    }
+    let password = rpassword::prompt_password(format!("Password for {user}: "))
+        .input_context(|| "cannot read the password from the terminal")?;
+    if password.is_empty() {
+        return Err(Failure::input(format!("empty password for user {user:?}")));
+    }
+    Ok(Secret::new(password))
 }
 
 /// Open the store for a target.
