@@ -16,7 +16,8 @@ verify them against a public key or a keyless identity before releasing any file
 TARGET is a registry reference (host[:port]/repo[:tag|@digest]) or an OCI image layout\n\
 directory (oci:<dir>[:tag|@digest]). Loopback registries (localhost, 127.0.0.1, [::1]) use\n\
 plain http; any other host needs --plain-http for http.\n\n\
-Exit codes: 0 success, 1 verification failed, 2 usage or input error, 3 registry or network error.",
+Exit codes: 0 success, 1 verification failed, 2 usage or input error, 3 registry or network\n\
+error, 4 not found (tag, manifest, blob or repository).",
     after_help = "Examples:\n  oci-model push ./bert localhost:5000/team/bert:v1\n  oci-model sign localhost:5000/team/bert:v1 --key cosign.key\n  oci-model verify localhost:5000/team/bert:v1 --key cosign.pub\n  oci-model pull localhost:5000/team/bert:v1 ./bert-copy --key cosign.pub"
 )]
 pub struct Cli {

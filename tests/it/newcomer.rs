@@ -249,3 +249,43 @@ fn a_user_without_password_stdin_is_asked_on_a_terminal_and_refused_without_one(
         "{stderr}"
     );
 }
+
+#[test]
+fn not_found_has_its_own_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start();
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let repo = harness::repo("found");
+    push(&model, &format!("{}/{repo}:v1", reg.host));
+    let layout = format!("oci:{}", tmp.path().join("layout").display());
+    push(&model, &format!("{layout}:v1"));
+
+    for (target, named) in [
+        // A tag the repository does not have.
+        (format!("{}/{repo}:v2", reg.host), "v2"),
+        // A repository the registry does not have.
+        (format!("{}/{repo}-nothing:v1", reg.host), "nothing"),
+        // A tag an OCI layout does not have.
+        (format!("{layout}:v2"), "v2"),
+    ] {
+        let (code, _, stderr) = run(&["inspect", &target]);
+        assert_eq!(code, 4, "inspect {target}: {stderr}");
+        assert!(
+            stderr.contains("not found") && stderr.contains(named),
+            "{stderr}"
+        );
+        let dest = tmp.path().join("pulled");
+        let (code, stdout, stderr) = run(&["pull", &target, dest.to_str().unwrap(), "-o", "json"]);
+        assert_eq!(code, 4, "pull {target}: {stderr}");
+        let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(doc["exitCode"], 4, "{doc}");
+        assert!(!dest.exists());
+    }
+    // Nothing listening: still a network error (3), not "not found".
+    let (code, _, stderr) = run(&["inspect", "127.0.0.1:1/x:v1", "--retries", "1"]);
+    assert_eq!(code, 3, "{stderr}");
+    // Documented where a person looks.
+    let (_, help, _) = run(&["--help"]);
+    assert!(help.contains("4 not found"), "{help}");
+}
