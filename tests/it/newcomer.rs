@@ -289,3 +289,47 @@ fn not_found_has_its_own_exit_code() {
     let (_, help, _) = run(&["--help"]);
     assert!(help.contains("4 not found"), "{help}");
 }
+
+/// `generate-key-pair` in `dir`: (private key, public key, key hint).
+fn key_with_hint(dir: &Path, prefix: &str) -> (String, String, String) {
+    let p = dir.join(prefix);
+    let (code, stdout, stderr) = run(&[
+        "generate-key-pair",
+        "--no-password",
+        "-o",
+        "json",
+        "--output-key-prefix",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    (
+        p.with_extension("key").display().to_string(),
+        p.with_extension("pub").display().to_string(),
+        doc["hint"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn a_wrong_key_is_told_which_key_signed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start();
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let target = format!("{}/{}:v1", reg.host, harness::repo("wrongkey"));
+    push(&model, &target);
+    let (release, _, release_hint) = key_with_hint(tmp.path(), "release");
+    let (_, mallory_pub, mallory_hint) = key_with_hint(tmp.path(), "mallory");
+    let (code, _, stderr) = run(&["sign", &target, "--key", &release]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, stdout, stderr) = run(&["verify", &target, "--key", &mallory_pub]);
+    assert_eq!(code, 1, "{stderr}");
+    for text in [&stdout, &stderr] {
+        assert!(
+            text.contains(&format!("signed with a different key, hint {release_hint}"))
+                && text.contains(&mallory_hint),
+            "{text}"
+        );
+    }
+}
