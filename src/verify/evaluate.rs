@@ -175,9 +175,13 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
     // checks are attest's: the same reading of the predicate that attest writes.
     let mut provenance = Vec::new();
     if !policy.provenance.is_empty() {
-        let predicates: Vec<&serde_json::Value> = results
+        let candidates: Vec<&BoundBundle> = results
             .iter()
             .filter(|b| b.predicate_type() == Some(media_types::PREDICATE_SLSA_PROVENANCE_V1))
+            .filter(|b| b.statement().is_some())
+            .collect();
+        let predicates: Vec<&serde_json::Value> = candidates
+            .iter()
             .filter_map(|b| b.statement().map(|s| &s.predicate))
             .collect();
         let mut requirements: Vec<(String, Requirement)> = Vec::new();
@@ -199,6 +203,7 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
         let best = predicates
             .iter()
             .max_by_key(|p| requirements.iter().filter(|(_, f)| f(p).is_ok()).count());
+        let mut best_failures = Vec::new();
         for (what, check) in &requirements {
             let result = match best {
                 Some(p) => check(p),
@@ -207,9 +212,27 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
                 )),
             };
             if let Err(e) = &result {
-                failures.push(format!("provenance {e}"));
+                best_failures.push(format!("provenance {e}"));
             }
             provenance.push((what.clone(), result.is_ok()));
+        }
+        if best_failures.is_empty() || candidates.len() < 2 {
+            failures.extend(best_failures);
+        } else {
+            // Several candidates, none good enough: each one and why it fails.
+            for (n, (bundle, p)) in candidates.iter().zip(&predicates).enumerate() {
+                let why: Vec<String> = requirements
+                    .iter()
+                    .filter_map(|(_, f)| f(p).err())
+                    .collect();
+                failures.push(format!(
+                    "provenance {} of {} (signed by {}): {}",
+                    n + 1,
+                    candidates.len(),
+                    bundle.signer(),
+                    why.join("; ")
+                ));
+            }
         }
     }
 

@@ -333,3 +333,46 @@ fn a_wrong_key_is_told_which_key_signed() {
         );
     }
 }
+
+#[test]
+fn each_provenance_candidate_is_reported_with_why_it_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start();
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let target = format!("{}/{}:v1", reg.host, harness::repo("twoprov"));
+    push(&model, &target);
+    let (key, public, _) = key_with_hint(tmp.path(), "ci");
+    for builder in ["https://ci.example/one", "https://ci.example/two"] {
+        let (code, _, stderr) = run(&[
+            "attest",
+            &target,
+            "--provenance",
+            "--builder-id",
+            builder,
+            "--key",
+            &key,
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let (code, stdout, stderr) = run(&[
+        "verify",
+        &target,
+        "--key",
+        &public,
+        "--provenance-builder-id",
+        "https://ci.example/three",
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    for text in [&stdout, &stderr] {
+        for (n, builder) in [(1, "one"), (2, "two")] {
+            assert!(
+                text.contains(&format!("provenance {n} of 2 (signed by key"))
+                    && text.contains(&format!(
+                        "builder id is \"https://ci.example/{builder}\", expected \"https://ci.example/three\""
+                    )),
+                "candidate {n} not reported: {text}"
+            );
+        }
+    }
+}
