@@ -376,3 +376,120 @@ fn each_provenance_candidate_is_reported_with_why_it_fails() {
         }
     }
 }
+
+/// A referrer of `subject` in `store` with the given predicate type and creation time.
+async fn referrer_created(
+    store: &dyn oci_model::store::Store,
+    subject: &oci_model::store::Descriptor,
+    predicate_type: &str,
+    created: &str,
+) -> String {
+    use bytes::Bytes;
+    use oci_model::media_types as mt;
+    use oci_model::store::{BytesSource, Descriptor, ImageManifest};
+    let text = format!("bundle {predicate_type} {created}");
+    let (d, n) = store
+        .push_blob(&BytesSource(Bytes::from(text)))
+        .await
+        .unwrap();
+    store
+        .push_blob(&BytesSource(Bytes::from_static(b"{}")))
+        .await
+        .unwrap();
+    let m = ImageManifest {
+        schema_version: 2,
+        media_type: Some(mt::OCI_MANIFEST.into()),
+        artifact_type: Some(mt::SIGSTORE_BUNDLE_V03.into()),
+        config: Descriptor::empty(),
+        layers: vec![Descriptor::new(mt::SIGSTORE_BUNDLE_V03, d, n)],
+        subject: Some(Descriptor::new(
+            subject.media_type.clone(),
+            subject.digest.clone(),
+            subject.size,
+        )),
+        annotations: Some(
+            [
+                (mt::ANNOTATION_BUNDLE_PREDICATE_TYPE, predicate_type),
+                (mt::ANNOTATION_CREATED, created),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ),
+    };
+    store
+        .push_referrer(bytes::Bytes::from(m.to_bytes()), subject)
+        .await
+        .unwrap()
+        .digest
+        .to_string()
+}
+
+#[tokio::test]
+async fn discover_groups_referrers_by_kind_oldest_first() {
+    use oci_model::media_types as mt;
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let layout = format!("oci:{}", tmp.path().join("layout").display());
+    push(&model, &format!("{layout}:v1"));
+    let store = oci_model::store::open(
+        &oci_model::reference::Target::parse(&layout).unwrap(),
+        &oci_model::store::StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    let subject = store.resolve("v1").await.unwrap();
+    let model_signing = mt::PREDICATE_MODEL_SIGNING;
+    // (predicate type, created), in the order discover must list them.
+    let expected = [
+        (model_signing, "2026-01-01T00:00:00Z"),
+        (model_signing, "2026-01-01T12:00:00+10:00"), // = 02:00Z: after midnight
+        (model_signing, "2026-01-02T00:00:00Z"),
+        (model_signing, "2026-01-03T00:00:00Z"),
+        (mt::PREDICATE_COSIGN_SIGN, "2026-01-05T00:00:00Z"),
+        (mt::PREDICATE_SLSA_PROVENANCE_V1, "2025-12-01T00:00:00Z"),
+        (mt::PREDICATE_SLSA_PROVENANCE_V1, "2025-12-02T00:00:00Z"),
+    ];
+    let mut digests = Vec::new();
+    // Written newest first, so neither the writing order nor (checked below) the digest order
+    // is the listing order.
+    for (predicate_type, created) in expected.iter().rev() {
+        digests.push(referrer_created(store.as_ref(), &subject, predicate_type, created).await);
+    }
+    digests.reverse();
+    let mut by_digest = digests.clone();
+    by_digest.sort();
+    assert_ne!(
+        by_digest, digests,
+        "the test needs a digest order that is not the time order"
+    );
+
+    let (code, stdout, stderr) = run(&["discover", &format!("{layout}:v1"), "-o", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let listed: Vec<(&str, &str)> = doc["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["digest"].as_str().unwrap(),
+                r["created"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let wanted: Vec<(&str, &str)> = digests
+        .iter()
+        .zip(expected)
+        .map(|(d, (_, c))| (d.as_str(), c))
+        .collect();
+    assert_eq!(listed, wanted);
+    // The text tree lists them the same way.
+    let (_, text, _) = run(&["discover", &format!("{layout}:v1")]);
+    let positions: Vec<usize> = digests
+        .iter()
+        .map(|d| text.find(d.as_str()).unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
+}
