@@ -85,6 +85,21 @@ pub enum Command {
     /// Show the Sigstore trusted root in use.
     #[command(subcommand)]
     TrustedRoot(TrustedRootCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout
+    ///
+    /// Install it where your shell looks, for example:
+    ///   bash: oci-model completion bash > ~/.local/share/bash-completion/completions/oci-model
+    ///   zsh:  oci-model completion zsh > ~/.zfunc/_oci-model  (with fpath+=~/.zfunc before compinit)
+    ///   fish: oci-model completion fish > ~/.config/fish/completions/oci-model.fish
+    #[command(verbatim_doc_comment)]
+    Completion(CompletionArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// How to reach a registry.

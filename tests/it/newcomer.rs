@@ -493,3 +493,51 @@ async fn discover_groups_referrers_by_kind_oldest_first() {
         .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
 }
+
+#[test]
+fn completion_scripts_for_bash_zsh_and_fish_know_every_command() {
+    let commands = [
+        "push",
+        "pull",
+        "copy",
+        "inspect",
+        "sign",
+        "sign-local",
+        "attest",
+        "verify",
+        "verify-local",
+        "discover",
+        "generate-key-pair",
+        "login",
+        "logout",
+        "completion",
+    ];
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, script, stderr) = run(&["completion", shell]);
+        assert_eq!(code, 0, "{shell}: {stderr}");
+        for word in commands
+            .iter()
+            .chain(&["--from-plain-http", "--password-stdin"])
+        {
+            assert!(
+                script.contains(word.trim_start_matches('-')),
+                "{shell} completion lacks {word}"
+            );
+        }
+    }
+    // The bash script is valid bash.
+    let (_, script, _) = run(&["completion", "bash"]);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &script).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    // Described in the top-level help; an unknown shell is a usage error.
+    let (_, help, _) = run(&["--help"]);
+    assert!(help.contains("completion"), "{help}");
+    let (code, _, stderr) = run(&["completion", "tcsh"]);
+    assert_eq!(code, 2, "{stderr}");
+}

@@ -1,6 +1,7 @@
 //! One file per command; each only combines library calls.
 
 pub mod attest;
+pub mod completion;
 pub mod copy;
 pub mod discover;
 pub mod keys;
