@@ -541,3 +541,96 @@ fn completion_scripts_for_bash_zsh_and_fish_know_every_command() {
     let (code, _, stderr) = run(&["completion", "tcsh"]);
     assert_eq!(code, 2, "{stderr}");
 }
+
+#[test]
+fn sign_local_does_not_replace_a_signature_without_force() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let (key, public, _) = key_with_hint(tmp.path(), "k");
+    let sig = tmp.path().join("model.sig");
+    let sign = |extra: &[&str]| {
+        run(&[
+            &["sign-local", model.to_str().unwrap(), "--key", &key],
+            &["--signature", sig.to_str().unwrap()][..],
+            extra,
+        ]
+        .concat())
+    };
+    let (code, _, stderr) = sign(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    let first = std::fs::read(&sig).unwrap();
+
+    // The model changes; signing again must not silently replace the first signature.
+    std::fs::write(model.join("README.md"), b"# changed\n").unwrap();
+    let (code, _, stderr) = sign(&[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("model.sig already exists") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&sig).unwrap(), first);
+    // `sign` on a local directory is sign-local: the same refusal.
+    let (code, _, stderr) = run(&[
+        "sign",
+        model.to_str().unwrap(),
+        "--key",
+        &key,
+        "--bundle-out",
+        sig.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(std::fs::read(&sig).unwrap(), first);
+    // And so does `sign --bundle-out` for a pushed model, before anything is signed.
+    let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
+    push(&model, &layout);
+    let (code, _, stderr) = run(&[
+        "sign",
+        &layout,
+        "--key",
+        &key,
+        "--bundle-out",
+        sig.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(std::fs::read(&sig).unwrap(), first);
+    let (_, discovered, _) = run(&["discover", &layout]);
+    assert!(discovered.contains("(no referrers)"), "{discovered}");
+
+    let (code, _, stderr) = sign(&["--force"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_ne!(std::fs::read(&sig).unwrap(), first);
+    let (code, _, stderr) = run(&[
+        "verify-local",
+        model.to_str().unwrap(),
+        "--key",
+        &public,
+        "--signature",
+        sig.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn help_describes_every_argument_a_newcomer_types() {
+    for (command, wanted) in [
+        (&["inspect", "--help"][..], "Model to show"),
+        (&["discover", "--help"][..], "Model whose referrers to list"),
+        (
+            &["login", "--help"][..],
+            "User name; the password comes from",
+        ),
+        (&["push", "--help"][..], "<SOURCE>... <TARGET>"),
+        (&["--help"][..], "OCI_MODEL_LOG"),
+    ] {
+        let (code, help, _) = run(command);
+        assert_eq!(code, 0);
+        assert!(help.contains(wanted), "{command:?}: {help}");
+    }
+    // push's usage line and its argument list use the same names.
+    let (_, help, _) = run(&["push", "--help"]);
+    assert!(
+        help.contains("<SOURCE>...\n") && help.contains("<TARGET>\n"),
+        "{help}"
+    );
+}

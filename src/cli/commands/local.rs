@@ -105,6 +105,7 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
             sig_dir.display()
         )));
     }
+    super::refuse_existing(&args.signature, args.force)?;
     // The signer first (a bad key or password fails before any hashing and writes nothing).
     let signer = super::signer::build_signer(&args.signer, ctx, true).await?;
 
@@ -123,7 +124,11 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::new)?;
 
-    super::write_atomically(&args.signature, &bundle.json, super::WriteMode::PUBLIC)?;
+    super::write_atomically(
+        &args.signature,
+        &bundle.json,
+        super::WriteMode::public(args.force),
+    )?;
 
     ctx.printer.result(&SignedLocal {
         ok: true,

@@ -119,6 +119,18 @@ pub fn read_limited(path: &std::path::Path, what: &str, limit: u64) -> anyhow::R
     std::fs::read(path).input_context(|| format!("{what} {name}: cannot read"))
 }
 
+/// Refuse to replace an existing file (a key, a signature) unless `--force` was given: checked
+/// before any work, so nothing is signed or generated for nothing.
+pub fn refuse_existing(path: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    if !force && path.symlink_metadata().is_ok() {
+        return Err(Failure::input(format!(
+            "{} already exists: pass --force to replace it",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// How [`write_atomically`] writes a file.
 #[derive(Clone, Copy)]
 pub struct WriteMode {
@@ -129,10 +141,13 @@ pub struct WriteMode {
 }
 
 impl WriteMode {
-    pub const PUBLIC: WriteMode = WriteMode {
-        public: true,
-        replace: true,
-    };
+    /// A file for everyone to read (a signature, a public key); `replace`: `--force` given.
+    pub fn public(replace: bool) -> Self {
+        WriteMode {
+            public: true,
+            replace,
+        }
+    }
 }
 
 /// Write `content` to `path` through a temporary file in the same directory, so a reader never
