@@ -13,7 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 #[serde(rename_all = "camelCase")]
 pub struct SatisfiedSigner {
     pub entry: usize,
+    /// The entry, described (`policy` is the whole policy outcome in a report).
+    #[serde(rename = "policyEntry")]
     pub policy: String,
+    /// Who satisfied it, described (`signer` is a structured signer in a report).
+    #[serde(rename = "satisfiedBy")]
     pub signer: String,
 }
 

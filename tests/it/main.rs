@@ -7,6 +7,7 @@ mod conformance;
 mod fakes;
 mod harness;
 mod interop;
+mod json_output;
 mod key_tlog;
 mod keyless;
 mod layout;

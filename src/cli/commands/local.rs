@@ -219,8 +219,11 @@ struct SignedLocal<'a> {
     ok: bool,
     model: String,
     name: &'a str,
+    #[serde(rename = "fileCount")]
     files: usize,
     root_digest: String,
+    /// Who signed, for people (verify reports carry a structured `signer`).
+    #[serde(rename = "signedWith")]
     signer: &'a str,
     signature: String,
     ignore_paths: &'a [String],
@@ -246,6 +249,7 @@ struct VerifiedLocal<'a> {
     signing_time: Option<String>,
     name: &'a str,
     root_digest: String,
+    #[serde(rename = "fileCount")]
     files: usize,
     ignore_paths: &'a [String],
     checks: Vec<Check>,

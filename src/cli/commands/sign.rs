@@ -82,7 +82,10 @@ struct Signed<'a> {
     ok: bool,
     reference: String,
     digest: &'a Digest,
+    #[serde(rename = "fileCount")]
     files: usize,
+    /// Who signed, for people (verify reports carry a structured `signer`).
+    #[serde(rename = "signedWith")]
     signer: &'a str,
     referrers: Vec<SignedReferrer<'a>>,
     bundle_out: Option<String>,
