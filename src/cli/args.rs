@@ -346,7 +346,7 @@ pub struct SignArgs {
     /// Do not push the cosign-style bundle (subject = manifest digest) next to the model bundle.
     #[arg(long)]
     pub no_cosign_bundle: bool,
-    /// Replace an existing --bundle-out file (a local model: an existing model.sig).
+    /// A local model (signed like sign-local): replace an existing signature file.
     #[arg(long)]
     pub force: bool,
     #[command(flatten)]

@@ -581,21 +581,6 @@ fn sign_local_does_not_replace_a_signature_without_force() {
     ]);
     assert_eq!(code, 2, "{stderr}");
     assert_eq!(std::fs::read(&sig).unwrap(), first);
-    // And so does `sign --bundle-out` for a pushed model, before anything is signed.
-    let layout = format!("oci:{}:v1", tmp.path().join("layout").display());
-    push(&model, &layout);
-    let (code, _, stderr) = run(&[
-        "sign",
-        &layout,
-        "--key",
-        &key,
-        "--bundle-out",
-        sig.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2, "{stderr}");
-    assert_eq!(std::fs::read(&sig).unwrap(), first);
-    let (_, discovered, _) = run(&["discover", &layout]);
-    assert!(discovered.contains("(no referrers)"), "{discovered}");
 
     let (code, _, stderr) = sign(&["--force"]);
     assert_eq!(code, 0, "{stderr}");

@@ -32,9 +32,6 @@ pub async fn run(args: SignArgs, ctx: &Ctx) -> anyhow::Result<()> {
         return super::local::sign_local(local, ctx).await;
     }
     let target = parse_target(&args.target)?;
-    if let Some(path) = &args.bundle_out {
-        super::refuse_existing(path, args.force)?;
-    }
     let signer = super::signer::build_signer(&args.signer, ctx, false).await?;
     let store = open_store(&target, &args.registry).await?;
     let artifact = fetch_model(store.as_ref(), &target.reference())
@@ -51,8 +48,7 @@ pub async fn run(args: SignArgs, ctx: &Ctx) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("sign {target}@{}", artifact.descriptor.digest))?;
     if let Some(path) = &args.bundle_out {
-        let mode = super::WriteMode::public(args.force);
-        super::write_atomically(path, &outcome.model_bundle, mode)?;
+        super::write_atomically(path, &outcome.model_bundle, super::WriteMode::public(true))?;
     }
     ctx.printer.result(&Signed {
         ok: true,
