@@ -169,6 +169,16 @@ fn every_commands_json_matches_its_schema_and_names_mean_one_type() {
             0,
         ),
         (
+            "generate-key-pair",
+            vec![
+                "generate-key-pair".into(),
+                "--no-password".into(),
+                "--output-key-prefix".into(),
+                dir("other"),
+            ],
+            0,
+        ),
+        (
             "login",
             vec![
                 "login".into(),
@@ -239,6 +249,17 @@ fn every_commands_json_matches_its_schema_and_names_mean_one_type() {
             "pull",
             vec!["pull".into(), target.clone(), dir("pulled-plain")],
             0,
+        ),
+        (
+            "error",
+            vec![
+                "pull".into(),
+                target.clone(),
+                dir("refused"),
+                "--key".into(),
+                format!("{}.pub", dir("other")),
+            ],
+            1,
         ),
         (
             "copy",
@@ -369,4 +390,25 @@ fn pull_with_a_key_includes_the_verification_report() {
             .is_some_and(|b| b.len() == 2),
         "{doc:#}"
     );
+    // Refused: the error document carries the report that says why; nothing written.
+    let (_, other) = crate::support::keypair(tmp.path(), "other");
+    let mut cmd = harness::bin();
+    cmd.args(["pull", &target])
+        .arg(tmp.path().join("refused"))
+        .arg("--key")
+        .arg(&other)
+        .args(["-o", "json"]);
+    let (code, stdout, stderr) = output(&mut cmd);
+    assert_eq!(code, 1, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["ok"], false, "{doc:#}");
+    assert_eq!(doc["exitCode"], 1, "{doc:#}");
+    assert!(
+        doc["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nothing was written")),
+        "{doc:#}"
+    );
+    assert_eq!(doc["verification"]["ok"], false, "{doc:#}");
+    assert!(!tmp.path().join("refused").exists());
 }
