@@ -16,8 +16,20 @@ verify them against a public key or a keyless identity before releasing any file
 TARGET is a registry reference (host[:port]/repo[:tag|@digest]) or an OCI image layout\n\
 directory (oci:<dir>[:tag|@digest]). Loopback registries (localhost, 127.0.0.1, [::1]) use\n\
 plain http; any other host needs --plain-http for http.\n\n\
-Exit codes: 0 success, 1 verification failed, 2 usage or input error, 3 registry or network error.",
-    after_help = "Examples:\n  oci-model push ./bert localhost:5000/team/bert:v1\n  oci-model sign localhost:5000/team/bert:v1 --key cosign.key\n  oci-model verify localhost:5000/team/bert:v1 --key cosign.pub\n  oci-model pull localhost:5000/team/bert:v1 ./bert-copy --key cosign.pub"
+Exit codes: 0 success, 1 verification failed, 2 usage or input error, 3 registry or network\n\
+error, 4 not found (tag, manifest, blob or repository).",
+    after_help = "Examples:\n  oci-model push ./bert localhost:5000/team/bert:v1\n  oci-model sign localhost:5000/team/bert:v1 --key cosign.key\n  oci-model verify localhost:5000/team/bert:v1 --key cosign.pub\n  oci-model pull localhost:5000/team/bert:v1 ./bert-copy --key cosign.pub",
+    after_long_help = "Examples:\n  oci-model push ./bert localhost:5000/team/bert:v1\n  oci-model sign localhost:5000/team/bert:v1 --key cosign.key\n  oci-model verify localhost:5000/team/bert:v1 --key cosign.pub\n  oci-model pull localhost:5000/team/bert:v1 ./bert-copy --key cosign.pub\n\n\
+Environment:\n  \
+OCI_MODEL_LOG       what to log on stderr, in tracing's filter syntax (e.g. debug,\n                      \
+oci_model::store=trace); replaces the level -v sets\n  \
+OCI_MODEL_PASSWORD  password of an encrypted private key (else asked on a terminal)\n  \
+SIGSTORE_ID_TOKEN   OIDC identity token for keyless signing\n  \
+DOCKER_CONFIG       directory of the docker config.json holding registry credentials\n                      \
+(default ~/.docker)\n  \
+XDG_CACHE_HOME      where the digest cache lives (oci-model/digests.json; default ~/.cache)\n  \
+NO_COLOR            no colour in log lines (colour is used only on a terminal anyway)\n\n\
+Shell completion: oci-model completion bash|zsh|fish (see oci-model completion --help)."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -53,7 +65,6 @@ pub enum Command {
     /// before are known by a digest cache ($XDG_CACHE_HOME/oci-model, keyed by path, inode, size
     /// and change time): blobs the target already has are not sent again, and blobs known to be
     /// in another repository of the same registry are mounted from there instead of uploaded.
-    #[command(override_usage = "oci-model push [OPTIONS] <SOURCE>... <TARGET>")]
     Push(PushArgs),
     /// Pull a model, checking every blob's digest, optionally verifying signatures first.
     Pull(PullArgs),
@@ -84,6 +95,21 @@ pub enum Command {
     /// Show the Sigstore trusted root in use.
     #[command(subcommand)]
     TrustedRoot(TrustedRootCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout
+    ///
+    /// Install it where your shell looks, for example:
+    ///   bash: oci-model completion bash > ~/.local/share/bash-completion/completions/oci-model
+    ///   zsh:  oci-model completion zsh > ~/.zfunc/_oci-model  (with fpath+=~/.zfunc before compinit)
+    ///   fish: oci-model completion fish > ~/.config/fish/completions/oci-model.fish
+    #[command(verbatim_doc_comment)]
+    Completion(CompletionArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// How to reach a registry.
@@ -98,8 +124,9 @@ pub struct RegistryOpts {
     /// Also trust the CA certificates in this PEM file (a registry with a private CA).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Option<std::path::PathBuf>,
-    /// Registry user name (password from --password-stdin).
-    #[arg(long, short = 'u')]
+    /// Registry user name; the password comes from --password-stdin, else a prompt on the
+    /// terminal (without one the command is refused).
+    #[arg(long, short = 'u', value_name = "USER")]
     pub username: Option<String>,
     /// Read the registry password or token from standard input.
     #[arg(long)]
@@ -212,9 +239,12 @@ pub struct SignerOpts {
 
 #[derive(Args, Debug)]
 pub struct PushArgs {
-    /// Model directory, or one or more files, followed by the TARGET.
-    #[arg(required = true, num_args = 2.., value_name = "PATH")]
-    pub paths: Vec<String>,
+    /// The model: a directory, or one or more files.
+    #[arg(required = true, num_args = 1.., value_name = "SOURCE")]
+    pub sources: Vec<PathBuf>,
+    /// Where to push: host[:port]/repo[:tag] or oci:<dir>[:tag] (tag default: latest).
+    #[arg(value_name = "TARGET")]
+    pub target: String,
     /// Follow symbolic links inside the model (refused by default).
     #[arg(long)]
     pub allow_symlinks: bool,
@@ -264,11 +294,49 @@ pub struct CopyArgs {
     #[command(flatten)]
     pub registry: RegistryOpts,
     #[command(flatten)]
+    pub ends: CopyEndOpts,
+    #[command(flatten)]
     pub transfer: TransferOpts,
+}
+
+/// Registry options for one end of a `copy` (ORAS's `--from-…`/`--to-…`): each adds to (or, for
+/// a user name, replaces) the shared option of the same name, which applies to both ends.
+/// There is one standard input: one `--…password-stdin` per command; the other end's
+/// credentials come from `oci-model login` (the docker config).
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Source and destination registries")]
+pub struct CopyEndOpts {
+    /// Use http instead of https for the source registry.
+    #[arg(long)]
+    pub from_plain_http: bool,
+    /// Use http instead of https for the destination registry.
+    #[arg(long)]
+    pub to_plain_http: bool,
+    /// Accept TLS certificates that do not verify from the source registry.
+    #[arg(long)]
+    pub from_insecure: bool,
+    /// Accept TLS certificates that do not verify from the destination registry.
+    #[arg(long)]
+    pub to_insecure: bool,
+    /// User name for the source registry (instead of --username).
+    #[arg(long, value_name = "USER")]
+    pub from_username: Option<String>,
+    /// User name for the destination registry (instead of --username).
+    #[arg(long, value_name = "USER")]
+    pub to_username: Option<String>,
+    /// Read the source registry's password or token from standard input (the destination's
+    /// credentials then come from `oci-model login` or a prompt).
+    #[arg(long, conflicts_with_all = ["password_stdin", "to_password_stdin"])]
+    pub from_password_stdin: bool,
+    /// Read the destination registry's password or token from standard input (the source's
+    /// credentials then come from `oci-model login` or a prompt).
+    #[arg(long, conflicts_with = "password_stdin")]
+    pub to_password_stdin: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
+    /// Model to show: host[:port]/repo[:tag|@digest] or oci:<dir>[:tag|@digest].
     pub target: String,
     #[command(flatten)]
     pub registry: RegistryOpts,
@@ -287,6 +355,9 @@ pub struct SignArgs {
     /// Do not push the cosign-style bundle (subject = manifest digest) next to the model bundle.
     #[arg(long)]
     pub no_cosign_bundle: bool,
+    /// A local model (signed like sign-local): replace an existing signature file.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub registry: RegistryOpts,
 }
@@ -309,6 +380,9 @@ pub struct SignLocalArgs {
     /// Allow symbolic links in the model.
     #[arg(long)]
     pub allow_symlinks: bool,
+    /// Replace an existing signature file (refused otherwise).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -409,6 +483,7 @@ pub struct VerifyBundleArgs {
 
 #[derive(Args, Debug)]
 pub struct DiscoverArgs {
+    /// Model whose referrers to list: host[:port]/repo[:tag|@digest] or oci:<dir>[:tag|@digest].
     pub target: String,
     /// Only referrers of this artifact type.
     #[arg(long, value_name = "TYPE")]
@@ -444,7 +519,8 @@ pub struct GenerateKeyPairArgs {
 pub struct LoginArgs {
     /// Registry host[:port].
     pub registry: String,
-    #[arg(long, short = 'u')]
+    /// User name; the password comes from --password-stdin, else a prompt on the terminal.
+    #[arg(long, short = 'u', value_name = "USER")]
     pub username: String,
     /// Read the password from standard input.
     #[arg(long)]
@@ -474,4 +550,75 @@ pub enum TrustedRootCommand {
         #[arg(long, value_name = "FILE")]
         trusted_root: Option<PathBuf>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    /// Every command below `cmd`, itself included, with its full name.
+    fn commands(cmd: &clap::Command, prefix: &str, out: &mut Vec<(String, clap::Command)>) {
+        let name = format!("{prefix}{}", cmd.get_name());
+        for sub in cmd.get_subcommands() {
+            commands(sub, &format!("{name} "), out);
+        }
+        out.push((name, cmd.clone()));
+    }
+
+    fn all() -> Vec<(String, clap::Command)> {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut out = Vec::new();
+        commands(&cli, "", &mut out);
+        out
+    }
+
+    #[test]
+    fn every_argument_is_described() {
+        let mut missing = Vec::new();
+        for (name, cmd) in all() {
+            if cmd.get_about().is_none() && name != "oci-model help" {
+                missing.push(format!("{name} (the command)"));
+            }
+            for arg in cmd.get_arguments() {
+                let builtin = ["help", "version"].contains(&arg.get_id().as_str());
+                if arg.get_help().is_none() && !builtin {
+                    missing.push(format!("{name} {}", arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn usage_lines_name_the_arguments_the_help_lists() {
+        for (name, mut cmd) in all() {
+            let usage = cmd.render_usage().to_string();
+            for arg in cmd.get_positionals() {
+                let value = arg
+                    .get_value_names()
+                    .and_then(|v| v.first())
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| arg.get_id().as_str().to_uppercase());
+                assert!(
+                    usage.contains(&format!("<{value}>")) || usage.contains(&format!("[{value}]")),
+                    "{name}: usage {usage:?} does not name <{value}>"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_top_level_help_names_the_environment() {
+        let help = Cli::command().render_long_help().to_string();
+        for var in [
+            "OCI_MODEL_LOG",
+            "OCI_MODEL_PASSWORD",
+            "NO_COLOR",
+            "DOCKER_CONFIG",
+        ] {
+            assert!(help.contains(var), "--help does not mention {var}");
+        }
+    }
 }

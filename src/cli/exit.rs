@@ -1,6 +1,6 @@
 //! Exit codes scripts can trust: 0 success, 1 verification failed, 2 usage or input error,
-//! 3 registry or network error. Library errors say what kind they are; the kind → code
-//! mapping is here, in one place.
+//! 3 registry or network error, 4 not found (tag, manifest, blob, repository). Library errors
+//! say what kind they are; the kind → code mapping is here, in one place.
 
 use oci_model::attest::AttestError;
 use oci_model::error::ErrorKind;
@@ -21,7 +21,9 @@ pub fn code(kind: ErrorKind) -> u8 {
     match kind {
         ErrorKind::Integrity => 1,
         ErrorKind::Input => 2,
-        ErrorKind::Remote | ErrorKind::NotFound => 3,
+        ErrorKind::Remote => 3,
+        // Its own code, so a script can tell "no such tag" from "registry down".
+        ErrorKind::NotFound => 4,
     }
 }
 
@@ -152,6 +154,17 @@ mod tests {
         };
         let e = anyhow::Error::new(ModelError::Store(bad)).context("pull");
         assert_eq!(code_for(&e), 1);
+    }
+
+    #[test]
+    fn not_found_is_not_a_network_error() {
+        let missing = StoreError::NotFound {
+            what: "manifest v2".into(),
+            location: "r/m".into(),
+        };
+        let e = anyhow::Error::new(OpsError::Store(missing)).context("verify r/m:v2");
+        assert_eq!(code_for(&e), 4);
+        assert_ne!(code(ErrorKind::NotFound), code(ErrorKind::Remote));
     }
 
     #[test]

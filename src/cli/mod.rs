@@ -14,7 +14,7 @@ pub mod settings;
 
 use args::{Cli, Command};
 use commands::{
-    attest, copy, discover, keys, local, login, pull, push, sign, verify, verify_bundle,
+    attest, completion, copy, discover, keys, local, login, pull, push, sign, verify, verify_bundle,
 };
 use ctx::Ctx;
 
@@ -51,5 +51,6 @@ async fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::Login(a) => login::login(a, ctx).await,
         Command::Logout(a) => login::logout(a, ctx).await,
         Command::TrustedRoot(a) => verify_bundle::trusted_root(a, ctx).await,
+        Command::Completion(a) => completion::run(a, ctx),
     }
 }

@@ -38,7 +38,8 @@ impl Printer {
         self.format == OutputFormat::Json
     }
 
-    /// The command's result: its `Display` in text mode, its JSON (pretty) in JSON mode.
+    /// The command's result: its `Display` in text mode, its JSON (pretty) in JSON mode, which
+    /// always starts with `ok` (true unless the result says otherwise, e.g. a failed report).
     pub fn result(&self, result: &(impl Serialize + fmt::Display)) {
         self.printed.store(true, Ordering::SeqCst);
         let mut out = std::io::stdout().lock();
@@ -46,7 +47,7 @@ impl Printer {
             let _ = writeln!(
                 out,
                 "{}",
-                serde_json::to_string_pretty(result).unwrap_or_default()
+                serde_json::to_string_pretty(&with_ok(result)).unwrap_or_default()
             );
         } else {
             let text = result.to_string();
@@ -84,6 +85,23 @@ impl Printer {
             Arc::new(Bars::new())
         } else {
             oci_model::progress::silent()
+        }
+    }
+}
+
+/// A result document with `ok` first: the result's own, else `true`.
+fn with_ok(result: &impl Serialize) -> serde_json::Value {
+    match serde_json::to_value(result) {
+        Ok(serde_json::Value::Object(fields)) => {
+            let ok = fields.get("ok").cloned().unwrap_or(true.into());
+            let mut doc = serde_json::Map::new();
+            doc.insert("ok".into(), ok);
+            doc.extend(fields.into_iter().filter(|(k, _)| k != "ok"));
+            serde_json::Value::Object(doc)
+        }
+        Ok(other) => other,
+        Err(e) => {
+            serde_json::json!({"ok": false, "error": format!("cannot serialize the result: {e}")})
         }
     }
 }

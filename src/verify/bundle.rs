@@ -649,10 +649,20 @@ fn verify_keyed(
         // One key, or the hinted key: its own reason. Else: none of them.
         if errors.len() == 1 || errors.first().is_some_and(|(k, _)| k.hint == hint) {
             let (k, e) = errors.swap_remove(0);
+            // Name the key the signature says it was made with, so "wrong key" reads as such.
+            let made_with = if hint.is_empty() {
+                "the bundle names no key hint".to_string()
+            } else if hint == k.hint {
+                "the bundle's key hint is this key's: the signature or what it signs was altered"
+                    .to_string()
+            } else {
+                format!("the bundle says it was signed with a different key, hint {hint}")
+            };
             return Err(match e {
-                VerifyError::SignatureInvalid(d) => {
-                    VerifyError::SignatureInvalid(format!("{d} (with key {})", k.name))
-                }
+                VerifyError::SignatureInvalid(d) => VerifyError::SignatureInvalid(format!(
+                    "{d} (with key {}, hint {}; {made_with})",
+                    k.name, k.hint
+                )),
                 other => other,
             });
         }

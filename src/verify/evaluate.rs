@@ -14,7 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 #[serde(rename_all = "camelCase")]
 pub struct SatisfiedSigner {
     pub entry: usize,
+    /// The entry, described (`policy` is the whole policy outcome in a report).
+    #[serde(rename = "policyEntry")]
     pub policy: String,
+    /// Who satisfied it, described (`signer` is a structured signer in a report).
+    #[serde(rename = "satisfiedBy")]
     pub signer: String,
 }
 
@@ -248,9 +252,13 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
     // checks are attest's: the same reading of the predicate that attest writes.
     let mut provenance = Vec::new();
     if !policy.provenance.is_empty() {
-        let predicates: Vec<&serde_json::Value> = results
+        let candidates: Vec<&BoundBundle> = results
             .iter()
             .filter(|b| b.predicate_type() == Some(media_types::PREDICATE_SLSA_PROVENANCE_V1))
+            .filter(|b| b.statement().is_some())
+            .collect();
+        let predicates: Vec<&serde_json::Value> = candidates
+            .iter()
             .filter_map(|b| b.statement().map(|s| &s.predicate))
             .collect();
         let mut requirements: Vec<(String, Requirement)> = Vec::new();
@@ -272,6 +280,7 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
         let best = predicates
             .iter()
             .max_by_key(|p| requirements.iter().filter(|(_, f)| f(p).is_ok()).count());
+        let mut best_failures = Vec::new();
         for (what, check) in &requirements {
             let failure = match best {
                 Some(p) => check(p).err().map(|e| e.to_string()),
@@ -281,7 +290,25 @@ pub fn evaluate(results: &[BoundBundle], policy: &Policy) -> PolicyOutcome {
             };
             provenance.push((what.clone(), failure.is_none()));
             if let Some(e) = failure {
-                failures.push(format!("provenance {e}"));
+                best_failures.push(format!("provenance {e}"));
+            }
+        }
+        if best_failures.is_empty() || candidates.len() < 2 {
+            failures.extend(best_failures);
+        } else {
+            // Several candidates, none good enough: each one and why it fails.
+            for (n, (bundle, p)) in candidates.iter().zip(&predicates).enumerate() {
+                let why: Vec<String> = requirements
+                    .iter()
+                    .filter_map(|(_, f)| f(p).err().map(|e| e.to_string()))
+                    .collect();
+                failures.push(format!(
+                    "provenance {} of {} (signed by {}): {}",
+                    n + 1,
+                    candidates.len(),
+                    bundle.signer(),
+                    why.join("; ")
+                ));
             }
         }
     }

@@ -280,7 +280,7 @@ fn model_transparency_v1_1_0_elliptic_key_bundle_verifies() {
         .assert()
         .success();
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    assert_eq!(v["files"], 2);
+    assert_eq!(v["fileCount"], 2);
     assert_eq!(v["name"], "v1.1.0-elliptic-key");
     assert!(v["ignorePaths"]
         .as_array()

@@ -139,7 +139,7 @@ fn signature_inside_the_model_is_ignored_and_json_output() {
         .success();
     let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(v["ok"], true);
-    assert_eq!(v["files"], 5);
+    assert_eq!(v["fileCount"], 5);
     assert!(v["ignorePaths"]
         .as_array()
         .unwrap()

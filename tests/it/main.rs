@@ -10,10 +10,12 @@ mod fuzz;
 mod harness;
 mod hostile;
 mod interop;
+mod json_output;
 mod key_tlog;
 mod keyless;
 mod layout;
 mod local;
+mod newcomer;
 
 mod push_pull;
 mod registry;

@@ -28,6 +28,11 @@ fn help_lists_every_command() {
         "generate-key-pair",
         "login",
         "logout",
+        "sign-local",
+        "verify-local",
+        "verify-bundle",
+        "trusted-root",
+        "completion",
     ] {
         assert!(text.contains(cmd), "--help lacks {cmd}: {text}");
     }

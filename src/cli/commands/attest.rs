@@ -98,6 +98,8 @@ struct Attested<'a> {
     reference: String,
     digest: &'a Digest,
     predicate_type: &'a str,
+    /// Who signed, for people (verify reports carry a structured `signer`).
+    #[serde(rename = "signedWith")]
     signer: &'a str,
     referrer: AttestedReferrer<'a>,
 }

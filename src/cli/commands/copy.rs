@@ -2,21 +2,24 @@
 //! between any two targets, blobs streamed, manifest bytes (and so digests) preserved.
 
 use super::push::{human_size, plural};
-use super::{open_store, parse_target};
-use crate::cli::args::CopyArgs;
+use super::{credentials, parse_target, read_password_stdin, store_options};
+use crate::cli::args::{CopyArgs, RegistryOpts};
 use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
 use anyhow::Context as _;
 use oci_model::digest::Digest;
+use oci_model::reference::Target;
 use oci_model::store::copy::{copy, CopyOptions};
+use oci_model::store::{self, StoreOptions};
 use serde::Serialize;
 use std::fmt;
 
 pub async fn run(args: CopyArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let source = parse_target(&args.source)?;
     let destination = parse_target(&args.destination)?;
-    let src = open_store(&source, &args.registry).await?;
-    let dst = open_store(&destination, &args.registry).await?;
+    let (from, to) = end_options(&args, &source, &destination)?;
+    let src = store::open(&source, &from).await?;
+    let dst = store::open(&destination, &to).await?;
 
     let mut reference = source.reference();
     if let Some(wanted) = destination.digest() {
@@ -77,6 +80,80 @@ pub async fn run(args: CopyArgs, ctx: &Ctx) -> anyhow::Result<()> {
             .collect(),
     });
     Ok(())
+}
+
+/// The store options of each end: the shared registry options, plus that end's `--from-…` or
+/// `--to-…` ones. Standard input is read at most once: `--password-stdin` gives both ends the
+/// same password, `--from-password-stdin` / `--to-password-stdin` one end only.
+fn end_options(
+    args: &CopyArgs,
+    source: &Target,
+    destination: &Target,
+) -> anyhow::Result<(StoreOptions, StoreOptions)> {
+    let e = &args.ends;
+    for (target, end, given) in [
+        (
+            source,
+            "--from",
+            [
+                ("plain-http", e.from_plain_http),
+                ("insecure", e.from_insecure),
+                ("username", e.from_username.is_some()),
+                ("password-stdin", e.from_password_stdin),
+            ],
+        ),
+        (
+            destination,
+            "--to",
+            [
+                ("plain-http", e.to_plain_http),
+                ("insecure", e.to_insecure),
+                ("username", e.to_username.is_some()),
+                ("password-stdin", e.to_password_stdin),
+            ],
+        ),
+    ] {
+        if let (Target::Layout(_), Some((flag, _))) = (target, given.iter().find(|(_, g)| *g)) {
+            return Err(Failure::input(format!(
+                "{end}-{flag}: {target} is an OCI layout, not a registry"
+            )));
+        }
+    }
+    let (from_password, to_password) = if e.from_password_stdin {
+        (Some(read_password_stdin()?), None)
+    } else if e.to_password_stdin {
+        (None, Some(read_password_stdin()?))
+    } else if args.registry.password_stdin {
+        let password = read_password_stdin()?;
+        (Some(password.clone()), Some(password))
+    } else {
+        (None, None)
+    };
+    let end = |plain_http: bool,
+               insecure: bool,
+               username: &Option<String>,
+               password: Option<oci_model::secret::Secret>|
+     -> anyhow::Result<StoreOptions> {
+        let mut options = store_options(&RegistryOpts {
+            plain_http: args.registry.plain_http || plain_http,
+            insecure: args.registry.insecure || insecure,
+            username: None,
+            password_stdin: false,
+            ..args.registry.clone()
+        })?;
+        let username = username.as_deref().or(args.registry.username.as_deref());
+        options.credentials = credentials(username, password)?;
+        Ok(options)
+    };
+    Ok((
+        end(
+            e.from_plain_http,
+            e.from_insecure,
+            &e.from_username,
+            from_password,
+        )?,
+        end(e.to_plain_http, e.to_insecure, &e.to_username, to_password)?,
+    ))
 }
 
 #[derive(Serialize)]

@@ -4,6 +4,7 @@
 use super::{open_store, parse_target};
 use crate::cli::args::DiscoverArgs;
 use crate::cli::ctx::Ctx;
+use chrono::{DateTime, Utc};
 use oci_model::digest::Digest;
 use oci_model::media_types as mt;
 use oci_model::store::{Descriptor, Store};
@@ -79,7 +80,7 @@ fn tree<'a>(
             return Ok(Vec::new());
         }
         let mut referrers = store.referrers(subject, artifact_type).await?;
-        referrers.sort_by(|a, b| a.digest.cmp(&b.digest));
+        referrers.sort_by_cached_key(order);
         let mut out = Vec::new();
         for r in referrers {
             let children = tree(store, &r, None, depth + 1).await?;
@@ -97,6 +98,24 @@ fn tree<'a>(
         }
         Ok(out)
     })
+}
+
+/// The listing order: grouped by kind (model-signing signatures, cosign signatures,
+/// attestations by predicate type, anything else by artifact type), oldest first within a
+/// group (`org.opencontainers.image.created`; a referrer without a readable time comes after
+/// those with one), then by digest, so the same referrers always list the same way.
+fn order(r: &Descriptor) -> (u8, String, bool, Option<DateTime<Utc>>, Digest) {
+    let group = match r.annotation(mt::ANNOTATION_BUNDLE_PREDICATE_TYPE) {
+        Some(mt::PREDICATE_MODEL_SIGNING) => 0,
+        Some(mt::PREDICATE_COSIGN_SIGN) => 1,
+        Some(_) => 2,
+        None => 3,
+    };
+    let created = r
+        .annotation(mt::ANNOTATION_CREATED)
+        .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+        .map(|c| c.with_timezone(&Utc));
+    (group, kind(r), created.is_none(), created, r.digest.clone())
 }
 
 /// What a referrer is, for people: signature, attestation (with its predicate), or other.

@@ -75,15 +75,8 @@ pub async fn generate(args: GenerateKeyPairArgs, ctx: &Ctx) -> anyhow::Result<()
     }
     let key_path = PathBuf::from(format!("{}.key", args.output_key_prefix));
     let pub_path = PathBuf::from(format!("{}.pub", args.output_key_prefix));
-    if !args.force {
-        for p in [&key_path, &pub_path] {
-            if p.symlink_metadata().is_ok() {
-                return Err(Failure::input(format!(
-                    "{} already exists: pass --force to replace it",
-                    p.display()
-                )));
-            }
-        }
+    for p in [&key_path, &pub_path] {
+        super::refuse_existing(p, args.force)?;
     }
     let password = if args.no_password {
         None

@@ -105,6 +105,7 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
             sig_dir.display()
         )));
     }
+    super::refuse_existing(&args.signature, args.force)?;
     // The signer first (a bad key or password fails before any hashing and writes nothing).
     let signer = super::signer::build_signer(&args.signer, ctx, true).await?;
 
@@ -123,7 +124,11 @@ pub async fn sign_local(args: SignLocalArgs, ctx: &Ctx) -> anyhow::Result<()> {
         .await
         .map_err(anyhow::Error::new)?;
 
-    super::write_atomically(&args.signature, &bundle.json, super::WriteMode::PUBLIC)?;
+    super::write_atomically(
+        &args.signature,
+        &bundle.json,
+        super::WriteMode::public(args.force),
+    )?;
 
     ctx.printer.result(&SignedLocal {
         ok: true,
@@ -230,8 +235,11 @@ struct SignedLocal<'a> {
     ok: bool,
     model: String,
     name: &'a str,
+    #[serde(rename = "fileCount")]
     files: usize,
     root_digest: String,
+    /// Who signed, for people (verify reports carry a structured `signer`).
+    #[serde(rename = "signedWith")]
     signer: &'a str,
     signature: String,
     ignore_paths: &'a [String],
@@ -257,6 +265,7 @@ struct VerifiedLocal<'a> {
     signing_time: Option<String>,
     name: &'a str,
     root_digest: String,
+    #[serde(rename = "fileCount")]
     files: usize,
     ignore_paths: &'a [String],
     checks: Vec<Check>,

@@ -2,12 +2,12 @@
 //! config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, `auths`), where every
 //! command (and docker, podman, oras…) finds them.
 
+use super::{prompt_password, read_password_stdin};
 use crate::cli::args::{LoginArgs, LogoutArgs};
 use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
 use anyhow::Context as _;
 use base64::Engine as _;
-use oci_model::secret::Secret;
 use oci_model::store::auth::{docker_config_key, Credentials};
 use oci_model::store::registry::RegistryStore;
 use oci_model::store::StoreOptions;
@@ -21,7 +21,11 @@ pub async fn login(args: LoginArgs, ctx: &Ctx) -> anyhow::Result<()> {
     if args.username.is_empty() {
         return Err(Failure::input("--username must not be empty"));
     }
-    let password = read_password(args.password_stdin)?;
+    let password = if args.password_stdin {
+        read_password_stdin()?
+    } else {
+        prompt_password(&args.username)?
+    };
     let options = StoreOptions {
         plain_http: args.plain_http,
         insecure: args.insecure,
@@ -192,28 +196,6 @@ fn same_registry(key: &str, host: &str) -> bool {
     let k = k.split('/').next().unwrap_or("").to_ascii_lowercase();
     let hub = |h: &str| matches!(h, "docker.io" | "index.docker.io" | "registry-1.docker.io");
     k == host || (hub(&k) && hub(host))
-}
-
-fn read_password(from_stdin: bool) -> anyhow::Result<Secret> {
-    let password = if from_stdin {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_line(&mut s)
-            .context("read the password from standard input")?;
-        s.trim_end_matches(['\r', '\n']).to_string()
-    } else {
-        use std::io::IsTerminal as _;
-        if !std::io::stdin().is_terminal() {
-            return Err(Failure::input(
-                "no terminal to ask for the password: pipe it with --password-stdin",
-            ));
-        }
-        rpassword::prompt_password("Password: ").context("read the password")?
-    };
-    if password.is_empty() {
-        return Err(Failure::input("the password is empty"));
-    }
-    Ok(Secret::new(password))
 }
 
 fn config_path(ctx: &Ctx) -> anyhow::Result<PathBuf> {

@@ -1,6 +1,7 @@
 //! One file per command; each only combines library calls.
 
 pub mod attest;
+pub mod completion;
 pub mod copy;
 pub mod discover;
 pub mod keys;
@@ -28,17 +29,12 @@ pub fn parse_target(input: &str) -> anyhow::Result<Target> {
 
 /// Registry options → store options (reads the password from stdin when asked).
 pub fn store_options(opts: &RegistryOpts) -> anyhow::Result<StoreOptions> {
-    let credentials = match (&opts.username, opts.password_stdin) {
-        (Some(user), true) => Some(Credentials::Basic {
-            username: user.clone(),
-            password: read_password_stdin()?,
-        }),
-        (Some(_), false) => {
-            return Err(Failure::input("--username needs --password-stdin"));
-        }
-        (None, true) => Some(Credentials::Token(read_password_stdin()?)),
-        (None, false) => None,
+    let password = if opts.password_stdin {
+        Some(read_password_stdin()?)
+    } else {
+        None
     };
+    let credentials = credentials(opts.username.as_deref(), password)?;
     Ok(StoreOptions {
         plain_http: opts.plain_http,
         insecure: opts.insecure,
@@ -49,7 +45,29 @@ pub fn store_options(opts: &RegistryOpts) -> anyhow::Result<StoreOptions> {
     })
 }
 
-fn read_password_stdin() -> anyhow::Result<Secret> {
+/// The credentials the command line gives for one registry: a user name with the password
+/// read from standard input (else asked on the terminal), a token alone from standard input,
+/// or none (the docker config and its credential helpers then decide).
+pub fn credentials(
+    username: Option<&str>,
+    password: Option<Secret>,
+) -> anyhow::Result<Option<Credentials>> {
+    Ok(match (username, password) {
+        (Some(user), Some(password)) => Some(Credentials::Basic {
+            username: user.to_string(),
+            password,
+        }),
+        (Some(user), None) => Some(Credentials::Basic {
+            username: user.to_string(),
+            password: prompt_password(user)?,
+        }),
+        (None, Some(token)) => Some(Credentials::Token(token)),
+        (None, None) => None,
+    })
+}
+
+/// One line of standard input: the password of `--password-stdin` (read once per command).
+pub fn read_password_stdin() -> anyhow::Result<Secret> {
     let mut s = String::new();
     std::io::stdin()
         .read_line(&mut s)
@@ -59,6 +77,24 @@ fn read_password_stdin() -> anyhow::Result<Secret> {
         return Err(Failure::input("--password-stdin: standard input was empty"));
     }
     Ok(Secret::new(s))
+}
+
+/// The password of `user`, asked on the terminal without echo. Without a terminal (a script, a
+/// pipe) nobody can answer: refused, naming the ways to give it.
+pub fn prompt_password(user: &str) -> anyhow::Result<Secret> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::input(format!(
+            "no password for user {user:?} and no terminal to ask for it: give it on standard \
+             input with --password-stdin, or store it once with `oci-model login`"
+        )));
+    }
+    let password = rpassword::prompt_password(format!("Password for {user}: "))
+        .input_context(|| "cannot read the password from the terminal")?;
+    if password.is_empty() {
+        return Err(Failure::input(format!("empty password for user {user:?}")));
+    }
+    Ok(Secret::new(password))
 }
 
 /// Open the store for a target.
@@ -84,6 +120,18 @@ pub fn read_limited(path: &std::path::Path, what: &str, limit: u64) -> anyhow::R
     std::fs::read(path).input_context(|| format!("{what} {name}: cannot read"))
 }
 
+/// Refuse to replace an existing file (a key, a signature) unless `--force` was given: checked
+/// before any work, so nothing is signed or generated for nothing.
+pub fn refuse_existing(path: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    if !force && path.symlink_metadata().is_ok() {
+        return Err(Failure::input(format!(
+            "{} already exists: pass --force to replace it",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// How [`write_atomically`] writes a file.
 #[derive(Clone, Copy)]
 pub struct WriteMode {
@@ -94,10 +142,13 @@ pub struct WriteMode {
 }
 
 impl WriteMode {
-    pub const PUBLIC: WriteMode = WriteMode {
-        public: true,
-        replace: true,
-    };
+    /// A file for everyone to read (a signature, a public key); `replace`: `--force` given.
+    pub fn public(replace: bool) -> Self {
+        WriteMode {
+            public: true,
+            replace,
+        }
+    }
 }
 
 /// Write `content` to `path` through a temporary file in the same directory, so a reader never

@@ -26,10 +26,20 @@ pub async fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<()> {
         .with_context(|| format!("pull {target}"))?;
     let pinned = target.with_digest(artifact.descriptor.digest.clone());
     // Verification flags: check the exact manifest about to be pulled before writing anything.
-    if crate::cli::policy::requested(&args.policy) {
-        super::verify::verify_before_pull(&args.policy, &target, store.as_ref(), &artifact, ctx)
-            .await?;
-    }
+    let verification = if crate::cli::policy::requested(&args.policy) {
+        Some(
+            super::verify::verify_before_pull(
+                &args.policy,
+                &target,
+                store.as_ref(),
+                &artifact,
+                ctx,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let options = PullOptions {
         overwrite: args.overwrite,
         concurrency: args.transfer.concurrency as usize,
@@ -55,6 +65,7 @@ pub async fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<()> {
             .map(|f| FileEntry::new(Some(&f.path), &f.descriptor))
             .collect(),
         shown_dir: args.dir.display().to_string(),
+        verification,
     });
     Ok(())
 }
@@ -68,6 +79,8 @@ struct Pulled<'a> {
     directory: &'a Path,
     size: u64,
     files: Vec<FileEntry<'a>>,
+    /// The verification report, when a verification flag asked for one (null otherwise).
+    verification: Option<oci_model::verify::Report>,
     /// The directory as the user named it.
     #[serde(skip)]
     shown_dir: String,

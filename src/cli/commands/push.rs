@@ -18,16 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub async fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
-    let (target_arg, sources) = args
-        .paths
-        .split_last()
-        .ok_or_else(|| Failure::input("push needs SOURCE… and a TARGET"))?;
-    if sources.is_empty() {
-        return Err(Failure::input(
-            "push needs a model directory (or files) and a TARGET",
-        ));
-    }
-    let target = parse_target(target_arg)?;
+    let target = parse_target(&args.target)?;
     if target.digest().is_some() {
         return Err(Failure::input(format!(
             "cannot push to {target}: give a tag (or none for `latest`), not a digest"
@@ -36,7 +27,7 @@ pub async fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let tag = target.tag().unwrap_or("latest").to_string();
     let target = with_tag(&target, &tag);
     let annotations = parse_annotations(&args.annotations)?;
-    let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
+    let sources = args.sources.clone();
 
     let store = open_store(&target, &args.registry).await?;
     let options = PushOptions {

@@ -27,6 +27,7 @@ pub async fn run(args: SignArgs, ctx: &Ctx) -> anyhow::Result<()> {
             ignore_paths: Vec::new(),
             no_ignore_git_paths: false,
             allow_symlinks: false,
+            force: args.force,
         };
         return super::local::sign_local(local, ctx).await;
     }
@@ -47,7 +48,7 @@ pub async fn run(args: SignArgs, ctx: &Ctx) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("sign {target}@{}", artifact.descriptor.digest))?;
     if let Some(path) = &args.bundle_out {
-        super::write_atomically(path, &outcome.model_bundle, super::WriteMode::PUBLIC)?;
+        super::write_atomically(path, &outcome.model_bundle, super::WriteMode::public(true))?;
     }
     ctx.printer.result(&Signed {
         ok: true,
@@ -77,7 +78,10 @@ struct Signed<'a> {
     ok: bool,
     reference: String,
     digest: &'a Digest,
+    #[serde(rename = "fileCount")]
     files: usize,
+    /// Who signed, for people (verify reports carry a structured `signer`).
+    #[serde(rename = "signedWith")]
     signer: &'a str,
     referrers: Vec<SignedReferrer<'a>>,
     bundle_out: Option<String>,

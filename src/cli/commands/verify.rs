@@ -96,6 +96,22 @@ impl<S: Serialize, P: Serialize> fmt::Display for Verified<'_, S, P> {
     }
 }
 
+/// `pull` refused by its verification flags, in JSON mode: the error document with the report.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RefusedPull<'a> {
+    ok: bool,
+    exit_code: u8,
+    error: &'a str,
+    verification: &'a Report,
+}
+
+impl fmt::Display for RefusedPull<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.error)
+    }
+}
+
 /// One line saying why verification failed.
 fn failure_summary(report: &Report) -> String {
     let mut reasons: Vec<String> = report
@@ -156,9 +172,16 @@ pub async fn verify_before_pull(
         Ok(report)
     } else {
         ctx.printer.note(report.to_text().trim_end());
-        Err(Failure::integrity(format!(
-            "{}; nothing was written",
-            failure_summary(&report)
-        )))
+        let message = format!("{}; nothing was written", failure_summary(&report));
+        if ctx.printer.json() {
+            // The failure document carries the report that explains it.
+            ctx.printer.result(&RefusedPull {
+                ok: false,
+                exit_code: crate::cli::exit::code(oci_model::error::ErrorKind::Integrity),
+                error: &message,
+                verification: &report,
+            });
+        }
+        Err(Failure::integrity(message))
     }
 }
