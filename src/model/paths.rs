@@ -9,9 +9,16 @@ use std::path::Path;
 
 /// A model file path that follows the rules of [`unsafe_reason`]: relative, `/`-separated,
 /// safe to join below a model root. Ordered by path segments ([`compare`]).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct ModelPath(String);
+
+/// Shown as the quoted path it is (`"a/b.bin"`), as messages quoted paths before the type.
+impl fmt::Debug for ModelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 impl ModelPath {
     /// The path, or why it is refused.
@@ -186,5 +193,17 @@ mod tests {
         let mut p: Vec<ModelPath> = v.iter().rev().map(|s| ModelPath::new(s).unwrap()).collect();
         p.sort();
         assert_eq!(p.iter().map(|p| p.as_str()).collect::<Vec<_>>(), v);
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::ModelPath;
+
+    #[test]
+    fn a_model_path_debugs_as_its_quoted_path() {
+        let p = ModelPath::new("tokenizer/vocab.txt").unwrap();
+        assert_eq!(format!("{p:?}"), "\"tokenizer/vocab.txt\"");
+        assert_eq!(format!("file {p:?}"), "file \"tokenizer/vocab.txt\"");
     }
 }
