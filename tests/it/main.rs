@@ -16,6 +16,7 @@ mod layout;
 mod local;
 
 mod push_pull;
+mod referrers_race;
 mod registry;
 mod sign_verify;
 mod signals;
