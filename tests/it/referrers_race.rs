@@ -177,3 +177,38 @@ async fn a_stale_index_is_read_through_referrer_tags_and_repaired_by_the_next_wr
     assert_eq!(index_digests(&s, &subject).await, all3);
     assert_eq!(found_digests(&s, &subject).await.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_will_not_list_tags_leaves_the_index_to_go_by() {
+    let reg = harness::Registry::start();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counted = refused.clone();
+    let forbid: Hook = Box::new(move |m, p, _| {
+        (*m == reqwest::Method::GET && p.contains("/tags/list")).then(|| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            axum::response::Response::builder()
+                .status(403)
+                .body(axum::body::Body::from(
+                    "{\"errors\":[{\"code\":\"DENIED\",\"message\":\"no listing\"}]}",
+                ))
+                .unwrap()
+        })
+    });
+    let proxy = Proxy::start(&reg.host, forbid).await;
+    let repo = harness::repo("nolist");
+    let s = store(&proxy.host, &repo);
+    let subject = push_subject(&s, "v1").await;
+    let mut expected = Vec::new();
+    for n in 0..2 {
+        let bytes = referrer_of(&s, &subject, mt::SIGSTORE_BUNDLE_V03, n).await;
+        expected.push(Digest::of(&bytes));
+        s.push_referrer(bytes, &subject).await.unwrap();
+    }
+    expected.sort();
+    assert_eq!(found_digests(&s, &subject).await, expected);
+    assert_eq!(index_digests(&s, &subject).await, expected);
+    assert!(
+        refused.load(Ordering::SeqCst) >= 3,
+        "the tag list was never asked for"
+    );
+}
