@@ -1,8 +1,9 @@
 //! OCI 1.1 referrers, the parts every store shares: the descriptor a referrers list holds for
 //! a referrer manifest (found by scanning, in the layout and memory stores), and the fallback
 //! index document (`sha256-<hex>` tag) as it is read and extended, keeping entries and fields
-//! written by other tools. The registry's side (referrers API, fallback tag writes under
-//! concurrency) is in `registry/referrers.rs`.
+//! written by other tools, and the per-referrer tags (`sha256-<subject hex>.<referrer hex
+//! prefix>`) that make every referrer findable whatever happens to that index. The registry's
+//! side (referrers API, fallback tag writes under concurrency) is in `registry/referrers.rs`.
 
 use super::checked::Referrer;
 use super::error::{Result, StoreError};
@@ -51,6 +52,54 @@ pub(crate) fn index_entries(doc: &serde_json::Value) -> &[serde_json::Value] {
         .and_then(|m| m.as_array())
         .map(Vec::as_slice)
         .unwrap_or(&[])
+}
+
+/// How many hex digits of the referrer's digest its own tag carries (128 bits: two referrers
+/// of one subject never share a tag). The tag is `7 + 64 + 1 + 32 = 104` characters, within
+/// the 128 a tag may have.
+pub const REFERRER_TAG_HEX: usize = 32;
+
+/// The referrer's own tag: `sha256-<subject hex>.<first 32 hex digits of the referrer's
+/// digest>`. Unique per referrer, so no writer ever contends for it; it cannot be mistaken for
+/// cosign's `sha256-<hex>.sig` / `.att` / `.sbom` tags.
+pub fn referrer_tag(subject: &Digest, referrer: &Digest) -> String {
+    format!(
+        "{}.{}",
+        subject.fallback_tag(),
+        &referrer.hex()[..REFERRER_TAG_HEX]
+    )
+}
+
+/// The referrer digest prefix a tag names when it is a referrer tag of `subject`.
+pub(crate) fn referrer_tag_prefix<'a>(tag: &'a str, subject: &Digest) -> Option<&'a str> {
+    let prefix = tag
+        .strip_prefix(subject.fallback_tag().as_str())?
+        .strip_prefix('.')?;
+    (prefix.len() == REFERRER_TAG_HEX
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(prefix)
+}
+
+/// The referrer tags of `subject` among `tags` whose referrer the index `doc` does not list.
+pub(crate) fn tags_missing_from<'a>(
+    doc: &serde_json::Value,
+    tags: &'a [String],
+    subject: &Digest,
+) -> Vec<&'a str> {
+    let listed: Vec<&str> = index_entries(doc)
+        .iter()
+        .filter_map(|e| e.get("digest").and_then(|d| d.as_str()))
+        .filter_map(|d| d.strip_prefix("sha256:"))
+        .collect();
+    tags.iter()
+        .filter(|t| {
+            referrer_tag_prefix(t, subject)
+                .is_some_and(|p| !listed.iter().any(|h| h.starts_with(p)))
+        })
+        .map(String::as_str)
+        .collect()
 }
 
 pub(crate) fn holds(doc: &serde_json::Value, digest: &Digest) -> bool {
@@ -154,6 +203,52 @@ mod tests {
         assert_eq!(all.len(), 2);
         let sigs = filter_entries(entries, Some("application/x-sig"));
         assert_eq!(sigs, vec![d]);
+    }
+
+    #[test]
+    fn referrer_tags_name_subject_and_referrer_and_nothing_else() {
+        let subject = Digest::of(b"model");
+        let bytes = referrer(None, "t");
+        let d = descriptor(&bytes);
+        let tag = referrer_tag(&subject, &d.digest);
+        assert_eq!(tag.len(), 104);
+        crate::store::Tag::new(&tag).expect("a valid tag");
+        assert_eq!(
+            referrer_tag_prefix(&tag, &subject),
+            Some(&d.digest.hex()[..REFERRER_TAG_HEX])
+        );
+        // Another subject's, the index tag itself, cosign's and malformed ones are not.
+        assert_eq!(referrer_tag_prefix(&tag, &Digest::of(b"other")), None);
+        let index_tag = subject.fallback_tag();
+        for t in [
+            index_tag.clone(),
+            format!("{index_tag}.sig"),
+            format!("{index_tag}.att"),
+            format!("{index_tag}.{}", &d.digest.hex()[..31]),
+            format!("{index_tag}.{}", d.digest.hex()),
+            format!("{index_tag}.{}", d.digest.hex()[..32].to_uppercase()),
+            format!("{index_tag}-{}", &d.digest.hex()[..32]),
+        ] {
+            assert_eq!(referrer_tag_prefix(&t, &subject), None, "{t}");
+        }
+        // Missing from an index: only referrer tags of this subject the index does not list.
+        let other = descriptor(&referrer(None, "u"));
+        let tags = vec![
+            "v1".to_string(),
+            index_tag,
+            tag.clone(),
+            referrer_tag(&subject, &other.digest),
+            referrer_tag(&Digest::of(b"x"), &other.digest),
+        ];
+        let mut doc = serde_json::json!({});
+        assert_eq!(tags_missing_from(&doc, &tags, &subject).len(), 2);
+        add_to_index(&mut doc, &d).unwrap();
+        assert_eq!(
+            tags_missing_from(&doc, &tags, &subject),
+            vec![referrer_tag(&subject, &other.digest).as_str()]
+        );
+        add_to_index(&mut doc, &other).unwrap();
+        assert!(tags_missing_from(&doc, &tags, &subject).is_empty());
     }
 
     #[test]

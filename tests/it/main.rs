@@ -18,6 +18,7 @@ mod local;
 mod newcomer;
 
 mod push_pull;
+mod referrers_race;
 mod registry;
 mod sign_verify;
 mod signals;

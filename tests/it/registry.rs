@@ -34,7 +34,7 @@ fn store_with(host: &str, repo: &str, options: StoreOptions) -> RegistryStore {
         .with_backoff_base(Duration::from_millis(10))
 }
 
-fn store(host: &str, repo: &str) -> RegistryStore {
+pub(crate) fn store(host: &str, repo: &str) -> RegistryStore {
     store_with(host, repo, StoreOptions::default())
 }
 
@@ -58,7 +58,7 @@ async fn read_all(store: &dyn Store, d: &Descriptor) -> Result<Vec<u8>, StoreErr
 }
 
 /// Push `{}` and one layer, then a model-like manifest under `tag`; returns its descriptor.
-async fn push_subject(store: &dyn Store, tag: &str) -> Descriptor {
+pub(crate) async fn push_subject(store: &dyn Store, tag: &str) -> Descriptor {
     store
         .push_blob(&BytesSource(Bytes::from_static(b"{}")))
         .await
@@ -85,7 +85,7 @@ async fn push_subject(store: &dyn Store, tag: &str) -> Descriptor {
 }
 
 /// A referrer manifest (bundle-like) of `subject`; its layer is pushed too.
-async fn referrer_of(
+pub(crate) async fn referrer_of(
     store: &dyn Store,
     subject: &Descriptor,
     artifact_type: &str,
@@ -111,7 +111,7 @@ async fn referrer_of(
 // A loopback HTTP proxy in front of the registry: logs requests, can answer some itself
 // (failures, oversized manifests) and forwards the rest.
 
-type Hook = Box<
+pub(crate) type Hook = Box<
     dyn Fn(&reqwest::Method, &str, &reqwest::header::HeaderMap) -> Option<axum::response::Response>
         + Send
         + Sync,
@@ -127,13 +127,13 @@ struct ProxyState {
     hook: Hook,
 }
 
-struct Proxy {
-    host: String,
+pub(crate) struct Proxy {
+    pub(crate) host: String,
     state: Arc<ProxyState>,
 }
 
 impl Proxy {
-    async fn start(upstream: &str, hook: Hook) -> Proxy {
+    pub(crate) async fn start(upstream: &str, hook: Hook) -> Proxy {
         let state = Arc::new(ProxyState {
             upstream: upstream.to_string(),
             own: Mutex::new(String::new()),
@@ -199,7 +199,15 @@ async fn forward(
             // A registry that accepted the request and never answers.
             futures::future::pending::<()>().await;
         }
-        return resp;
+        match resp
+            .headers()
+            .get(DELAY_MS)
+            .map(|v| v.to_str().unwrap().parse().unwrap())
+        {
+            // Forwarded late: a writer whose request is slow on the way.
+            Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            None => return resp,
+        }
     }
     let mut headers = req.headers().clone();
     for h in ["host", "connection", "transfer-encoding", "keep-alive"] {
@@ -239,6 +247,9 @@ async fn forward(
 
 /// A hook's response with this header is never sent: the request waits forever.
 const STALL_HEADERS: &str = "x-test-stall-headers";
+/// A hook's response with this header (milliseconds) is not sent either: the request is
+/// forwarded to the registry after that delay.
+pub(crate) const DELAY_MS: &str = "x-test-delay-ms";
 
 /// A hook stalling the first `n` GETs that match: the answer never comes (`headers`; the
 /// request body is never read either), or its body stops after a few bytes of the

@@ -2,27 +2,34 @@
 //!
 //! Reading: `GET /v2/<name>/referrers/<digest>` when the registry has it (filtered here too:
 //! registries may ignore `artifactType`); otherwise the image index under the fallback tag
-//! `sha256-<hex>`; no tag means no referrers.
+//! `sha256-<hex>`, merged with every referrer tag of the subject
+//! (`sha256-<subject hex>.<referrer hex prefix>`, one tag list) that the index does not list.
 //!
 //! Writing: the referrer manifest is pushed by digest. A registry that indexes subjects itself
-//! answers with `OCI-Subject` (or has the referrers API); for the others the fallback index is
-//! updated read-modify-write: read (keeping the `ETag`), add our descriptor, write with
-//! `If-Match` when the registry gave an `ETag`, wait for concurrent writers to land, re-read,
-//! and start again (the retry policy's spread, bounded) when our entry was lost. Registries without
-//! conditional writes (distribution 2.8) give last-writer-wins, so the re-read is what keeps
-//! concurrent writers from silently dropping each other's entries. Writers sharing one store
-//! are serialized.
+//! answers with `OCI-Subject` (or has the referrers API); for the others the manifest is also
+//! pushed under its own referrer tag (unique, so never contended: from then on every reader
+//! finds it, whatever happens to the index), then the fallback index is updated
+//! read-modify-write: read (keeping the `ETag`), merge in every referrer tag it lacks and our
+//! descriptor, write with `If-Match` when the registry gave an `ETag`, wait for concurrent
+//! writers to land, and read again until a read shows an index that lacks nothing. Registries
+//! without conditional writes (distribution 2.8) give last-writer-wins; a late stale write
+//! is repaired by its own writer's re-read (every writer re-reads after its last write
+//! landed), or by the next writer. Writers sharing one store are serialized.
 
 use super::RegistryStore;
 use crate::digest::Digest;
 use crate::media_types as mt;
 use crate::store::auth::Access;
-use crate::store::referrers::{add_to_index, filter_entries, holds, index_entries};
+use crate::store::referrers::{
+    add_to_index, filter_entries, index_entries, referrer_tag, referrer_tag_prefix,
+    tags_missing_from,
+};
 use crate::store::{
     Descriptor, ImageIndex, RawManifest, Reference, Referrer, Result, SizedManifest, Store,
     StoreError, Tag,
 };
 use bytes::Bytes;
+use futures::StreamExt;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -30,6 +37,8 @@ use std::time::{Duration, Instant};
 /// writers are contention, not failures: they do not count against `--retries`, which still
 /// governs each request of a round.
 const FALLBACK_ROUNDS: u32 = 30;
+/// Referrer manifests fetched at once when merging referrer tags into an index.
+const TAG_FETCHES: usize = 8;
 const OCI_SUBJECT: &str = "oci-subject";
 
 use super::{API_NO, API_YES};
@@ -44,10 +53,14 @@ impl RegistryStore {
             return Ok(filter_entries(&entries, artifact_type));
         }
         let tag = subject.digest.fallback_tag();
-        match self.read_fallback(&tag, Access::Pull).await? {
-            Some((doc, _)) => Ok(filter_entries(index_entries(&doc), artifact_type)),
-            None => Ok(Vec::new()),
-        }
+        let mut doc = match self.read_fallback(&tag, Access::Pull).await? {
+            Some((doc, _)) => doc,
+            None => empty_index(),
+        };
+        let tags = self.referrer_tags(&subject.digest).await;
+        self.merge_tagged(&mut doc, &subject.digest, &tags, Access::Pull)
+            .await?;
+        Ok(filter_entries(index_entries(&doc), artifact_type))
     }
 
     pub(super) async fn put_referrer(&self, referrer: &Referrer) -> Result<()> {
@@ -76,6 +89,16 @@ impl RegistryStore {
         if api {
             return Ok(());
         }
+        // The referrer's own tag first: once it is there, every reader and every later index
+        // writer sees this referrer, whatever a concurrent or delayed index write does.
+        let own = Tag::new(&referrer_tag(referrer.subject(), &descriptor.digest))?;
+        self.put_manifest(
+            referrer.sized(),
+            &descriptor.media_type,
+            &Reference::Tag(own),
+            None,
+        )
+        .await?;
         self.update_fallback(referrer.subject(), descriptor).await
     }
 
@@ -141,6 +164,69 @@ impl RegistryStore {
         }
     }
 
+    /// The referrer tags of `subject` in the repository (one tag list). A registry that will
+    /// not list tags leaves the index alone to go by: said, not fatal.
+    async fn referrer_tags(&self, subject: &Digest) -> Vec<String> {
+        match self.tags().await {
+            Ok(tags) => tags
+                .into_iter()
+                .filter(|t| referrer_tag_prefix(t, subject).is_some())
+                .collect(),
+            Err(e) => {
+                tracing::warn!(
+                    "referrers of {subject}: cannot list the tags of {} ({e}); going by the \
+                     fallback index alone",
+                    self.location()
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Add to `doc` the referrer behind each of `tags` that it does not list (a tag that is
+    /// gone or does not hold a referrer of `subject` is skipped). Returns whether it added any.
+    async fn merge_tagged(
+        &self,
+        doc: &mut serde_json::Value,
+        subject: &Digest,
+        tags: &[String],
+        access: Access,
+    ) -> Result<bool> {
+        let missing: Vec<String> = tags_missing_from(doc, tags, subject)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let found: Vec<Result<Option<Descriptor>>> = futures::stream::iter(missing)
+            .map(|tag: String| async move {
+                let fetched = match self.get_manifest(&Reference::parse(&tag)?, access).await {
+                    Ok(f) => f,
+                    Err(StoreError::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                match Referrer::new(fetched.raw.bytes, subject) {
+                    Ok(r) => Ok(Some(r.descriptor().clone())),
+                    Err(e) => {
+                        tracing::warn!("skipping the referrer tag {tag}: {e}");
+                        Ok(None)
+                    }
+                }
+            })
+            .buffer_unordered(TAG_FETCHES)
+            .collect()
+            .await;
+        let mut found = found
+            .into_iter()
+            .filter_map(Result::transpose)
+            .collect::<Result<Vec<_>>>()?;
+        // The same order whoever merges.
+        found.sort_by(|a, b| a.digest.cmp(&b.digest));
+        let mut added = false;
+        for d in &found {
+            added |= add_to_index(doc, d)?;
+        }
+        Ok(added)
+    }
+
     async fn update_fallback(&self, subject: &Digest, descriptor: &Descriptor) -> Result<()> {
         let tag = subject.fallback_tag();
         let reference = Reference::Tag(Tag::new(&tag)?);
@@ -150,68 +236,54 @@ impl RegistryStore {
             let (mut doc, etag) = self
                 .read_fallback(&tag, Access::Push)
                 .await?
-                .unwrap_or_else(|| {
-                    (
-                        serde_json::to_value(ImageIndex::new()).expect("index"),
-                        None,
-                    )
-                });
-            if add_to_index(&mut doc, descriptor)? {
-                let bytes = Bytes::from(serde_json::to_vec(&doc).expect("index serializes"));
-                let index = SizedManifest::new(format!("referrers fallback index {tag}"), bytes)?;
-                match self
-                    .put_manifest(&index, mt::OCI_INDEX, &reference, etag.as_deref())
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(StoreError::Http { status: 412, .. }) => {
-                        tracing::debug!("fallback tag {tag}: changed since read (412); retrying");
-                        tokio::time::sleep(self.transport.retry.spread(attempt)).await;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-                // Registries without conditional writes (distribution 2.8 ignores If-Match) let a
-                // writer that read before our write overwrite us later. Done only when our entry
-                // is present in two reads a settle period apart that show the same index: no
-                // writer was still landing.
-                let pause = settle(started.elapsed());
-                let mut previous: Option<Digest> = None;
-                let mut survived = false;
-                for _ in 0..FALLBACK_ROUNDS {
-                    tokio::time::sleep(pause).await;
-                    let Some((doc, _)) = self.read_fallback(&tag, Access::Push).await? else {
-                        break;
-                    };
-                    if !holds(&doc, &descriptor.digest) {
-                        break;
-                    }
-                    let seen = Digest::of(&serde_json::to_vec(&doc).expect("index serializes"));
-                    if previous.as_ref() == Some(&seen) {
-                        survived = true;
-                        break;
-                    }
-                    previous = Some(seen);
-                }
-                if survived {
-                    return Ok(());
-                }
-                tracing::debug!(
-                    "fallback tag {tag}: a concurrent writer replaced our entry {} (round {attempt}); retrying",
-                    descriptor.digest
-                );
-                tokio::time::sleep(self.transport.retry.spread(attempt)).await;
-            } else {
+                .unwrap_or_else(|| (empty_index(), None));
+            let tags = self.referrer_tags(subject).await;
+            let merged = self
+                .merge_tagged(&mut doc, subject, &tags, Access::Push)
+                .await?;
+            let ours = add_to_index(&mut doc, descriptor)?;
+            if !merged && !ours {
+                // This read shows our entry and every referrer tag: done. Every writer ends
+                // with such a read after its last write landed, so the last writer to finish
+                // leaves an index that lists every referrer tagged before its read.
                 return Ok(());
             }
+            if attempt > 1 {
+                tracing::debug!(
+                    "fallback tag {tag}: a concurrent writer replaced entries (ours: {ours}, \
+                     others: {merged}; round {attempt}); writing them back"
+                );
+            }
+            let bytes = Bytes::from(serde_json::to_vec(&doc).expect("index serializes"));
+            let index = SizedManifest::new(format!("referrers fallback index {tag}"), bytes)?;
+            match self
+                .put_manifest(&index, mt::OCI_INDEX, &reference, etag.as_deref())
+                .await
+            {
+                Ok(_) => {}
+                Err(StoreError::Http { status: 412, .. }) => {
+                    tracing::debug!("fallback tag {tag}: changed since read (412); retrying");
+                    tokio::time::sleep(self.transport.retry.spread(attempt)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            // Let writers that read before our write land theirs, then read again.
+            tokio::time::sleep(settle(started.elapsed())).await;
         }
         Err(StoreError::Other(format!(
             "could not add referrer {} to the fallback tag {tag} in {} after {FALLBACK_ROUNDS} \
-             rounds: concurrent writers kept replacing the index",
+             rounds: concurrent writers kept replacing the index (the referrer itself is \
+             pushed and tagged {}: readers find it)",
             descriptor.digest,
-            self.location()
+            self.location(),
+            referrer_tag(subject, &descriptor.digest)
         )))
     }
+}
+
+fn empty_index() -> serde_json::Value {
+    serde_json::to_value(ImageIndex::new()).expect("index")
 }
 
 fn parse_index(fetched: &RawManifest, tag: &str, location: &str) -> Result<serde_json::Value> {
