@@ -17,7 +17,8 @@
 //! - Nothing is created until the first write: reading a missing layout is a "not found".
 //! - A layout may come from elsewhere: every file of it is read through [`open_regular`], which
 //!   never follows a symlink and refuses anything but a regular file (a FIFO, a device, a
-//!   directory) before reading a byte, so no layout can make a read hang or leave it.
+//!   directory) before reading a byte, so no layout can make a read hang or leave it; `blobs/`
+//!   and `blobs/sha256/` must be directories, not symlinks, for reads and writes.
 //! - `index.json` is rewritten from a [`KeptIndex`]: fields other tools wrote (`platform`,
 //!   `urls`, `data`, the index `subject`, vendor fields) are written back unchanged.
 
@@ -94,6 +95,7 @@ impl LayoutStore {
         let blobs = self.root.join("blobs").join("sha256");
         std::fs::create_dir_all(&blobs)
             .map_err(|e| StoreError::io(format!("create {}", blobs.display()), e))?;
+        self.check_blob_dirs()?;
         let layout = self.root.join(OCI_LAYOUT_FILE);
         if !layout.exists() {
             let body = serde_json::json!({ "imageLayoutVersion": mt::OCI_LAYOUT_VERSION });
@@ -116,6 +118,41 @@ impl LayoutStore {
             }
         }
         Ok(())
+    }
+
+    /// `blobs` and `blobs/sha256` are directories of the layout, not symlinks to elsewhere
+    /// (`O_NOFOLLOW` guards only the last component of a path).
+    fn check_blob_dirs(&self) -> Result<()> {
+        for dir in [
+            self.root.join("blobs"),
+            self.root.join("blobs").join("sha256"),
+        ] {
+            match std::fs::symlink_metadata(&dir) {
+                Ok(m) if !m.is_dir() => {
+                    return Err(StoreError::invalid(
+                        dir.display().to_string(),
+                        format!(
+                            "is {}, not a directory (refused: an OCI layout's blob directories are its own)",
+                            file_type_name(m.file_type())
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Open a blob for reading (`None` when absent): see [`open_regular`].
+    async fn open_blob(&self, digest: &Digest) -> Result<Option<std::fs::File>> {
+        let root = self.root.clone();
+        let path = self.blob_path(digest);
+        tokio::task::spawn_blocking(move || {
+            LayoutStore { root }.check_blob_dirs()?;
+            open_regular(&path)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("open task failed: {e}")))?
     }
 
     /// The advisory lock serializing `index.json` read-modify-write cycles (released on drop):
@@ -179,7 +216,7 @@ impl LayoutStore {
     /// [`checked::check_fetched`]).
     async fn read_manifest_blob(&self, digest: &Digest) -> Result<Bytes> {
         let what = format!("manifest {digest} in {}", self.location());
-        let Some(file) = open_regular_async(self.blob_path(digest)).await? else {
+        let Some(file) = self.open_blob(digest).await? else {
             return Err(StoreError::NotFound {
                 what,
                 location: self.location(),
@@ -247,13 +284,6 @@ pub fn open_regular(path: &Path) -> Result<Option<std::fs::File>> {
         return Err(not_regular(path, meta.file_type()));
     }
     Ok(Some(file))
-}
-
-/// [`open_regular`] off the async runtime.
-async fn open_regular_async(path: PathBuf) -> Result<Option<std::fs::File>> {
-    tokio::task::spawn_blocking(move || open_regular(&path))
-        .await
-        .map_err(|e| StoreError::Other(format!("open task failed: {e}")))?
 }
 
 /// Read a whole file of the layout through [`open_regular`], refusing one over `limit` bytes.
@@ -527,7 +557,7 @@ impl Store for LayoutStore {
 
     async fn fetch_blob_raw(&self, descriptor: &Descriptor) -> Result<BoxReader> {
         let digest = &descriptor.digest;
-        match open_regular_async(self.blob_path(digest)).await? {
+        match self.open_blob(digest).await? {
             Some(f) => Ok(Box::pin(tokio::fs::File::from_std(f))),
             None => Err(StoreError::NotFound {
                 what: format!("blob {digest}"),

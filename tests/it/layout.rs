@@ -545,6 +545,28 @@ fn a_blob_symlinked_outside_the_layout_is_refused() {
     assert_eq!(tree(&out), tree(&model));
 }
 
+/// Issue 11 item 10: `blobs/sha256` as a symlink to a directory outside the layout is neither
+/// read through nor written through.
+#[test]
+fn a_blob_directory_symlinked_outside_the_layout_is_refused() {
+    let (tmp, model, layout, target, _, _) = pushed_layout();
+    let out = tmp.path().join("out");
+    let sha = layout.join("blobs/sha256");
+    let outside = tmp.path().join("outside");
+    std::fs::rename(&sha, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &sha).unwrap();
+    assert_pull_refused(&target, &out, &sha, "symbolic link");
+    let before = entries(&outside);
+    std::fs::write(model.join("new.txt"), b"new content").unwrap();
+    let (code, _, stderr) = run_bounded(&["push", s(&model), &target]);
+    assert!(code == 1 || code == 2, "exit {code}: {stderr}");
+    assert!(
+        stderr.contains(s(&sha)) && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+    assert_eq!(entries(&outside), before, "a push wrote outside the layout");
+}
+
 /// Issue 11 item 10: rewriting `index.json` (tagging, attaching signatures) keeps every field
 /// another tool wrote, on the index and on its entries.
 #[test]
