@@ -15,8 +15,15 @@
 //! - Paths are built only from validated [`Digest`]s (64 lowercase hex), never from other input,
 //!   so no digest can name a file outside `blobs/`.
 //! - Nothing is created until the first write: reading a missing layout is a "not found".
+//! - A layout may come from elsewhere: every file of it is read through [`open_regular`], which
+//!   never follows a symlink and refuses anything but a regular file (a FIFO, a device, a
+//!   directory) before reading a byte, so no layout can make a read hang or leave it; `blobs/`
+//!   and `blobs/sha256/` must be directories, not symlinks, for reads and writes.
+//! - `index.json` is rewritten from a [`KeptIndex`]: fields other tools wrote (`platform`,
+//!   `urls`, `data`, the index `subject`, vendor fields) are written back unchanged.
 
 use super::io::fill_buf;
+use super::oci::{KeptDescriptor, KeptIndex};
 use super::*;
 use crate::media_types as mt;
 use std::io::Write as _;
@@ -31,6 +38,8 @@ const OLD_LOCK_FILE: &str = "index.json.lock";
 pub const TEMP_PREFIX: &str = ".tmp-";
 /// Largest `index.json` we read.
 const MAX_INDEX_SIZE: u64 = 64 * 1024 * 1024;
+/// Largest `oci-layout` file we read (it holds one short version field).
+const MAX_LAYOUT_FILE_SIZE: u64 = 64 * 1024;
 /// Copy buffer for blob writes.
 const COPY_BUF: usize = 1 << 20;
 
@@ -46,21 +55,15 @@ impl LayoutStore {
         let store = LayoutStore {
             root: root.to_path_buf(),
         };
-        match std::fs::read(store.root.join(OCI_LAYOUT_FILE)) {
-            Ok(bytes) => check_layout_version(&store.location(), &bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match read_regular(&store.root.join(OCI_LAYOUT_FILE), MAX_LAYOUT_FILE_SIZE)? {
+            Some(bytes) => check_layout_version(&store.location(), &bytes)?,
+            None => {
                 if store.root.exists() && !store.root.is_dir() {
                     return Err(StoreError::invalid(
                         store.location(),
                         "exists and is not a directory",
                     ));
                 }
-            }
-            Err(e) => {
-                return Err(StoreError::io(
-                    format!("read {}", store.root.join(OCI_LAYOUT_FILE).display()),
-                    e,
-                ))
             }
         }
         Ok(store)
@@ -78,22 +81,13 @@ impl LayoutStore {
     /// The current `index.json` (an empty index when the layout does not exist yet).
     pub async fn read_index(&self) -> Result<ImageIndex> {
         let path = self.root.join(INDEX_FILE);
-        match tokio::fs::metadata(&path).await {
-            Ok(m) if m.len() > MAX_INDEX_SIZE => {
-                return Err(StoreError::TooLarge {
-                    what: format!("{} index.json", self.location()),
-                    size: m.len(),
-                    limit: MAX_INDEX_SIZE,
-                })
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ImageIndex::new()),
-            Err(e) => return Err(StoreError::io(format!("read {}", path.display()), e)),
-        }
-        let bytes = tokio::fs::read(&path)
+        let bytes = tokio::task::spawn_blocking(move || read_regular(&path, MAX_INDEX_SIZE))
             .await
-            .map_err(|e| StoreError::io(format!("read {}", path.display()), e))?;
-        parse_index(&self.location(), &bytes)
+            .map_err(|e| StoreError::Other(format!("index.json read task failed: {e}")))??;
+        match bytes {
+            Some(bytes) => parse_index(&self.location(), &bytes),
+            None => Ok(ImageIndex::new()),
+        }
     }
 
     /// Create `oci-layout`, `index.json` and `blobs/sha256` when missing.
@@ -101,6 +95,7 @@ impl LayoutStore {
         let blobs = self.root.join("blobs").join("sha256");
         std::fs::create_dir_all(&blobs)
             .map_err(|e| StoreError::io(format!("create {}", blobs.display()), e))?;
+        self.check_blob_dirs()?;
         let layout = self.root.join(OCI_LAYOUT_FILE);
         if !layout.exists() {
             let body = serde_json::json!({ "imageLayoutVersion": mt::OCI_LAYOUT_VERSION });
@@ -119,10 +114,45 @@ impl LayoutStore {
             // Under the lock: another writer may be creating it with entries right now.
             let _lock = self.lock_index()?;
             if !index.exists() {
-                write_atomic(&self.root, &index, &ImageIndex::new().to_bytes())?;
+                write_atomic(&self.root, &index, &KeptIndex::new().to_bytes())?;
             }
         }
         Ok(())
+    }
+
+    /// `blobs` and `blobs/sha256` are directories of the layout, not symlinks to elsewhere
+    /// (`O_NOFOLLOW` guards only the last component of a path).
+    fn check_blob_dirs(&self) -> Result<()> {
+        for dir in [
+            self.root.join("blobs"),
+            self.root.join("blobs").join("sha256"),
+        ] {
+            match std::fs::symlink_metadata(&dir) {
+                Ok(m) if !m.is_dir() => {
+                    return Err(StoreError::invalid(
+                        dir.display().to_string(),
+                        format!(
+                            "is {}, not a directory (refused: an OCI layout's blob directories are its own)",
+                            file_type_name(m.file_type())
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Open a blob for reading (`None` when absent): see [`open_regular`].
+    async fn open_blob(&self, digest: &Digest) -> Result<Option<std::fs::File>> {
+        let root = self.root.clone();
+        let path = self.blob_path(digest);
+        tokio::task::spawn_blocking(move || {
+            LayoutStore { root }.check_blob_dirs()?;
+            open_regular(&path)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("open task failed: {e}")))?
     }
 
     /// The advisory lock serializing `index.json` read-modify-write cycles (released on drop):
@@ -137,9 +167,10 @@ impl LayoutStore {
     }
 
     /// Read-modify-write `index.json` under the lock; `edit` returns whether it changed it.
+    /// Fields we do not model are kept (see [`KeptIndex`]).
     async fn update_index<F>(&self, edit: F) -> Result<()>
     where
-        F: FnOnce(&mut ImageIndex) -> bool + Send + 'static,
+        F: FnOnce(&mut KeptIndex) -> bool + Send + 'static,
     {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
@@ -147,9 +178,12 @@ impl LayoutStore {
             store.ensure_layout()?;
             let _lock = store.lock_index()?;
             let path = store.root.join(INDEX_FILE);
-            let bytes = std::fs::read(&path)
-                .map_err(|e| StoreError::io(format!("read {}", path.display()), e))?;
-            let mut index = parse_index(&store.location(), &bytes)?;
+            let bytes =
+                read_regular(&path, MAX_INDEX_SIZE)?.ok_or_else(|| StoreError::NotFound {
+                    what: INDEX_FILE.to_string(),
+                    location: store.location(),
+                })?;
+            let mut index: KeptIndex = parse_index(&store.location(), &bytes)?;
             if edit(&mut index) {
                 write_atomic(&store.root, &path, &index.to_bytes())?;
             }
@@ -182,18 +216,15 @@ impl LayoutStore {
     /// [`checked::check_fetched`]).
     async fn read_manifest_blob(&self, digest: &Digest) -> Result<Bytes> {
         let what = format!("manifest {digest} in {}", self.location());
-        let file = match tokio::fs::File::open(self.blob_path(digest)).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::NotFound {
-                    what,
-                    location: self.location(),
-                })
-            }
-            Err(e) => return Err(StoreError::io(format!("read {what}"), e)),
+        let Some(file) = self.open_blob(digest).await? else {
+            return Err(StoreError::NotFound {
+                what,
+                location: self.location(),
+            });
         };
         let mut buf = Vec::new();
-        file.take(mt::MAX_MANIFEST_SIZE + 1)
+        tokio::fs::File::from_std(file)
+            .take(mt::MAX_MANIFEST_SIZE + 1)
             .read_to_end(&mut buf)
             .await
             .map_err(|e| StoreError::io(format!("read {what}"), e))?;
@@ -213,13 +244,99 @@ fn check_layout_version(location: &str, bytes: &[u8]) -> Result<()> {
     }
 }
 
-fn parse_index(location: &str, bytes: &[u8]) -> Result<ImageIndex> {
+fn parse_index<T: serde::de::DeserializeOwned>(location: &str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes)
         .map_err(|e| StoreError::invalid(format!("{location} index.json"), e.to_string()))
 }
 
+/// Whether `path` is a regular file (not a symlink to one) of `size` bytes.
 async fn blob_has_size(path: &Path, size: u64) -> bool {
-    matches!(tokio::fs::metadata(path).await, Ok(m) if m.is_file() && m.len() == size)
+    matches!(tokio::fs::symlink_metadata(path).await, Ok(m) if m.is_file() && m.len() == size)
+}
+
+/// Open a file of the layout for reading; `None` when it does not exist. Anything but a regular
+/// file is refused, naming the path and what it is: a symlink is never followed (`O_NOFOLLOW`),
+/// and the open itself cannot block on a FIFO (`O_NONBLOCK`, which does nothing to reads of a
+/// regular file); the type is checked on the open file, so it cannot change after the check.
+pub fn open_regular(path: &Path) -> Result<Option<std::fs::File>> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = match options.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            // ELOOP: the last component is a symlink.
+            return Err(match std::fs::symlink_metadata(path) {
+                Ok(m) if !m.is_file() => not_regular(path, m.file_type()),
+                _ => StoreError::io(format!("open {}", path.display()), e),
+            });
+        }
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| StoreError::io(format!("stat {}", path.display()), e))?;
+    if !meta.is_file() {
+        return Err(not_regular(path, meta.file_type()));
+    }
+    Ok(Some(file))
+}
+
+/// Read a whole file of the layout through [`open_regular`], refusing one over `limit` bytes.
+fn read_regular(path: &Path, limit: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let Some(file) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| StoreError::io(format!("read {}", path.display()), e))?;
+    if bytes.len() as u64 > limit {
+        return Err(StoreError::TooLarge {
+            what: path.display().to_string(),
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(Some(bytes))
+}
+
+fn not_regular(path: &Path, t: std::fs::FileType) -> StoreError {
+    StoreError::invalid(
+        path.display().to_string(),
+        format!(
+            "is {}, not a regular file (refused: an OCI layout holds only regular files)",
+            file_type_name(t)
+        ),
+    )
+}
+
+fn file_type_name(t: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return "a device";
+        }
+    }
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Write `bytes` to `dest` through a temporary file in `tmp_dir` (same filesystem) + rename.
@@ -281,7 +398,7 @@ fn remove_stale_temp(dir: &Path) {
             continue;
         }
         let path = entry.path();
-        let Ok(file) = std::fs::File::open(&path) else {
+        let Ok(Some(file)) = open_regular(&path) else {
             continue;
         };
         if file.try_lock().is_ok() {
@@ -402,9 +519,17 @@ impl Store for LayoutStore {
         self.write_small_blob(bytes).await?;
         let mut entry = Descriptor::new(media_type, manifest.digest().clone(), manifest.size());
         entry.artifact_type = manifest_info(bytes).and_then(|i| i.artifact_type);
+        let mut entry = KeptDescriptor::from(entry);
         let tag = tag.map(|t| t.as_str().to_string());
         self.update_index(move |index| match tag {
             Some(tag) => {
+                // Fields other tools wrote on this manifest's entry (e.g. its `platform`) stay.
+                if let Some(old) = index.manifests.iter().find(|d| {
+                    let name = ref_name(d);
+                    d.digest == entry.digest && (name.is_none() || name == Some(tag.as_str()))
+                }) {
+                    entry.unknown = old.unknown.clone();
+                }
                 // The tag moves here; an untagged entry for the same manifest becomes redundant.
                 index.manifests.retain(|d| {
                     let name = ref_name(d);
@@ -412,17 +537,18 @@ impl Store for LayoutStore {
                 });
                 let mut annotations = Annotations::new();
                 annotations.insert(mt::ANNOTATION_REF_NAME.to_string(), tag);
-                entry.annotations = Some(annotations);
+                entry.descriptor.annotations = Some(annotations);
                 index.manifests.push(entry);
                 true
             }
-            None => add_untagged(index, entry),
+            None => add_untagged(index, entry.descriptor),
         })
         .await
     }
 
     async fn blob_exists(&self, digest: &Digest) -> Result<bool> {
-        match tokio::fs::metadata(self.blob_path(digest)).await {
+        // A symlink is not a blob of this layout (reading it is refused; a push replaces it).
+        match tokio::fs::symlink_metadata(self.blob_path(digest)).await {
             Ok(m) => Ok(m.is_file()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(StoreError::io(format!("check blob {digest}"), e)),
@@ -431,13 +557,12 @@ impl Store for LayoutStore {
 
     async fn fetch_blob_raw(&self, descriptor: &Descriptor) -> Result<BoxReader> {
         let digest = &descriptor.digest;
-        match tokio::fs::File::open(self.blob_path(digest)).await {
-            Ok(f) => Ok(Box::pin(f)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::NotFound {
+        match self.open_blob(digest).await? {
+            Some(f) => Ok(Box::pin(tokio::fs::File::from_std(f))),
+            None => Err(StoreError::NotFound {
                 what: format!("blob {digest}"),
                 location: self.location(),
             }),
-            Err(e) => Err(StoreError::io(format!("read blob {digest}"), e)),
         }
     }
 
@@ -555,11 +680,11 @@ impl Store for LayoutStore {
 }
 
 /// Adds an untagged `entry` unless the index already lists its manifest; whether it did.
-fn add_untagged(index: &mut ImageIndex, entry: Descriptor) -> bool {
+fn add_untagged(index: &mut KeptIndex, entry: Descriptor) -> bool {
     if index.manifests.iter().any(|d| d.digest == entry.digest) {
         return false;
     }
-    index.manifests.push(entry);
+    index.manifests.push(entry.into());
     true
 }
 
@@ -814,6 +939,37 @@ mod tests {
         let store = LayoutStore::open_or_create(&root).unwrap();
         assert_eq!(store.referrers(&subject, None).await.unwrap().len(), 24);
         assert_eq!(store.read_index().await.unwrap().manifests.len(), 25);
+    }
+
+    /// Only regular files are opened: the others are refused at once, naming what they are.
+    #[test]
+    fn open_regular_refuses_everything_but_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(open_regular(&file).unwrap().is_some());
+        assert!(open_regular(&dir.path().join("missing")).unwrap().is_none());
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        for (path, what) in [
+            (fifo.as_path(), "a FIFO"),
+            (link.as_path(), "a symbolic link"),
+            (dir.path(), "a directory"),
+            (Path::new("/dev/null"), "a device"),
+        ] {
+            let err = open_regular(path).unwrap_err().to_string();
+            assert!(
+                err.contains(&path.display().to_string()) && err.contains(what),
+                "{err}"
+            );
+        }
+        // A FIFO as `oci-layout` is refused when the layout is opened.
+        std::fs::rename(&fifo, dir.path().join(OCI_LAYOUT_FILE)).unwrap();
+        let err = LayoutStore::open_or_create(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("FIFO"), "{err}");
     }
 
     #[test]

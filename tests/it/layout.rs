@@ -1,7 +1,10 @@
 //! push / pull / copy / inspect against OCI image layout directories (`oci:<dir>`), through the
 //! real binary: round trips, determinism, hostile manifests, corrupted blobs, symlinks, ignores.
 
-use crate::support::{add_referrer, entries, run, run_json, small_model, tree, write};
+use crate::harness;
+use crate::support::{
+    add_referrer, entries, keypair, output, push, run, run_json, sign, small_model, tree, write,
+};
 use bytes::Bytes;
 use oci_model::digest::Digest;
 use oci_model::media_types as mt;
@@ -430,4 +433,197 @@ fn a_layout_written_inside_the_model_directory_is_left_out() {
         .unwrap()
         .iter()
         .all(|f| !f["path"].as_str().unwrap().starts_with("oci")));
+}
+
+/// Run the binary with a wall-clock guard: a command that hangs is killed and reported (-1).
+fn run_bounded(args: &[&str]) -> (i32, String, String) {
+    output(
+        harness::bin()
+            .args(args)
+            .timeout(std::time::Duration::from_secs(60)),
+    )
+}
+
+fn mkfifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(ok.success(), "mkfifo {}", path.display());
+}
+
+/// `pull` of `target` is refused quickly (no hang) with exit 1 or 2 and a message naming
+/// `path` and `what` it is; nothing is written.
+fn assert_pull_refused(target: &str, out: &Path, path: &Path, what: &str) {
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = run_bounded(&["pull", target, s(out)]);
+    assert!(
+        code == 1 || code == 2,
+        "exit {code} after {:?}: {stderr}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains(s(path)) && stderr.contains(what),
+        "{} / {what}: {stderr}",
+        path.display()
+    );
+    assert!(!out.exists(), "a refused pull wrote {}", out.display());
+}
+
+/// A layout with `small_model` tagged `v1`: (tempdir, model, layout, target, manifest digest,
+/// first layer digest).
+fn pushed_layout() -> (tempfile::TempDir, PathBuf, PathBuf, String, Digest, Digest) {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let layout = tmp.path().join("layout");
+    let target = layout_target(&layout, "v1");
+    let digest: Digest = push(&model, &target).parse().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(digest.hex())).unwrap(),
+    )
+    .unwrap();
+    let layer: Digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (tmp, model, layout, target, digest, layer)
+}
+
+/// Issue 11 item 10: a FIFO as `index.json` (from a layout received from elsewhere) made every
+/// read hang; reads and writes are refused, naming it.
+#[test]
+fn a_fifo_as_index_json_is_refused_without_hanging() {
+    let (tmp, model, layout, target, _, _) = pushed_layout();
+    let out = tmp.path().join("out");
+    let index = layout.join("index.json");
+    mkfifo(&index);
+    assert_pull_refused(&target, &out, &index, "FIFO");
+    let (code, _, stderr) = run_bounded(&["push", s(&model), &layout_target(&layout, "v2")]);
+    assert!(code == 1 || code == 2, "exit {code}: {stderr}");
+    assert!(
+        stderr.contains(s(&index)) && stderr.contains("FIFO"),
+        "{stderr}"
+    );
+}
+
+/// Issue 11 item 10: a FIFO as a blob (a layer, or the manifest) made a pull hang.
+#[test]
+fn a_fifo_as_a_blob_is_refused_without_hanging() {
+    let (tmp, model, layout, target, digest, layer) = pushed_layout();
+    let out = tmp.path().join("out");
+    let blobs = layout.join("blobs/sha256");
+    let layer_path = blobs.join(layer.hex());
+    mkfifo(&layer_path);
+    assert_pull_refused(&target, &out, &layer_path, "FIFO");
+    let manifest_path = blobs.join(digest.hex());
+    mkfifo(&manifest_path);
+    assert_pull_refused(&target, &out, &manifest_path, "FIFO");
+    // Pushing the model again puts the blobs themselves back.
+    push(&model, &target);
+    run_json(&["pull", &target, s(&out)]);
+    assert_eq!(tree(&out), tree(&model));
+}
+
+/// Issue 11 item 10: a blob that is a symlink to a file outside the layout (here one with
+/// exactly the right content) is not read; a push replaces it with the blob itself.
+#[test]
+fn a_blob_symlinked_outside_the_layout_is_refused() {
+    let (tmp, model, layout, target, _, layer) = pushed_layout();
+    let out = tmp.path().join("out");
+    let layer_path = layout.join("blobs/sha256").join(layer.hex());
+    let outside = tmp.path().join("outside");
+    std::fs::rename(&layer_path, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &layer_path).unwrap();
+    assert_pull_refused(&target, &out, &layer_path, "symbolic link");
+
+    push(&model, &target);
+    assert!(std::fs::symlink_metadata(&layer_path).unwrap().is_file());
+    run_json(&["pull", &target, s(&out)]);
+    assert_eq!(tree(&out), tree(&model));
+}
+
+/// Issue 11 item 10: `blobs/sha256` as a symlink to a directory outside the layout is neither
+/// read through nor written through.
+#[test]
+fn a_blob_directory_symlinked_outside_the_layout_is_refused() {
+    let (tmp, model, layout, target, _, _) = pushed_layout();
+    let out = tmp.path().join("out");
+    let sha = layout.join("blobs/sha256");
+    let outside = tmp.path().join("outside");
+    std::fs::rename(&sha, &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, &sha).unwrap();
+    assert_pull_refused(&target, &out, &sha, "symbolic link");
+    let before = entries(&outside);
+    std::fs::write(model.join("new.txt"), b"new content").unwrap();
+    let (code, _, stderr) = run_bounded(&["push", s(&model), &target]);
+    assert!(code == 1 || code == 2, "exit {code}: {stderr}");
+    assert!(
+        stderr.contains(s(&sha)) && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+    assert_eq!(entries(&outside), before, "a push wrote outside the layout");
+}
+
+/// Issue 11 item 10: rewriting `index.json` (tagging, attaching signatures) keeps every field
+/// another tool wrote, on the index and on its entries.
+#[test]
+fn rewriting_index_json_keeps_fields_other_tools_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    small_model(&model);
+    let layout = tmp.path().join("layout");
+    let target = layout_target(&layout, "v1");
+    let digest = push(&model, &target);
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let extra_entry = serde_json::json!({
+        "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"},
+        "urls": ["https://example.com/blob"],
+        "data": "e30=",
+        "io.example.vendor": {"nested": [1, 2.5, null, true]},
+    });
+    let extra_index = serde_json::json!({
+        "subject": {
+            "mediaType": mt::OCI_MANIFEST,
+            "digest": digest,
+            "size": 123,
+        },
+        "io.example.top": "kept",
+    });
+    for (k, v) in extra_entry.as_object().unwrap() {
+        index["manifests"][0][k] = v.clone();
+    }
+    for (k, v) in extra_index.as_object().unwrap() {
+        index[k] = v.clone();
+    }
+    std::fs::write(&index_path, serde_json::to_vec_pretty(&index).unwrap()).unwrap();
+
+    // Another tag, the same tag again, and two signature referrers rewrite index.json.
+    push(&model, &layout_target(&layout, "v2"));
+    push(&model, &target);
+    let (key, _) = keypair(tmp.path(), "k");
+    sign(&target, &key, &[]);
+
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    for (k, v) in extra_index.as_object().unwrap() {
+        assert_eq!(&after[k], v, "index field {k}: {after:#}");
+    }
+    let entries = after["manifests"].as_array().unwrap();
+    let v1 = entries
+        .iter()
+        .find(|e| e["annotations"][mt::ANNOTATION_REF_NAME] == "v1")
+        .expect("v1 still tagged");
+    for (k, v) in extra_entry.as_object().unwrap() {
+        assert_eq!(&v1[k], v, "entry field {k}: {after:#}");
+    }
+    assert!(entries.len() >= 4, "v1, v2 and the referrers: {after:#}");
+    // Still a layout we read: the model pulls.
+    let out = tmp.path().join("out");
+    run_json(&["pull", &target, s(&out)]);
+    assert_eq!(tree(&out), tree(&model));
 }
