@@ -12,6 +12,9 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)        # TLS registry tests: CA + certificate
+command -v script >/dev/null 2>&1 || need+=(bsdutils)        # a pseudo-terminal for the password prompt test
+command -v mount >/dev/null 2>&1 || need+=(mount)             # the disk-full test mounts a small tmpfs
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # A C compiler and make: ring and aws-lc-rs build C code.
 { command -v cc >/dev/null 2>&1 && command -v make >/dev/null 2>&1; } || need+=(build-essential)
