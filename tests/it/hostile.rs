@@ -1044,6 +1044,7 @@ fn a_trickled_blob_trips_the_minimum_rate() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
     assert!(!out.status.success(), "{out:?}");
     assert!(
         stderr.contains("slower than 1 KiB/s") && stderr.contains("--timeout"),
@@ -1088,6 +1089,7 @@ fn an_unanswered_manifest_put_fails_within_the_timeout() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
     assert!(!out.status.success(), "{out:?}");
     assert!(
         stderr.contains("no answer") && stderr.contains("--timeout"),
