@@ -106,7 +106,12 @@ pub async fn find_bundles(
         .referrers(subject, Some(mt::SIGSTORE_BUNDLE_V03))
         .await?;
     let mut found = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for referrer in referrers {
+        // A registry may list one referrer many times: each is read and checked once.
+        if !seen.insert(referrer.digest.clone()) {
+            continue;
+        }
         let result = read_bundle(store, &referrer, subject).await;
         let (annotated_predicate_type, bundle) = match result {
             Ok((pt, b)) => (pt, Ok(b)),
@@ -239,5 +244,46 @@ mod tests {
                 assert!(matches!(err, BundleReadError::Bundle(_)), "{err}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_referrer_listed_many_times_is_read_once() {
+        let store = crate::store::memory::MemoryStore::new("mem");
+        let subject = store
+            .push_manifest(
+                Bytes::from(ImageManifest::new(Descriptor::empty(), vec![]).to_bytes()),
+                mt::OCI_MANIFEST,
+                Some("v1"),
+            )
+            .await
+            .unwrap();
+        let bundle = b"{\"b\":1}";
+        store
+            .push_blob(&crate::store::BytesSource(Bytes::from_static(bundle)))
+            .await
+            .unwrap();
+        let referrer = referrer_manifest(bundle, mt::PREDICATE_MODEL_SIGNING, &subject, "now");
+        let pushed = store
+            .push_referrer(Bytes::from(referrer), &subject)
+            .await
+            .unwrap();
+        let mut store = crate::store::copy::tests::Counting::new(store);
+        store.referrer_copies = 1000;
+        let found = find_bundles(&store, &subject).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].referrer.digest, pushed.digest);
+        assert!(found[0].bundle.is_ok());
+        assert_eq!(
+            store
+                .manifest_reads
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert_eq!(
+            store
+                .blob_fetches
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Copy an artifact between stores: its blobs (streamed from the source through a verified
 //! reader, skipped when the destination has them), its manifest with the exact same bytes (so
 //! the digest is preserved), and optionally its referrers (signatures, attestations) and their
-//! referrers, recursively.
+//! referrers, recursively. Each blob, child manifest and referrer is visited once, however
+//! often it is listed.
 
 use super::*;
 use crate::progress::SharedReporter;
@@ -81,6 +82,7 @@ pub async fn copy(
         options,
         report,
         seen_blobs: HashSet::new(),
+        seen_manifests: HashSet::new(),
         visited: HashSet::new(),
     };
     copier.dependencies(&raw, 0).await?;
@@ -102,6 +104,8 @@ struct Copier<'a> {
     report: CopyReport,
     /// Blobs already counted (and copied when needed).
     seen_blobs: HashSet<Digest>,
+    /// Child manifests of indexes already copied (with what they point at).
+    seen_manifests: HashSet<Digest>,
     /// Referrers already copied.
     visited: HashSet<Digest>,
 }
@@ -124,6 +128,10 @@ impl Copier<'_> {
                 StoreError::invalid(format!("index {}", raw.descriptor.digest), e.to_string())
             })?;
             for child in &index.manifests {
+                // An index may list one child many times, at any depth: each once.
+                if !self.seen_manifests.insert(child.digest.clone()) {
+                    continue;
+                }
                 let child_raw = src.fetch_manifest(child.digest.as_str()).await?;
                 Box::pin(self.dependencies(&child_raw, depth + 1)).await?;
                 dst.push_manifest(child_raw.bytes.clone(), &child.media_type, None)
@@ -385,11 +393,116 @@ impl<R: AsyncRead + Unpin> AsyncRead for ProgressReader<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::media_types as mt;
     use crate::store::memory::MemoryStore;
-    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+    /// A memory store that counts manifest reads and blob fetches, and can list each referrer
+    /// several times (as a hostile registry may).
+    pub(crate) struct Counting {
+        pub inner: MemoryStore,
+        pub manifest_reads: AtomicUsize,
+        pub blob_fetches: AtomicUsize,
+        pub referrer_copies: usize,
+    }
+
+    impl Counting {
+        pub fn new(inner: MemoryStore) -> Self {
+            Counting {
+                inner,
+                manifest_reads: AtomicUsize::new(0),
+                blob_fetches: AtomicUsize::new(0),
+                referrer_copies: 1,
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Store for Counting {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        async fn resolve_reference(&self, r: &Reference) -> Result<Descriptor> {
+            self.inner.resolve_reference(r).await
+        }
+        async fn read_manifest(&self, r: &Reference) -> Result<RawManifest> {
+            self.manifest_reads.fetch_add(1, Ordering::Relaxed);
+            self.inner.read_manifest(r).await
+        }
+        async fn write_manifest(
+            &self,
+            m: &SizedManifest,
+            t: &str,
+            tag: Option<&Tag>,
+        ) -> Result<()> {
+            self.inner.write_manifest(m, t, tag).await
+        }
+        async fn write_referrer(&self, r: &Referrer) -> Result<()> {
+            self.inner.write_referrer(r).await
+        }
+        async fn blob_exists(&self, d: &Digest) -> Result<bool> {
+            self.inner.blob_exists(d).await
+        }
+        async fn fetch_blob_raw(&self, d: &Descriptor) -> Result<BoxReader> {
+            self.blob_fetches.fetch_add(1, Ordering::Relaxed);
+            self.inner.fetch_blob_raw(d).await
+        }
+        async fn push_blob(&self, s: &dyn BlobSource) -> Result<(Digest, u64)> {
+            self.inner.push_blob(s).await
+        }
+        async fn referrers(&self, s: &Descriptor, a: Option<&str>) -> Result<Vec<Descriptor>> {
+            let list = self.inner.referrers(s, a).await?;
+            Ok(list
+                .iter()
+                .flat_map(|d| std::iter::repeat_n(d.clone(), self.referrer_copies))
+                .collect())
+        }
+        async fn list_tags(&self) -> Result<Vec<String>> {
+            self.inner.list_tags().await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_index_listing_one_child_many_times_fetches_it_once() {
+        let src = MemoryStore::new("src");
+        let (leaf, _) = sample(&src).await;
+        // Three levels, each listing the level below 20 times: 8,421 reads naively (300 times
+        // is 27 million: a copy that never ends).
+        let mut child = leaf.clone();
+        for level in 0..3 {
+            let index = ImageIndex {
+                schema_version: 2,
+                media_type: Some(mt::OCI_INDEX.into()),
+                artifact_type: None,
+                manifests: vec![child.clone(); 20],
+                annotations: None,
+            };
+            let bytes = serde_json::to_vec(&index).unwrap();
+            child = src
+                .push_manifest(
+                    Bytes::from(bytes),
+                    mt::OCI_INDEX,
+                    (level == 2).then_some("top"),
+                )
+                .await
+                .unwrap();
+        }
+        let src = Counting::new(src);
+        let dst = MemoryStore::new("dst");
+        let options = CopyOptions {
+            referrers: false,
+            ..Default::default()
+        };
+        let report = copy(&src, "top", &dst, Some("top"), &options)
+            .await
+            .unwrap();
+        assert_eq!(report.manifest.digest, child.digest);
+        // The top index, then each of the three children once.
+        assert_eq!(src.manifest_reads.load(Ordering::Relaxed), 4);
+        assert!(dst.fetch_manifest(leaf.digest.as_str()).await.is_ok());
+    }
 
     async fn sample(store: &MemoryStore) -> (Descriptor, Vec<Digest>) {
         let mut layers = Vec::new();

@@ -45,6 +45,10 @@ pub struct Answer {
     body: Vec<u8>,
     /// Send `body` again and again, forever (no Content-Length).
     endless: bool,
+    /// Send `body` one byte at a time, this long apart.
+    trickle: Option<std::time::Duration>,
+    /// Never answer (until the server stops).
+    hang: bool,
 }
 
 impl Answer {
@@ -54,7 +58,22 @@ impl Answer {
             headers: Vec::new(),
             body: Vec::new(),
             endless: false,
+            trickle: None,
+            hang: false,
         }
+    }
+    /// `body`, one byte every `every` (with its Content-Length).
+    fn trickle(mut self, body: impl Into<Vec<u8>>, every: std::time::Duration) -> Answer {
+        self.body = body.into();
+        self.trickle = Some(every);
+        let length = self.body.len().to_string();
+        self.header("content-length", length)
+    }
+    /// No answer at all: the request is read, then nothing comes back.
+    fn hang() -> Answer {
+        let mut a = Answer::new(200);
+        a.hang = true;
+        a
     }
     fn endless(mut self, chunk: impl Into<Vec<u8>>) -> Answer {
         self.body = chunk.into();
@@ -82,6 +101,8 @@ type Handler = dyn Fn(&Seen, &str) -> Answer + Send + Sync;
 pub struct Server {
     pub addr: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Wakes hanging answers when the server stops.
+    closing: Arc<tokio::sync::Notify>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -94,7 +115,8 @@ impl Server {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (seen2, addr2) = (seen.clone(), addr.clone());
+        let closing = Arc::new(tokio::sync::Notify::new());
+        let (seen2, addr2, closing2) = (seen.clone(), addr.clone(), closing.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -104,6 +126,7 @@ impl Server {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
                     let (seen, handler, addr) = (seen2.clone(), handler.clone(), addr2.clone());
+                    let closing = closing2.clone();
                     async move {
                         let (parts, body) = req.into_parts();
                         let body = axum::body::to_bytes(body, 64 << 20)
@@ -127,12 +150,36 @@ impl Server {
                         };
                         seen.lock().unwrap().push(request.clone());
                         let answer = handler(&request, &addr);
+                        if answer.hang {
+                            let closed = closing.notified();
+                            tokio::pin!(closed);
+                            closed.as_mut().enable();
+                            closed.await;
+                        }
                         let mut response =
                             axum::response::Response::builder().status(answer.status);
                         for (k, v) in answer.headers {
                             response = response.header(k, v);
                         }
-                        let body = if answer.endless {
+                        let body = if let Some(every) = answer.trickle {
+                            let bytes = answer.body;
+                            axum::body::Body::from_stream(futures::stream::unfold(
+                                0usize,
+                                move |i| {
+                                    let next = bytes.get(i).copied();
+                                    async move {
+                                        let byte = next?;
+                                        if i > 0 {
+                                            tokio::time::sleep(every).await;
+                                        }
+                                        Some((
+                                            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![byte])),
+                                            i + 1,
+                                        ))
+                                    }
+                                },
+                            ))
+                        } else if answer.endless {
                             let chunk = bytes::Bytes::from(answer.body);
                             axum::body::Body::from_stream(futures::stream::repeat_with(move || {
                                 Ok::<_, std::io::Error>(chunk.clone())
@@ -154,6 +201,7 @@ impl Server {
         Server {
             addr,
             seen,
+            closing,
             shutdown: Some(tx),
             thread: Some(thread),
         }
@@ -166,6 +214,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        self.closing.notify_waiters();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -962,4 +1011,101 @@ fn tls_problems_name_the_flag_that_fixes_them() {
         "{stderr}"
     );
     assert!(!stderr.contains("attempts"), "{stderr}");
+}
+
+#[test]
+fn a_trickled_blob_trips_the_minimum_rate() {
+    let layout = Layout::with_model();
+    let weights = layout.weights_digest();
+    let registry = Server::start(move |req, _| {
+        if req.uri.ends_with(&format!("/blobs/{weights}")) && req.method == "GET" {
+            // Never silent for --timeout, but 0.5 byte/s.
+            let bytes = layout.blob(&weights).unwrap();
+            return Answer::new(200).trickle(bytes, std::time::Duration::from_secs(2));
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        layout.answer(req)
+    });
+    let dest = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = harness::bin()
+        .args([
+            "pull",
+            &format!("{}/team/m:v1", registry.addr),
+            dest.path().join("m").to_str().unwrap(),
+            "--timeout",
+            "5",
+            "--retries",
+            "1",
+        ])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        stderr.contains("slower than 1 KiB/s") && stderr.contains("--timeout"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn an_unanswered_manifest_put_fails_within_the_timeout() {
+    let registry = Server::start(|req, _| {
+        let path = req.uri.split('?').next().unwrap_or("");
+        match req.method.as_str() {
+            "PUT" if path.contains("/manifests/") => Answer::hang(),
+            "POST" if path.ends_with("/blobs/uploads/") => Answer::new(202)
+                .header("location", "/v2/team/m/blobs/uploads/1")
+                .header("docker-upload-uuid", "1"),
+            "PATCH" => Answer::new(202).header("range", "0-0"),
+            "PUT" => Answer::new(201),
+            _ if req.uri == "/v2/" => Answer::new(200),
+            _ => Answer::new(404),
+        }
+    });
+    let model = tempfile::tempdir().unwrap();
+    std::fs::write(model.path().join("a.txt"), b"hello").unwrap();
+    let started = std::time::Instant::now();
+    let out = harness::bin()
+        .args([
+            "push",
+            model.path().to_str().unwrap(),
+            &format!("{}/team/m:v1", registry.addr),
+            "--timeout",
+            "3",
+            "--retries",
+            "1",
+        ])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        stderr.contains("no answer") && stderr.contains("--timeout"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        registry
+            .seen()
+            .iter()
+            .any(|r| r.method == "PUT" && r.uri.contains("/manifests/")),
+        "{:?}",
+        registry.seen()
+    );
 }

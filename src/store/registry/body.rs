@@ -15,29 +15,87 @@ use tokio_util::io::ReaderStream;
 
 const UPLOAD_CHUNK: usize = 256 * 1024;
 
+/// The slowest download accepted: a body must bring at least this many bytes per second,
+/// averaged over each `--timeout` of waiting for it (or the rest of the body, when less is left).
+pub(crate) const MIN_RATE: u64 = 1024;
+
+/// [`MIN_RATE`] as messages show it.
+pub(crate) const MIN_RATE_SHOWN: &str = "1 KiB/s";
+
 /// A body stream that fails (`TimedOut`, so the read is retried) when the registry sends
-/// nothing for `idle` while we wait for it. Only waiting counts: a consumer that takes long to
-/// come back for the next chunk (a slow disk) does not make the registry late.
+/// nothing for `idle` while we wait for it, or sends so little that each `idle` of waiting
+/// brings fewer than [`MIN_RATE`] × `idle` bytes (a trickle never silent long enough to trip the
+/// silence rule). Only waiting counts: a consumer that takes long to come back for the next
+/// chunk (a slow disk) does not make the registry late.
 pub(super) struct IdleLimited<S> {
     inner: S,
     idle: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
-    /// The timer runs for the current wait (armed when a poll finds nothing ready).
-    waiting: bool,
-    message: String,
+    /// When the current wait began (set when a poll finds nothing ready; cleared when the
+    /// window closes mid-wait, to count the rest of the wait in the next one).
+    waiting_since: Option<tokio::time::Instant>,
+    /// When the current wait turns into silence (`idle` after it began).
+    silent_at: Option<tokio::time::Instant>,
+    /// Time spent waiting, and bytes received, in the current rate window.
+    window_waited: Duration,
+    window_bytes: u64,
+    /// Bytes still to come (from `Content-Length`), when known.
+    remaining: Option<u64>,
+    silent: String,
+    slow: String,
     done: bool,
 }
 
 impl<S> IdleLimited<S> {
-    pub fn new(inner: S, idle: Duration, message: String) -> Self {
+    /// `silent` is the error for a body that stops, `slow` for one below [`MIN_RATE`];
+    /// `length` is the body's announced length, when known.
+    pub fn new(
+        inner: S,
+        idle: Duration,
+        silent: String,
+        slow: String,
+        length: Option<u64>,
+    ) -> Self {
         IdleLimited {
             inner,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
-            waiting: false,
-            message,
+            waiting_since: None,
+            silent_at: None,
+            window_waited: Duration::ZERO,
+            window_bytes: 0,
+            remaining: length,
+            silent,
+            slow,
             done: false,
         }
+    }
+
+    /// Bytes the current window must bring: [`MIN_RATE`] per second of `idle`, or what was
+    /// left of the body when the window began.
+    fn window_need(&self) -> u64 {
+        let rate = (MIN_RATE as f64 * self.idle.as_secs_f64()) as u64;
+        match self.remaining {
+            Some(left) => rate.min(left.saturating_add(self.window_bytes)),
+            None => rate,
+        }
+    }
+
+    /// A full window closes: `Err` when it brought too little.
+    fn close_window(&mut self) -> Result<(), std::io::Error> {
+        let ok = self.window_bytes >= self.window_need();
+        let silent = self.window_bytes == 0;
+        self.window_waited = Duration::ZERO;
+        self.window_bytes = 0;
+        if ok {
+            return Ok(());
+        }
+        self.done = true;
+        let message = if silent { &self.silent } else { &self.slow };
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            message.clone(),
+        ))
     }
 }
 
@@ -53,24 +111,61 @@ where
             return Poll::Ready(None);
         }
         if let Poll::Ready(item) = Pin::new(&mut this.inner).poll_next(cx) {
-            this.waiting = false;
-            this.done = item.is_none();
+            if let Some(since) = this.waiting_since.take() {
+                this.window_waited += since.elapsed();
+            }
+            this.silent_at = None;
+            match &item {
+                Some(Ok(chunk)) => {
+                    let n = chunk.len() as u64;
+                    this.window_bytes = this.window_bytes.saturating_add(n);
+                    this.remaining = this.remaining.map(|r| r.saturating_sub(n));
+                }
+                _ => this.done = true,
+            }
+            if !this.done && this.window_waited >= this.idle {
+                if let Err(e) = this.close_window() {
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
             return Poll::Ready(item);
         }
-        if !this.waiting {
-            this.waiting = true;
-            let deadline = tokio::time::Instant::now() + this.idle;
-            this.timer.as_mut().reset(deadline);
-        }
-        match this.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                this.done = true;
-                Poll::Ready(Some(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    this.message.clone(),
-                ))))
+        loop {
+            let now = tokio::time::Instant::now();
+            if this.waiting_since.is_none() {
+                this.waiting_since = Some(now);
+                if this.silent_at.is_none() {
+                    this.silent_at = Some(now + this.idle);
+                }
+                // The window fills up while we wait: it closes then, at the latest.
+                let left = this.idle.saturating_sub(this.window_waited);
+                let silent_at = this.silent_at.unwrap_or(now + this.idle);
+                this.timer.as_mut().reset(silent_at.min(now + left));
             }
-            Poll::Pending => Poll::Pending,
+            match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    if let Some(since) = this.waiting_since.take() {
+                        this.window_waited += since.elapsed();
+                    }
+                    if this
+                        .silent_at
+                        .is_some_and(|at| at <= tokio::time::Instant::now())
+                    {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            this.silent.clone(),
+                        ))));
+                    }
+                    if this.window_waited >= this.idle {
+                        if let Err(e) = this.close_window() {
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                    }
+                    // Enough came in the window: a new one starts, the silence rule goes on.
+                }
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }
@@ -131,21 +226,33 @@ impl Watch {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Returns when the body has not moved for `idle` (the registry stopped taking data).
-    /// Once the whole body is sent it never returns: a registry may take long to answer then.
-    pub async fn stalled(&self, idle: Duration) {
+    /// Returns when the body has not moved for `idle` (the registry stopped taking data), or,
+    /// once the whole body is sent, when no answer came within `answer` of the last byte.
+    pub async fn stalled(&self, idle: Duration, answer: Duration) -> Stall {
         let tick = (idle / 4).min(Duration::from_secs(1));
         loop {
             tokio::time::sleep(tick).await;
             let st = self.get();
             if st.eof || st.hasher.len() >= self.size {
-                return futures::future::pending().await;
+                if st.moved_at.elapsed() >= answer {
+                    return Stall::Unanswered;
+                }
+                continue;
             }
             if st.moved_at.elapsed() >= idle {
-                return;
+                return Stall::Sending;
             }
         }
     }
+}
+
+/// See [`Watch::stalled`].
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Stall {
+    /// The registry stopped taking the body.
+    Sending,
+    /// The body is all sent and no answer came.
+    Unanswered,
 }
 
 impl Stream for Hashing {
@@ -202,7 +309,7 @@ mod tests {
     async fn a_body_times_out_only_while_we_wait_for_it() {
         let idle = Duration::from_millis(50);
         let (tx, rx) = futures::channel::mpsc::unbounded::<std::io::Result<Bytes>>();
-        let mut body = IdleLimited::new(rx, idle, "quiet".into());
+        let mut body = IdleLimited::new(rx, idle, "quiet".into(), "slow".into(), None);
         tx.unbounded_send(Ok(Bytes::from_static(b"one"))).unwrap();
         assert_eq!(&body.next().await.unwrap().unwrap()[..], b"one");
         // A slow consumer: three idle periods pass before it asks again.
@@ -210,9 +317,10 @@ mod tests {
         let late = tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            late.unbounded_send(Ok(Bytes::from_static(b"two"))).unwrap();
+            late.unbounded_send(Ok(Bytes::from(vec![b'2'; 4096])))
+                .unwrap();
         });
-        assert_eq!(&body.next().await.unwrap().unwrap()[..], b"two");
+        assert_eq!(body.next().await.unwrap().unwrap().len(), 4096);
         // Then the registry goes quiet.
         let started = std::time::Instant::now();
         let err = body.next().await.unwrap().unwrap_err();
@@ -221,5 +329,49 @@ mod tests {
         assert!(started.elapsed() >= idle, "{:?}", started.elapsed());
         assert!(body.next().await.is_none());
         drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_trickle_that_is_never_silent_fails_at_the_minimum_rate() {
+        let idle = Duration::from_millis(200);
+        let (tx, rx) = futures::channel::mpsc::unbounded::<std::io::Result<Bytes>>();
+        let mut body = IdleLimited::new(rx, idle, "quiet".into(), "slow".into(), Some(1 << 20));
+        tokio::spawn(async move {
+            // One byte every idle/4: never silent for `idle`, far below the rate.
+            while tx.unbounded_send(Ok(Bytes::from_static(b"x"))).is_ok() {
+                tokio::time::sleep(idle / 4).await;
+            }
+        });
+        let started = std::time::Instant::now();
+        let err = loop {
+            match body.next().await.unwrap() {
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(err.to_string(), "slow");
+        assert!(started.elapsed() < idle * 3, "{:?}", started.elapsed());
+        assert!(body.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_above_the_rate_with_pauses_passes() {
+        let idle = Duration::from_millis(100);
+        let (tx, rx) = futures::channel::mpsc::unbounded::<std::io::Result<Bytes>>();
+        // 200 bytes every 3/4 idle (about 2.6 KiB/s), then a 20-byte tail: a window owes only
+        // what is left of the body.
+        let mut body = IdleLimited::new(rx, idle, "quiet".into(), "slow".into(), Some(420));
+        tokio::spawn(async move {
+            for n in [200, 200, 20] {
+                tokio::time::sleep(idle * 3 / 4).await;
+                tx.unbounded_send(Ok(Bytes::from(vec![0u8; n]))).unwrap();
+            }
+        });
+        let mut got = 0;
+        while let Some(chunk) = body.next().await {
+            got += chunk.unwrap().len();
+        }
+        assert_eq!(got, 420);
     }
 }

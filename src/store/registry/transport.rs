@@ -14,7 +14,7 @@
 //! https to a plain-http registry, plain http to an https registry, an untrusted certificate;
 //! none of them is retried, and each message names the flag that fixes it.
 
-use super::body::IdleLimited;
+use super::body::{IdleLimited, MIN_RATE_SHOWN};
 use crate::store::auth::{self, Authenticator};
 use crate::store::error::{error_chain, shown, snippet, StoreError};
 use crate::store::limits;
@@ -28,6 +28,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 use url::Url;
+
+/// A registry that has a whole blob may take 1 s per this many bytes of it to answer (it may
+/// digest or copy it first): see [`Transport::commit_wait`].
+pub(super) const COMMIT_RATE: u64 = 1 << 20;
 
 /// Rounds of 401 → authenticate → resend before giving up.
 const AUTH_ROUNDS: u32 = 3;
@@ -182,9 +186,22 @@ impl Transport {
 
     /// One HTTP exchange, answering authentication challenges (the request is rebuilt by
     /// `make` for each round). Any status but an unresolved 401 is returned to the caller.
+    /// The answer must come within the idle timeout (see [`Transport::send_within`]).
     pub async fn send(
         &self,
         scope: Option<&str>,
+        make: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, Failed> {
+        self.send_within(scope, self.idle, make).await
+    }
+
+    /// [`Transport::send`] with the answer due within `wait`: every request made here carries
+    /// a body that can be made again (small, or empty), so reads and writes alike answer within
+    /// a bound; only a commit of a large blob gets more ([`Transport::commit_wait`]).
+    pub async fn send_within(
+        &self,
+        scope: Option<&str>,
+        wait: Duration,
         make: impl Fn() -> RequestBuilder,
     ) -> Result<Response, Failed> {
         let mut round = 0;
@@ -192,16 +209,9 @@ impl Transport {
             let (request, sent) = self.authorize(make(), scope)?;
             let (method, url) = (request.method().clone(), request.url().clone());
             tracing::debug!("{method} {}", shown(&url));
-            // Reads must answer within the idle timeout; requests carrying a body may take as
-            // long as the upload does.
-            let reads = method == Method::GET || method == Method::HEAD;
-            let resp = if reads {
-                tokio::time::timeout(self.idle, self.execute(request))
-                    .await
-                    .map_err(|_| self.silent(&url, "waiting for the response"))?
-            } else {
-                self.execute(request).await
-            }?;
+            let resp = tokio::time::timeout(wait, self.execute(request))
+                .await
+                .map_err(|_| self.unanswered(&method, &url, wait))??;
             let status = resp.status();
             let insufficient = challenges(resp.headers())
                 .iter()
@@ -235,7 +245,18 @@ impl Transport {
         what: &str,
         make: impl Fn() -> RequestBuilder,
     ) -> Result<Response, Failed> {
-        let resp = self.send(scope, &make).await?;
+        self.request_within(scope, what, self.idle, make).await
+    }
+
+    /// [`Transport::request`] with the answer due within `wait` ([`Transport::send_within`]).
+    pub async fn request_within(
+        &self,
+        scope: Option<&str>,
+        what: &str,
+        wait: Duration,
+        make: impl Fn() -> RequestBuilder,
+    ) -> Result<Response, Failed> {
+        let resp = self.send_within(scope, wait, &make).await?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -244,6 +265,14 @@ impl Transport {
             Err(_) => (Method::GET, resp.url().clone()),
         };
         Err(self.status_error(&method, &url, resp, what).await)
+    }
+
+    /// How long a registry may take to answer once a blob of `size` bytes is all sent (the
+    /// answer to the upload, its commit): the idle timeout, plus the time to read the blob
+    /// once more at [`COMMIT_RATE`] (a registry may digest or move it before answering).
+    pub fn commit_wait(&self, size: u64) -> Duration {
+        self.idle
+            .saturating_add(Duration::from_secs(size / COMMIT_RATE))
     }
 
     /// A request whose body cannot be made again (a streamed upload) answered 401: renew the
@@ -349,6 +378,7 @@ impl Transport {
     pub fn chunks(&self, resp: Response) -> BoxChunks {
         let url = resp.url().clone();
         let shown_url = shown(&url);
+        let length = resp.content_length();
         let stream = resp.bytes_stream().map_err(move |e| {
             std::io::Error::other(format!("reading {shown_url}: {}", error_chain(&e)))
         });
@@ -356,6 +386,8 @@ impl Transport {
             stream,
             self.idle,
             self.stalled(&url).to_string(),
+            self.too_slow(&url).to_string(),
+            length,
         ))
     }
 
@@ -365,6 +397,37 @@ impl Transport {
             url: shown(url),
             reason: format!(
                 "no answer for {} while {doing} (see --timeout)",
+                human_secs(self.idle)
+            ),
+        }
+    }
+
+    /// The network error for a request that got no answer within `wait`.
+    pub fn unanswered(&self, method: &Method, url: &Url, wait: Duration) -> StoreError {
+        let bound = if wait == self.idle {
+            "see --timeout".to_string()
+        } else {
+            format!(
+                "--timeout plus 1 s per {} MiB of the blob",
+                COMMIT_RATE >> 20
+            )
+        };
+        StoreError::Network {
+            url: shown(url),
+            reason: format!(
+                "no answer for {} while waiting for the response to {method} ({bound})",
+                human_secs(wait)
+            ),
+        }
+    }
+
+    /// The network error for a body that arrives, but below the minimum rate.
+    fn too_slow(&self, url: &Url) -> StoreError {
+        StoreError::Network {
+            url: shown(url),
+            reason: format!(
+                "the response arrived slower than {MIN_RATE_SHOWN} over {} of waiting (the \
+                 minimum rate is measured over each --timeout)",
                 human_secs(self.idle)
             ),
         }

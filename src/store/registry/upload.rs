@@ -1,8 +1,12 @@
 //! Blob upload: `POST` an upload session, send the whole source as ONE streamed `PATCH` while
 //! hashing it, then `PUT <location>?digest=<computed>` with an empty body. A failed attempt
 //! drops its session; the retry starts again from the source.
+//!
+//! Nothing here waits without a bound: the POST answers within `--timeout`; the PATCH fails
+//! when the registry takes no data for `--timeout`, and, once all is sent, when its answer
+//! takes longer than [`super::transport::Transport::commit_wait`]; the final PUT gets the same bound.
 
-use super::body::Hashing;
+use super::body::{Hashing, Stall};
 use super::transport::{header_str, human_secs, resolve_location};
 use super::{RegistryStore, DOCKER_CONTENT_DIGEST};
 use crate::digest::Digest;
@@ -57,17 +61,21 @@ impl RegistryStore {
             scope,
         )?;
         tracing::debug!("PATCH {} ({size} bytes)", shown(&location));
+        let answer = t.commit_wait(size);
         let result = tokio::select! {
             result = t.execute(request) => result,
-            () = watch.stalled(t.idle) => {
+            stall = watch.stalled(t.idle, answer) => {
                 t.discard(&location, scope).await;
-                return Err(StoreError::Network {
-                    url: shown(&location),
-                    reason: format!(
-                        "the upload of {} made no progress for {} (see --timeout)",
-                        source.describe(),
-                        human_secs(t.idle)
-                    ),
+                return Err(match stall {
+                    Stall::Sending => StoreError::Network {
+                        url: shown(&location),
+                        reason: format!(
+                            "the upload of {} made no progress for {} (see --timeout)",
+                            source.describe(),
+                            human_secs(t.idle)
+                        ),
+                    },
+                    Stall::Unanswered => t.unanswered(&Method::PATCH, &location, answer),
                 }
                 .into());
             }
@@ -128,8 +136,9 @@ impl RegistryStore {
 
         let put_url = with_digest_query(&location, &digest);
         let what = format!("blob {digest} from {}", source.describe());
+        // Committing may make the registry read the whole blob again: it gets longer.
         let resp = t
-            .request(scope, &what, || {
+            .request_within(scope, &what, t.commit_wait(size), || {
                 t.http()
                     .put(put_url.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
