@@ -1109,3 +1109,56 @@ fn an_unanswered_manifest_put_fails_within_the_timeout() {
         registry.seen()
     );
 }
+
+/// `discover` over a registry whose referrers lists repeat one referrer many times, at every
+/// level (it is also listed as its own referrer): each digest is listed and expanded once, so
+/// the walk makes a handful of requests instead of 50 + 50² + 50³ + 50⁴.
+#[test]
+fn discover_visits_each_referrer_once() {
+    let layout = Layout::with_model();
+    let referrer = format!("sha256:{}", "ab".repeat(32));
+    let entry = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "digest": referrer,
+        "size": 100,
+    });
+    let registry = Server::start(move |req, _| {
+        if req.uri.contains("/referrers/") {
+            return Answer::new(200)
+                .header("content-type", "application/vnd.oci.image.index.v1+json")
+                .json(&serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": vec![entry.clone(); 50],
+                }));
+        }
+        if req.uri == "/v2/" {
+            return Answer::new(200);
+        }
+        layout.answer(req)
+    });
+    let started = std::time::Instant::now();
+    let out = harness::bin()
+        .args([
+            "discover",
+            &format!("{}/team/m:v1", registry.addr),
+            "-o",
+            "json",
+        ])
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let top = doc["referrers"].as_array().unwrap();
+    assert_eq!(top.len(), 1, "{doc}");
+    assert_eq!(top[0]["referrers"].as_array().unwrap().len(), 0, "{doc}");
+    let listings = registry
+        .seen()
+        .iter()
+        .filter(|r| r.uri.contains("/referrers/"))
+        .count();
+    assert!(listings <= 3, "{listings} referrers requests");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}

@@ -14,12 +14,30 @@ use std::fmt;
 
 /// Referrers deeper than this are not listed (a signature of a signature of …).
 const MAX_DEPTH: usize = 4;
+/// At most this many referrers in one tree: a registry that lists more is refused.
+const MAX_NODES: usize = 10_000;
+
+/// What one walk of the tree has seen: each referrer digest is listed and expanded once,
+/// however often (or at whatever depth) a registry lists it again.
+#[derive(Default)]
+struct Walk {
+    seen: std::collections::HashSet<Digest>,
+}
 
 pub async fn run(args: DiscoverArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let target = parse_target(&args.target)?;
     let store = open_store(&target, &args.registry).await?;
     let subject = store.resolve(&target.reference()).await?;
-    let referrers = tree(store.as_ref(), &subject, args.artifact_type.as_deref(), 0).await?;
+    let mut walk = Walk::default();
+    walk.seen.insert(subject.digest.clone());
+    let referrers = tree(
+        store.as_ref(),
+        &subject,
+        args.artifact_type.as_deref(),
+        0,
+        &mut walk,
+    )
+    .await?;
     ctx.printer.result(&Discovered {
         reference: target.to_string(),
         digest: subject.digest,
@@ -74,16 +92,24 @@ fn tree<'a>(
     subject: &'a Descriptor,
     artifact_type: Option<&'a str>,
     depth: usize,
+    walk: &'a mut Walk,
 ) -> futures::future::BoxFuture<'a, anyhow::Result<Vec<Node>>> {
     Box::pin(async move {
         if depth >= MAX_DEPTH {
             return Ok(Vec::new());
         }
         let mut referrers = store.referrers(subject, artifact_type).await?;
+        referrers.retain(|r| walk.seen.insert(r.digest.clone()));
+        if walk.seen.len() > MAX_NODES {
+            anyhow::bail!(
+                "the referrers of {} go past {MAX_NODES} manifests; refusing to list more",
+                subject.digest
+            );
+        }
         referrers.sort_by_cached_key(order);
         let mut out = Vec::new();
         for r in referrers {
-            let children = tree(store, &r, None, depth + 1).await?;
+            let children = tree(store, &r, None, depth + 1, &mut *walk).await?;
             let annotation = |key| r.annotation(key).map(str::to_string);
             out.push(Node {
                 predicate_type: annotation(mt::ANNOTATION_BUNDLE_PREDICATE_TYPE),
