@@ -28,3 +28,19 @@ pub type SharedReporter = Arc<dyn Reporter>;
 pub fn silent() -> SharedReporter {
     Arc::new(Silent)
 }
+
+/// `1.5 GiB`-style sizes for people (progress, summaries, messages).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}

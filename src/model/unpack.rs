@@ -316,8 +316,8 @@ fn check_targets(
             "not enough free space to pull into {}: the model's files total {} ({total} bytes) \
              but its filesystem has {} free",
             dir.display(),
-            human_size(total),
-            human_size(fs.available)
+            crate::progress::human_size(total),
+            crate::progress::human_size(fs.available)
         )));
     }
     let root = if missing_root.is_empty() {
@@ -475,21 +475,6 @@ fn fs_limits(_dir: &Path) -> std::io::Result<FsLimits> {
         available: u64::MAX,
         name_max: 255,
     })
-}
-
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
 
 /// Remove the temporary files and staging directories an interrupted pull left in `dir`

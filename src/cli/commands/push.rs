@@ -10,6 +10,7 @@ use oci_model::digest::Digest;
 use oci_model::media_types as mt;
 use oci_model::model::cache::DigestCache;
 use oci_model::model::{push_model, PushOptions, PushedFile, WalkOptions};
+pub(crate) use oci_model::progress::human_size;
 use oci_model::reference::Target;
 use oci_model::store::Annotations;
 use serde::Serialize;
@@ -153,22 +154,6 @@ pub(crate) fn plural(n: usize, word: &str) -> String {
         word.to_string()
     } else {
         format!("{word}s")
-    }
-}
-
-/// `1.5 GiB`-style sizes for people.
-pub(crate) fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
     }
 }
 
