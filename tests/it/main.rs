@@ -10,6 +10,7 @@ mod fakes;
 mod fuzz;
 mod harness;
 mod hostile;
+mod image;
 mod integrations;
 mod interop;
 mod json_output;
