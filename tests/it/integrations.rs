@@ -806,3 +806,80 @@ fn integrations_tekton_task_pushes_signs_attests_a_trained_model_and_writes_the_
     assert!(stdout.contains("release-model-run-1"), "{stdout}");
     assert!(stdout.contains("train-and-release-x7k2p"), "{stdout}");
 }
+
+#[test]
+fn integrations_tekton_example_pipeline_wires_training_output_into_the_task() {
+    let task = integration("tekton/oci-model-task.yaml");
+    let pipeline = integration("tekton/example-pipeline.yaml");
+    assert_eq!(pipeline["apiVersion"], "tekton.dev/v1");
+    assert_eq!(pipeline["kind"], "Pipeline");
+    let tasks = pipeline["spec"]["tasks"].as_array().unwrap();
+    let train = tasks
+        .iter()
+        .find(|t| t["name"] == "train")
+        .expect("a train task");
+    let release = tasks
+        .iter()
+        .find(|t| t["taskRef"]["name"] == task["metadata"]["name"])
+        .expect("a task running oci-model-release");
+    assert!(release["runAfter"]
+        .as_array()
+        .unwrap()
+        .contains(&train["name"]));
+
+    // Every param it passes exists; every param without a default is passed.
+    let task_params = task["spec"]["params"].as_array().unwrap();
+    let passed: BTreeMap<&str, &str> = release["params"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["value"].as_str().unwrap()))
+        .collect();
+    for name in passed.keys() {
+        assert!(
+            task_params.iter().any(|p| p["name"] == *name),
+            "the Task has no param {name}"
+        );
+    }
+    for p in task_params.iter().filter(|p| p.get("default").is_none()) {
+        assert!(
+            passed.contains_key(p["name"].as_str().unwrap()),
+            "{} not passed",
+            p["name"]
+        );
+    }
+    // The model workspace is the workspace the training step wrote, at the path it wrote.
+    let binding = |t: &Value, name: &str| {
+        t["workspaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == name)
+            .map(|w| w["workspace"].clone())
+    };
+    for w in task["spec"]["workspaces"].as_array().unwrap() {
+        let name = w["name"].as_str().unwrap();
+        if w["optional"] != true {
+            assert!(
+                binding(release, name).is_some(),
+                "workspace {name} not bound"
+            );
+        }
+    }
+    let train_out = train["taskSpec"]["workspaces"][0]["name"].as_str().unwrap();
+    assert_eq!(binding(release, "model"), binding(train, train_out));
+    let script = train["taskSpec"]["steps"][0]["script"].as_str().unwrap();
+    assert!(
+        script.contains(&format!("--out {}", passed["model-path"])),
+        "the training step does not write model-path: {script}"
+    );
+    // The pipeline's result is the Task's digest.
+    let result = pipeline["spec"]["results"][0]["value"].as_str().unwrap();
+    let name = release["name"].as_str().unwrap();
+    assert_eq!(result, format!("$(tasks.{name}.results.digest)"));
+    assert!(task["spec"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "digest"));
+}
