@@ -492,6 +492,11 @@ fn check_wiring(build: &Build) -> String {
     let pod_sc = spec.security_context.as_ref().unwrap();
     assert_eq!(pod_sc.run_as_non_root, Some(true));
     assert!(pod_sc.run_as_user.unwrap() > 0);
+    // What the namespace's Pod Security "restricted" level requires.
+    assert_eq!(
+        pod_sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+        Some("RuntimeDefault")
+    );
     let sc = c.security_context.as_ref().unwrap();
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
@@ -619,6 +624,13 @@ fn check_wiring(build: &Build) -> String {
         })
         .unwrap();
     assert_eq!(ns.metadata.name.as_deref(), Some(NAMESPACE));
+    let ns_labels = ns.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        ns_labels
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("restricted")
+    );
     assert!(!ns
         .metadata
         .labels
