@@ -131,6 +131,14 @@ fn describe(err: &sigstore_tuf::Error) -> String {
 fn tuf_error(url: &str, err: sigstore_tuf::Error) -> TrustUpdateError {
     let reason = describe(&err);
     match err {
+        // A body longer than the length the signed metadata pins (or than our cap) is refused
+        // by the transport while reading; it is the content that is wrong, not the connection.
+        sigstore_tuf::Error::Transport { ref message, .. } if message.contains("exceeds max") => {
+            TrustUpdateError::Refused {
+                url: url.to_string(),
+                reason: format!("wrong length or hash: {message}"),
+            }
+        }
         sigstore_tuf::Error::Transport { .. } => TrustUpdateError::Fetch {
             url: url.to_string(),
             reason,
@@ -261,10 +269,9 @@ impl TrustCache {
         let repo = HttpRepository::new(&url)
             .map_err(|e| tuf_error(&url, e))?
             .with_http_client(client);
-        std::fs::create_dir_all(&repo_dir).map_err(|e| TrustUpdateError::Write {
-            dir: repo_dir.clone(),
-            reason: e.to_string(),
-        })?;
+        // The refresh runs in a copy of the repository's cache, which replaces it only when
+        // the whole update succeeded: a refused update leaves the cache as it was.
+        let staging = self.stage(&repo_dir)?;
         let mut updater = Updater::new(repo, &anchor)
             .map_err(|e| {
                 TrustUpdateError::Input(format!(
@@ -273,8 +280,9 @@ impl TrustCache {
                 ))
             })?
             .with_config(limits())
-            .with_store(FileStore::new(&repo_dir));
-        let now = jiff::Timestamp::now();
+            .with_store(FileStore::new(staging.path()));
+        let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
+            .expect("now is a valid time");
         updater.refresh(now).await.map_err(|e| tuf_error(&url, e))?;
         let bytes = updater
             .get_target(TRUSTED_ROOT_TARGET, now)
@@ -286,8 +294,9 @@ impl TrustCache {
                 reason,
             })?;
         if let Some(root) = given_root {
-            write_file(&repo_dir, &repo_dir.join("anchor.json"), &root)?;
+            write_file(staging.path(), &staging.path().join("anchor.json"), &root)?;
         }
+        self.commit(staging, &repo_dir)?;
         let state = State {
             tuf_url: url,
             fetched_at: now,
@@ -295,6 +304,54 @@ impl TrustCache {
         let state = serde_json::to_vec_pretty(&state).expect("state serializes");
         write_file(&self.dir, &self.state_path(), &state)?;
         Ok(cached)
+    }
+
+    fn write_err(&self, reason: impl std::fmt::Display) -> TrustUpdateError {
+        TrustUpdateError::Write {
+            dir: self.dir.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A new directory beside `repo_dir` holding a copy of what it holds (nothing on a first
+    /// update); removed when dropped unless committed.
+    fn stage(&self, repo_dir: &Path) -> Result<tempfile::TempDir, TrustUpdateError> {
+        let parent = repo_dir
+            .parent()
+            .expect("a repository directory has a parent");
+        std::fs::create_dir_all(parent).map_err(|e| self.write_err(e))?;
+        let name = repo_dir.file_name().expect("named").to_string_lossy();
+        let staging = tempfile::Builder::new()
+            .prefix(&format!("{name}."))
+            .tempdir_in(parent)
+            .map_err(|e| self.write_err(e))?;
+        if std::fs::symlink_metadata(repo_dir).is_ok() {
+            copy_tree(repo_dir, staging.path(), max_cached_file())
+                .map_err(|e| self.cache_err(e))?;
+        }
+        Ok(staging)
+    }
+
+    /// Make `staging` the repository's cache: `repo_dir` is a symbolic link to the current
+    /// copy, replaced in one rename, so a concurrent load sees the old copy or the new one.
+    fn commit(&self, staging: tempfile::TempDir, repo_dir: &Path) -> Result<(), TrustUpdateError> {
+        let parent = repo_dir
+            .parent()
+            .expect("a repository directory has a parent");
+        let previous = std::fs::read_link(repo_dir).ok();
+        let target = staging.keep();
+        let target_name = target.file_name().expect("named").to_owned();
+        let link = parent.join(format!("{}.link", target_name.to_string_lossy()));
+        std::os::unix::fs::symlink(&target_name, &link).map_err(|e| self.write_err(e))?;
+        if let Err(e) = std::fs::rename(&link, repo_dir) {
+            let _ = std::fs::remove_file(&link);
+            let _ = std::fs::remove_dir_all(&target);
+            return Err(self.write_err(format!("{}: {e}", repo_dir.display())));
+        }
+        if let Some(old) = previous {
+            let _ = std::fs::remove_dir_all(parent.join(old));
+        }
+        Ok(())
     }
 
     /// The anchor for `url`: the built-in root for the public-good repository, else the
@@ -440,6 +497,28 @@ fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// Copy the regular files under `from` into `to` (directories recreated), each at most `max`
+/// bytes.
+fn copy_tree(from: &Path, to: &Path, max: u64) -> Result<(), String> {
+    let entries = std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: {e}", from.display()))?;
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let dest = to.join(entry.file_name());
+        if kind.is_dir() {
+            std::fs::create_dir_all(&dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+            copy_tree(&path, &dest, max)?;
+        } else if kind.is_file() {
+            let bytes = read_bounded(&path, max).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::write(&dest, bytes).map_err(|e| format!("{}: {e}", dest.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Write `path` (inside `dir`) through a temporary file, so no reader sees half of it.
 fn write_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), TrustUpdateError> {
     use std::io::Write as _;
@@ -560,6 +639,10 @@ mod tests {
             ErrorKind::Remote
         );
         assert_eq!(tuf_error("u", hash).kind(), ErrorKind::Integrity);
+        let long = E::transport("http://x/targets/t.json: content-length 9 exceeds max 4");
+        let long = tuf_error("u", long);
+        assert_eq!(long.kind(), ErrorKind::Integrity);
+        assert!(long.to_string().contains("wrong length or hash"), "{long}");
     }
 
     #[test]
