@@ -610,6 +610,18 @@ mod tests {
     }
 
     #[test]
+    fn the_built_in_public_good_tuf_root_is_an_anchor() {
+        let store = sigstore_tuf::MemoryStore::new();
+        let updater = Updater::new(
+            StoreRepository::new(store),
+            SigstoreInstance::PublicGood.tuf_root(),
+        )
+        .unwrap();
+        assert!(updater.trusted().root().version >= 1);
+        assert_eq!(public_good_tuf_url(), "https://tuf-repo-cdn.sigstore.dev");
+    }
+
+    #[test]
     fn describes_each_refusal() {
         use sigstore_tuf::Error as E;
         let rollback = E::Rollback {
