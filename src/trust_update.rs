@@ -14,12 +14,14 @@
 //!
 //! Layout under `<cache dir>/trusted-root/` (see [`TrustCache`]):
 //! - `state.json`: which repository the root in use came from and when it was fetched;
-//! - `repos/<sha256 of the URL, 16 hex digits>/`: that repository's verified TUF metadata
-//!   (`root.json`, `root_history/`, `timestamp.json`, `snapshot.json`, `targets.json`), its
-//!   `targets/trusted_root.json`, and `anchor.json` (only for a repository given `--root`).
+//! - `repos/<sha256 of the URL, 16 hex digits>`: a symbolic link to the directory holding that
+//!   repository's verified TUF metadata (`root.json`, `root_history/`, `timestamp.json`,
+//!   `snapshot.json`, `targets.json`), its `targets/trusted_root.json`, and `anchor.json`
+//!   (only for a repository given `--root`); an update fills a copy and swaps the link.
 //!
-//! What a repository can make us read is bounded per file (see [`limits`]), and each request
-//! must answer within the caller's timeout.
+//! What a repository can make us read is bounded per file (`limits()`: python-tuf's metadata
+//! caps, the trusted-root cap for the target), and each request must answer within the
+//! caller's timeout.
 
 use crate::error::ErrorKind;
 use crate::verify::{TrustedRoot, MAX_TRUSTED_ROOT_SIZE};
@@ -235,8 +237,9 @@ impl TrustCache {
     }
 
     /// Fetch the newest trusted root from a TUF repository, verify it, and make it the cached
-    /// root. Fails naming what the repository got wrong; on failure the root in use stays as
-    /// it was (the version floors the refresh reached stay recorded).
+    /// root. Fails naming what the repository got wrong; on failure the cache stays as it was
+    /// (the refresh runs in a copy). The versions it trusted become the floors of the next
+    /// update: an older version is refused as a rollback.
     pub async fn update(&self, opts: &UpdateOptions) -> Result<Cached, TrustUpdateError> {
         let url = normalize_url(opts.tuf_url.as_deref().unwrap_or(public_good_tuf_url()));
         check_url(&url)?;
