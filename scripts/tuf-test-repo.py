@@ -11,6 +11,10 @@ ECDSA P-256 key per top-level role.
     tuf-test-repo.py publish REPO KEYS TRUSTED_ROOT [--expired] [--bad-signature]
                                                       # the next version of targets, snapshot
                                                       # and timestamp
+    tuf-test-repo.py rotate-root REPO KEYS TRUSTED_ROOT
+                                                      # the next root.json, with new root and
+                                                      # timestamp keys (signed by the old and
+                                                      # the new root key), then publish
 
 REPO is what the test serves; KEYS (private keys, current versions) is not served.
 --expired signs a timestamp that expired yesterday; --bad-signature signs the timestamp with a
@@ -88,6 +92,28 @@ def init(repo, keys):
     write(os.path.join(repo, "1.root.json"), to_bytes(md))
 
 
+def rotate_root(repo, keys):
+    version = max(
+        int(name.split(".")[0])
+        for name in os.listdir(repo)
+        if name.endswith(".root.json")
+    )
+    md = Metadata.from_file(os.path.join(repo, f"{version}.root.json"))
+    root = md.signed
+    old_root_signer = signer(keys, "root")
+    for role in ["root", "timestamp"]:
+        for keyid in list(root.roles[role].keyids):
+            root.revoke_key(keyid, role)
+        os.remove(os.path.join(keys, f"{role}.pem"))
+        root.add_key(signer(keys, role).public_key, role)
+    root.version = version + 1
+    root.expires = now() + datetime.timedelta(days=365)
+    md.signatures.clear()
+    md.sign(old_root_signer, append=True)
+    md.sign(signer(keys, "root"), append=True)
+    write(os.path.join(repo, f"{root.version}.root.json"), to_bytes(md))
+
+
 def publish(repo, keys, trusted_root, expired, bad_signature):
     state_path = os.path.join(keys, "version")
     version = 1
@@ -137,7 +163,7 @@ def publish(repo, keys, trusted_root, expired, bad_signature):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=["init", "publish"])
+    p.add_argument("command", choices=["init", "publish", "rotate-root"])
     p.add_argument("repo")
     p.add_argument("keys")
     p.add_argument("trusted_root")
@@ -146,6 +172,8 @@ def main():
     a = p.parse_args()
     if a.command == "init":
         init(a.repo, a.keys)
+    if a.command == "rotate-root":
+        rotate_root(a.repo, a.keys)
     publish(a.repo, a.keys, a.trusted_root, a.expired, a.bad_signature)
     print(json.dumps({"repo": a.repo}))
     return 0

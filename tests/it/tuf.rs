@@ -2,7 +2,7 @@
 //! python-tuf (the reference implementation, in the project's venv) builds and signs
 //! (`scripts/tuf-test-repo.py`), served over HTTP on 127.0.0.1. A fresh fetch is then used by
 //! every command (shown by a bundle that only the new root trusts), a newer version replaces
-//! it, and a rolled-back, expired, badly signed or tampered repository is refused, leaving the
+//! it (also across a rotation of the repository's own root keys), and a rolled-back, expired, badly signed or tampered repository is refused, leaving the
 //! cache as it was. With no update ever run, commands use the embedded root and touch no
 //! network. Each test has its own cache directory (XDG_CACHE_HOME).
 
@@ -321,6 +321,20 @@ fn fresh_fetch_is_used_by_every_command_and_a_newer_version_replaces_it() {
     // The first fake's log is no longer trusted.
     let (code, _, stderr) = verify(&repo, &target, &public);
     assert_eq!(code, 1, "{stderr}");
+
+    // The repository rotates its root and timestamp keys (root version 2, signed by the old
+    // and the new root key) and publishes the first root again: the update follows the chain.
+    repo.script(&["rotate-root"], &fake.trusted_root_path);
+    let (code, stdout, stderr) = repo.update(&server.url, false);
+    assert_eq!(code, 0, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["cached"]["tufRootVersion"], 2, "{doc:#}");
+    assert_eq!(doc["cached"]["targetsVersion"], 3, "{doc:#}");
+    // Loading re-verifies the chain from the first root offline, and the root verifies again.
+    let status = repo.status();
+    assert_eq!(status["cached"]["tufRootVersion"], 2);
+    let (code, _, stderr) = verify(&repo, &target, &public);
+    assert_eq!(code, 0, "{stderr}");
 }
 
 /// Update to version 2 of a repository, keeping a copy of version 1.
