@@ -27,6 +27,10 @@
 //!   (read with `signing::oms`).
 //! - [`sigstore_ops`]: joins the above with a store: sign/attest a target (push referrers),
 //!   gather and verify a target's referrers.
+//! - [`trust_update`]: the trusted root that stays current: `trusted-root update` fetches it
+//!   through TUF into the user's cache, and every command loads it from there (re-verified,
+//!   offline) when it is not older than the embedded root. Uses `verify` (to parse roots) and
+//!   leaves; the only TUF client.
 //! - [`progress`]: the `Reporter` trait the library calls; the CLI draws bars.
 //! - [`untrusted`]: a leaf; the one escaping of registry-controlled strings for a terminal
 //!   (`Untrusted<T>`), used by every text report and at the printing boundary.
@@ -46,5 +50,6 @@ pub mod secret;
 pub mod signing;
 pub mod sigstore_ops;
 pub mod store;
+pub mod trust_update;
 pub mod untrusted;
 pub mod verify;

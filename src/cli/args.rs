@@ -92,7 +92,7 @@ pub enum Command {
     Login(LoginArgs),
     /// Remove stored registry credentials.
     Logout(LogoutArgs),
-    /// Show the Sigstore trusted root in use.
+    /// Show the Sigstore trusted root in use, or update it through TUF.
     #[command(subcommand)]
     TrustedRoot(TrustedRootCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout
@@ -167,7 +167,8 @@ pub struct PolicyOpts {
     /// Keyless: an anchored regular expression the OIDC issuer must match.
     #[arg(long = "certificate-oidc-issuer-regexp", value_name = "REGEX")]
     pub issuer_regexp: Option<String>,
-    /// Sigstore trusted_root.json (default: the public-good instance, embedded).
+    /// Sigstore trusted_root.json (default: the public-good root: the one `trusted-root update`
+    /// cached, when not older than the embedded one, else the embedded one).
     #[arg(long, value_name = "FILE")]
     pub trusted_root: Option<PathBuf>,
     /// How many distinct trusted signers must have signed (default 1).
@@ -232,7 +233,7 @@ pub struct SignerOpts {
     pub tlog_upload: Option<bool>,
     /// The Sigstore trusted_root.json new bundles must verify against before anything is
     /// published, with --keyless or --key --tlog-upload=true (default: from --signing-config,
-    /// else the public-good root).
+    /// else the public-good root, as `trusted-root update` cached it or embedded).
     #[arg(long, value_name = "FILE")]
     pub trusted_root: Option<PathBuf>,
 }
@@ -546,10 +547,32 @@ pub struct LogoutArgs {
 pub enum TrustedRootCommand {
     /// Print the CAs, transparency logs, CT logs and timestamp authorities trusted.
     Show {
-        /// Trusted root file (default: embedded public-good root).
+        /// Trusted root file (default: the root in use, see `trusted-root status`).
         #[arg(long, value_name = "FILE")]
         trusted_root: Option<PathBuf>,
     },
+    /// Fetch the newest trusted root through TUF into the cache; every command then uses it.
+    ///
+    /// The only command that fetches a trusted root: the others stay offline and use the
+    /// cached root (re-verified) when it is not older than the embedded one.
+    Update(TrustedRootUpdateArgs),
+    /// Which trusted root commands use (cached or embedded), where the cache is, and what it
+    /// holds. Offline.
+    Status,
+}
+
+#[derive(Args, Debug)]
+pub struct TrustedRootUpdateArgs {
+    /// The TUF repository (default: the Sigstore public-good one, https://tuf-repo-cdn.sigstore.dev).
+    #[arg(long, value_name = "URL")]
+    pub tuf_url: Option<String>,
+    /// The TUF root.json to trust for a repository other than the public-good one (needed on
+    /// its first update; kept in the cache for the next ones).
+    #[arg(long, value_name = "ROOT_JSON")]
+    pub root: Option<PathBuf>,
+    /// Seconds each request may take to answer or stall.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ pub mod settings;
 
 use args::{Cli, Command};
 use commands::{
-    attest, completion, copy, discover, keys, local, login, pull, push, sign, verify, verify_bundle,
+    attest, completion, copy, discover, keys, local, login, pull, push, sign, trusted_root, verify,
+    verify_bundle,
 };
 use ctx::Ctx;
 
@@ -50,7 +51,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::GenerateKeyPair(a) => keys::generate(a, ctx).await,
         Command::Login(a) => login::login(a, ctx).await,
         Command::Logout(a) => login::logout(a, ctx).await,
-        Command::TrustedRoot(a) => verify_bundle::trusted_root(a, ctx).await,
+        Command::TrustedRoot(a) => trusted_root::run(a, ctx).await,
         Command::Completion(a) => completion::run(a, ctx),
     }
 }

@@ -3,16 +3,20 @@
 //! verification failure (exit 1).
 
 use super::args::PolicyOpts;
-use super::exit::{Failure, InputError as _};
+use super::exit::Failure;
 use oci_model::attest::resolve_predicate_type;
 use oci_model::verify::{
     ManifestBinding, Matcher, Policy, PolicyFile, ProvenanceRequirements, SignerPolicy, TrustedKey,
     TrustedRoot,
 };
 
-/// The trusted root: `--trusted-root FILE` or the embedded public-good root.
-pub fn trusted_root(opts: &PolicyOpts) -> anyhow::Result<TrustedRoot> {
-    TrustedRoot::load(opts.trusted_root.as_deref()).input()
+/// The trusted root: `--trusted-root FILE`, else the public-good root (cached by
+/// `trusted-root update`, or embedded).
+pub fn trusted_root(
+    opts: &PolicyOpts,
+    settings: &super::settings::Settings,
+) -> anyhow::Result<TrustedRoot> {
+    super::commands::trusted_root::trusted_root(opts.trusted_root.as_deref(), settings)
 }
 
 /// True when any signer flag (key or identity) is given.

@@ -549,8 +549,12 @@ pub struct ServiceFlags {
     pub fulcio_url: Option<String>,
     pub rekor_url: Option<String>,
     pub tsa_url: Option<String>,
-    /// `--trusted-root FILE`; else the ClientTrustConfig's root; else the public-good root.
+    /// `--trusted-root FILE`; else the ClientTrustConfig's root; else `default_trusted_root`;
+    /// else the embedded public-good root.
     pub trusted_root: Option<std::path::PathBuf>,
+    /// The public-good root to use instead of the embedded one (the one `trusted-root update`
+    /// cached, see `crate::trust_update::current`).
+    pub default_trusted_root: Option<TrustedRoot>,
 }
 
 impl ServiceFlags {
@@ -588,7 +592,10 @@ impl ServiceFlags {
                 TrustedRoot::from_json(&json, &format!("{name} (trustedRoot)"))
                     .map_err(trust_err)?
             }
-            (None, None) => TrustedRoot::production().map_err(trust_err)?,
+            (None, None) => match &self.default_trusted_root {
+                Some(root) => root.clone(),
+                None => TrustedRoot::production().map_err(trust_err)?,
+            },
         };
         Ok((services, trusted_root))
     }

@@ -39,5 +39,5 @@ pub use policy::{
 };
 pub use policy_file::PolicyFile;
 pub use report::{BundleReport, Report};
-pub use trust::{TrustedRoot, TrustedRootSummary};
+pub use trust::{TrustedRoot, TrustedRootSummary, MAX_TRUSTED_ROOT_SIZE};
 pub use types::{canonical_pem, Artifact, BundleKind, Check, CheckName, Signer, VerifyOptions};

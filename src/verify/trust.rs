@@ -1,6 +1,7 @@
 //! The Sigstore trusted root: which Fulcio CAs, Rekor logs, CT logs and timestamp authorities
 //! are trusted. Loaded from a `trusted_root.json` file or, by default, the public-good
-//! production root embedded in the binary. Never fetched: there is no TUF client here.
+//! production root embedded in the binary. Never fetched here: `crate::trust_update` fetches
+//! newer roots through TUF (only when the user asks) and hands them over as JSON.
 
 use super::error::VerifyError;
 use serde::Serialize;
@@ -13,8 +14,8 @@ use std::sync::Arc;
 pub const PRODUCTION_TRUSTED_ROOT_JSON: &str =
     include_str!("../../assets/trusted_root.production.json");
 
-/// Largest trusted_root.json we read.
-const MAX_TRUSTED_ROOT_SIZE: u64 = 4 * 1024 * 1024;
+/// Largest trusted_root.json we read (from a file or a TUF repository).
+pub const MAX_TRUSTED_ROOT_SIZE: u64 = 4 * 1024 * 1024;
 
 /// A parsed trusted root, ready to verify with (the verifier's key rings are built once).
 #[derive(Clone)]
@@ -99,6 +100,20 @@ impl TrustedRoot {
             Some(p) => Self::from_file(p),
             None => Self::production(),
         }
+    }
+
+    /// The latest start of any validity window in this root (Fulcio CAs, Rekor and CT log
+    /// keys, TSAs): how recent its newest key is. A root that Sigstore rotated adds keys that
+    /// start later, so of two roots of one instance the one with the later value is newer.
+    pub fn newest_key_start(&self) -> Option<jiff::Timestamp> {
+        let root = &self.inner.root;
+        let starts =
+            (root.certificate_authorities.iter()).filter_map(|c| c.valid_for.map(|v| v.start));
+        let tlogs = (root.tlogs.iter()).map(|t| &t.public_key);
+        let logs = (tlogs.chain(root.ctlogs.iter().map(|t| &t.public_key)))
+            .filter_map(|k| k.valid_for.map(|v| v.start));
+        let tsas = (root.timestamp_authorities.iter()).filter_map(|t| t.valid_for.map(|v| v.start));
+        starts.chain(logs).chain(tsas).max()
     }
 
     /// Where this root came from.
@@ -308,6 +323,32 @@ mod tests {
             );
             assert!(err.to_string().contains("test.json"), "{err}");
         }
+    }
+
+    #[test]
+    fn newest_key_start_is_the_latest_validity_start() {
+        let root = TrustedRoot::production().unwrap();
+        // The embedded root's newest key: Rekor v2 log2025-1 (2025-09-23).
+        let newest = root.newest_key_start().unwrap();
+        assert!(
+            newest >= "2025-09-23T00:00:00Z".parse().unwrap(),
+            "{newest}"
+        );
+        assert!(newest < "2026-01-01T00:00:00Z".parse().unwrap(), "{newest}");
+        let later = PRODUCTION_TRUSTED_ROOT_JSON.replacen(
+            "\"start\": \"2025-09-23T00:00:00Z\"",
+            "\"start\": \"2030-01-01T00:00:00.000Z\"",
+            1,
+        );
+        assert_ne!(
+            later, PRODUCTION_TRUSTED_ROOT_JSON,
+            "the test edits a start date"
+        );
+        let later = TrustedRoot::from_json(&later, "later").unwrap();
+        assert_eq!(
+            later.newest_key_start().unwrap(),
+            "2030-01-01T00:00:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
     }
 
     #[test]

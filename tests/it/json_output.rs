@@ -9,7 +9,7 @@ use crate::support::{output, small_model};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-fn schema(command: &str) -> Value {
+pub(crate) fn schema(command: &str) -> Value {
     let path = harness::project_root()
         .join("docs/schemas")
         .join(format!("{command}.schema.json"));
@@ -31,7 +31,13 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 /// Every way `value` breaks `schema` (empty: it matches).
-fn check(root: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+pub(crate) fn check(
+    root: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    errors: &mut Vec<String>,
+) {
     if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
         let name = r.strip_prefix("#/$defs/").expect("local $ref");
         return check(root, &root["$defs"][name], value, at, errors);

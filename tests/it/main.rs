@@ -29,4 +29,5 @@ mod smoke;
 mod store_contract;
 mod support;
 mod transaction;
+mod tuf;
 mod verify_bundle;

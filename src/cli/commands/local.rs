@@ -167,7 +167,7 @@ pub async fn verify_local(args: VerifyLocalArgs, ctx: &Ctx) -> anyhow::Result<()
             "verify-local needs --key PUBLIC_KEY (or --certificate-identity with --certificate-oidc-issuer)",
         ));
     }
-    let trust = crate::cli::policy::trusted_root(&args.policy)?;
+    let trust = crate::cli::policy::trusted_root(&args.policy, &ctx.settings)?;
     let sig_name = args.signature.display().to_string();
     let bundle = super::read_limited(&args.signature, "signature", MAX_LOCAL_SIGNATURE)?;
 

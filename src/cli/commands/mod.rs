@@ -11,6 +11,7 @@ pub mod pull;
 pub mod push;
 pub mod sign;
 pub mod signer;
+pub mod trusted_root;
 pub mod verify;
 pub mod verify_bundle;
 

@@ -76,7 +76,7 @@ fn key_signer(key: PrivateKey, opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<B
     if opts.tlog_upload != Some(true) {
         return Ok(Box::new(KeySigner::new(key)));
     }
-    let flags = service_flags(opts);
+    let flags = service_flags(opts, ctx)?;
     let signer = oci_model::signing::bundle::key_signer_with_tlog(key, &flags)
         .map_err(anyhow::Error::new)?;
     ctx.printer.note(&format!(
@@ -110,22 +110,28 @@ impl LoginUi for TerminalLogin {
 }
 
 /// `--signing-config`, the URL overrides and `--trusted-root`, for keyless signing and for
-/// `--key --tlog-upload=true`.
-pub fn service_flags(opts: &SignerOpts) -> ServiceFlags {
-    ServiceFlags {
+/// `--key --tlog-upload=true`; without `--trusted-root`, the public-good root in use (cached
+/// by `trusted-root update`, or embedded).
+pub fn service_flags(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<ServiceFlags> {
+    let default_trusted_root = match &opts.trusted_root {
+        Some(_) => None,
+        None => Some(super::trusted_root::trusted_root(None, &ctx.settings)?),
+    };
+    Ok(ServiceFlags {
         signing_config: opts.signing_config.clone(),
         fulcio_url: opts.fulcio_url.clone(),
         rekor_url: opts.rekor_url.clone(),
         tsa_url: opts.tsa_url.clone(),
         trusted_root: opts.trusted_root.clone(),
-    }
+        default_trusted_root,
+    })
 }
 
 /// The keyless signer for this run: one token exchange, one certificate.
 async fn keyless_signer(opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dyn Signer>> {
     let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let setup = KeylessSetup {
-        services: service_flags(opts),
+        services: service_flags(opts, ctx)?,
         tlog_upload: opts.tlog_upload,
         sources: TokenSources {
             explicit: opts.identity_token.clone(),

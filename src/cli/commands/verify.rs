@@ -20,8 +20,9 @@ async fn verify_artifact(
     target: &Target,
     store: &dyn Store,
     artifact: &ModelArtifact,
+    ctx: &Ctx,
 ) -> anyhow::Result<(Report, Vec<BoundBundle>)> {
-    let trust = crate::cli::policy::trusted_root(policy_opts)?;
+    let trust = crate::cli::policy::trusted_root(policy_opts, &ctx.settings)?;
     let repository = target.repository_name();
     let policy = crate::cli::policy::policy(policy_opts, Some(&repository))?;
     let shown = strip_digest(target);
@@ -40,7 +41,7 @@ pub async fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("verify {target}"))?;
     let (report, verified) =
-        verify_artifact(&args.policy, &target, store.as_ref(), &artifact).await?;
+        verify_artifact(&args.policy, &target, store.as_ref(), &artifact, ctx).await?;
     let attestations = args.show_attestations.then(|| {
         verified
             .iter()
@@ -148,7 +149,7 @@ pub async fn verify_before_pull(
     artifact: &ModelArtifact,
     ctx: &Ctx,
 ) -> anyhow::Result<Report> {
-    let (report, _) = verify_artifact(policy_opts, target, store, artifact).await?;
+    let (report, _) = verify_artifact(policy_opts, target, store, artifact, ctx).await?;
     if report.ok {
         // One line on success; the whole report only when something failed.
         let signers: Vec<String> = report

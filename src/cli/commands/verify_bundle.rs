@@ -1,6 +1,6 @@
-//! `verify-bundle` and `trusted-root show` (`verify <TARGET>` lives in verify.rs).
+//! `verify-bundle` (`verify <TARGET>` lives in verify.rs).
 
-use crate::cli::args::{TrustedRootCommand, VerifyBundleArgs};
+use crate::cli::args::VerifyBundleArgs;
 use crate::cli::ctx::Ctx;
 use crate::cli::exit::{Failure, InputError as _};
 use crate::cli::printer::Rendered;
@@ -18,7 +18,7 @@ pub async fn run(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
             "a bundle is checked against the artifact or digest given, which it must sign",
         )],
     )?;
-    let trust = crate::cli::policy::trusted_root(&args.policy)?;
+    let trust = crate::cli::policy::trusted_root(&args.policy, &ctx.settings)?;
     let mut policy = crate::cli::policy::policy(&args.policy, None)?;
     // One artifact: the bundle counts as a signature whatever its predicate type.
     policy.signature_kinds = SignatureKinds::Any;
@@ -76,17 +76,4 @@ pub async fn run(args: VerifyBundleArgs, ctx: &Ctx) -> anyhow::Result<()> {
     ctx.printer
         .result(&Rendered::new(&report, report.to_text()));
     Ok(())
-}
-
-/// `trusted-root show`: the CAs, transparency logs, CT logs and TSAs trusted.
-pub async fn trusted_root(cmd: TrustedRootCommand, ctx: &Ctx) -> anyhow::Result<()> {
-    match cmd {
-        TrustedRootCommand::Show { trusted_root } => {
-            let root = oci_model::verify::TrustedRoot::load(trusted_root.as_deref()).input()?;
-            let summary = root.summary();
-            ctx.printer
-                .result(&Rendered::new(&summary, summary.to_text()));
-            Ok(())
-        }
-    }
 }
