@@ -255,6 +255,8 @@ pub struct PushArgs {
     /// Model name recorded in the config (default: the directory name).
     #[arg(long)]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub model_config: ModelConfigOpts,
     /// Manifest annotation KEY=VALUE. Repeatable.
     #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
@@ -262,6 +264,40 @@ pub struct PushArgs {
     pub registry: RegistryOpts,
     #[command(flatten)]
     pub transfer: TransferOpts,
+}
+
+/// What the ModelPack config says about the model (`descriptor` and `config` of the spec).
+/// A flag wins over the same field of --config-file.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Model config (ModelPack descriptor and config fields)")]
+pub struct ModelConfigOpts {
+    /// JSON file with the config's `descriptor` and/or `config` objects, in the spec's field
+    /// names, e.g. {"descriptor": {"family": "llama3", "licenses": ["Apache-2.0"]},
+    /// "config": {"architecture": "transformer", "paramSize": "8b", "precision": "bf16"}}.
+    /// `modelfs` is computed and refused here.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// config.architecture, e.g. transformer.
+    #[arg(long)]
+    pub architecture: Option<String>,
+    /// config.format, e.g. safetensors, gguf (default: detected from the weight files).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// config.paramSize, e.g. 8b.
+    #[arg(long, value_name = "SIZE")]
+    pub param_size: Option<String>,
+    /// config.precision, e.g. bf16.
+    #[arg(long)]
+    pub precision: Option<String>,
+    /// config.quantization, e.g. awq, q4_k_m.
+    #[arg(long)]
+    pub quantization: Option<String>,
+    /// descriptor.family, e.g. llama3.
+    #[arg(long)]
+    pub family: Option<String>,
+    /// descriptor.version.
+    #[arg(long = "model-version", value_name = "VERSION")]
+    pub model_version: Option<String>,
 }
 
 #[derive(Args, Debug)]
