@@ -2,6 +2,7 @@
 
 use crate::digest::Digest;
 use crate::media_types as mt;
+use crate::store::referrers::{list_typed, Listed};
 use crate::store::{
     fetch_small_blob, Annotations, BytesSource, Descriptor, ImageManifest, Referrer, Store,
     StoreError,
@@ -102,17 +103,16 @@ pub async fn find_bundles(
     store: &dyn Store,
     subject: &Descriptor,
 ) -> Result<Vec<FoundBundle>, StoreError> {
-    let referrers = store
-        .referrers(subject, Some(mt::SIGSTORE_BUNDLE_V03))
-        .await?;
+    // Each referrer digest once, typed by its own manifest where the list does not say (the
+    // same listing `discover` shows).
+    let referrers = list_typed(store, subject, Some(mt::SIGSTORE_BUNDLE_V03)).await?;
     let mut found = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for referrer in referrers {
-        // A registry may list one referrer many times: each is read and checked once.
-        if !seen.insert(referrer.digest.clone()) {
-            continue;
-        }
-        let result = read_bundle(store, &referrer, subject).await;
+    for Listed {
+        descriptor: referrer,
+        manifest,
+    } in referrers
+    {
+        let result = read_bundle(store, &referrer, manifest, subject).await;
         let (annotated_predicate_type, bundle) = match result {
             Ok((pt, b)) => (pt, Ok(b)),
             Err(e) => (None, Err(e)),
@@ -126,20 +126,26 @@ pub async fn find_bundles(
     Ok(found)
 }
 
+/// Read the bundle of `referrer`, whose manifest the listing may have fetched already.
 async fn read_bundle(
     store: &dyn Store,
     referrer: &Descriptor,
+    fetched: Option<Referrer>,
     subject: &Descriptor,
 ) -> Result<(Option<String>, Bytes), BundleReadError> {
-    let raw = store
-        .fetch_manifest(referrer.digest.as_str())
-        .await
-        .map_err(|source| BundleReadError::Manifest {
-            digest: referrer.digest.clone(),
-            source,
-        })?;
-    let referrer_manifest =
-        Referrer::new(raw.bytes, &subject.digest).map_err(BundleReadError::Referrer)?;
+    let referrer_manifest = match fetched {
+        Some(r) => r,
+        None => {
+            let raw = store
+                .fetch_manifest(referrer.digest.as_str())
+                .await
+                .map_err(|source| BundleReadError::Manifest {
+                    digest: referrer.digest.clone(),
+                    source,
+                })?;
+            Referrer::new(raw.bytes, &subject.digest).map_err(BundleReadError::Referrer)?
+        }
+    };
     let manifest = referrer_manifest.manifest();
     let layer = manifest
         .layers
