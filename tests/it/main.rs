@@ -5,6 +5,7 @@ mod attest_lib;
 mod binding;
 mod cli_edges;
 mod conformance;
+mod ecosystem;
 mod fakes;
 mod fuzz;
 mod harness;
