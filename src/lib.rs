@@ -25,8 +25,9 @@
 //!   nothing, and alone builds the verified results: a signature becomes a bundle policy
 //!   evaluation accepts only once its subject is bound to the artifact or the model's files
 //!   (read with `signing::oms`).
-//! - [`sigstore_ops`]: joins the above with a store: sign/attest a target (push referrers),
-//!   gather and verify a target's referrers.
+//! - [`sigstore_ops`]: joins the above with a store: sign/attest a target (any manifest or
+//!   index; a model also gets its per-file signature) (push referrers), gather and verify a
+//!   target's referrers.
 //! - [`progress`]: the `Reporter` trait the library calls; the CLI draws bars.
 //! - [`untrusted`]: a leaf; the one escaping of registry-controlled strings for a terminal
 //!   (`Untrusted<T>`), used by every text report and at the printing boundary.

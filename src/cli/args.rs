@@ -258,8 +258,6 @@ pub struct PushArgs {
     /// Model name recorded in the config (default: the directory name).
     #[arg(long)]
     pub name: Option<String>,
-    #[command(flatten)]
-    pub model_config: ModelConfigOpts,
     /// Manifest annotation KEY=VALUE. Repeatable.
     #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
@@ -267,6 +265,9 @@ pub struct PushArgs {
     pub registry: RegistryOpts,
     #[command(flatten)]
     pub transfer: TransferOpts,
+    /// Last: its help heading applies to what follows it.
+    #[command(flatten)]
+    pub model_config: ModelConfigOpts,
 }
 
 /// What the ModelPack config says about the model (`descriptor` and `config` of the spec).
