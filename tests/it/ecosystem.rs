@@ -657,3 +657,61 @@ fn validate(config: &Value) -> Result<(), String> {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+/// A model-signing (per-file) signature attached to something that is not a model has no
+/// files to bind: it counts for nothing, and the report says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_signature_on_a_non_model_counts_for_nothing() {
+    use oci_model::media_types as mt;
+    use oci_model::reference::Target;
+    use oci_model::store::{self, StoreOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::new(&tmp.path().join("layout"));
+    layout.image("amd64", Some("v1"));
+    let target = format!("oci:{}:v1", layout.dir.display());
+    let (key, public) = keypair(tmp.path(), "k");
+    let files = tmp.path().join("files");
+    write_model(&files, &[("hello.txt", b"hello from amd64\n")]);
+    let signature = tmp.path().join("model.sig");
+    let (code, _, stderr) = run(&[
+        "sign-local",
+        files.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--signature",
+        signature.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let s = store::open(&Target::parse(&target).unwrap(), &StoreOptions::default())
+        .await
+        .unwrap();
+    let image = s.resolve("v1").await.unwrap();
+    oci_model::sigstore_ops::push_bundle_referrer(
+        s.as_ref(),
+        &std::fs::read(&signature).unwrap(),
+        mt::PREDICATE_MODEL_SIGNING,
+        &image,
+    )
+    .await
+    .unwrap();
+    let (code, report, _) = verify(&target, &public, &[]);
+    assert_eq!(code, 1, "{report}");
+    let bundles = report["bundles"].as_array().unwrap();
+    assert_eq!(bundles.len(), 1, "{report}");
+    assert_eq!(bundles[0]["ok"], false);
+    let error = bundles[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("a model-signing (per-file) signature")
+            && error.contains("is not a model (image)"),
+        "{error}"
+    );
+    // Signed over its manifest digest, it verifies; the file signature still counts for nothing.
+    let signed = run_json(&["sign", &target, "--key", key.to_str().unwrap()]);
+    assert_eq!(signed["kind"], "image");
+    let (code, report, stderr) = verify(&target, &public, &[]);
+    assert_eq!(code, 0, "{stderr}\n{report}");
+    assert_eq!(
+        verified_predicates(&report),
+        ["https://sigstore.dev/cosign/sign/v1"]
+    );
+}
