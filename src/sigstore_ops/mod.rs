@@ -18,7 +18,7 @@ pub mod verify;
 pub use bundles::{
     find_bundles, push_bundle_referrer, referrer_manifest, BundleReadError, FoundBundle,
 };
-pub use sign::{attest_model, model_statement, sign_target, SignOutcome};
+pub use sign::{attest_model, model_statement, sign_model, sign_target, SignOutcome};
 pub use target::{fetch_target, SignTarget};
 pub use verify::verify_target;
 

@@ -11,14 +11,13 @@ use crate::store::{Descriptor, Store};
 /// What `sign` pushed.
 #[derive(Debug)]
 pub struct SignOutcome {
-    /// The model-signing (OMS) bundle JSON, for a model.
-    pub model_bundle: Option<Vec<u8>>,
-    /// The cosign-style bundle JSON, unless it was not asked for.
-    pub cosign_bundle: Option<Vec<u8>>,
+    /// The model-signing (OMS) bundle JSON; for a non-model, the cosign-style bundle (what
+    /// `--bundle-out` writes).
+    pub model_bundle: Vec<u8>,
     pub signer: String,
-    /// Referrer manifests pushed: the OMS signature (models), then the cosign-style one.
+    /// Referrer manifests pushed: the OMS signature, then the cosign-style one if asked.
     pub referrers: Vec<(String, Descriptor)>,
-    /// Number of files the model-signing signature covers (0 for a non-model).
+    /// Number of files the signature covers (0 for a non-model).
     pub files: usize,
 }
 
@@ -35,12 +34,51 @@ pub fn model_statement(artifact: &ModelArtifact, name: &str) -> Result<ModelStat
     Ok(statement)
 }
 
-/// Sign any manifest or index: reads only the manifest. For a model, the OMS statement
-/// (layer digests are the file digests); for every target — unless `with_cosign` is false — a
-/// cosign-style statement over the manifest digest. Each bundle is pushed as a referrer of
-/// the manifest. Every bundle is signed before anything is pushed, so a signer that refuses
-/// (e.g. keyless checks) leaves no trace. A non-model with `with_cosign` false has nothing to
-/// sign: an input error.
+/// Sign a model: reads only the manifest (layer digests are the file digests), signs the OMS
+/// statement and — unless `with_cosign` is false — a cosign-style statement over the manifest
+/// digest, then pushes each bundle as a referrer of the manifest. Both bundles are signed
+/// before anything is pushed, so a signer that refuses (e.g. keyless checks) leaves no trace.
+pub async fn sign_model(
+    store: &dyn Store,
+    artifact: &ModelArtifact,
+    name: &str,
+    signer: &dyn Signer,
+    with_cosign: bool,
+) -> Result<SignOutcome, OpsError> {
+    let statement = model_statement(artifact, name)?;
+    let model_bundle = signer
+        .sign_dsse(mt::IN_TOTO_PAYLOAD_TYPE, &statement.to_payload())
+        .await?;
+    let cosign_bundle = if with_cosign {
+        Some(
+            signer
+                .sign_dsse(
+                    mt::IN_TOTO_PAYLOAD_TYPE,
+                    &oms::cosign_statement(&artifact.descriptor.digest),
+                )
+                .await?,
+        )
+    } else {
+        None
+    };
+    let mut referrers = Vec::new();
+    let bundles = std::iter::once((mt::PREDICATE_MODEL_SIGNING, &model_bundle.json))
+        .chain((cosign_bundle.as_ref()).map(|b| (mt::PREDICATE_COSIGN_SIGN, &b.json)));
+    for (predicate_type, json) in bundles {
+        let d = push_bundle_referrer(store, json, predicate_type, &artifact.descriptor).await?;
+        referrers.push((predicate_type.to_string(), d));
+    }
+    Ok(SignOutcome {
+        signer: model_bundle.signer.clone(),
+        model_bundle: model_bundle.json,
+        referrers,
+        files: statement.resources.len(),
+    })
+}
+
+/// Sign any manifest or index: a model as [`sign_model`] does; anything else with only the
+/// cosign-style bundle over its manifest digest (there are no model files to list). A
+/// non-model with `with_cosign` false would get no signature: an input error, nothing pushed.
 pub async fn sign_target(
     store: &dyn Store,
     target: &SignTarget,
@@ -48,12 +86,10 @@ pub async fn sign_target(
     signer: &dyn Signer,
     with_cosign: bool,
 ) -> Result<SignOutcome, OpsError> {
-    let statement = target
-        .model
-        .as_ref()
-        .map(|m| model_statement(m, name))
-        .transpose()?;
-    if statement.is_none() && !with_cosign {
+    if let Some(model) = &target.model {
+        return sign_model(store, model, name, signer, with_cosign).await;
+    }
+    if !with_cosign {
         return Err(ModelError::Input(format!(
             "{} is not a model ({}): only the cosign-style signature over its manifest digest can be written, and it was turned off",
             target.digest(),
@@ -61,46 +97,24 @@ pub async fn sign_target(
         ))
         .into());
     }
-    let model_bundle = match &statement {
-        Some(s) => Some(
-            signer
-                .sign_dsse(mt::IN_TOTO_PAYLOAD_TYPE, &s.to_payload())
-                .await?,
-        ),
-        None => None,
-    };
-    let cosign_bundle = if with_cosign {
-        Some(
-            signer
-                .sign_dsse(
-                    mt::IN_TOTO_PAYLOAD_TYPE,
-                    &oms::cosign_statement(target.digest()),
-                )
-                .await?,
+    let bundle = signer
+        .sign_dsse(
+            mt::IN_TOTO_PAYLOAD_TYPE,
+            &oms::cosign_statement(target.digest()),
         )
-    } else {
-        None
-    };
-    let signer_name = model_bundle
-        .as_ref()
-        .or(cosign_bundle.as_ref())
-        .map(|b| b.signer.clone())
-        .unwrap_or_default();
-    let mut referrers = Vec::new();
-    let bundles = (model_bundle.as_ref())
-        .map(|b| (mt::PREDICATE_MODEL_SIGNING, &b.json))
-        .into_iter()
-        .chain((cosign_bundle.as_ref()).map(|b| (mt::PREDICATE_COSIGN_SIGN, &b.json)));
-    for (predicate_type, json) in bundles {
-        let d = push_bundle_referrer(store, json, predicate_type, &target.descriptor).await?;
-        referrers.push((predicate_type.to_string(), d));
-    }
+        .await?;
+    let d = push_bundle_referrer(
+        store,
+        &bundle.json,
+        mt::PREDICATE_COSIGN_SIGN,
+        &target.descriptor,
+    )
+    .await?;
     Ok(SignOutcome {
-        signer: signer_name,
-        files: statement.as_ref().map_or(0, |s| s.resources.len()),
-        model_bundle: model_bundle.map(|b| b.json),
-        cosign_bundle: cosign_bundle.map(|b| b.json),
-        referrers,
+        signer: bundle.signer,
+        model_bundle: bundle.json,
+        referrers: vec![(mt::PREDICATE_COSIGN_SIGN.to_string(), d)],
+        files: 0,
     })
 }
 

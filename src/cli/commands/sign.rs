@@ -51,12 +51,7 @@ pub async fn run(args: SignArgs, ctx: &Ctx) -> anyhow::Result<()> {
     if let Some(path) = &args.bundle_out {
         // The model-signing bundle for a model (what model_signing verifies), else the
         // cosign-style one.
-        let bundle = outcome
-            .model_bundle
-            .as_ref()
-            .or(outcome.cosign_bundle.as_ref())
-            .expect("sign_target signs at least one bundle");
-        super::write_atomically(path, bundle, super::WriteMode::public(true))?;
+        super::write_atomically(path, &outcome.model_bundle, super::WriteMode::public(true))?;
     }
     ctx.printer.result(&Signed {
         ok: true,
