@@ -25,8 +25,9 @@
 //!   nothing, and alone builds the verified results: a signature becomes a bundle policy
 //!   evaluation accepts only once its subject is bound to the artifact or the model's files
 //!   (read with `signing::oms`).
-//! - [`sigstore_ops`]: joins the above with a store: sign/attest a target (push referrers),
-//!   gather and verify a target's referrers.
+//! - [`sigstore_ops`]: joins the above with a store: sign/attest a target (any manifest or
+//!   index; a model also gets its per-file signature) (push referrers), gather and verify a
+//!   target's referrers.
 //! - [`trust_update`]: the trusted root that stays current: `trusted-root update` fetches it
 //!   through TUF into the user's cache, and every command loads it from there (re-verified,
 //!   offline) when it is not older than the embedded root. Uses `verify` (to parse roots) and

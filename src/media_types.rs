@@ -22,6 +22,30 @@ pub const MODEL_WEIGHT_CONFIG: &str = "application/vnd.cncf.model.weight.config.
 pub const MODEL_DOC: &str = "application/vnd.cncf.model.doc.v1.raw";
 pub const MODEL_CODE: &str = "application/vnd.cncf.model.code.v1.raw";
 pub const MODEL_DATASET: &str = "application/vnd.cncf.model.dataset.v1.raw";
+/// What every ModelPack media type starts with.
+pub const MODEL_PREFIX: &str = "application/vnd.cncf.model.";
+
+// Legacy (pre-CNCF) ModelPack types, as the model-spec defined them before the project moved to
+// the CNCF (`vnd.cnai.model.*`, `org.cnai.model.*`; same suffixes as today's). Read, never
+// written: [`current_model_type`] maps each to today's type.
+pub const LEGACY_MODEL_PREFIX: &str = "application/vnd.cnai.model.";
+pub const LEGACY_MODEL_ARTIFACT: &str = "application/vnd.cnai.model.manifest.v1+json";
+pub const LEGACY_MODEL_CONFIG: &str = "application/vnd.cnai.model.config.v1+json";
+pub const LEGACY_ANNOTATION_FILEPATH: &str = "org.cnai.model.filepath";
+
+/// Today's ModelPack media type for `media_type`: a legacy `application/vnd.cnai.model.<rest>`
+/// becomes `application/vnd.cncf.model.<rest>`; anything else is returned as it is.
+pub fn current_model_type(media_type: &str) -> std::borrow::Cow<'_, str> {
+    match media_type.strip_prefix(LEGACY_MODEL_PREFIX) {
+        Some(rest) => std::borrow::Cow::Owned(format!("{MODEL_PREFIX}{rest}")),
+        None => std::borrow::Cow::Borrowed(media_type),
+    }
+}
+
+/// Is `media_type` one of the legacy `application/vnd.cnai.model.*` types?
+pub fn is_legacy_model_type(media_type: &str) -> bool {
+    media_type.starts_with(LEGACY_MODEL_PREFIX)
+}
 
 // Annotations
 pub const ANNOTATION_FILEPATH: &str = "org.cncf.model.filepath";
@@ -50,3 +74,27 @@ pub const PREDICATE_LINK: &str = "https://in-toto.io/attestation/link/v0.3";
 pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 /// Largest Sigstore bundle layer we read from a referrer.
 pub const MAX_BUNDLE_SIZE: u64 = 4 * 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_types_map_to_todays() {
+        assert_eq!(current_model_type(LEGACY_MODEL_ARTIFACT), MODEL_ARTIFACT);
+        assert_eq!(current_model_type(LEGACY_MODEL_CONFIG), MODEL_CONFIG);
+        assert_eq!(
+            current_model_type("application/vnd.cnai.model.weight.v1.raw"),
+            MODEL_WEIGHT
+        );
+        assert_eq!(
+            current_model_type("application/vnd.cnai.model.doc.v1.tar+gzip"),
+            "application/vnd.cncf.model.doc.v1.tar+gzip"
+        );
+        for t in [MODEL_WEIGHT, OCI_MANIFEST, "application/vnd.cnai.modelx"] {
+            assert_eq!(current_model_type(t), t);
+            assert!(!is_legacy_model_type(t));
+        }
+        assert!(is_legacy_model_type(LEGACY_MODEL_ARTIFACT));
+    }
+}

@@ -72,19 +72,22 @@ pub enum Command {
     Copy(CopyArgs),
     /// Show a model's manifest, files, sizes and digests.
     Inspect(InspectArgs),
-    /// Sign a model in a registry or layout (OpenSSF model-signing bundle as an OCI referrer).
+    /// Sign a model, image, index or any OCI artifact in a registry or layout (a cosign-style
+    /// bundle over the manifest digest, plus the OpenSSF model-signing bundle for a model), each
+    /// an OCI referrer.
     Sign(SignArgs),
     /// Sign a local model directory exactly as `model_signing sign` does (writes model.sig).
     SignLocal(SignLocalArgs),
     /// Attach an in-toto attestation (generated SLSA provenance or any predicate).
     Attest(AttestArgs),
-    /// Verify a model's signatures and attestations against a policy.
+    /// Verify the signatures and attestations of a model, image, index or any OCI artifact
+    /// against a policy (a model's signed file list is checked too).
     Verify(VerifyArgs),
     /// Verify a local model directory against a model-signing bundle (model.sig).
     VerifyLocal(VerifyLocalArgs),
     /// Verify one Sigstore bundle over a file or a digest (sigstore-conformance client shape).
     VerifyBundle(VerifyBundleArgs),
-    /// Show the tree of referrers (signatures, attestations) of a model.
+    /// Show the tree of referrers (signatures, attestations) of a model or any artifact.
     Discover(DiscoverArgs),
     /// Generate a signing key pair (PKCS#8 private key, PEM public key).
     GenerateKeyPair(GenerateKeyPairArgs),
@@ -263,6 +266,43 @@ pub struct PushArgs {
     pub registry: RegistryOpts,
     #[command(flatten)]
     pub transfer: TransferOpts,
+    /// Last: its help heading applies to what follows it.
+    #[command(flatten)]
+    pub model_config: ModelConfigOpts,
+}
+
+/// What the ModelPack config says about the model (`descriptor` and `config` of the spec).
+/// A flag wins over the same field of --config-file.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Model config (ModelPack descriptor and config fields)")]
+pub struct ModelConfigOpts {
+    /// JSON file with the config's `descriptor` and/or `config` objects, in the spec's field
+    /// names, e.g. {"descriptor": {"family": "llama3", "licenses": ["Apache-2.0"]},
+    /// "config": {"architecture": "transformer", "paramSize": "8b", "precision": "bf16"}}.
+    /// `modelfs` is computed and refused here.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// config.architecture, e.g. transformer.
+    #[arg(long)]
+    pub architecture: Option<String>,
+    /// config.format, e.g. safetensors, gguf (default: detected from the weight files).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// config.paramSize, e.g. 8b.
+    #[arg(long, value_name = "SIZE")]
+    pub param_size: Option<String>,
+    /// config.precision, e.g. bf16.
+    #[arg(long)]
+    pub precision: Option<String>,
+    /// config.quantization, e.g. awq, q4_k_m.
+    #[arg(long)]
+    pub quantization: Option<String>,
+    /// descriptor.family, e.g. llama3.
+    #[arg(long)]
+    pub family: Option<String>,
+    /// descriptor.version.
+    #[arg(long = "model-version", value_name = "VERSION")]
+    pub model_version: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -345,15 +385,17 @@ pub struct InspectArgs {
 
 #[derive(Args, Debug)]
 pub struct SignArgs {
-    /// Model to sign (registry reference or oci:<dir>). A local directory is signed like
+    /// What to sign (registry reference or oci:<dir>): a model, or any image, index or OCI
+    /// artifact (which gets only the cosign-style bundle). A local directory is signed like
     /// `sign-local`.
     pub target: String,
     #[command(flatten)]
     pub signer: SignerOpts,
-    /// Also write the model-signing bundle to this file.
+    /// Also write the model-signing bundle to this file (for a non-model: the cosign-style one).
     #[arg(long, value_name = "FILE")]
     pub bundle_out: Option<PathBuf>,
-    /// Do not push the cosign-style bundle (subject = manifest digest) next to the model bundle.
+    /// Do not push the cosign-style bundle (subject = manifest digest) next to the model bundle
+    /// (refused for a non-model, which would then get no signature).
     #[arg(long)]
     pub no_cosign_bundle: bool,
     /// A local model (signed like sign-local): replace an existing signature file.
@@ -388,7 +430,7 @@ pub struct SignLocalArgs {
 
 #[derive(Args, Debug)]
 pub struct AttestArgs {
-    /// Model to attest.
+    /// What to attest: a model, or any image, index or OCI artifact.
     pub target: String,
     /// Generate SLSA provenance v1 for the model.
     #[arg(long, conflicts_with = "predicate")]
@@ -435,7 +477,7 @@ pub struct ProvenanceOpts {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// Model to verify.
+    /// What to verify: a model, or any image, index or OCI artifact.
     pub target: String,
     #[command(flatten)]
     pub policy: PolicyOpts,

@@ -14,7 +14,8 @@ pub mod settings;
 
 use args::{Cli, Command};
 use commands::{
-    attest, completion, copy, discover, keys, local, login, pull, push, sign, trusted_root, verify,
+    attest, completion, copy, discover, inspect, keys, local, login, pull, push, sign, trusted_root,
+    verify,
     verify_bundle,
 };
 use ctx::Ctx;
@@ -40,7 +41,7 @@ async fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::Push(a) => push::run(a, ctx).await,
         Command::Pull(a) => pull::run(a, ctx).await,
         Command::Copy(a) => copy::run(a, ctx).await,
-        Command::Inspect(a) => pull::inspect(a, ctx).await,
+        Command::Inspect(a) => inspect::run(a, ctx).await,
         Command::Sign(a) => sign::run(a, ctx).await,
         Command::SignLocal(a) => local::sign_local(a, ctx).await,
         Command::Attest(a) => attest::run(a, ctx).await,

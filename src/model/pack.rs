@@ -2,7 +2,7 @@
 //! uploads, several at once), then the ModelPack config, then the manifest (tagged).
 
 use super::cache::{self, BlobHome, DigestCache};
-use super::config::ModelConfig;
+use super::config::{ModelConfig, ModelMetadata};
 use super::paths::ModelPath;
 use super::walk::{collect_model, LocalFile, LocalModel, WalkOptions};
 use super::{roles, ModelError};
@@ -29,6 +29,9 @@ const READ_BUF: usize = 1 << 20;
 pub struct PushOptions {
     /// Model name for the config (default: the directory name or first file's stem).
     pub name: Option<String>,
+    /// The rest of the config's `descriptor` and `config` (architecture, paramSize…); its
+    /// `descriptor.name` is replaced by `name`, `config.format` detected when not given.
+    pub metadata: ModelMetadata,
     /// Manifest annotations.
     pub annotations: Annotations,
     pub walk: WalkOptions,
@@ -43,6 +46,7 @@ impl Default for PushOptions {
     fn default() -> Self {
         PushOptions {
             name: None,
+            metadata: ModelMetadata::default(),
             annotations: Annotations::new(),
             walk: WalkOptions::default(),
             concurrency: 4,
@@ -130,9 +134,11 @@ pub async fn push_local_model(
             .filter(|f| f.media_type == mt::MODEL_WEIGHT)
             .map(|f| (f.path.as_str(), f.size)),
     );
+    let mut metadata = options.metadata.clone();
+    metadata.descriptor.name = Some(name.clone());
     let config_bytes = Bytes::from(
-        ModelConfig::new(
-            Some(name.clone()),
+        ModelConfig::from_metadata(
+            &metadata,
             format,
             files.iter().map(|f| f.digest.clone()).collect(),
         )

@@ -37,17 +37,33 @@ pub struct ModelFile {
     pub descriptor: Descriptor,
 }
 
-/// The path a layer declares: `org.cncf.model.filepath`, else `org.opencontainers.image.title`.
+/// The path a layer declares: `org.cncf.model.filepath` (or the legacy `org.cnai.model.filepath`),
+/// else `org.opencontainers.image.title`.
 pub fn layer_path(layer: &Descriptor) -> Option<&str> {
     layer
         .annotation(mt::ANNOTATION_FILEPATH)
+        .or_else(|| layer.annotation(mt::LEGACY_ANNOTATION_FILEPATH))
         .or_else(|| layer.annotation(mt::ANNOTATION_TITLE))
 }
 
-/// Is this manifest a model (artifactType or config media type)?
+/// Is this manifest a model (artifactType or config media type, today's or the legacy
+/// `vnd.cnai.model` ones)?
 pub fn is_model(manifest: &ImageManifest) -> bool {
-    manifest.artifact_type.as_deref() == Some(mt::MODEL_ARTIFACT)
-        || manifest.config.media_type == mt::MODEL_CONFIG
+    let artifact_type = manifest
+        .artifact_type
+        .as_deref()
+        .map(mt::current_model_type);
+    artifact_type.as_deref() == Some(mt::MODEL_ARTIFACT)
+        || mt::current_model_type(&manifest.config.media_type) == mt::MODEL_CONFIG
+}
+
+/// Does this manifest use the legacy (pre-CNCF) `vnd.cnai.model` media types?
+pub fn is_legacy_model(manifest: &ImageManifest) -> bool {
+    manifest
+        .artifact_type
+        .as_deref()
+        .is_some_and(mt::is_legacy_model_type)
+        || mt::is_legacy_model_type(&manifest.config.media_type)
 }
 
 impl ModelArtifact {

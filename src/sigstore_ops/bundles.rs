@@ -2,6 +2,7 @@
 
 use crate::digest::Digest;
 use crate::media_types as mt;
+use crate::store::referrers::{list_typed, Listed};
 use crate::store::{
     fetch_small_blob, Annotations, BytesSource, Descriptor, ImageManifest, Referrer, Store,
     StoreError,
@@ -102,17 +103,16 @@ pub async fn find_bundles(
     store: &dyn Store,
     subject: &Descriptor,
 ) -> Result<Vec<FoundBundle>, StoreError> {
-    let referrers = store
-        .referrers(subject, Some(mt::SIGSTORE_BUNDLE_V03))
-        .await?;
+    // Each referrer digest once, typed by its own manifest where the list does not say (the
+    // same listing `discover` shows).
+    let referrers = list_typed(store, subject, Some(mt::SIGSTORE_BUNDLE_V03)).await?;
     let mut found = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for referrer in referrers {
-        // A registry may list one referrer many times: each is read and checked once.
-        if !seen.insert(referrer.digest.clone()) {
-            continue;
-        }
-        let result = read_bundle(store, &referrer, subject).await;
+    for Listed {
+        descriptor: referrer,
+        manifest,
+    } in referrers
+    {
+        let result = read_bundle(store, &referrer, manifest, subject).await;
         let (annotated_predicate_type, bundle) = match result {
             Ok((pt, b)) => (pt, Ok(b)),
             Err(e) => (None, Err(e)),
@@ -126,20 +126,26 @@ pub async fn find_bundles(
     Ok(found)
 }
 
+/// Read the bundle of `referrer`, whose manifest the listing may have fetched already.
 async fn read_bundle(
     store: &dyn Store,
     referrer: &Descriptor,
+    fetched: Option<Referrer>,
     subject: &Descriptor,
 ) -> Result<(Option<String>, Bytes), BundleReadError> {
-    let raw = store
-        .fetch_manifest(referrer.digest.as_str())
-        .await
-        .map_err(|source| BundleReadError::Manifest {
-            digest: referrer.digest.clone(),
-            source,
-        })?;
-    let referrer_manifest =
-        Referrer::new(raw.bytes, &subject.digest).map_err(BundleReadError::Referrer)?;
+    let referrer_manifest = match fetched {
+        Some(r) => r,
+        None => {
+            let raw = store
+                .fetch_manifest(referrer.digest.as_str())
+                .await
+                .map_err(|source| BundleReadError::Manifest {
+                    digest: referrer.digest.clone(),
+                    source,
+                })?;
+            Referrer::new(raw.bytes, &subject.digest).map_err(BundleReadError::Referrer)?
+        }
+    };
     let manifest = referrer_manifest.manifest();
     let layer = manifest
         .layers
@@ -282,6 +288,209 @@ mod tests {
         assert_eq!(
             store
                 .blob_fetches
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    /// A store whose referrers list drops every entry's `artifactType` (as a fallback index
+    /// after `skopeo copy --all`), over a store that counts manifest reads.
+    struct Untyped(crate::store::copy::tests::Counting);
+
+    #[async_trait::async_trait]
+    impl Store for Untyped {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        async fn resolve_reference(
+            &self,
+            r: &crate::store::Reference,
+        ) -> crate::store::Result<Descriptor> {
+            self.0.resolve_reference(r).await
+        }
+        async fn read_manifest(
+            &self,
+            r: &crate::store::Reference,
+        ) -> crate::store::Result<crate::store::RawManifest> {
+            self.0.read_manifest(r).await
+        }
+        async fn write_manifest(
+            &self,
+            m: &crate::store::SizedManifest,
+            t: &str,
+            tag: Option<&crate::store::Tag>,
+        ) -> crate::store::Result<()> {
+            self.0.write_manifest(m, t, tag).await
+        }
+        async fn write_referrer(&self, r: &Referrer) -> crate::store::Result<()> {
+            self.0.write_referrer(r).await
+        }
+        async fn blob_exists(&self, d: &Digest) -> crate::store::Result<bool> {
+            self.0.blob_exists(d).await
+        }
+        async fn fetch_blob_raw(
+            &self,
+            d: &Descriptor,
+        ) -> crate::store::Result<crate::store::BoxReader> {
+            self.0.fetch_blob_raw(d).await
+        }
+        async fn push_blob(
+            &self,
+            s: &dyn crate::store::BlobSource,
+        ) -> crate::store::Result<(Digest, u64)> {
+            self.0.push_blob(s).await
+        }
+        async fn referrers(
+            &self,
+            s: &Descriptor,
+            a: Option<&str>,
+        ) -> crate::store::Result<Vec<Descriptor>> {
+            assert!(a.is_none(), "list_typed filters on its side");
+            let mut list = self.0.referrers(s, a).await?;
+            for d in &mut list {
+                d.artifact_type = None;
+                d.annotations = None;
+            }
+            Ok(list)
+        }
+        async fn list_tags(&self) -> crate::store::Result<Vec<String>> {
+            self.0.list_tags().await
+        }
+    }
+
+    async fn untyped_store_with(types: &[Option<&str>]) -> (Untyped, Descriptor) {
+        let store = crate::store::memory::MemoryStore::new("mem");
+        let subject_bytes = ImageManifest::new(Descriptor::empty(), vec![]).to_bytes();
+        let subject = store
+            .push_manifest(Bytes::from(subject_bytes), mt::OCI_MANIFEST, Some("v1"))
+            .await
+            .unwrap();
+        for (i, t) in types.iter().enumerate() {
+            let mut annotations = Annotations::new();
+            annotations.insert("note".into(), i.to_string());
+            let m = ImageManifest {
+                artifact_type: t.map(str::to_string),
+                subject: Some(subject.clone()),
+                annotations: Some(annotations),
+                ..ImageManifest::new(Descriptor::empty(), vec![])
+            };
+            store
+                .push_referrer(Bytes::from(m.to_bytes()), &subject)
+                .await
+                .unwrap();
+        }
+        (
+            Untyped(crate::store::copy::tests::Counting::new(store)),
+            subject,
+        )
+    }
+
+    #[tokio::test]
+    async fn untyped_entries_are_typed_by_their_own_manifest_each_fetched_once() {
+        let (mut store, subject) = untyped_store_with(&[
+            Some(mt::SIGSTORE_BUNDLE_V03),
+            Some("application/x-sbom"),
+            None,
+        ])
+        .await;
+        store.0.referrer_copies = 3;
+        let reads = || {
+            store
+                .0
+                .manifest_reads
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let all = crate::store::referrers::list_typed(&store, &subject, None)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 3, "each digest once");
+        assert_eq!(reads(), 3, "each untyped referrer fetched once");
+        let mut types: Vec<&str> = all
+            .iter()
+            .map(|l| l.descriptor.artifact_type.as_deref().unwrap())
+            .collect();
+        types.sort();
+        // No artifactType in the manifest: its config media type stands in.
+        assert_eq!(
+            types,
+            [mt::SIGSTORE_BUNDLE_V03, mt::OCI_EMPTY, "application/x-sbom"]
+        );
+        assert!(all.iter().all(|l| l.manifest.is_some()));
+        // The annotations come back from the manifest too.
+        assert!(all
+            .iter()
+            .all(|l| l.descriptor.annotation("note").is_some()));
+        let bundles =
+            crate::store::referrers::list_typed(&store, &subject, Some(mt::SIGSTORE_BUNDLE_V03))
+                .await
+                .unwrap();
+        assert_eq!(bundles.len(), 1);
+        assert_eq!(
+            bundles[0].manifest.as_ref().unwrap().descriptor(),
+            &bundles[0].descriptor
+        );
+    }
+
+    #[tokio::test]
+    async fn too_many_untyped_referrers_are_refused_before_any_fetch() {
+        let types = vec![None; crate::store::limits::MAX_UNTYPED_REFERRERS + 1];
+        let (store, subject) = untyped_store_with(&types).await;
+        let err = match crate::store::referrers::list_typed(&store, &subject, None).await {
+            Err(e) => e.to_string(),
+            Ok(l) => panic!("listed {}", l.len()),
+        };
+        assert!(
+            err.contains(&format!(
+                "{} entries without artifactType",
+                crate::store::limits::MAX_UNTYPED_REFERRERS + 1
+            )),
+            "{err}"
+        );
+        assert_eq!(
+            store
+                .0
+                .manifest_reads
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
+
+    /// find_bundles (what verify reads) finds a bundle referrer listed without a type, reading
+    /// its manifest once (no second fetch to read the bundle).
+    #[tokio::test]
+    async fn find_bundles_reads_an_untyped_bundle_referrer_once() {
+        let store = crate::store::memory::MemoryStore::new("mem");
+        let subject = store
+            .push_manifest(
+                Bytes::from(ImageManifest::new(Descriptor::empty(), vec![]).to_bytes()),
+                mt::OCI_MANIFEST,
+                Some("v1"),
+            )
+            .await
+            .unwrap();
+        let bundle = b"{\"b\":2}";
+        store
+            .push_blob(&BytesSource(Bytes::from_static(bundle)))
+            .await
+            .unwrap();
+        let referrer = referrer_manifest(bundle, mt::PREDICATE_COSIGN_SIGN, &subject, "now");
+        let pushed = store
+            .push_referrer(Bytes::from(referrer), &subject)
+            .await
+            .unwrap();
+        let store = Untyped(crate::store::copy::tests::Counting::new(store));
+        let found = find_bundles(&store, &subject).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].referrer.digest, pushed.digest);
+        assert_eq!(
+            found[0].annotated_predicate_type.as_deref(),
+            Some(mt::PREDICATE_COSIGN_SIGN)
+        );
+        assert_eq!(found[0].bundle.as_ref().unwrap().as_ref(), bundle);
+        assert_eq!(
+            store
+                .0
+                .manifest_reads
                 .load(std::sync::atomic::Ordering::Relaxed),
             1
         );

@@ -1,22 +1,26 @@
-//! Sign, attest and verify targets: joins `signing`/`verify` with a `Store`.
+//! Sign, attest and verify targets (any manifest or index; a model gets more): joins
+//! `signing`/`verify` with a `Store`.
 //!
 //! A signature or attestation is a Sigstore bundle stored as its own OCI image manifest
 //! (docs/design.md, "Signature and referrer formats"): `artifactType` = the bundle media type, config = the empty descriptor, one
-//! layer holding the bundle, `subject` = the model manifest.
+//! layer holding the bundle, `subject` = the signed manifest.
 //!
 //! - [`bundles`]: a bundle as a referrer (write one, find a subject's).
-//! - [`sign`]: sign and attest a model (build the statements, push the referrers).
-//! - [`verify`]: gather a model's bundles and verify them against a policy.
+//! - [`target`]: what is signed: any manifest or index, and its model when it is one.
+//! - [`sign`]: sign and attest a target (build the statements, push the referrers).
+//! - [`verify`]: gather a target's bundles and verify them against a policy.
 
 pub mod bundles;
 pub mod sign;
+pub mod target;
 pub mod verify;
 
 pub use bundles::{
     find_bundles, push_bundle_referrer, referrer_manifest, BundleReadError, FoundBundle,
 };
-pub use sign::{attest_model, model_statement, sign_model, SignOutcome};
-pub use verify::verify_model;
+pub use sign::{attest_model, model_statement, sign_model, sign_target, SignOutcome};
+pub use target::{fetch_target, SignTarget};
+pub use verify::verify_target;
 
 use crate::model::ModelError;
 use crate::signing::SigningError;

@@ -1,8 +1,9 @@
-//! Sign and attest a model in a store.
+//! Sign and attest any manifest or index in a store (a model also gets its per-file
+//! signature).
 
-use super::{push_bundle_referrer, OpsError};
+use super::{push_bundle_referrer, OpsError, SignTarget};
 use crate::media_types as mt;
-use crate::model::ModelArtifact;
+use crate::model::{ModelArtifact, ModelError};
 use crate::signing::oms::{self, ModelStatement, Serialization};
 use crate::signing::{Signer, SigningError};
 use crate::store::{Descriptor, Store};
@@ -10,12 +11,13 @@ use crate::store::{Descriptor, Store};
 /// What `sign` pushed.
 #[derive(Debug)]
 pub struct SignOutcome {
-    /// The model-signing (OMS) bundle JSON.
+    /// The model-signing (OMS) bundle JSON; for a non-model, the cosign-style bundle (what
+    /// `--bundle-out` writes).
     pub model_bundle: Vec<u8>,
     pub signer: String,
     /// Referrer manifests pushed: the OMS signature, then the cosign-style one if asked.
     pub referrers: Vec<(String, Descriptor)>,
-    /// Number of files the signature covers.
+    /// Number of files the signature covers (0 for a non-model).
     pub files: usize,
 }
 
@@ -71,6 +73,48 @@ pub async fn sign_model(
         model_bundle: model_bundle.json,
         referrers,
         files: statement.resources.len(),
+    })
+}
+
+/// Sign any manifest or index: a model as [`sign_model`] does; anything else with only the
+/// cosign-style bundle over its manifest digest (there are no model files to list). A
+/// non-model with `with_cosign` false would get no signature: an input error, nothing pushed.
+pub async fn sign_target(
+    store: &dyn Store,
+    target: &SignTarget,
+    name: &str,
+    signer: &dyn Signer,
+    with_cosign: bool,
+) -> Result<SignOutcome, OpsError> {
+    if let Some(model) = &target.model {
+        return sign_model(store, model, name, signer, with_cosign).await;
+    }
+    if !with_cosign {
+        return Err(ModelError::Input(format!(
+            "{} is not a model ({}): only the cosign-style signature over its manifest digest can be written, and it was turned off",
+            target.digest(),
+            target.kind
+        ))
+        .into());
+    }
+    let bundle = signer
+        .sign_dsse(
+            mt::IN_TOTO_PAYLOAD_TYPE,
+            &oms::cosign_statement(target.digest()),
+        )
+        .await?;
+    let d = push_bundle_referrer(
+        store,
+        &bundle.json,
+        mt::PREDICATE_COSIGN_SIGN,
+        &target.descriptor,
+    )
+    .await?;
+    Ok(SignOutcome {
+        signer: bundle.signer,
+        model_bundle: bundle.json,
+        referrers: vec![(mt::PREDICATE_COSIGN_SIGN.to_string(), d)],
+        files: 0,
     })
 }
 

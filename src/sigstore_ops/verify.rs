@@ -1,43 +1,52 @@
-//! Gather a model's bundles from its store and verify them against a policy.
+//! Gather a target's bundles from its store and verify them against a policy.
 
-use super::{find_bundles, OpsError};
+use super::{find_bundles, OpsError, SignTarget};
 use crate::media_types as mt;
-use crate::model::ModelArtifact;
 use crate::store::Store;
 use crate::verify::{
     self, Artifact, BoundBundle, BundleReport, Check, CheckName, Policy, Report, TrustedRoot,
     VerifyError, VerifyOptions,
 };
 
-/// Verify every bundle attached to a model against `policy`.
+/// Verify every bundle attached to a target (any manifest or index) against `policy`.
 ///
-/// - model-signing bundles: strict OMS format (bundle v0.3, DSSE), the statement's resources
-///   must equal the manifest's layers (path → digest) exactly;
+/// - model-signing bundles (models only): strict OMS format (bundle v0.3, DSSE), the
+///   statement's resources must equal the manifest's layers (path → digest) exactly; on a
+///   non-model such a bundle counts for nothing (there are no files to bind);
 /// - every other bundle (cosign-style signatures, attestations): the statement subject must be
 ///   the manifest digest, and its predicate type must equal the referrer's annotation;
-/// - every referrer must have the model manifest as its subject.
+/// - every referrer must have the target manifest as its subject.
 ///
 /// Bundles that fail count for nothing; the report says why. Only bound bundles (subject or
 /// resources checked) are given to the policy, and the returned list holds exactly those.
-pub async fn verify_model(
+pub async fn verify_target(
     store: &dyn Store,
-    artifact: &ModelArtifact,
+    target: &SignTarget,
     target_name: &str,
     policy: &Policy,
     trust: &TrustedRoot,
 ) -> Result<(Report, Vec<BoundBundle>), OpsError> {
-    let files = artifact.files()?;
-    let digest = &artifact.descriptor.digest;
+    let files = match &target.model {
+        Some(m) => Some(m.files()?),
+        None => None,
+    };
+    let digest = target.digest();
     let mut report = Report::new(format!("{target_name}@{digest}"));
     report.trusted_root = Some(trust.source().to_string());
     report.checks.push(Check::new(
         CheckName::Manifest,
-        format!(
-            "{digest}: {} file(s), every layer path checked",
-            files.len()
-        ),
+        match &files {
+            Some(files) => format!(
+                "{digest}: {} file(s), every layer path checked",
+                files.len()
+            ),
+            None => format!(
+                "{digest}: {}, not a model: signatures over the manifest digest are what count",
+                target.kind
+            ),
+        },
     ));
-    let found = find_bundles(store, &artifact.descriptor).await?;
+    let found = find_bundles(store, &target.descriptor).await?;
     report.checks.push(Check::new(
         CheckName::Referrers,
         format!("{} Sigstore bundle(s) attached", found.len()),
@@ -55,8 +64,8 @@ pub async fn verify_model(
         match verify_one(
             &bytes,
             f.annotated_predicate_type.as_deref(),
-            artifact,
-            &files,
+            target,
+            files.as_deref(),
             policy,
             trust,
         ) {
@@ -94,8 +103,8 @@ fn peek_predicate_type(bundle: &[u8]) -> Option<String> {
 fn verify_one(
     bundle: &[u8],
     annotated: Option<&str>,
-    artifact: &ModelArtifact,
-    files: &[crate::model::ModelFile],
+    target: &SignTarget,
+    files: Option<&[crate::model::ModelFile]>,
     policy: &Policy,
     trust: &TrustedRoot,
 ) -> Result<(BoundBundle, Vec<Check>), VerifyError> {
@@ -104,6 +113,13 @@ fn verify_one(
         .or_else(|| peek_predicate_type(bundle));
     let mut checks = Vec::new();
     let verified = if route.as_deref() == Some(mt::PREDICATE_MODEL_SIGNING) {
+        let Some(files) = files else {
+            return Err(VerifyError::Artifact(format!(
+                "a model-signing (per-file) signature, but {} is not a model ({}): only signatures over its manifest digest count",
+                target.digest(),
+                target.kind
+            )));
+        };
         let bound =
             verify::verify_signature(bundle, &policy.signers, trust, &VerifyOptions::oms())?
                 .bind_files(
@@ -124,7 +140,7 @@ fn verify_one(
     } else {
         verify::verify_bundle(
             bundle,
-            &Artifact::Digest(artifact.descriptor.digest.clone()),
+            &Artifact::Digest(target.digest().clone()),
             &policy.signers,
             trust,
         )?

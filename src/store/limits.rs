@@ -17,6 +17,9 @@ pub const MAX_ERROR_BODY: usize = 8 * 1024;
 pub const MAX_PAGES: u64 = 1000;
 /// Entries of one paginated list kept in memory.
 pub const MAX_LIST_ENTRIES: u64 = 100_000;
+/// Referrers of one subject listed without `artifactType` (as `skopeo copy --all` leaves a
+/// fallback index) whose manifests are fetched to learn their type; a list with more is refused.
+pub const MAX_UNTYPED_REFERRERS: usize = 1000;
 /// The longest token lifetime believed (a registry may say `expires_in: 2^64-1`).
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// The longest `Retry-After` honoured.

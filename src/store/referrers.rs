@@ -4,13 +4,103 @@
 //! written by other tools, and the per-referrer tags (`sha256-<subject hex>.<referrer hex
 //! prefix>`) that make every referrer findable whatever happens to that index. The registry's
 //! side (referrers API, fallback tag writes under concurrency) is in `registry/referrers.rs`.
+//!
+//! [`list_typed`] is how commands list referrers: it trusts the referrer, not the index entry,
+//! for what a referrer is when the entry does not say (`discover` and `verify` both use it, so
+//! they agree on what is attached).
 
 use super::checked::Referrer;
 use super::error::{Result, StoreError};
+use super::limits::MAX_UNTYPED_REFERRERS;
 use super::oci::Descriptor;
+use super::Store;
 use crate::digest::Digest;
 use crate::media_types as mt;
 use bytes::Bytes;
+use futures::StreamExt;
+
+/// Referrer manifests fetched at once to learn their type.
+const TYPE_FETCHES: usize = 8;
+
+/// A referrer as listed for a subject.
+pub struct Listed {
+    /// Its descriptor: as the list gave it when the entry carried `artifactType`, else built
+    /// from the referrer manifest itself (its `artifactType`, or config media type, and its
+    /// annotations).
+    pub descriptor: Descriptor,
+    /// The referrer manifest, checked to be about the subject, when it was fetched to learn
+    /// its type (a caller that reads it needs no second fetch).
+    pub manifest: Option<Referrer>,
+}
+
+/// The referrers of `subject`, each digest once, of type `artifact_type` when given. A list
+/// entry without `artifactType` (a fallback index copied by a tool that drops the field, such
+/// as `skopeo copy --all`) is not skipped: its manifest is fetched (once) and must name
+/// `subject`; its own `artifactType`, else its config media type (as the OCI spec says),
+/// decides. One whose manifest cannot be read or is about another subject is kept as listed
+/// when no type is asked for, and left out (with a warning) when one is. At most
+/// [`MAX_UNTYPED_REFERRERS`] entries are fetched this way.
+pub async fn list_typed(
+    store: &dyn Store,
+    subject: &Descriptor,
+    artifact_type: Option<&str>,
+) -> Result<Vec<Listed>> {
+    let mut seen = std::collections::HashSet::new();
+    let listed: Vec<Descriptor> = store
+        .referrers(subject, None)
+        .await?
+        .into_iter()
+        .filter(|d| seen.insert(d.digest.clone()))
+        .collect();
+    let untyped = listed.iter().filter(|d| d.artifact_type.is_none()).count();
+    if untyped > MAX_UNTYPED_REFERRERS {
+        return Err(StoreError::invalid(
+            format!("referrers of {}", subject.digest),
+            format!(
+                "{untyped} entries without artifactType; at most {MAX_UNTYPED_REFERRERS} referrer manifests are fetched to learn their type"
+            ),
+        ));
+    }
+    let wanted =
+        |d: &Descriptor| artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t));
+    let resolved: Vec<Option<Listed>> = futures::stream::iter(listed)
+        .map(|d| async move {
+            if d.artifact_type.is_some() {
+                return wanted(&d).then_some(Listed {
+                    descriptor: d,
+                    manifest: None,
+                });
+            }
+            let fetched = store
+                .fetch_manifest(d.digest.as_str())
+                .await
+                .and_then(|raw| Referrer::new(raw.bytes, &subject.digest));
+            match fetched {
+                Ok(r) => wanted(r.descriptor()).then(|| Listed {
+                    descriptor: r.descriptor().clone(),
+                    manifest: Some(r),
+                }),
+                Err(e) if artifact_type.is_none() => {
+                    tracing::warn!("referrer {} listed without a type: {e}", d.digest);
+                    Some(Listed {
+                        descriptor: d,
+                        manifest: None,
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "skipping referrer {} (listed without a type): {e}",
+                        d.digest
+                    );
+                    None
+                }
+            }
+        })
+        .buffered(TYPE_FETCHES)
+        .collect()
+        .await;
+    Ok(resolved.into_iter().flatten().collect())
+}
 
 /// The referrers-list descriptor of `manifest_bytes` when it is a referrer manifest of
 /// `subject` (and of type `artifact_type`, when given); stores that find referrers by scanning

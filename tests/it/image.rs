@@ -300,7 +300,6 @@ fn image_containerfile_runtime_stage_builds_runs_and_pushes_with_buildah() {
 }
 
 #[test]
-#[ignore = "signing an OCI image that is not a model lands with issue 13 item 6 (a parallel change): until then `sign` refuses it as not a model; run once it is merged"]
 fn image_the_tool_signs_and_verifies_its_own_image() {
     let Pushed {
         work,

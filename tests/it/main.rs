@@ -6,6 +6,7 @@ mod binding;
 mod cli_edges;
 mod conformance;
 mod deploy;
+mod ecosystem;
 mod fakes;
 mod fuzz;
 mod harness;

@@ -7,6 +7,7 @@ use crate::cli::ctx::Ctx;
 use chrono::{DateTime, Utc};
 use oci_model::digest::Digest;
 use oci_model::media_types as mt;
+use oci_model::store::referrers::list_typed;
 use oci_model::store::{Descriptor, Store};
 use oci_model::untrusted::Untrusted;
 use serde::Serialize;
@@ -98,7 +99,12 @@ fn tree<'a>(
         if depth >= MAX_DEPTH {
             return Ok(Vec::new());
         }
-        let mut referrers = store.referrers(subject, artifact_type).await?;
+        // Typed by each referrer's own manifest where the list does not say (as verify does).
+        let mut referrers: Vec<Descriptor> = list_typed(store, subject, artifact_type)
+            .await?
+            .into_iter()
+            .map(|l| l.descriptor)
+            .collect();
         referrers.retain(|r| walk.seen.insert(r.digest.clone()));
         if walk.seen.len() > MAX_NODES {
             anyhow::bail!(

@@ -4,6 +4,7 @@ pub mod attest;
 pub mod completion;
 pub mod copy;
 pub mod discover;
+pub mod inspect;
 pub mod keys;
 pub mod local;
 pub mod login;

@@ -2,13 +2,14 @@
 //! an OCI layout.
 
 use super::{open_store, parse_target};
-use crate::cli::args::PushArgs;
+use crate::cli::args::{ModelConfigOpts, PushArgs};
 use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
 use anyhow::Context as _;
 use oci_model::digest::Digest;
 use oci_model::media_types as mt;
 use oci_model::model::cache::DigestCache;
+use oci_model::model::config::ModelMetadata;
 use oci_model::model::{push_model, PushOptions, PushedFile, WalkOptions};
 pub(crate) use oci_model::progress::human_size;
 use oci_model::reference::Target;
@@ -17,6 +18,53 @@ use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The config fields from `--config-file`, then the flags over them.
+fn model_metadata(opts: &ModelConfigOpts) -> anyhow::Result<ModelMetadata> {
+    let mut meta = match &opts.config_file {
+        Some(path) => {
+            let bytes = read_small_file(path)?;
+            ModelMetadata::from_json(&bytes)
+                .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?
+        }
+        None => ModelMetadata::default(),
+    };
+    let set = |field: &mut Option<String>, flag: &Option<String>| {
+        if flag.is_some() {
+            field.clone_from(flag);
+        }
+    };
+    let c = &mut meta.config;
+    set(&mut c.architecture, &opts.architecture);
+    set(&mut c.format, &opts.format);
+    set(&mut c.param_size, &opts.param_size);
+    set(&mut c.precision, &opts.precision);
+    set(&mut c.quantization, &opts.quantization);
+    let d = &mut meta.descriptor;
+    set(&mut d.family, &opts.family);
+    set(&mut d.version, &opts.model_version);
+    meta.check().map_err(|e| Failure::input(e.to_string()))?;
+    Ok(meta)
+}
+
+/// A config file, at most 1 MiB.
+fn read_small_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    const LIMIT: u64 = 1 << 20;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Failure::input(format!("cannot read {}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    file.take(LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::input(format!("cannot read {}: {e}", path.display())))?;
+    if bytes.len() as u64 > LIMIT {
+        return Err(Failure::input(format!(
+            "{} is larger than {LIMIT} bytes; a model config file is small JSON",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
 
 pub async fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let target = parse_target(&args.target)?;
@@ -30,9 +78,11 @@ pub async fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let annotations = parse_annotations(&args.annotations)?;
     let sources = args.sources.clone();
 
+    let metadata = model_metadata(&args.model_config)?;
     let store = open_store(&target, &args.registry).await?;
     let options = PushOptions {
-        name: args.name.clone(),
+        name: args.name.clone().or(metadata.descriptor.name.clone()),
+        metadata,
         annotations,
         walk: WalkOptions {
             allow_symlinks: args.allow_symlinks,

@@ -1,14 +1,15 @@
-//! `sign <TARGET>`: sign a model in a registry or layout (OMS bundle + cosign-style bundle, each
-//! an OCI referrer of the model manifest). A local directory is signed like `sign-local`.
+//! `sign <TARGET>`: sign any manifest or index in a registry or layout with the cosign-style
+//! bundle over its digest, and a model also with the OMS (per-file) bundle; each an OCI
+//! referrer of the manifest. A local directory is signed like `sign-local`.
 
 use super::{open_store, parse_target};
 use crate::cli::args::{SignArgs, SignLocalArgs};
 use crate::cli::ctx::Ctx;
 use anyhow::Context as _;
 use oci_model::digest::Digest;
-use oci_model::model::fetch_model;
 use oci_model::reference::Target;
 use oci_model::sigstore_ops;
+use oci_model::untrusted::Untrusted;
 use serde::Serialize;
 use std::fmt;
 use std::path::Path;
@@ -34,29 +35,30 @@ pub async fn run(args: SignArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let target = parse_target(&args.target)?;
     let signer = super::signer::build_signer(&args.signer, ctx, false).await?;
     let store = open_store(&target, &args.registry).await?;
-    let artifact = fetch_model(store.as_ref(), &target.reference())
+    let signed = sigstore_ops::fetch_target(store.as_ref(), &target.reference())
         .await
         .with_context(|| format!("sign {target}"))?;
     let name = model_name(&target);
-    let outcome = sigstore_ops::sign_model(
+    let outcome = sigstore_ops::sign_target(
         store.as_ref(),
-        &artifact,
+        &signed,
         &name,
         signer.as_ref(),
         !args.no_cosign_bundle,
     )
     .await
-    .with_context(|| format!("sign {target}@{}", artifact.descriptor.digest))?;
+    .with_context(|| format!("sign {target}@{}", signed.digest()))?;
     if let Some(path) = &args.bundle_out {
+        // The model-signing bundle for a model (what model_signing verifies), else the
+        // cosign-style one.
         super::write_atomically(path, &outcome.model_bundle, super::WriteMode::public(true))?;
     }
     ctx.printer.result(&Signed {
         ok: true,
-        reference: target
-            .with_digest(artifact.descriptor.digest.clone())
-            .to_string(),
-        digest: &artifact.descriptor.digest,
+        reference: target.with_digest(signed.digest().clone()).to_string(),
+        digest: signed.digest(),
         files: outcome.files,
+        kind: &signed.kind,
         signer: &outcome.signer,
         referrers: outcome
             .referrers
@@ -80,6 +82,8 @@ struct Signed<'a> {
     digest: &'a Digest,
     #[serde(rename = "fileCount")]
     files: usize,
+    /// What was signed (`model`, `image`, `image index`, `artifact <type>`).
+    kind: &'a str,
     /// Who signed, for people (verify reports carry a structured `signer`).
     #[serde(rename = "signedWith")]
     signer: &'a str,
@@ -98,11 +102,20 @@ struct SignedReferrer<'a> {
 impl fmt::Display for Signed<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Signed {}", self.reference)?;
-        writeln!(
-            f,
-            "  {} file(s) covered, signer: {}",
-            self.files, self.signer
-        )?;
+        if self.kind == "model" {
+            writeln!(
+                f,
+                "  {} file(s) covered, signer: {}",
+                self.files, self.signer
+            )?;
+        } else {
+            writeln!(
+                f,
+                "  {}, not a model: its manifest digest signed, signer: {}",
+                Untrusted(self.kind),
+                self.signer
+            )?;
+        }
         for r in &self.referrers {
             writeln!(f, "  referrer {} ({})", r.digest, r.predicate_type)?;
         }

@@ -1,32 +1,33 @@
-//! `verify <TARGET>` and the verification `pull` does before releasing any file.
+//! `verify <TARGET>` (any manifest or index; a model's files are bound too) and the
+//! verification `pull` does before releasing any file.
 
 use super::{open_store, parse_target};
 use crate::cli::args::{PolicyOpts, VerifyArgs};
 use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
 use anyhow::Context as _;
-use oci_model::model::{fetch_model, ModelArtifact};
+use oci_model::model::ModelArtifact;
 use oci_model::reference::Target;
-use oci_model::sigstore_ops;
+use oci_model::sigstore_ops::{self, SignTarget};
 use oci_model::store::Store;
 use oci_model::untrusted::Untrusted;
 use oci_model::verify::{BoundBundle, Report};
 use serde::Serialize;
 use std::fmt;
 
-/// Verify a fetched model against the policy flags; Err (exit 1) unless the policy passes.
+/// Verify a fetched target against the policy flags; Err (exit 1) unless the policy passes.
 async fn verify_artifact(
     policy_opts: &PolicyOpts,
     target: &Target,
     store: &dyn Store,
-    artifact: &ModelArtifact,
+    artifact: &SignTarget,
     ctx: &Ctx,
 ) -> anyhow::Result<(Report, Vec<BoundBundle>)> {
     let trust = crate::cli::policy::trusted_root(policy_opts, &ctx.settings)?;
     let repository = target.repository_name();
     let policy = crate::cli::policy::policy(policy_opts, Some(&repository))?;
     let shown = strip_digest(target);
-    Ok(sigstore_ops::verify_model(store, artifact, &shown, &policy, &trust).await?)
+    Ok(sigstore_ops::verify_target(store, artifact, &shown, &policy, &trust).await?)
 }
 
 fn strip_digest(target: &Target) -> String {
@@ -37,7 +38,7 @@ fn strip_digest(target: &Target) -> String {
 pub async fn run(args: VerifyArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let target = parse_target(&args.target)?;
     let store = open_store(&target, &args.registry).await?;
-    let artifact = fetch_model(store.as_ref(), &target.reference())
+    let artifact = sigstore_ops::fetch_target(store.as_ref(), &target.reference())
         .await
         .with_context(|| format!("verify {target}"))?;
     let (report, verified) =
@@ -149,7 +150,8 @@ pub async fn verify_before_pull(
     artifact: &ModelArtifact,
     ctx: &Ctx,
 ) -> anyhow::Result<Report> {
-    let (report, _) = verify_artifact(policy_opts, target, store, artifact, ctx).await?;
+    let artifact = SignTarget::from(artifact.clone());
+    let (report, _) = verify_artifact(policy_opts, target, store, &artifact, ctx).await?;
     if report.ok {
         // One line on success; the whole report only when something failed.
         let signers: Vec<String> = report
