@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 
-fn options(fake: &FakeSigstore) -> KeylessOptions {
+pub fn options(fake: &FakeSigstore) -> KeylessOptions {
     let text = std::fs::read_to_string(&fake.signing_config_path).unwrap();
     let loaded = Services::from_json(&text, "fake signing_config.json").unwrap();
     KeylessOptions {
@@ -27,12 +27,12 @@ fn options(fake: &FakeSigstore) -> KeylessOptions {
     }
 }
 
-fn token(raw: String) -> IdentityToken {
+pub fn token(raw: String) -> IdentityToken {
     IdentityToken::parse(Secret::new(raw), TokenOrigin::Explicit).unwrap()
 }
 
 /// An in-toto statement v1 whose subject is `data`; returns (payload, sha256 hex).
-fn statement(name: &str, data: &[u8]) -> (Vec<u8>, String) {
+pub fn statement(name: &str, data: &[u8]) -> (Vec<u8>, String) {
     let hex = hex::encode(Sha256::digest(data));
     let st = serde_json::json!({
         "_type": "https://in-toto.io/Statement/v1",
@@ -552,7 +552,7 @@ async fn keyless_fulcio_rejects_tokens_it_cannot_trust() {
 }
 
 /// The sigstore-python CLI in the project venv (scripts/venv.sh installs it with model-signing).
-fn sigstore_python() -> Option<std::path::PathBuf> {
+pub fn sigstore_python() -> Option<std::path::PathBuf> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/sigstore");
     p.exists().then_some(p)
 }

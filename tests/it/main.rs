@@ -25,5 +25,6 @@ mod signals;
 mod smoke;
 mod store_contract;
 mod support;
+mod timestamps;
 mod transaction;
 mod verify_bundle;
