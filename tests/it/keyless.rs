@@ -923,3 +923,36 @@ fn keyless_cli_attest() {
         Some(1)
     );
 }
+
+#[test]
+fn keyless_cli_refuses_a_signing_config_without_a_usable_service() {
+    let fake = FakeSigstore::start();
+    let (_dir, target) = pushed_model();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fake.signing_config_path).unwrap()).unwrap();
+    config["rekorTlogUrls"][0]["validFor"] =
+        serde_json::json!({"start": "2020-01-01T00:00:00Z", "end": "2021-01-01T00:00:00Z"});
+    let path = fake.dir().join("expired_signing_config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = harness::bin()
+        .args(["sign", &target, "--keyless", "--identity-token"])
+        .arg(fake.token_for_email("erin@example.com"))
+        .arg("--signing-config")
+        .arg(&path)
+        .arg("--trusted-root")
+        .arg(&fake.trusted_root_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no usable Rekor service (rekorTlogUrls)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("valid 2020-01-01T00:00:00Z to 2021-01-01T00:00:00Z"),
+        "{stderr}"
+    );
+    assert_eq!(fake.shared.fulcio.issued.load(Ordering::SeqCst), 0);
+    assert_eq!(referrer_count(&target), 0);
+}
