@@ -83,7 +83,7 @@ pub struct KeylessSigner {
     issuer: String,
     services: Services,
     rekor: TransparencyLog,
-    tsa: Option<TimestampClient>,
+    tsa: Option<TimestampAuthority>,
     trusted_root: TrustedRoot,
 }
 
@@ -178,15 +178,7 @@ impl KeylessSigner {
 
         let rekor = TransparencyLog::new(&services.rekor, http.clone())?;
         let tsa = match &services.tsa {
-            Some(url) => Some(
-                TimestampClient::builder(url)
-                    .with_http_client(http.clone())
-                    .build()
-                    .map_err(|e| KeylessError::Tsa {
-                        url: url.clone(),
-                        reason: e.to_string(),
-                    })?,
-            ),
+            Some(url) => Some(TimestampAuthority::new(url, http.clone())?),
             None => None,
         };
         Ok(KeylessSigner {
@@ -245,15 +237,8 @@ impl KeylessSigner {
 
         let mut bundle = BundleV03::with_certificate_and_dsse(self.leaf.clone(), envelope)
             .with_tlog_entry(tlog_entry);
-        if let (Some(tsa), Some(url)) = (&self.tsa, &self.services.tsa) {
-            let token =
-                tsa.timestamp_signature(&signature)
-                    .await
-                    .map_err(|e| KeylessError::Tsa {
-                        url: url.clone(),
-                        reason: e.to_string(),
-                    })?;
-            bundle = bundle.with_rfc3161_timestamp(token);
+        if let Some(tsa) = &self.tsa {
+            bundle = bundle.with_rfc3161_timestamp(tsa.timestamp(&signature).await?);
         }
         let bundle = bundle.into_bundle();
         let json = bundle
@@ -315,6 +300,58 @@ pub fn verify_before_publishing(
         trusted_root: trusted_root.source().to_string(),
         reason: e.to_string(),
     })
+}
+
+/// An RFC 3161 timestamp authority that signatures are timestamped by (the token's message
+/// imprint is the sha256 of the signature bytes). Shared by keyless signing and key signing
+/// with `--timestamp-server`. The token is checked by the verifier the caller runs on the
+/// finished bundle (TSA chain in the trusted root, imprint, time).
+pub struct TimestampAuthority {
+    url: String,
+    client: TimestampClient,
+}
+
+impl std::fmt::Debug for TimestampAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimestampAuthority")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TimestampAuthority {
+    /// A client for the timestamp endpoint at `url` (full URL, e.g. `…/api/v1/timestamp`).
+    pub fn new(url: &str, http: HttpClient) -> Result<Self, KeylessError> {
+        let client = TimestampClient::builder(url)
+            .with_http_client(http)
+            .build()
+            .map_err(|e| KeylessError::Tsa {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(TimestampAuthority {
+            url: url.to_string(),
+            client,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A timestamp token over `signature`.
+    pub async fn timestamp(
+        &self,
+        signature: &sigstore_sign::types::SignatureBytes,
+    ) -> Result<sigstore_sign::types::TimestampToken, KeylessError> {
+        self.client
+            .timestamp_signature(signature)
+            .await
+            .map_err(|e| KeylessError::Tsa {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })
+    }
 }
 
 /// Who a Rekor `dsse` entry names as the verifier of the envelope signature: the Fulcio
