@@ -244,9 +244,20 @@ pub fn key_signer_with_services(
     let (services, trusted_root) = flags.resolve()?;
     let http = keyless::http_client()?;
     let log = match tlog {
-        true => Some(TransparencyLog::new(&services.rekor, http.clone())?),
+        true => Some(TransparencyLog::with_version(
+            &services.rekor,
+            services.rekor_version,
+            http.clone(),
+        )?),
         false => None,
     };
+    if services.rekor_version == 2 && tlog && key.kind() != super::keys::KeyKind::P256 {
+        return Err(KeylessError::Usage(format!(
+            "the Rekor v2 log {} records ECDSA P-256 signatures only; this key is {}",
+            services.rekor,
+            key.kind().name()
+        )));
+    }
     let tsa = match &services.tsa {
         Some(url) if flags.signing_config.is_some() || flags.tsa_url.is_some() => {
             Some(TimestampAuthority::new(url, http)?)

@@ -24,8 +24,11 @@ pub struct SigningConfigError {
 pub struct Services {
     /// Fulcio base URL (`POST {fulcio}/api/v2/signingCert`).
     pub fulcio: String,
-    /// Rekor v1 base URL (`POST {rekor}/api/v1/log/entries`).
+    /// Rekor base URL (`POST {rekor}/api/v1/log/entries`, or `/api/v2/log/entries` for v2).
     pub rekor: String,
+    /// The Rekor log's `majorApiVersion`: 1, or 2 (which needs a timestamp authority: a v2
+    /// entry has no signed integration time).
+    pub rekor_version: u32,
     /// RFC 3161 timestamp endpoint (full URL), if timestamps are wanted.
     pub tsa: Option<String>,
     /// OIDC issuer for the interactive login.
@@ -111,7 +114,7 @@ const OIDC: Kind = Kind {
 const REKOR: Kind = Kind {
     name: "Rekor",
     field: "rekorTlogUrls",
-    supported: &[1],
+    supported: &[1, 2],
 };
 const TSA: Kind = Kind {
     name: "timestamp authority",
@@ -301,7 +304,7 @@ impl Services {
             }
             Ok(chosen) => chosen
                 .first()
-                .map(|e| e.url.clone())
+                .copied()
                 .ok_or_else(|| err("lists no Rekor service (rekorTlogUrls)".into()))?,
             Err(reason) => return Err(err(reason)),
         };
@@ -315,10 +318,17 @@ impl Services {
             }
             chosen => chosen.first().map(|e| e.url.clone()),
         };
+        if rekor.major_api_version == 2 && tsa.is_none() {
+            return Err(err(format!(
+                "the Rekor v2 log {} records no signing time, and no timestamp authority (tsaUrls) is usable",
+                rekor.describe()
+            )));
+        }
         Ok(LoadedConfig {
             services: Services {
                 fulcio,
-                rekor,
+                rekor: rekor.url.clone(),
+                rekor_version: rekor.major_api_version,
                 tsa,
                 oidc,
             },
@@ -326,7 +336,7 @@ impl Services {
         })
     }
 
-    /// Apply `--fulcio-url`, `--rekor-url`, `--tsa-url`.
+    /// Apply `--fulcio-url`, `--rekor-url` (a Rekor v1 log), `--timestamp-server`.
     pub fn with_overrides(
         mut self,
         fulcio: Option<String>,
@@ -337,7 +347,9 @@ impl Services {
             self.fulcio = f;
         }
         if let Some(r) = rekor {
+            // A URL given by hand is a Rekor v1 log (the API `--rekor-url` has always meant).
             self.rekor = r;
+            self.rekor_version = 1;
         }
         if let Some(t) = tsa {
             self.tsa = Some(t);
@@ -399,12 +411,27 @@ mod tests {
 
     #[test]
     fn staging_config_selects_the_services_valid_now_that_we_speak() {
-        // Rekor v2 shards come first (v2 is not spoken for signing yet): the v1 log is chosen.
+        // The highest version valid now wins: the current Rekor v2 shard, not the expired
+        // ones listed after it, nor the v1 log.
         let s = Services::from_json_at(STAGING, "staging", at("2026-11-29T12:00:00Z"))
             .unwrap()
             .services;
         assert_eq!(s.fulcio, "https://fulcio.sigstage.dev");
-        assert_eq!(s.rekor, "https://rekor.sigstage.dev");
+        assert_eq!(s.rekor, "https://log2025-alpha3.rekor.sigstage.dev");
+        assert_eq!(s.rekor_version, 2);
+        // Mid-2025 the second shard was the valid one.
+        let mid = Services::from_json_at(STAGING, "staging", at("2025-09-01T00:00:00Z"))
+            .unwrap()
+            .services;
+        assert_eq!(mid.rekor, "https://log2025-alpha2.rekor.sigstage.dev");
+        // --rekor-url names a v1 log.
+        let o = s
+            .clone()
+            .with_overrides(None, Some("https://rekor.sigstage.dev".into()), None);
+        assert_eq!(
+            (o.rekor.as_str(), o.rekor_version),
+            ("https://rekor.sigstage.dev", 1)
+        );
         assert_eq!(
             s.tsa.as_deref(),
             Some("https://timestamp.sigstage.dev/api/v1/timestamp")
@@ -442,14 +469,26 @@ mod tests {
             "{e}"
         );
 
-        let v2_only = config(|v| v["rekorTlogUrls"][0]["majorApiVersion"] = 2.into());
-        let e = refused(&v2_only, "2026-11-29T12:00:00Z");
+        let v3_only = config(|v| v["rekorTlogUrls"][0]["majorApiVersion"] = 3.into());
+        let e = refused(&v3_only, "2026-11-29T12:00:00Z");
         assert!(e.contains("no usable Rekor service (rekorTlogUrls)"), "{e}");
         assert!(e.contains("API versions oci-model does not speak"), "{e}");
         assert!(
-            e.contains("(API v2, valid 2021-01-12T11:53:27Z to no end)"),
+            e.contains("(API v3, valid 2021-01-12T11:53:27Z to no end)"),
             "{e}"
         );
+
+        // Rekor v2 without a usable TSA gives no signed time: refused.
+        let v2_no_tsa = config(|v| {
+            v["rekorTlogUrls"][0]["majorApiVersion"] = 2.into();
+            v["tsaUrls"] = serde_json::json!([]);
+        });
+        let e = refused(&v2_no_tsa, "2026-11-29T12:00:00Z");
+        assert!(
+            e.contains("Rekor v2 log https://rekor.sigstore.dev (API v2"),
+            "{e}"
+        );
+        assert!(e.contains("no timestamp authority"), "{e}");
 
         let no_fulcio = config(|v| v["caUrls"] = serde_json::json!([]));
         let e = refused(&no_fulcio, "2026-11-29T12:00:00Z");
