@@ -223,3 +223,139 @@ fn key_tlog_v2_refuses_keys_rekor_v2_cannot_record() {
     assert_eq!(referrer_count(&target), 0);
     assert_eq!(fake.shared.rekor_v2.size(), 5, "nothing was logged");
 }
+
+/// The six signing modes, each bundle checked by our verifier against the fake's
+/// trusted root and given to sigstore-python 4.5.1. It verifies the keyless ones (Rekor v1 and
+/// v2). It cannot verify any key-based bundle: its `Bundle` requires a signing certificate and
+/// refuses the bundle before verifying anything ("expected certificate in bundle"), so for the
+/// four key modes the test asserts that refusal, and fails once sigstore-python learns keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_signing_mode_verifies_and_sigstore_python_takes_the_keyless_ones() {
+    use oci_model::signing::keyless::{http_client, TimestampAuthority, TransparencyLog};
+    use oci_model::signing::{KeyKind, KeySigner, PrivateKey, Signer};
+    use oci_model::verify::TrustedKey;
+
+    let fake = FakeSigstore::start();
+    let root = TrustedRoot::from_file(&fake.trusted_root_path).unwrap();
+    let data = b"one model, six ways to sign it";
+    let (payload, hex) = statement("model.bin", data);
+    let digest: oci_model::digest::Digest = format!("sha256:{hex}").parse().unwrap();
+    let artifact = fake.dir().join("model.bin");
+    std::fs::write(&artifact, data).unwrap();
+
+    let key = || PrivateKey::generate(KeyKind::P256).unwrap();
+    let log = |version| {
+        let url = if version == 2 {
+            &fake.rekor_v2_url
+        } else {
+            &fake.rekor_url
+        };
+        TransparencyLog::with_version(url, version, http_client().unwrap()).unwrap()
+    };
+    let tsa = || TimestampAuthority::new(&fake.tsa_url, http_client().unwrap()).unwrap();
+    let key_signers: Vec<(&str, KeySigner)> = vec![
+        ("key", KeySigner::new(key())),
+        (
+            "key + log v1",
+            KeySigner::with_services(key(), Some(log(1)), None, root.clone()),
+        ),
+        (
+            "key + log v2",
+            KeySigner::with_services(key(), Some(log(2)), Some(tsa()), root.clone()),
+        ),
+        (
+            "key + TSA",
+            KeySigner::with_services(key(), None, Some(tsa()), root.clone()),
+        ),
+    ];
+    let email = "modes@example.com";
+    let mut v1_options = crate::keyless::options(&fake);
+    v1_options.services.tsa = None;
+    let keyless_signers = vec![
+        (
+            "keyless v1",
+            KeylessSigner::new(&token(fake.token_for_email(email)), v1_options)
+                .await
+                .unwrap(),
+        ),
+        (
+            "keyless v2",
+            KeylessSigner::new(&token(fake.token_for_email(email)), options_v2(&fake))
+                .await
+                .unwrap(),
+        ),
+    ];
+
+    let python = sigstore_python();
+    let python_verify = |mode: &str, bundle: &[u8]| {
+        let sigstore = python.as_ref()?;
+        let path = fake
+            .dir()
+            .join(format!("{}.sigstore.json", mode.replace([' ', '+'], "_")));
+        std::fs::write(&path, bundle).unwrap();
+        Some(
+            std::process::Command::new(sigstore)
+                .arg("--trust-config")
+                .arg(&fake.trust_config_v2_path)
+                .args(["verify", "identity", "--offline", "--bundle"])
+                .arg(&path)
+                .args([
+                    "--cert-identity",
+                    email,
+                    "--cert-oidc-issuer",
+                    fake.issuer(),
+                ])
+                .arg(&artifact)
+                .output()
+                .unwrap(),
+        )
+    };
+
+    for (mode, signer) in &key_signers {
+        let bundle = Signer::sign_dsse(signer, PAYLOAD_TYPE, &payload)
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let public = signer.key().public_key().to_pem();
+        let policy = SignerPolicy::new()
+            .with_key(TrustedKey::from_pem(public.as_bytes(), "signer").unwrap());
+        verify::verify_bundle(
+            &bundle.json,
+            &Artifact::Digest(digest.clone()),
+            &policy,
+            &root,
+        )
+        .unwrap_or_else(|e| panic!("{mode}: our verifier: {e}"));
+        if let Some(out) = python_verify(mode, &bundle.json) {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && stderr.contains("expected certificate in bundle"),
+                "{mode}: sigstore-python's answer changed (does it verify key bundles now?): {stderr}"
+            );
+        }
+    }
+    for (mode, signer) in &keyless_signers {
+        let bundle = signer
+            .sign_dsse(PAYLOAD_TYPE, &payload)
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let json = serde_json::to_vec(&bundle).unwrap();
+        let policy =
+            SignerPolicy::new().with_identity(Matcher::exact(email), Matcher::exact(fake.issuer()));
+        verify::verify_bundle(&json, &Artifact::Digest(digest.clone()), &policy, &root)
+            .unwrap_or_else(|e| panic!("{mode}: our verifier: {e}"));
+        if let Some(out) = python_verify(mode, &json) {
+            assert!(
+                out.status.success(),
+                "{mode}: sigstore-python rejected it: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    if python.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have .venv/bin/sigstore"
+        );
+        eprintln!("sigstore-python part skipped: .venv/bin/sigstore not installed");
+    }
+}
