@@ -354,3 +354,47 @@ fn key_timestamped_signature_verifies_with_model_signing() {
         text(&out.stderr)
     );
 }
+
+/// RFC 3161 §2.4.2's `genTime` grammar, end to end: the fake TSA writes each text and keyless
+/// signing (which parses the token, then verifies the bundle) takes or refuses it. The same
+/// cases are unit tests of the parser in vendor/sigstore-tsa/src/gen_time.rs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gen_time_grammar_through_signing() {
+    let fake = FakeSigstore::start();
+    let signer = KeylessSigner::new(
+        &token(fake.token_for_email("grammar@example.com")),
+        options(&fake),
+    )
+    .await
+    .unwrap();
+    let (payload, _) = statement("m", b"grammar");
+    // This second: not before the certificate (issued above, its notBefore in whole seconds).
+    let now = std::time::SystemTime::now();
+    let whole = crate::fakes::tsa::gen_time(now, false);
+    let base = whole.trim_end_matches('Z');
+    let cases = [
+        (format!("{base}Z"), true, "no fraction"),
+        (format!("{base}.5Z"), true, "one digit"),
+        (format!("{base}.488Z"), true, "milliseconds"),
+        (format!("{base}.123456789Z"), true, "nanoseconds"),
+        (format!("{base}.480Z"), false, "trailing zero (not DER)"),
+        (format!("{base}.0Z"), false, "all-zero fraction"),
+        (format!("{base}.Z"), false, "'.' without digits"),
+        (base.to_string(), false, "no Z"),
+        (format!("{base}.488"), false, "fraction without Z"),
+        (format!("{base}+0000"), false, "offset instead of Z"),
+    ];
+    for (text, accepted, why) in cases {
+        *fake.shared.tsa.gen_time_text.lock().unwrap() = Some(text.clone());
+        let result = signer.sign_dsse(PAYLOAD_TYPE, &payload).await;
+        match (accepted, result) {
+            (true, Ok(bundle)) => assert_eq!(bundle_gen_times(&bundle), vec![text], "{why}"),
+            (false, Err(e)) => assert!(
+                e.to_string().contains("failed to decode TSTInfo"),
+                "{why} ({text}): {e}"
+            ),
+            (true, Err(e)) => panic!("{why} ({text}) refused: {e}"),
+            (false, Ok(_)) => panic!("{why} ({text}) accepted"),
+        }
+    }
+}

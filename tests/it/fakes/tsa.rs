@@ -102,6 +102,8 @@ pub struct Authority {
     /// Write `genTime` with milliseconds (`20261129135002.488Z`), as RFC 3161 allows and
     /// several deployed TSAs do; whole seconds otherwise.
     pub fractional_time: AtomicBool,
+    /// Write exactly this `genTime` text (tests of the parser's grammar), whatever the clock.
+    pub gen_time_text: std::sync::Mutex<Option<String>>,
 }
 
 /// `genTime` for `now`: `YYYYMMDDhhmmssZ`, or with the milliseconds as DER wants them
@@ -150,6 +152,7 @@ impl Authority {
             leaf_der,
             root_der: root.der,
             fractional_time: AtomicBool::new(false),
+            gen_time_text: std::sync::Mutex::new(None),
         }
     }
 
@@ -167,7 +170,12 @@ impl Authority {
             serial_number: Int::new(&serial_bytes).unwrap(),
             gen_time: Any::new(
                 Tag::GeneralizedTime,
-                gen_time(clock, self.fractional_time.load(Ordering::SeqCst)).into_bytes(),
+                self.gen_time_text
+                    .lock()
+                    .unwrap()
+                    .clone()
+                    .unwrap_or_else(|| gen_time(clock, self.fractional_time.load(Ordering::SeqCst)))
+                    .into_bytes(),
             )
             .unwrap(),
             nonce: req.nonce.clone(),
