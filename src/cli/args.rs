@@ -218,8 +218,15 @@ pub struct SignerOpts {
     /// Rekor URL (overrides the signing config).
     #[arg(long, value_name = "URL")]
     pub rekor_url: Option<String>,
-    /// RFC 3161 timestamp authority URL (overrides the signing config).
-    #[arg(long, value_name = "URL")]
+    /// RFC 3161 timestamp authority (full URL, e.g. https://timestamp.sigstore.dev/api/v1/timestamp).
+    /// With --key: timestamp each signature there and record the timestamp in the bundle
+    /// (default: no timestamp, like model_signing); the bundle must verify against the
+    /// trusted root, which must list that TSA. With --keyless: overrides the signing config's TSA.
+    #[arg(
+        long = "timestamp-server",
+        visible_alias = "tsa-url",
+        value_name = "URL"
+    )]
     pub tsa_url: Option<String>,
     /// Record the signature in the Rekor transparency log. Keyless signing always does
     /// (false is refused). With --key the default is no log entry, like model_signing (offline,
@@ -235,8 +242,9 @@ pub struct SignerOpts {
     )]
     pub tlog_upload: Option<bool>,
     /// The Sigstore trusted_root.json new bundles must verify against before anything is
-    /// published, with --keyless or --key --tlog-upload=true (default: from --signing-config,
-    /// else the public-good root, as `trusted-root update` cached it or embedded).
+    /// published, with --keyless, --key --tlog-upload=true or --key --timestamp-server
+    /// (default: from --signing-config, else the public-good root, as `trusted-root update`
+    /// cached it or embedded).
     #[arg(long, value_name = "FILE")]
     pub trusted_root: Option<PathBuf>,
 }

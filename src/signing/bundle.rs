@@ -7,11 +7,12 @@
 //! "dsseEnvelope": {"payload", "payloadType", "signatures": [{"sig", "keyid": ""}]}}`.
 //! `timestampVerificationData` is left out, as `model_signing` does; readers (ours included)
 //! treat it as empty. With `--tlog-upload=true` the same layout carries the Rekor entry in
-//! `tlogEntries` (see [`KeySigner::with_tlog`]).
+//! `tlogEntries`, and with `--timestamp-server` an RFC 3161 timestamp in
+//! `timestampVerificationData` (see [`KeySigner::with_services`]).
 
 use super::dsse::{self, Envelope};
 use super::error::KeylessError;
-use super::keyless::{self, LogVerifier, TransparencyLog};
+use super::keyless::{self, LogVerifier, TimestampAuthority, TransparencyLog};
 use super::keys::PrivateKey;
 use super::signer::{SignedBundle, Signer};
 use super::SigningError;
@@ -22,38 +23,62 @@ use serde_json::json;
 
 /// Key-based signer: DSSE signature with a local private key, public key hint in the bundle.
 ///
-/// By default ([`KeySigner::new`]) nothing is logged: the bundle has empty `tlogEntries`,
-/// exactly as `model_signing` writes it, and signing needs no network. With
-/// [`KeySigner::with_tlog`] (`--key K --tlog-upload=true`) every signature is also recorded in
-/// a Rekor v1 log as a `dsse` 0.0.1 entry whose verifier is the public key; the bundle keeps
-/// the hint and carries that entry (inclusion proof, checkpoint, SET), which gives verifiers a
-/// signed time and transparency. Such a bundle is verified with the signer's own key against
-/// the trusted root before it is returned.
+/// By default ([`KeySigner::new`]) nothing is logged or timestamped: the bundle has empty
+/// `tlogEntries` and no `timestampVerificationData`, exactly as `model_signing` writes it, and
+/// signing needs no network. [`KeySigner::with_services`] adds either or both of:
+/// - a Rekor v1 log (`--key K --tlog-upload=true`): every signature is recorded as a `dsse`
+///   0.0.1 entry whose verifier is the public key, and the bundle carries that entry
+///   (inclusion proof, checkpoint, SET): a signed time and transparency;
+/// - an RFC 3161 timestamp authority (`--timestamp-server URL`, or the signing config's TSA):
+///   the bundle carries a timestamp over the signature in
+///   `timestampVerificationData.rfc3161Timestamps`, so the signature can later be checked
+///   against the key's validity period.
+///
+/// Such a bundle is verified with the signer's own key against the trusted root (which must
+/// know the log and the TSA) before it is returned.
 #[derive(Debug)]
 pub struct KeySigner {
     key: PrivateKey,
-    tlog: Option<KeyTlog>,
+    services: Option<KeyServices>,
 }
 
 #[derive(Debug)]
-struct KeyTlog {
-    log: TransparencyLog,
+struct KeyServices {
+    log: Option<TransparencyLog>,
+    tsa: Option<TimestampAuthority>,
     trusted_root: TrustedRoot,
 }
 
 impl KeySigner {
-    /// Sign offline: no transparency log entry (`model_signing`'s bundles).
+    /// Sign offline: no transparency log entry, no timestamp (`model_signing`'s bundles).
     pub fn new(key: PrivateKey) -> Self {
-        KeySigner { key, tlog: None }
+        KeySigner {
+            key,
+            services: None,
+        }
     }
 
     /// Sign and record each signature in `log`; bundles must verify against `trusted_root`
     /// (which must know that log's key) before they are returned.
     pub fn with_tlog(key: PrivateKey, log: TransparencyLog, trusted_root: TrustedRoot) -> Self {
-        KeySigner {
-            key,
-            tlog: Some(KeyTlog { log, trusted_root }),
-        }
+        Self::with_services(key, Some(log), None, trusted_root)
+    }
+
+    /// Sign, record each signature in `log` and/or timestamp it with `tsa`; bundles must
+    /// verify against `trusted_root` before they are returned. With neither, this is
+    /// [`KeySigner::new`].
+    pub fn with_services(
+        key: PrivateKey,
+        log: Option<TransparencyLog>,
+        tsa: Option<TimestampAuthority>,
+        trusted_root: TrustedRoot,
+    ) -> Self {
+        let services = (log.is_some() || tsa.is_some()).then_some(KeyServices {
+            log,
+            tsa,
+            trusted_root,
+        });
+        KeySigner { key, services }
     }
 
     pub fn key(&self) -> &PrivateKey {
@@ -62,13 +87,19 @@ impl KeySigner {
 
     /// The Rekor URL signatures are logged in, if any.
     pub fn tlog_url(&self) -> Option<&str> {
-        self.tlog.as_ref().map(|t| t.log.url())
+        self.services.as_ref()?.log.as_ref().map(|l| l.url())
     }
 
-    /// Log the envelope, add the entry to the bundle, and verify the bundle with our own key.
-    async fn sign_logged(
+    /// The timestamp authority signatures are timestamped by, if any.
+    pub fn tsa_url(&self) -> Option<&str> {
+        self.services.as_ref()?.tsa.as_ref().map(|t| t.url())
+    }
+
+    /// Log and/or timestamp the signature, add them to the bundle, and verify the bundle with
+    /// our own key.
+    async fn sign_with_services(
         &self,
-        tlog: &KeyTlog,
+        services: &KeyServices,
         payload_type: &str,
         payload: &[u8],
         envelope: &Envelope,
@@ -83,22 +114,35 @@ impl KeySigner {
                     .ok()
             })
             .ok_or_else(|| KeylessError::Bundle("the DSSE envelope has no signature".into()))?;
-        let logged = sigstore_types::DsseEnvelope::new(
-            payload_type,
-            sigstore_types::PayloadBytes::new(payload.to_vec()),
-            sigstore_types::DsseSignature::new(
-                sigstore_types::SignatureBytes::new(signature),
-                sigstore_types::KeyId::default(),
-            ),
-        );
+        let signature = sigstore_types::SignatureBytes::new(signature);
         let public = self.key.public_key();
-        let verifier = LogVerifier::PublicKey(sigstore_types::DerPublicKey::new(
-            public.spki_der().to_vec(),
-        ));
-        let entry = tlog.log.log_dsse(&logged, &verifier).await?;
-        let entry =
-            serde_json::to_value(&entry).map_err(|e| KeylessError::Bundle(e.to_string()))?;
-        let json = key_bundle_json_with_log(&public.hint(), envelope, vec![entry]);
+        let mut entries = Vec::new();
+        if let Some(log) = &services.log {
+            let logged = sigstore_types::DsseEnvelope::new(
+                payload_type,
+                sigstore_types::PayloadBytes::new(payload.to_vec()),
+                sigstore_types::DsseSignature::new(
+                    signature.clone(),
+                    sigstore_types::KeyId::default(),
+                ),
+            );
+            let verifier = LogVerifier::PublicKey(sigstore_types::DerPublicKey::new(
+                public.spki_der().to_vec(),
+            ));
+            let entry = log.log_dsse(&logged, &verifier).await?;
+            entries.push(
+                serde_json::to_value(&entry).map_err(|e| KeylessError::Bundle(e.to_string()))?,
+            );
+        }
+        let mut timestamps = Vec::new();
+        if let Some(tsa) = &services.tsa {
+            let token = tsa.timestamp(&signature).await?;
+            timestamps.push(
+                serde_json::to_value(sigstore_types::Rfc3161Timestamp::new(token))
+                    .map_err(|e| KeylessError::Bundle(e.to_string()))?,
+            );
+        }
+        let json = key_bundle_json_with(&public.hint(), envelope, entries, timestamps);
 
         let trusted = TrustedKey::from_pem(public.to_pem().as_bytes(), "the signing key")
             .map_err(|e| KeylessError::Key(e.to_string()))?;
@@ -106,7 +150,7 @@ impl KeySigner {
             &json,
             &subject,
             &SignerPolicy::new().with_key(trusted),
-            &tlog.trusted_root,
+            &services.trusted_root,
         )?;
         Ok(json)
     }
@@ -123,6 +167,9 @@ impl Signer for KeySigner {
         if let Some(url) = self.tlog_url() {
             text.push_str(&format!(", logged in {url}"));
         }
+        if let Some(url) = self.tsa_url() {
+            text.push_str(&format!(", timestamped by {url}"));
+        }
         text
     }
 
@@ -132,10 +179,10 @@ impl Signer for KeySigner {
         payload: &[u8],
     ) -> Result<SignedBundle, SigningError> {
         let envelope = dsse::sign(&self.key, payload_type, payload)?;
-        let json = match &self.tlog {
+        let json = match &self.services {
             None => key_bundle_json(&self.key.public_key().hint(), &envelope),
-            Some(tlog) => self
-                .sign_logged(tlog, payload_type, payload, &envelope)
+            Some(services) => self
+                .sign_with_services(services, payload_type, payload, &envelope)
                 .await
                 .map_err(|e| SigningError::Keyless(Box::new(e)))?,
         };
@@ -148,21 +195,27 @@ impl Signer for KeySigner {
 
 /// The key-based bundle JSON (compact, `model_signing`'s layout).
 pub fn key_bundle_json(hint: &str, envelope: &Envelope) -> Vec<u8> {
-    key_bundle_json_with_log(hint, envelope, Vec::new())
+    key_bundle_json_with(hint, envelope, Vec::new(), Vec::new())
 }
 
-/// The same layout with transparency log entries (bundle v0.3 `TransparencyLogEntry` JSON).
-fn key_bundle_json_with_log(
+/// The same layout with transparency log entries (bundle v0.3 `TransparencyLogEntry` JSON)
+/// and RFC 3161 timestamps (`timestampVerificationData`, written only when there is one).
+fn key_bundle_json_with(
     hint: &str,
     envelope: &Envelope,
     tlog_entries: Vec<serde_json::Value>,
+    timestamps: Vec<serde_json::Value>,
 ) -> Vec<u8> {
+    let mut material = json!({
+        "publicKey": {"hint": hint},
+        "tlogEntries": tlog_entries,
+    });
+    if !timestamps.is_empty() {
+        material["timestampVerificationData"] = json!({ "rfc3161Timestamps": timestamps });
+    }
     let v = json!({
         "mediaType": SIGSTORE_BUNDLE_V03,
-        "verificationMaterial": {
-            "publicKey": {"hint": hint},
-            "tlogEntries": tlog_entries,
-        },
+        "verificationMaterial": material,
         "dsseEnvelope": envelope,
     });
     serde_json::to_vec(&v).expect("JSON value serializes")
@@ -175,9 +228,43 @@ pub fn key_signer_with_tlog(
     key: PrivateKey,
     flags: &keyless::ServiceFlags,
 ) -> Result<KeySigner, KeylessError> {
+    key_signer_with_services(key, flags, true)
+}
+
+/// A key-based signer that uses the services the flags name: the Rekor log when `tlog` is
+/// set (`--tlog-upload=true`), and the timestamp authority when one is named
+/// (`--timestamp-server`, or a `--signing-config` that lists one). Without either it signs
+/// offline. Its bundles must verify against the resolved trusted root before they are
+/// returned.
+pub fn key_signer_with_services(
+    key: PrivateKey,
+    flags: &keyless::ServiceFlags,
+    tlog: bool,
+) -> Result<KeySigner, KeylessError> {
     let (services, trusted_root) = flags.resolve()?;
-    let log = TransparencyLog::new(&services.rekor, keyless::http_client()?)?;
-    Ok(KeySigner::with_tlog(key, log, trusted_root))
+    let http = keyless::http_client()?;
+    let log = match tlog {
+        true => Some(TransparencyLog::with_version(
+            &services.rekor,
+            services.rekor_version,
+            http.clone(),
+        )?),
+        false => None,
+    };
+    if services.rekor_version == 2 && tlog && key.kind() != super::keys::KeyKind::P256 {
+        return Err(KeylessError::Usage(format!(
+            "the Rekor v2 log {} records ECDSA P-256 signatures only; this key is {}",
+            services.rekor,
+            key.kind().name()
+        )));
+    }
+    let tsa = match &services.tsa {
+        Some(url) if flags.signing_config.is_some() || flags.tsa_url.is_some() => {
+            Some(TimestampAuthority::new(url, http)?)
+        }
+        _ => None,
+    };
+    Ok(KeySigner::with_services(key, log, tsa, trusted_root))
 }
 
 #[cfg(test)]

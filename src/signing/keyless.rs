@@ -1,5 +1,6 @@
 //! Keyless signing: OIDC identity token → short-lived Fulcio certificate → DSSE signature →
-//! Rekor v1 `dsse` entry (+ optional RFC 3161 timestamp) → Sigstore bundle v0.3.
+//! Rekor entry (v1: `dsse` 0.0.1; v2: `hashedrekord` 0.0.2 over the PAE) + RFC 3161 timestamp
+//! (optional with v1, required with v2) → Sigstore bundle v0.3.
 //!
 //! One [`KeylessSigner`] is one token exchange and one Fulcio certificate (for one ephemeral
 //! P-256 key), reused for every bundle it signs in a run: `sign` writes two bundles, `attest`
@@ -13,8 +14,9 @@
 //! signed checkpoint, signed entry timestamp, TSA timestamp) before it is returned, so a caller
 //! never publishes a bundle a verifier would reject.
 //!
-//! The Rekor side ([`TransparencyLog`], [`LogVerifier`], [`verify_before_publishing`], and
-//! [`ServiceFlags`] for the config flags) is shared with key-based signing under
+//! The Rekor and TSA side ([`TransparencyLog`], [`TimestampAuthority`], [`LogVerifier`],
+//! [`verify_before_publishing`], and [`ServiceFlags`] for the config flags) is shared with
+//! key-based signing under
 //! `--tlog-upload=true` ([`crate::signing::bundle::key_signer_with_tlog`]), whose entries name the public key instead
 //! of a certificate.
 //!
@@ -29,7 +31,9 @@ use crate::verify::{Artifact, Matcher, SignerPolicy, TrustedRoot};
 use sigstore_sign::bundle::BundleV03;
 use sigstore_sign::crypto::{parse_certificate_info, KeyPair};
 use sigstore_sign::fulcio::{FulcioClient, SigningCertificate};
-use sigstore_sign::rekor::{DsseEntry, RekorClient, RekorEntryBody};
+use sigstore_sign::rekor::{
+    DsseEntry, HashedRekordV2, RekorClient, RekorEntryBody, RekorV2Client, RekorV2KeyDetails,
+};
 use sigstore_sign::tsa::TimestampClient;
 use sigstore_sign::types::{
     DerCertificate, DerPublicKey, DsseEnvelope, DsseSignature, KeyId, KindVersion, PayloadBytes,
@@ -83,7 +87,7 @@ pub struct KeylessSigner {
     issuer: String,
     services: Services,
     rekor: TransparencyLog,
-    tsa: Option<TimestampClient>,
+    tsa: Option<TimestampAuthority>,
     trusted_root: TrustedRoot,
 }
 
@@ -176,17 +180,10 @@ impl KeylessSigner {
             });
         }
 
-        let rekor = TransparencyLog::new(&services.rekor, http.clone())?;
+        let rekor =
+            TransparencyLog::with_version(&services.rekor, services.rekor_version, http.clone())?;
         let tsa = match &services.tsa {
-            Some(url) => Some(
-                TimestampClient::builder(url)
-                    .with_http_client(http.clone())
-                    .build()
-                    .map_err(|e| KeylessError::Tsa {
-                        url: url.clone(),
-                        reason: e.to_string(),
-                    })?,
-            ),
+            Some(url) => Some(TimestampAuthority::new(url, http.clone())?),
             None => None,
         };
         Ok(KeylessSigner {
@@ -245,15 +242,8 @@ impl KeylessSigner {
 
         let mut bundle = BundleV03::with_certificate_and_dsse(self.leaf.clone(), envelope)
             .with_tlog_entry(tlog_entry);
-        if let (Some(tsa), Some(url)) = (&self.tsa, &self.services.tsa) {
-            let token =
-                tsa.timestamp_signature(&signature)
-                    .await
-                    .map_err(|e| KeylessError::Tsa {
-                        url: url.clone(),
-                        reason: e.to_string(),
-                    })?;
-            bundle = bundle.with_rfc3161_timestamp(token);
+        if let Some(tsa) = &self.tsa {
+            bundle = bundle.with_rfc3161_timestamp(tsa.timestamp(&signature).await?);
         }
         let bundle = bundle.into_bundle();
         let json = bundle
@@ -317,6 +307,58 @@ pub fn verify_before_publishing(
     })
 }
 
+/// An RFC 3161 timestamp authority that signatures are timestamped by (the token's message
+/// imprint is the sha256 of the signature bytes). Shared by keyless signing and key signing
+/// with `--timestamp-server`. The token is checked by the verifier the caller runs on the
+/// finished bundle (TSA chain in the trusted root, imprint, time).
+pub struct TimestampAuthority {
+    url: String,
+    client: TimestampClient,
+}
+
+impl std::fmt::Debug for TimestampAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimestampAuthority")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TimestampAuthority {
+    /// A client for the timestamp endpoint at `url` (full URL, e.g. `…/api/v1/timestamp`).
+    pub fn new(url: &str, http: HttpClient) -> Result<Self, KeylessError> {
+        let client = TimestampClient::builder(url)
+            .with_http_client(http)
+            .build()
+            .map_err(|e| KeylessError::Tsa {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(TimestampAuthority {
+            url: url.to_string(),
+            client,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A timestamp token over `signature`.
+    pub async fn timestamp(
+        &self,
+        signature: &sigstore_sign::types::SignatureBytes,
+    ) -> Result<sigstore_sign::types::TimestampToken, KeylessError> {
+        self.client
+            .timestamp_signature(signature)
+            .await
+            .map_err(|e| KeylessError::Tsa {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })
+    }
+}
+
 /// Who a Rekor `dsse` entry names as the verifier of the envelope signature: the Fulcio
 /// certificate (keyless) or the signer's public key (`--key` with `--tlog-upload=true`).
 #[derive(Clone, Debug)]
@@ -372,17 +414,25 @@ impl LogVerifier {
     }
 }
 
-/// A Rekor v1 log that DSSE envelopes are recorded in, as `dsse` 0.0.1 entries. Shared by
-/// keyless signing and key-based signing with `--tlog-upload=true`.
+/// A Rekor log that DSSE envelopes are recorded in: a v1 log as `dsse` 0.0.1 entries, a v2
+/// log as `hashedrekord` 0.0.2 entries over the sha256 of the envelope's PAE (how Rekor v2
+/// records DSSE: it has no `dsse` type of its own), with the signature and its verifier. Shared
+/// by keyless signing and key-based signing with `--tlog-upload=true`.
 pub struct TransparencyLog {
     url: String,
-    client: RekorClient,
+    client: LogClient,
+}
+
+enum LogClient {
+    V1(RekorClient),
+    V2(RekorV2Client),
 }
 
 impl std::fmt::Debug for TransparencyLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TransparencyLog")
             .field("url", &self.url)
+            .field("api_version", &self.api_version())
             .finish_non_exhaustive()
     }
 }
@@ -390,13 +440,30 @@ impl std::fmt::Debug for TransparencyLog {
 impl TransparencyLog {
     /// A client for the Rekor v1 instance at `url` (base URL).
     pub fn new(url: &str, http: HttpClient) -> Result<Self, KeylessError> {
-        let client = RekorClient::builder(url)
-            .with_http_client(http)
-            .build()
-            .map_err(|e| KeylessError::Rekor {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
+        Self::with_version(url, 1, http)
+    }
+
+    /// A client for the Rekor log at `url` speaking `majorApiVersion` `version` (1 or 2).
+    pub fn with_version(url: &str, version: u32, http: HttpClient) -> Result<Self, KeylessError> {
+        let rekor_err = |reason: String| KeylessError::Rekor {
+            url: url.to_string(),
+            reason,
+        };
+        let client = match version {
+            1 => LogClient::V1(
+                RekorClient::builder(url)
+                    .with_http_client(http)
+                    .build()
+                    .map_err(|e| rekor_err(e.to_string()))?,
+            ),
+            2 => LogClient::V2(
+                RekorV2Client::builder(url)
+                    .with_http_client(http)
+                    .build()
+                    .map_err(|e| rekor_err(e.to_string()))?,
+            ),
+            other => return Err(rekor_err(format!("Rekor API v{other} is not supported"))),
+        };
         Ok(TransparencyLog {
             url: url.to_string(),
             client,
@@ -407,13 +474,79 @@ impl TransparencyLog {
         &self.url
     }
 
+    /// The log's `majorApiVersion`.
+    pub fn api_version(&self) -> u32 {
+        match self.client {
+            LogClient::V1(_) => 1,
+            LogClient::V2(_) => 2,
+        }
+    }
+
     /// Upload `envelope` (one signature) with its `verifier` and return the bundle's log entry.
-    /// Refuses an answer without an inclusion proof or signed entry timestamp, or whose body
-    /// is not the `dsse` 0.0.1 entry for our payload, signature and verifier. The proof, the
-    /// checkpoint and the SET themselves are checked by the verifier the caller runs on the
-    /// finished bundle.
+    /// Refuses an answer whose body is not the entry for our payload, signature and verifier,
+    /// or that lacks what its version must carry (v1: inclusion proof and signed entry
+    /// timestamp; v2: inclusion proof with a checkpoint, and no SET or integrated time). The
+    /// proof, the checkpoint and the SET themselves are checked by the verifier the caller runs
+    /// on the finished bundle.
     pub async fn log_dsse(
         &self,
+        envelope: &DsseEnvelope,
+        verifier: &LogVerifier,
+    ) -> Result<TransparencyLogEntry, KeylessError> {
+        match &self.client {
+            LogClient::V1(client) => self.log_dsse_v1(client, envelope, verifier).await,
+            LogClient::V2(client) => self.log_dsse_v2(client, envelope, verifier).await,
+        }
+    }
+
+    async fn log_dsse_v2(
+        &self,
+        client: &RekorV2Client,
+        envelope: &DsseEnvelope,
+        verifier: &LogVerifier,
+    ) -> Result<TransparencyLogEntry, KeylessError> {
+        let rekor_err = |reason: String| KeylessError::Rekor {
+            url: self.url.clone(),
+            reason,
+        };
+        let pae = sigstore_sign::types::pae(&envelope.payload_type, envelope.payload.as_bytes());
+        let digest = sigstore_sign::crypto::sha256(&pae);
+        let signature = &envelope.signature.sig;
+        // Rekor v2 takes a SHA-256 digest: P-256 keys only (the keyless ephemeral key is one).
+        let request = match verifier {
+            LogVerifier::Certificate(cert) => HashedRekordV2::new_with_certificate(
+                &digest,
+                signature,
+                cert,
+                RekorV2KeyDetails::PkixEcdsaP256Sha256,
+            ),
+            LogVerifier::PublicKey(key) => HashedRekordV2::new_with_public_key(
+                &digest,
+                signature,
+                key,
+                RekorV2KeyDetails::PkixEcdsaP256Sha256,
+            ),
+        };
+        // The client refuses an answer whose body is not our digest, signature and verifier,
+        // that carries a SET or an integrated time, or that has no inclusion proof/checkpoint.
+        client.create_entry(request).await.map_err(|e| match e {
+            sigstore_sign::rekor::Error::InvalidResponse(reason)
+                if reason.contains("does not match") =>
+            {
+                KeylessError::RekorBodyMismatch {
+                    url: self.url.clone(),
+                    reason,
+                }
+            }
+            other => rekor_err(format!(
+                "upload of the hashedrekord v0.0.2 entry failed: {other}"
+            )),
+        })
+    }
+
+    async fn log_dsse_v1(
+        &self,
+        client: &RekorClient,
         envelope: &DsseEnvelope,
         verifier: &LogVerifier,
     ) -> Result<TransparencyLogEntry, KeylessError> {
@@ -422,8 +555,7 @@ impl TransparencyLog {
             reason,
         };
         let request = dsse_entry(envelope, verifier).map_err(rekor_err)?;
-        let log_entry = self
-            .client
+        let log_entry = client
             .create_dsse_entry(request)
             .await
             .map_err(|e| rekor_err(format!("upload of the dsse entry failed: {e}")))?;

@@ -176,12 +176,12 @@ fn key_sign_default_is_offline_and_refuses_log_only_flags() {
     let target = pushed(&reg, tmp.path(), "key-offline");
     let bundle_out = tmp.path().join("model.sig");
 
-    // A log-only flag without --tlog-upload=true is refused, not ignored.
+    // A log-only flag without --tlog-upload=true is refused, not ignored. (--signing-config
+    // alone is not log-only: it names a timestamp authority, see tests/it/timestamps.rs.)
     let out = harness::bin()
         .args(["sign", &target, "--key"])
         .arg(&key)
-        .arg("--signing-config")
-        .arg(&fake.trust_config_path)
+        .args(["--rekor-url", &fake.rekor_url])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 
-fn options(fake: &FakeSigstore) -> KeylessOptions {
+pub fn options(fake: &FakeSigstore) -> KeylessOptions {
     let text = std::fs::read_to_string(&fake.signing_config_path).unwrap();
     let loaded = Services::from_json(&text, "fake signing_config.json").unwrap();
     KeylessOptions {
@@ -27,12 +27,12 @@ fn options(fake: &FakeSigstore) -> KeylessOptions {
     }
 }
 
-fn token(raw: String) -> IdentityToken {
+pub fn token(raw: String) -> IdentityToken {
     IdentityToken::parse(Secret::new(raw), TokenOrigin::Explicit).unwrap()
 }
 
 /// An in-toto statement v1 whose subject is `data`; returns (payload, sha256 hex).
-fn statement(name: &str, data: &[u8]) -> (Vec<u8>, String) {
+pub fn statement(name: &str, data: &[u8]) -> (Vec<u8>, String) {
     let hex = hex::encode(Sha256::digest(data));
     let st = serde_json::json!({
         "_type": "https://in-toto.io/Statement/v1",
@@ -552,7 +552,7 @@ async fn keyless_fulcio_rejects_tokens_it_cannot_trust() {
 }
 
 /// The sigstore-python CLI in the project venv (scripts/venv.sh installs it with model-signing).
-fn sigstore_python() -> Option<std::path::PathBuf> {
+pub fn sigstore_python() -> Option<std::path::PathBuf> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/sigstore");
     p.exists().then_some(p)
 }
@@ -922,4 +922,37 @@ fn keyless_cli_attest() {
         verify("https://example.com/missing/v1").status.code(),
         Some(1)
     );
+}
+
+#[test]
+fn keyless_cli_refuses_a_signing_config_without_a_usable_service() {
+    let fake = FakeSigstore::start();
+    let (_dir, target) = pushed_model();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fake.signing_config_path).unwrap()).unwrap();
+    config["rekorTlogUrls"][0]["validFor"] =
+        serde_json::json!({"start": "2020-01-01T00:00:00Z", "end": "2021-01-01T00:00:00Z"});
+    let path = fake.dir().join("expired_signing_config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = harness::bin()
+        .args(["sign", &target, "--keyless", "--identity-token"])
+        .arg(fake.token_for_email("erin@example.com"))
+        .arg("--signing-config")
+        .arg(&path)
+        .arg("--trusted-root")
+        .arg(&fake.trusted_root_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no usable Rekor service (rekorTlogUrls)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("valid 2020-01-01T00:00:00Z to 2021-01-01T00:00:00Z"),
+        "{stderr}"
+    );
+    assert_eq!(fake.shared.fulcio.issued.load(Ordering::SeqCst), 0);
+    assert_eq!(referrer_count(&target), 0);
 }

@@ -47,16 +47,20 @@ pub async fn build_signer(
     }
 }
 
-/// `--key` without `--tlog-upload=true` talks to no service: refuse the flags that would only
-/// matter with a log entry instead of ignoring them (call before the key's password prompt).
+/// `--key` without `--tlog-upload=true`, `--timestamp-server` or `--signing-config` talks to
+/// no service: refuse the flags that would only matter with a log entry or a timestamp instead
+/// of ignoring them (call before the key's password prompt).
 fn check_key_flags(opts: &SignerOpts) -> anyhow::Result<()> {
     if opts.tlog_upload == Some(true) {
         return Ok(());
     }
+    let timestamped = opts.tsa_url.is_some() || opts.signing_config.is_some();
     let given: Vec<&str> = [
-        ("--signing-config", opts.signing_config.is_some()),
         ("--rekor-url", opts.rekor_url.is_some()),
-        ("--trusted-root", opts.trusted_root.is_some()),
+        (
+            "--trusted-root",
+            opts.trusted_root.is_some() && !timestamped,
+        ),
     ]
     .into_iter()
     .filter_map(|(flag, set)| set.then_some(flag))
@@ -65,24 +69,37 @@ fn check_key_flags(opts: &SignerOpts) -> anyhow::Result<()> {
         return Ok(());
     }
     Err(Failure::input(format!(
-        "{} only matter(s) with a transparency log entry: add --tlog-upload=true to log the --key signature in Rekor (without it, key signing is offline)",
+        "{} only matter(s) with a transparency log entry or a timestamp: add --tlog-upload=true to log the --key signature in Rekor, or --timestamp-server URL to timestamp it (without them, key signing is offline)",
         given.join(", ")
     )))
 }
 
-/// The signer for a loaded `--key`: offline (no log entry, model_signing's bundles) unless
-/// `--tlog-upload=true` asks for a Rekor entry.
+/// The signer for a loaded `--key`: offline (no log entry, no timestamp: model_signing's
+/// bundles) unless `--tlog-upload=true` asks for a Rekor entry or `--timestamp-server` (or a
+/// `--signing-config` that lists a TSA) for an RFC 3161 timestamp.
 fn key_signer(key: PrivateKey, opts: &SignerOpts, ctx: &Ctx) -> anyhow::Result<Box<dyn Signer>> {
-    if opts.tlog_upload != Some(true) {
+    let tlog = opts.tlog_upload == Some(true);
+    if !tlog && opts.tsa_url.is_none() && opts.signing_config.is_none() {
         return Ok(Box::new(KeySigner::new(key)));
     }
     let flags = service_flags(opts, ctx)?;
-    let signer = oci_model::signing::bundle::key_signer_with_tlog(key, &flags)
+    let signer = oci_model::signing::bundle::key_signer_with_services(key, &flags, tlog)
         .map_err(anyhow::Error::new)?;
-    ctx.printer.note(&format!(
-        "key signature will be logged in {}",
-        signer.tlog_url().unwrap_or_default()
-    ));
+    if let Some(url) = signer.tlog_url() {
+        ctx.printer
+            .note(&format!("key signature will be logged in {url}"));
+    }
+    match signer.tsa_url() {
+        Some(url) => ctx
+            .printer
+            .note(&format!("key signature will be timestamped by {url}")),
+        None if !tlog => {
+            return Err(Failure::input(
+                "--signing-config with --key asks for a timestamp, but the signing config lists no timestamp authority: give --timestamp-server URL or --tlog-upload=true",
+            ))
+        }
+        None => {}
+    }
     Ok(Box::new(signer))
 }
 

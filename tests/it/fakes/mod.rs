@@ -1,5 +1,5 @@
-//! A fake Sigstore instance for offline tests: an OIDC issuer, Fulcio, Rekor v1 and an RFC 3161
-//! timestamp authority, each an in-process axum server on its own 127.0.0.1 port, speaking
+//! A fake Sigstore instance for offline tests: an OIDC issuer, Fulcio, Rekor v1, Rekor v2 and an
+//! RFC 3161 timestamp authority, each an in-process axum server on its own 127.0.0.1 port, speaking
 //! the real wire formats with keys minted fresh per instance. It writes a `trusted_root.json`,
 //! a `signing_config.json` (v0.2) and a `ClientTrustConfig` (sigstore-python `--trust-config`)
 //! naming its URLs and keys.
@@ -165,6 +165,8 @@ pub struct Shared {
     pub oidc: oidc::Issuer,
     pub fulcio: fulcio::Ca,
     pub rekor: rekor::Log,
+    /// The Rekor v2 log (own URL, key and tree).
+    pub rekor_v2: rekor::Log,
     pub tsa: tsa::Authority,
 }
 
@@ -179,6 +181,8 @@ pub struct FakeSigstore {
     pub oidc_url: String,
     pub fulcio_url: String,
     pub rekor_url: String,
+    /// The Rekor v2 log's base URL (`POST /api/v2/log/entries`).
+    pub rekor_v2_url: String,
     pub tsa_url: String,
     /// GitHub Actions' `ACTIONS_ID_TOKEN_REQUEST_URL` (served by the OIDC fake).
     pub github_request_url: String,
@@ -187,6 +191,9 @@ pub struct FakeSigstore {
     pub trusted_root_path: PathBuf,
     pub signing_config_path: PathBuf,
     pub trust_config_path: PathBuf,
+    /// A ClientTrustConfig whose signing config lists the Rekor v2 log first (`majorApiVersion`
+    /// 2), then the v1 log, like the staging instance's: signing picks the v2 log.
+    pub trust_config_v2_path: PathBuf,
     pub shared: Arc<Shared>,
     dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -205,6 +212,7 @@ impl FakeSigstore {
         let (oidc_l, oidc_url) = bind();
         let (fulcio_l, fulcio_url) = bind();
         let (rekor_l, rekor_url) = bind();
+        let (rekor_v2_l, rekor_v2_url) = bind();
         let (tsa_l, tsa_base) = bind();
         let tsa_url = format!("{tsa_base}/api/v1/timestamp");
         let github_request_token = format!(
@@ -216,12 +224,27 @@ impl FakeSigstore {
             oidc: oidc::Issuer::new(&oidc_url, &github_request_token),
             fulcio: fulcio::Ca::new(&oidc_url),
             rekor: rekor::Log::new(),
+            rekor_v2: rekor::Log::new(),
             tsa: tsa::Authority::new(),
         });
 
         let dir = tempfile::tempdir().unwrap();
-        let trusted_root = trusted_root_json(&shared, &fulcio_url, &rekor_url, &tsa_url);
+        let trusted_root =
+            trusted_root_json(&shared, &fulcio_url, &rekor_url, &rekor_v2_url, &tsa_url);
         let signing_config = signing_config_json(&oidc_url, &fulcio_url, &rekor_url, &tsa_url);
+        let mut signing_config_v2 = signing_config.clone();
+        let mut v2_log = signing_config_v2["rekorTlogUrls"][0].clone();
+        v2_log["url"] = rekor_v2_url.clone().into();
+        v2_log["majorApiVersion"] = 2.into();
+        signing_config_v2["rekorTlogUrls"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, v2_log);
+        let trust_config_v2 = serde_json::json!({
+            "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
+            "trustedRoot": trusted_root,
+            "signingConfig": signing_config_v2,
+        });
         let trust_config = serde_json::json!({
             "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
             "trustedRoot": trusted_root,
@@ -230,6 +253,12 @@ impl FakeSigstore {
         let trusted_root_path = dir.path().join("trusted_root.json");
         let signing_config_path = dir.path().join("signing_config.json");
         let trust_config_path = dir.path().join("trust_config.json");
+        let trust_config_v2_path = dir.path().join("trust_config_rekor_v2.json");
+        std::fs::write(
+            &trust_config_v2_path,
+            serde_json::to_vec_pretty(&trust_config_v2).unwrap(),
+        )
+        .unwrap();
         std::fs::write(
             &trusted_root_path,
             serde_json::to_vec_pretty(&trusted_root).unwrap(),
@@ -264,6 +293,7 @@ impl FakeSigstore {
                     serve(oidc_l, oidc::router(s.clone())),
                     serve(fulcio_l, fulcio::router(s.clone())),
                     serve(rekor_l, rekor::router(s.clone())),
+                    serve(rekor_v2_l, rekor::router_v2(s.clone())),
                     serve(tsa_l, tsa::router(s.clone())),
                 ];
                 let _ = rx.await;
@@ -278,10 +308,12 @@ impl FakeSigstore {
             oidc_url,
             fulcio_url,
             rekor_url,
+            rekor_v2_url,
             tsa_url,
             trusted_root_path,
             signing_config_path,
             trust_config_path,
+            trust_config_v2_path,
             shared,
             dir,
             shutdown: Some(tx),
@@ -361,6 +393,7 @@ fn trusted_root_json(
     s: &Shared,
     fulcio_url: &str,
     rekor_url: &str,
+    rekor_v2_url: &str,
     tsa_url: &str,
 ) -> serde_json::Value {
     let start = now_secs() - 24 * 3600;
@@ -371,6 +404,11 @@ fn trusted_root_json(
             "hashAlgorithm": "SHA2_256",
             "publicKey": public_key_json(&s.rekor.key.spki, start),
             "logId": {"keyId": b64(&s.rekor.key.key_id())},
+        }, {
+            "baseUrl": rekor_v2_url,
+            "hashAlgorithm": "SHA2_256",
+            "publicKey": public_key_json(&s.rekor_v2.key.spki, start),
+            "logId": {"keyId": b64(&s.rekor_v2.key.key_id())},
         }],
         "certificateAuthorities": [{
             "subject": {"organization": "oci-model-test", "commonName": "fake-fulcio"},

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 
 pub const TREE_ID: u64 = 1_193_050_959_916_656_506;
 pub const ORIGIN_NAME: &str = "fake-rekor.oci-model.test";
+/// The checkpoint origin of the fake Rekor v2 log (a v2 log's origin is its name alone).
+pub const ORIGIN_NAME_V2: &str = "fake-rekor-v2.oci-model.test";
 
 pub fn hash_leaf(data: &[u8]) -> [u8; 32] {
     let mut v = vec![0u8];
@@ -96,16 +98,41 @@ impl Log {
 
     /// A checkpoint (signed note) for this tree head.
     pub fn checkpoint(&self, size: usize, root: &[u8; 32], signer: &EcKey) -> String {
-        let note = format!("{ORIGIN_NAME} - {TREE_ID}\n{size}\n{}\n", b64(root));
+        self.note(
+            &format!("{ORIGIN_NAME} - {TREE_ID}"),
+            ORIGIN_NAME,
+            size,
+            root,
+            signer,
+        )
+    }
+
+    /// A signed note `origin / size / root`, signed as `name` with the key hint of our key.
+    fn note(
+        &self,
+        origin: &str,
+        name: &str,
+        size: usize,
+        root: &[u8; 32],
+        signer: &EcKey,
+    ) -> String {
+        let note = format!("{origin}\n{size}\n{}\n", b64(root));
         let mut sig = self.key.key_id()[..4].to_vec();
         sig.extend_from_slice(&signer.sign(note.as_bytes()));
-        format!("{note}\n\u{2014} {ORIGIN_NAME} {}\n", b64(&sig))
+        format!("{note}\n\u{2014} {name} {}\n", b64(&sig))
     }
 }
 
 pub fn router(s: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/log/entries", post(create_entry))
+        .with_state(s)
+}
+
+/// The fake Rekor v2 log (its own URL, key and tree: `Shared::rekor_v2`).
+pub fn router_v2(s: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v2/log/entries", post(create_entry_v2))
         .with_state(s)
 }
 
@@ -250,6 +277,123 @@ async fn create_entry(
                 "signedEntryTimestamp": b64(&set),
             },
         }
+    });
+    (StatusCode::CREATED, Json(entry)).into_response()
+}
+
+/// Rekor v2 `POST /api/v2/log/entries` with a `hashedRekordRequestV002` (the only kind a v2
+/// log takes; a DSSE envelope comes as the digest of its PAE): checks the signature over the
+/// digest with the P-256 certificate or public key, logs the canonical `hashedrekord` 0.0.2
+/// body in the tree and answers with the protobuf-JSON `TransparencyLogEntry`: inclusion proof
+/// and checkpoint, no SET, no integrated time.
+async fn create_entry_v2(
+    State(s): State<Arc<Shared>>,
+    Json(req): Json<serde_json::Value>,
+) -> Response {
+    let request = &req["hashedRekordRequestV002"];
+    if !request.is_object() {
+        return error_response(400, "this log accepts hashedRekordRequestV002 entries");
+    }
+    let Some(digest) = request["digest"].as_str().and_then(unb64) else {
+        return error_response(400, "digest must be base64");
+    };
+    let Some(signature) = request["signature"]["content"].as_str().and_then(unb64) else {
+        return error_response(400, "signature.content must be base64");
+    };
+    let verifier = &request["signature"]["verifier"];
+    if verifier["keyDetails"] != "PKIX_ECDSA_P256_SHA_256" || digest.len() != 32 {
+        return error_response(
+            400,
+            "want a PKIX_ECDSA_P256_SHA_256 verifier and a sha256 digest",
+        );
+    }
+    let (verifier_json, spki) = if let Some(cert) = verifier["x509Certificate"]["rawBytes"]
+        .as_str()
+        .and_then(unb64)
+    {
+        let Ok(parsed) = x509_cert::Certificate::from_der(&cert) else {
+            return error_response(400, "x509Certificate is not a DER certificate");
+        };
+        let spki = parsed
+            .tbs_certificate
+            .subject_public_key_info
+            .to_der()
+            .unwrap();
+        (
+            serde_json::json!({"x509Certificate": {"rawBytes": b64(&cert)}}),
+            spki,
+        )
+    } else if let Some(key) = verifier["publicKey"]["rawBytes"].as_str().and_then(unb64) {
+        if spki::SubjectPublicKeyInfoRef::from_der(&key).is_err() {
+            return error_response(400, "publicKey is not a SubjectPublicKeyInfo");
+        }
+        (
+            serde_json::json!({"publicKey": {"rawBytes": b64(&key)}}),
+            key,
+        )
+    } else {
+        return error_response(400, "the verifier has no certificate or public key");
+    };
+    let Ok(point) = spki::SubjectPublicKeyInfoRef::from_der(&spki) else {
+        return error_response(400, "unreadable verifier key");
+    };
+    let prehashed =
+        aws_lc_rs::digest::Digest::import_less_safe(&digest, &aws_lc_rs::digest::SHA256).unwrap();
+    if aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+        point.subject_public_key.raw_bytes(),
+    )
+    .verify_digest(&prehashed, &signature)
+    .is_err()
+    {
+        return error_response(400, "the signature does not verify over the digest");
+    }
+
+    let fault = s.fault();
+    let logged_digest = if fault == Some(Fault::BodyMismatch) {
+        sha256(b"some other payload").to_vec()
+    } else {
+        digest
+    };
+    let mut verifier_body = verifier_json;
+    verifier_body["keyDetails"] = "PKIX_ECDSA_P256_SHA_256".into();
+    let body = canonical_json(&serde_json::json!({
+        "apiVersion": "0.0.2",
+        "kind": "hashedrekord",
+        "spec": {"hashedRekordV002": {
+            "data": {"algorithm": "SHA2_256", "digest": b64(&logged_digest)},
+            "signature": {"content": b64(&signature), "verifier": verifier_body},
+        }},
+    }));
+    let log = &s.rekor_v2;
+    let leaf = hash_leaf(body.as_bytes());
+    let (index, size, tree_root, mut proof) = {
+        let mut leaves = log.leaves.lock().unwrap();
+        leaves.push(leaf);
+        let index = leaves.len() - 1;
+        (index, leaves.len(), root(&leaves), path(index, &leaves))
+    };
+    let signer = if fault == Some(Fault::BadLogSignature) {
+        &log.rogue
+    } else {
+        &log.key
+    };
+    if fault == Some(Fault::BrokenInclusionProof) {
+        proof[0][0] ^= 0x01;
+    }
+    let checkpoint = log.note(ORIGIN_NAME_V2, ORIGIN_NAME_V2, size, &tree_root, signer);
+    let entry = serde_json::json!({
+        "logIndex": index.to_string(),
+        "logId": {"keyId": b64(&log.key.key_id())},
+        "kindVersion": {"kind": "hashedrekord", "version": "0.0.2"},
+        "inclusionProof": {
+            "logIndex": index.to_string(),
+            "rootHash": b64(&tree_root),
+            "treeSize": size.to_string(),
+            "hashes": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+            "checkpoint": {"envelope": checkpoint},
+        },
+        "canonicalizedBody": b64(body.as_bytes()),
     });
     (StatusCode::CREATED, Json(entry)).into_response()
 }

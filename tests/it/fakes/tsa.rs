@@ -19,11 +19,11 @@ use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{
     CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
 };
-use der::asn1::{GeneralizedTime, Int, OctetString, SetOfVec};
+use der::asn1::{Int, OctetString, SetOfVec};
 use der::oid::ObjectIdentifier;
 use der::{Any, Decode as _, Encode as _, Sequence, Tag};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 use x509_cert::attr::Attribute;
 use x509_cert::ext::pkix::KeyUsages;
 use x509_cert::spki::AlgorithmIdentifierOwned;
@@ -66,7 +66,8 @@ struct TstInfo {
     policy: ObjectIdentifier,
     message_imprint: MessageImprint,
     serial_number: Int,
-    gen_time: GeneralizedTime,
+    /// A GeneralizedTime, written by hand: `der`'s type has no fractional seconds.
+    gen_time: Any,
     #[asn1(optional = "true")]
     nonce: Option<Int>,
 }
@@ -98,6 +99,30 @@ pub struct Authority {
     rogue: EcKey,
     pub leaf_der: Vec<u8>,
     pub root_der: Vec<u8>,
+    /// Write `genTime` with milliseconds (`20261129135002.488Z`), as RFC 3161 allows and
+    /// several deployed TSAs do; whole seconds otherwise.
+    pub fractional_time: AtomicBool,
+    /// Write exactly this `genTime` text (tests of the parser's grammar), whatever the clock.
+    pub gen_time_text: std::sync::Mutex<Option<String>>,
+}
+
+/// `genTime` for `now`: `YYYYMMDDhhmmssZ`, or with the milliseconds as DER wants them
+/// (trailing zeros dropped; a whole second gets `.5` so the fraction is always there).
+pub fn gen_time(now: std::time::SystemTime, fractional: bool) -> String {
+    let since = now.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let whole = chrono::DateTime::from_timestamp(since.as_secs() as i64, 0)
+        .unwrap()
+        .format("%Y%m%d%H%M%S")
+        .to_string();
+    if !fractional {
+        return format!("{whole}Z");
+    }
+    let millis = format!("{:03}", since.subsec_millis());
+    let fraction = millis.trim_end_matches('0');
+    format!(
+        "{whole}.{}Z",
+        if fraction.is_empty() { "5" } else { fraction }
+    )
 }
 
 impl Authority {
@@ -126,11 +151,14 @@ impl Authority {
             rogue: EcKey::generate(),
             leaf_der,
             root_der: root.der,
+            fractional_time: AtomicBool::new(false),
+            gen_time_text: std::sync::Mutex::new(None),
         }
     }
 
     fn respond(&self, req: &TimeStampReq, fault: Option<Fault>) -> Vec<u8> {
         let leaf = Certificate::from_der(&self.leaf_der).unwrap();
+        let clock = std::time::SystemTime::now();
         let now = now_secs();
         let serial = sha256(format!("{now}{:?}", req.nonce).as_bytes());
         let mut serial_bytes = vec![0x01];
@@ -140,7 +168,16 @@ impl Authority {
             policy: req.req_policy.unwrap_or(TSA_POLICY),
             message_imprint: req.message_imprint.clone(),
             serial_number: Int::new(&serial_bytes).unwrap(),
-            gen_time: GeneralizedTime::from_unix_duration(Duration::from_secs(now as u64)).unwrap(),
+            gen_time: Any::new(
+                Tag::GeneralizedTime,
+                self.gen_time_text
+                    .lock()
+                    .unwrap()
+                    .clone()
+                    .unwrap_or_else(|| gen_time(clock, self.fractional_time.load(Ordering::SeqCst)))
+                    .into_bytes(),
+            )
+            .unwrap(),
             nonce: req.nonce.clone(),
         };
         let tst_der = tst.to_der().unwrap();
