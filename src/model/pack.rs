@@ -37,6 +37,9 @@ pub struct PushOptions {
     pub reporter: SharedReporter,
     /// Digest cache (re-pushes skip hashing and uploading what the store has).
     pub cache: Option<Arc<DigestCache>>,
+    /// Pack each top-level directory of the model as one deterministic `.tar` layer
+    /// (`push --archive-dirs`); files at the top level stay raw layers.
+    pub archive_dirs: bool,
 }
 
 impl Default for PushOptions {
@@ -48,6 +51,7 @@ impl Default for PushOptions {
             concurrency: 4,
             reporter: crate::progress::silent(),
             cache: None,
+            archive_dirs: false,
         }
     }
 }
@@ -115,7 +119,11 @@ pub async fn push_local_model(
     tag: Option<&str>,
     options: &PushOptions,
 ) -> Result<PushResult, ModelError> {
-    let result = push_files(store, model, options).await;
+    let result = if options.archive_dirs {
+        push_archived_dirs(store, model, options).await
+    } else {
+        push_files(store, model, options).await
+    };
     if let Some(cache) = &options.cache {
         if let Err(e) = cache.save() {
             tracing::warn!("cannot save the digest cache: {e}");
@@ -176,7 +184,8 @@ pub fn build_manifest(
             let mut a = Annotations::new();
             a.insert(mt::ANNOTATION_FILEPATH.to_string(), f.path.to_string());
             a.insert(mt::ANNOTATION_TITLE.to_string(), f.path.to_string());
-            if roles::role_of(&f.path).guessed {
+            let archive = super::archive::ArchiveFormat::of_media_type(&f.media_type).is_some();
+            if !archive && roles::role_of(&f.path).guessed {
                 a.insert(
                     ANNOTATION_MEDIATYPE_UNTESTED.to_string(),
                     "true".to_string(),
@@ -211,6 +220,119 @@ async fn push_files(
             .await?;
     pushed.sort_by_key(|(i, _)| *i);
     Ok(pushed.into_iter().map(|(_, p)| p).collect())
+}
+
+/// `push --archive-dirs`: each top-level directory becomes one `.tar` layer (written to a
+/// temporary file by [`super::archive::write_tar`], then uploaded like a file), at the place of
+/// its first file; the files at the top level stay raw layers. The tar's media type is the
+/// `.tar` form of its files' role when they all have one, else of its largest file's role.
+async fn push_archived_dirs(
+    store: &dyn Store,
+    model: &LocalModel,
+    options: &PushOptions,
+) -> Result<Vec<PushedFile>, ModelError> {
+    use super::archive::{tar_media_type, write_tar, TarSource};
+    let mut units: Vec<(ModelPath, Vec<&LocalFile>)> = Vec::new();
+    let mut raw: Vec<LocalFile> = Vec::new();
+    let mut order: Vec<Result<usize, usize>> = Vec::new();
+    for f in &model.files {
+        match f.path.split_once('/') {
+            None => {
+                order.push(Ok(raw.len()));
+                raw.push(f.clone());
+            }
+            Some((top, _)) => match units.last_mut() {
+                Some((dir, files)) if dir.as_str() == top => files.push(f),
+                _ => {
+                    let dir = ModelPath::new(top)
+                        .map_err(|r| ModelError::Input(format!("directory {top:?}: {r}")))?;
+                    order.push(Err(units.len()));
+                    units.push((dir, vec![f]));
+                }
+            },
+        }
+    }
+    let temp = tempfile::tempdir()
+        .map_err(|e| ModelError::io("create a temporary directory for the archives", e))?;
+    let mut tars: Vec<(LocalFile, String)> = Vec::new();
+    for (i, (dir, files)) in units.iter().enumerate() {
+        let sources: Vec<TarSource> = files
+            .iter()
+            .map(|f| TarSource {
+                path: f.path.clone(),
+                source: f.source.clone(),
+                size: f.size,
+                executable: is_executable(&f.source),
+            })
+            .collect();
+        let dest = temp.path().join(format!("{i}.tar"));
+        let written = dest.clone();
+        let shown = dir.to_string();
+        let size = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let out = std::io::BufWriter::new(std::fs::File::create_new(&written)?);
+            let out = write_tar(out, &sources)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            Ok(std::fs::metadata(&written)?.len())
+        })
+        .await
+        .map_err(|e| ModelError::Input(format!("archiving {shown} failed: {e}")))?
+        .map_err(|e| ModelError::io(format!("archive directory {shown}"), e))?;
+        let mut roles: Vec<(&'static str, u64)> = files
+            .iter()
+            .map(|f| (roles::role_of(&f.path).media_type, f.size))
+            .collect();
+        let role = if roles.iter().all(|(r, _)| *r == roles[0].0) {
+            roles[0].0
+        } else {
+            roles.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
+            roles[0].0
+        };
+        tars.push((
+            LocalFile {
+                path: dir.clone(),
+                source: dest,
+                size,
+                key: None,
+            },
+            tar_media_type(role),
+        ));
+    }
+    let pushed_raw = push_files(
+        store,
+        &LocalModel {
+            name: model.name.clone(),
+            root: model.root.clone(),
+            files: raw,
+        },
+        options,
+    )
+    .await?;
+    let pushed_tars: Vec<PushedFile> = futures::stream::iter(tars.iter())
+        .then(|(file, media_type)| async move {
+            let mut p = push_file(store, file, options).await?;
+            p.media_type = media_type.clone();
+            Ok::<_, ModelError>(p)
+        })
+        .try_collect()
+        .await?;
+    Ok(order
+        .into_iter()
+        .map(|o| match o {
+            Ok(i) => pushed_raw[i].clone(),
+            Err(i) => pushed_tars[i].clone(),
+        })
+        .collect())
+}
+
+#[cfg(unix)]
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o100 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(_path: &std::path::Path) -> bool {
+    false
 }
 
 async fn push_file(
@@ -475,5 +597,91 @@ mod tests {
             .unwrap();
         assert_eq!(third.manifest.digest, first.manifest.digest);
         assert_eq!(cache.lookup(&target, &key), Some(Digest::of(b"weights")));
+    }
+
+    /// `archive_dirs`: one `.tar` layer per top-level directory, the same digest every time,
+    /// config diffIds = layer digests, and a pull gives back the same files.
+    #[tokio::test]
+    async fn archive_dirs_pack_each_top_level_directory_deterministically() {
+        let dir = model_dir();
+        std::fs::create_dir_all(dir.path().join("tok/deep")).unwrap();
+        std::fs::write(dir.path().join("tok/deep/vocab.txt"), b"a b c").unwrap();
+        let store = MemoryStore::new("m");
+        let options = PushOptions {
+            archive_dirs: true,
+            ..Default::default()
+        };
+        let first = push_model(&store, &[dir.path().to_path_buf()], Some("v1"), &options)
+            .await
+            .unwrap();
+        let again = push_model(&store, &[dir.path().to_path_buf()], Some("v2"), &options)
+            .await
+            .unwrap();
+        assert_eq!(first.manifest.digest, again.manifest.digest);
+        let m: ImageManifest = serde_json::from_slice(&first.manifest_bytes).unwrap();
+        let got: Vec<(&str, &str)> = m
+            .layers
+            .iter()
+            .map(|l| {
+                (
+                    l.annotation(mt::ANNOTATION_FILEPATH).unwrap(),
+                    l.media_type.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("README.md", mt::MODEL_DOC),
+                ("config.json", mt::MODEL_WEIGHT_CONFIG),
+                ("model.safetensors", mt::MODEL_WEIGHT),
+                ("sub", "application/vnd.cncf.model.weight.v1.tar"),
+                ("tok", "application/vnd.cncf.model.weight.config.v1.tar"),
+            ]
+        );
+        assert!(m.layers[3]
+            .annotation(ANNOTATION_MEDIATYPE_UNTESTED)
+            .is_none());
+        let config = crate::store::fetch_small_blob(&store, &m.config, "config", 1 << 20)
+            .await
+            .unwrap();
+        let c: ModelConfig = serde_json::from_slice(&config).unwrap();
+        let digests: Vec<Digest> = m.layers.iter().map(|l| l.digest.clone()).collect();
+        assert_eq!(c.modelfs.diff_ids, digests);
+
+        let artifact = crate::model::fetch_model(&store, "v1").await.unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let pulled = crate::model::unpack_model(
+            &store,
+            &artifact,
+            out.path(),
+            &crate::model::PullOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(pulled.files.len(), 5);
+        for p in ["sub/.hidden", "tok/deep/vocab.txt", "model.safetensors"] {
+            assert_eq!(
+                std::fs::read(out.path().join(p)).unwrap(),
+                std::fs::read(dir.path().join(p)).unwrap(),
+                "{p}"
+            );
+        }
+        let resolved = artifact
+            .resolve_files(&store, &crate::progress::silent())
+            .await
+            .unwrap();
+        let paths: Vec<&str> = resolved.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "README.md",
+                "config.json",
+                "model.safetensors",
+                "sub/.hidden",
+                "tok/deep/vocab.txt"
+            ]
+        );
+        assert_eq!(resolved[4].descriptor.digest, Digest::of(b"a b c"));
     }
 }

@@ -7,6 +7,7 @@
 //! interrupted command), restores the replaced files and removes the placed ones, the staging
 //! directory and every directory the pull created. A later pull removes stale staging.
 
+use super::archive::{self, ArchiveEntry, ArchiveFormat, Budget, Staging};
 use super::cache::{DigestCache, FileKey};
 use super::paths::{is_temp_name, ModelPath, TEMP_PREFIX, TEMP_SUFFIX};
 use super::ModelError;
@@ -30,11 +31,13 @@ pub struct ModelArtifact {
     pub manifest: ImageManifest,
 }
 
-/// One file of a model artifact.
+/// One file of a model artifact: a raw layer, or a file of an archive layer (then
+/// `descriptor` holds the file's own digest and size, and `archive` the layer's digest).
 #[derive(Clone, Debug)]
 pub struct ModelFile {
     pub path: ModelPath,
     pub descriptor: Descriptor,
+    pub archive: Option<Digest>,
 }
 
 /// The path a layer declares: `org.cncf.model.filepath`, else `org.opencontainers.image.title`.
@@ -88,12 +91,12 @@ impl ModelArtifact {
         })
     }
 
-    /// The files, every path checked: no absolute path, `..`, `.`, backslash, NUL, control
-    /// character or empty component, no duplicates, no file that is also a directory, and only
-    /// raw (not archived) layers.
-    pub fn files(&self) -> Result<Vec<ModelFile>, ModelError> {
+    /// The layers, every declared path checked: no absolute path, `..`, `.`, backslash, NUL,
+    /// control character or empty component, no two layers with one path; a layer packed in a
+    /// form we cannot read (`.tar+xz`…) refused.
+    pub fn layers(&self) -> Result<Vec<ModelLayer>, ModelError> {
         let mdigest = &self.descriptor.digest;
-        let mut out: Vec<ModelFile> = Vec::with_capacity(self.manifest.layers.len());
+        let mut out: Vec<ModelLayer> = Vec::with_capacity(self.manifest.layers.len());
         let mut seen: HashMap<&str, &Digest> = HashMap::new();
         for layer in &self.manifest.layers {
             let what = || format!("layer {} of manifest {mdigest}", layer.digest);
@@ -118,39 +121,144 @@ impl ModelArtifact {
                     reason: format!("duplicate path (also layer {other})"),
                 });
             }
-            let mt_lower = layer.media_type.to_ascii_lowercase();
-            if mt_lower.contains(".tar")
-                || mt_lower.ends_with("+gzip")
-                || mt_lower.ends_with("+zstd")
-            {
+            let archive = ArchiveFormat::of_media_type(&layer.media_type);
+            if archive.is_none() && ArchiveFormat::is_unreadable_packing(&layer.media_type) {
                 return Err(ModelError::NotAModel {
                     reference: mdigest.to_string(),
                     reason: format!(
-                        "layer {} ({path}) is an archive ({}); only raw file layers are supported",
+                        "layer {} ({path}) is packed as {}; only raw, .tar, .tar+gzip and \
+                         .tar+zstd layers are supported",
                         layer.digest, layer.media_type
                     ),
                 });
             }
-            out.push(ModelFile {
+            out.push(ModelLayer {
                 path: checked,
                 descriptor: layer.clone(),
+                archive,
             });
-        }
-        for f in &out {
-            let comps: Vec<&str> = f.path.split('/').collect();
-            for k in 1..comps.len() {
-                let prefix = comps[..k].join("/");
-                if let Some(d) = seen.get(prefix.as_str()) {
-                    return Err(ModelError::UnsafePath {
-                        what: format!("layer {} of manifest {mdigest}", f.descriptor.digest),
-                        path: f.path.to_string(),
-                        reason: format!("{prefix:?} is also a file (layer {d})"),
-                    });
-                }
-            }
         }
         Ok(out)
     }
+
+    /// The files of a model made only of raw layers (path → layer digest, read from the
+    /// manifest alone), every path checked ([`Self::layers`], and no file that is also a
+    /// directory). A model with archive layers is refused: its files are known only by
+    /// reading them ([`Self::resolve_files`]).
+    pub fn files(&self) -> Result<Vec<ModelFile>, ModelError> {
+        let layers = self.layers()?;
+        if let Some(a) = layers.iter().find(|l| l.archive.is_some()) {
+            return Err(ModelError::Input(format!(
+                "layer {} ({}) of manifest {} is an archive: its files are known only by \
+                 reading it",
+                a.descriptor.digest, a.path, self.descriptor.digest
+            )));
+        }
+        let files: Vec<ModelFile> = layers.into_iter().map(ModelLayer::into_file).collect();
+        check_file_tree(&files, &self.descriptor.digest)?;
+        Ok(files)
+    }
+
+    /// Every file of the model with its sha256: raw layers from the manifest alone, archive
+    /// layers streamed once from `store` (checked against their layer digest, every entry
+    /// checked and hashed, nothing written). No path twice, no file that is also a directory.
+    pub async fn resolve_files(
+        &self,
+        store: &dyn Store,
+        reporter: &SharedReporter,
+    ) -> Result<Vec<ModelFile>, ModelError> {
+        let layers = self.layers()?;
+        let budget = Arc::new(Budget::unwritten());
+        let mut files = Vec::new();
+        for layer in layers {
+            match layer.archive {
+                None => files.push(layer.into_file()),
+                Some(format) => {
+                    let entries = archive::stream_archive(
+                        store,
+                        &layer.descriptor,
+                        format,
+                        &layer.path,
+                        &budget,
+                        None,
+                        reporter,
+                    )
+                    .await?;
+                    files.extend(entries.into_iter().map(|e| layer.entry_file(e)));
+                }
+            }
+        }
+        check_file_tree(&files, &self.descriptor.digest)?;
+        Ok(files)
+    }
+}
+
+/// One layer of a model artifact, its declared path checked.
+#[derive(Clone, Debug)]
+pub struct ModelLayer {
+    /// `org.cncf.model.filepath` (or the title): the file, or what an archive unpacks as.
+    pub path: ModelPath,
+    pub descriptor: Descriptor,
+    /// `Some` for an archive layer.
+    pub archive: Option<ArchiveFormat>,
+}
+
+impl ModelLayer {
+    fn into_file(self) -> ModelFile {
+        ModelFile {
+            path: self.path,
+            descriptor: self.descriptor,
+            archive: None,
+        }
+    }
+
+    /// A file read from this archive layer: its own digest and size, the layer's media type.
+    fn entry_file(&self, e: ArchiveEntry) -> ModelFile {
+        let mut descriptor = Descriptor::new(&self.descriptor.media_type, e.digest, e.size);
+        descriptor.annotations = Some(
+            [(mt::ANNOTATION_FILEPATH.to_string(), e.path.to_string())]
+                .into_iter()
+                .collect(),
+        );
+        ModelFile {
+            path: e.path,
+            descriptor,
+            archive: Some(self.descriptor.digest.clone()),
+        }
+    }
+}
+
+/// No path twice (two layers, or a layer and an archive entry), and no file that is also the
+/// directory of another.
+fn check_file_tree(files: &[ModelFile], mdigest: &Digest) -> Result<(), ModelError> {
+    let source = |f: &ModelFile| match &f.archive {
+        Some(layer) => format!("archive layer {layer}"),
+        None => format!("layer {}", f.descriptor.digest),
+    };
+    let mut seen: HashMap<&str, &ModelFile> = HashMap::new();
+    for f in files {
+        if let Some(other) = seen.insert(&f.path, f) {
+            return Err(ModelError::UnsafePath {
+                what: format!("{} of manifest {mdigest}", source(f)),
+                path: f.path.to_string(),
+                reason: format!("duplicate path (also in {})", source(other)),
+            });
+        }
+    }
+    for f in files {
+        let comps: Vec<&str> = f.path.split('/').collect();
+        for k in 1..comps.len() {
+            let prefix = comps[..k].join("/");
+            if let Some(d) = seen.get(prefix.as_str()) {
+                return Err(ModelError::UnsafePath {
+                    what: format!("{} of manifest {mdigest}", source(f)),
+                    path: f.path.to_string(),
+                    reason: format!("{prefix:?} is also a file (in {})", source(d)),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fetch the manifest `reference` (tag or digest) and check that it is a model.
@@ -169,6 +277,9 @@ pub struct PullOptions {
     pub reporter: SharedReporter,
     /// Record the pulled files' digests (a later push of the directory skips hashing).
     pub cache: Option<Arc<DigestCache>>,
+    /// The files a verification before the pull accepted (path → sha256): the files unpacked
+    /// must be exactly these, or nothing is placed.
+    pub expected_files: Option<Arc<Vec<(ModelPath, Digest)>>>,
 }
 
 impl Default for PullOptions {
@@ -178,6 +289,7 @@ impl Default for PullOptions {
             concurrency: 4,
             reporter: crate::progress::silent(),
             cache: None,
+            expected_files: None,
         }
     }
 }
@@ -210,11 +322,20 @@ pub async fn unpack_model(
     dir: &Path,
     options: &PullOptions,
 ) -> Result<PullResult, ModelError> {
-    let files = artifact.files()?;
+    let layers = artifact.layers()?;
+    let files: Vec<ModelFile> = layers
+        .iter()
+        .filter(|l| l.archive.is_none())
+        .cloned()
+        .map(ModelLayer::into_file)
+        .collect();
+    let archives: Vec<&ModelLayer> = layers.iter().filter(|l| l.archive.is_some()).collect();
+    check_file_tree(&files, &artifact.descriptor.digest)?;
     let plan = {
         let owned = dir.to_path_buf();
         let rels: Vec<String> = files.iter().map(|f| f.path.to_string()).collect();
-        let total: u64 = files.iter().map(|f| f.descriptor.size).sum();
+        // An archive takes at least its own size (checked again, entry by entry, as it unpacks).
+        let total: u64 = layers.iter().map(|l| l.descriptor.size).sum();
         let overwrite = options.overwrite;
         tokio::task::spawn_blocking(move || check_targets(&owned, &rels, total, overwrite))
             .await
@@ -225,20 +346,92 @@ pub async fn unpack_model(
         txn.refuse_case_collisions(&files)?;
     }
     let staging = txn.staging.clone();
+    let raw_total: u64 = files.iter().map(|f| f.descriptor.size).sum();
+    let budget = Arc::new(Budget::new(
+        plan.available.saturating_sub(raw_total),
+        format!(
+            "the free space left in {} after the model's other files",
+            dir.display()
+        ),
+    ));
+    let nraw = files.len();
     let downloads = futures::stream::iter(files.iter().enumerate())
-        .map(|(i, f)| download(store, &staging, i, f, options))
-        .buffer_unordered(options.concurrency.max(1))
-        .try_collect::<Vec<(usize, PathBuf)>>()
-        .await?;
-    let mut staged: Vec<(usize, PathBuf)> = downloads;
-    staged.sort_by_key(|(i, _)| *i);
-    for (i, path) in staged {
-        txn.place(&path, &files[i].path, i, options.overwrite)?;
+        .map(|(i, f)| {
+            let staging = &staging;
+            async move {
+                download(store, staging, i, f, options)
+                    .await
+                    .map(|(i, p)| (i, p, None))
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1));
+    let unpacked = futures::stream::iter(archives.iter().enumerate())
+        .map(|(j, layer)| {
+            let (staging, budget) = (&staging, &budget);
+            async move {
+                let extracted = archive::stream_archive(
+                    store,
+                    &layer.descriptor,
+                    layer.archive.expect("an archive layer"),
+                    &layer.path,
+                    budget,
+                    Some(Staging {
+                        dir: staging.clone(),
+                        prefix: format!("a{j}-"),
+                    }),
+                    &options.reporter,
+                )
+                .await?;
+                Ok::<_, ModelError>((nraw + j, PathBuf::new(), Some(extracted)))
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1));
+    let mut staged: Vec<(usize, PathBuf, Option<Vec<ArchiveEntry>>)> =
+        futures::stream::select(downloads, unpacked)
+            .try_collect()
+            .await?;
+    staged.sort_by_key(|(i, _, _)| *i);
+    // Every file to place, with where it is staged: raw layers, then each archive's files.
+    let mut all: Vec<(ModelFile, PathBuf)> = Vec::new();
+    for (i, path, extracted) in staged {
+        match extracted {
+            None => all.push((files[i].clone(), path)),
+            Some(entries) => {
+                let layer = archives[i - files.len()];
+                for e in entries {
+                    let at = e.staged.clone().expect("extracted into staging");
+                    all.push((layer.entry_file(e), at));
+                }
+            }
+        }
+    }
+    let files: Vec<ModelFile> = all.iter().map(|(f, _)| f.clone()).collect();
+    if !archives.is_empty() {
+        // The archives' paths are known only now: the same checks as for raw layers.
+        check_file_tree(&files, &artifact.descriptor.digest)?;
+        let root = txn.root.clone();
+        let rels: Vec<String> = files
+            .iter()
+            .filter(|f| f.archive.is_some())
+            .map(|f| f.path.to_string())
+            .collect();
+        let overwrite = options.overwrite;
+        tokio::task::spawn_blocking(move || check_targets(&root, &rels, 0, overwrite))
+            .await
+            .map_err(|e| ModelError::Input(format!("checking {} failed: {e}", dir.display())))??;
+        txn.refuse_case_collisions(&files)?;
+    }
+    if let Some(expected) = &options.expected_files {
+        check_expected(&files, expected, &artifact.descriptor.digest)?;
+    }
+    for (i, (file, path)) in all.iter().enumerate() {
+        txn.place(path, &file.path, i, options.overwrite)?;
     }
     let root = txn.commit();
     if let Some(cache) = &options.cache {
         let home = super::cache::home_of(store);
-        for file in &files {
+        // A file of an archive has no blob of its own to remember.
+        for file in files.iter().filter(|f| f.archive.is_none()) {
             let dest = root.join(&file.path);
             if let Some(key) = std::fs::metadata(&dest)
                 .ok()
@@ -258,6 +451,46 @@ pub async fn unpack_model(
     })
 }
 
+/// The files about to be placed must be exactly the ones verified (path → sha256).
+fn check_expected(
+    files: &[ModelFile],
+    expected: &[(ModelPath, Digest)],
+    mdigest: &Digest,
+) -> Result<(), ModelError> {
+    let want: HashMap<&str, &Digest> = expected.iter().map(|(p, d)| (p.as_str(), d)).collect();
+    for f in files {
+        match want.get(f.path.as_str()) {
+            Some(d) if **d == f.descriptor.digest => {}
+            Some(d) => {
+                return Err(ModelError::InvalidArtifact {
+                    what: format!("manifest {mdigest}"),
+                    reason: format!(
+                        "{:?} was verified as {d} but unpacked as {}",
+                        f.path, f.descriptor.digest
+                    ),
+                })
+            }
+            None => {
+                return Err(ModelError::InvalidArtifact {
+                    what: format!("manifest {mdigest}"),
+                    reason: format!("{:?} was unpacked but not among the verified files", f.path),
+                })
+            }
+        }
+    }
+    if files.len() != want.len() {
+        return Err(ModelError::InvalidArtifact {
+            what: format!("manifest {mdigest}"),
+            reason: format!(
+                "{} file(s) verified but {} unpacked",
+                want.len(),
+                files.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// What [`check_targets`] found: where to write and what is missing.
 struct Plan {
     /// The target directory (canonical when it exists).
@@ -266,6 +499,8 @@ struct Plan {
     missing_root: Vec<PathBuf>,
     /// The filesystem folds case and two files differ only by case.
     case_folds: bool,
+    /// Bytes free at the target.
+    available: u64,
 }
 
 /// Before anything is written: no target may escape `dir` through an existing symlink, sit
@@ -362,6 +597,7 @@ fn check_targets(
             root,
             missing_root,
             case_folds,
+            available: fs.available,
         });
     }
     remove_stale_temp(&root);
@@ -434,6 +670,7 @@ fn check_targets(
         root,
         missing_root,
         case_folds,
+        available: fs.available,
     })
 }
 

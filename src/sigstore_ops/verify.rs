@@ -26,7 +26,10 @@ pub async fn verify_model(
     policy: &Policy,
     trust: &TrustedRoot,
 ) -> Result<(Report, Vec<BoundBundle>), OpsError> {
-    let files = artifact.files()?;
+    // Archive layers are streamed and their files hashed; raw layers are read from the manifest.
+    let files = artifact
+        .resolve_files(store, &crate::progress::silent())
+        .await?;
     let digest = &artifact.descriptor.digest;
     let mut report = Report::new(format!("{target_name}@{digest}"));
     report.trusted_root = Some(trust.source().to_string());
