@@ -1488,6 +1488,95 @@ mod tests {
         );
         assert_eq!(std::fs::read(out.path().join("x/y/z.bin")).unwrap(), b"zz");
     }
+
+    /// `archive_dirs`: one `.tar` layer per top-level directory, the same digest every time,
+    /// config diffIds = layer digests, and a pull gives back the same files.
+    #[tokio::test]
+    async fn archive_dirs_pack_each_top_level_directory_deterministically() {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, c) in [
+            ("config.json", &b"{}"[..]),
+            ("model.safetensors", b"weights"),
+            ("README.md", b"# m"),
+            ("sub/.hidden", b""),
+        ] {
+            support_write(dir.path(), p, c);
+        }
+        std::fs::create_dir_all(dir.path().join("tok/deep")).unwrap();
+        std::fs::write(dir.path().join("tok/deep/vocab.txt"), b"a b c").unwrap();
+        let store = MemoryStore::new("m");
+        let options = PushOptions {
+            archive_dirs: true,
+            ..Default::default()
+        };
+        let first = push_model(&store, &[dir.path().to_path_buf()], Some("v1"), &options)
+            .await
+            .unwrap();
+        let again = push_model(&store, &[dir.path().to_path_buf()], Some("v2"), &options)
+            .await
+            .unwrap();
+        assert_eq!(first.manifest.digest, again.manifest.digest);
+        let m: ImageManifest = serde_json::from_slice(&first.manifest_bytes).unwrap();
+        let got: Vec<(&str, &str)> = m
+            .layers
+            .iter()
+            .map(|l| {
+                (
+                    l.annotation(mt::ANNOTATION_FILEPATH).unwrap(),
+                    l.media_type.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("README.md", mt::MODEL_DOC),
+                ("config.json", mt::MODEL_WEIGHT_CONFIG),
+                ("model.safetensors", mt::MODEL_WEIGHT),
+                ("sub", "application/vnd.cncf.model.weight.v1.tar"),
+                ("tok", "application/vnd.cncf.model.weight.config.v1.tar"),
+            ]
+        );
+        assert!(m.layers[3]
+            .annotation(crate::model::pack::ANNOTATION_MEDIATYPE_UNTESTED)
+            .is_none());
+        let config = crate::store::fetch_small_blob(&store, &m.config, "config", 1 << 20)
+            .await
+            .unwrap();
+        let c: crate::model::config::ModelConfig = serde_json::from_slice(&config).unwrap();
+        let digests: Vec<Digest> = m.layers.iter().map(|l| l.digest.clone()).collect();
+        assert_eq!(c.modelfs.diff_ids, digests);
+
+        let artifact = fetch_model(&store, "v1").await.unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let pulled = unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(pulled.files.len(), 5);
+        for p in ["sub/.hidden", "tok/deep/vocab.txt", "model.safetensors"] {
+            assert_eq!(
+                std::fs::read(out.path().join(p)).unwrap(),
+                std::fs::read(dir.path().join(p)).unwrap(),
+                "{p}"
+            );
+        }
+        let resolved = artifact
+            .resolve_files(&store, &crate::progress::silent())
+            .await
+            .unwrap();
+        let paths: Vec<&str> = resolved.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "README.md",
+                "config.json",
+                "model.safetensors",
+                "sub/.hidden",
+                "tok/deep/vocab.txt"
+            ]
+        );
+        assert_eq!(resolved[4].descriptor.digest, Digest::of(b"a b c"));
+    }
 }
 
 #[cfg(test)]
