@@ -159,6 +159,17 @@ pub fn safe_mode(mode: u32) -> u32 {
     (mode & 0o755) | 0o600
 }
 
+/// The mode a raw layer's `org.cncf.model.file.metadata+json` annotation gives its file (made
+/// safe by [`safe_mode`]), when it has one and describes a regular file.
+pub fn annotated_mode(layer: &Descriptor) -> Option<u32> {
+    let meta: serde_json::Value =
+        serde_json::from_str(layer.annotation(mt::ANNOTATION_FILE_METADATA)?).ok()?;
+    // modctl writes the type flag as a number, others as the tar character.
+    let directory = matches!(meta.get("typeflag"), Some(v) if v == 5 || v == "5");
+    let mode = meta.get("mode")?.as_u64()?;
+    (!directory && mode <= 0o7777).then(|| safe_mode(mode as u32))
+}
+
 /// Where to write the files of one archive: `dir/<prefix><n>`.
 #[derive(Clone, Debug)]
 pub struct Staging {
@@ -811,6 +822,26 @@ mod tests {
         let mut b = tar::Builder::new(Vec::new());
         b.append(&h, data).unwrap();
         b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn the_metadata_annotation_gives_a_safe_mode() {
+        let with = |json: &str| {
+            let mut d = layer_of(b"x");
+            d.annotations = Some(
+                [(mt::ANNOTATION_FILE_METADATA.to_string(), json.to_string())]
+                    .into_iter()
+                    .collect(),
+            );
+            annotated_mode(&d)
+        };
+        assert_eq!(with(r#"{"name":"a","mode":493,"typeflag":0}"#), Some(0o755));
+        assert_eq!(with(r#"{"mode":3565}"#), Some(0o755)); // 0o6755: setuid, setgid dropped
+        assert_eq!(with(r#"{"mode":292}"#), Some(0o644)); // 0o444: owner can write
+        assert_eq!(with(r#"{"mode":493,"typeflag":5}"#), None);
+        assert_eq!(with(r#"{"mode":-1}"#), None);
+        assert_eq!(with("not json"), None);
+        assert_eq!(annotated_mode(&layer_of(b"x")), None);
     }
 
     #[test]

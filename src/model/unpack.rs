@@ -1008,7 +1008,9 @@ async fn download(
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644));
+        // The layer's `org.cncf.model.file.metadata+json` mode (made safe), else 0644.
+        let mode = archive::annotated_mode(&file.descriptor).unwrap_or(0o644);
+        let _ = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode));
     }
     Ok((index, dest))
 }

@@ -16,6 +16,7 @@ mod key_tlog;
 mod keyless;
 mod layout;
 mod local;
+mod modelpack;
 mod newcomer;
 
 mod push_pull;
