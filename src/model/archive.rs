@@ -698,15 +698,23 @@ async fn stream_once(
     let staging = staging.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let read = read_entries(&mut input, format, &layer, &what, &budget, staging.as_ref());
-        let read = read.and_then(|entries| {
-            input
-                .drain()
-                .map(|()| entries)
-                .map_err(|e| ModelError::io(format!("read {what}"), e))
+        let read = read.and_then(|entries| match input.drain() {
+            Ok(()) => Ok(entries),
+            Err(e) => {
+                // read_entries kept these in the budget; a retry takes them again.
+                let bytes = entries.iter().map(|e| e.size).sum();
+                budget.give_back(entries.len() as u64, bytes);
+                Err(ModelError::io(format!("read {what}"), e))
+            }
         });
         // The download's own failure (digest, size, network) explains any other.
         match (read, input.failure.take()) {
-            (Err(_), Some(e)) | (Ok(_), Some(e)) => Err(e),
+            (Ok(entries), Some(e)) => {
+                let bytes = entries.iter().map(|e| e.size).sum();
+                budget.give_back(entries.len() as u64, bytes);
+                Err(e)
+            }
+            (Err(_), Some(e)) => Err(e),
             (r, None) => r,
         }
     })
