@@ -1908,4 +1908,49 @@ mod retry_tests {
             }
         }
     }
+
+    /// An archive layer whose connection is lost mid-layer is read again from its first byte,
+    /// and its files are unpacked once.
+    #[tokio::test]
+    async fn a_connection_lost_mid_archive_restarts_that_archive() {
+        let inner = MemoryStore::new("flaky");
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [("w/a.bin", &b"alpha"[..]), ("w/b.bin", b"beta")] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let tar = Bytes::from(b.into_inner().unwrap());
+        let (digest, size) = inner.push_blob(&BytesSource(tar)).await.unwrap();
+        let mut layer = Descriptor::new("application/vnd.cncf.model.weight.v1.tar", digest, size);
+        layer.annotations = Some(
+            [(mt::ANNOTATION_FILEPATH.to_string(), "w".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let m = ImageManifest {
+            artifact_type: Some(mt::MODEL_ARTIFACT.into()),
+            ..ImageManifest::new(Descriptor::empty(), vec![layer])
+        };
+        inner
+            .push_manifest(Bytes::from(m.to_bytes()), mt::OCI_MANIFEST, Some("v1"))
+            .await
+            .unwrap();
+        let store = Flaky {
+            inner,
+            fails: AtomicUsize::new(ATTEMPTS as usize - 1),
+            stall: None,
+            on_fetch: None,
+        };
+        let artifact = fetch_model(&store, "v1").await.unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let r = unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.files.len(), 2);
+        assert_eq!(std::fs::read(out.path().join("w/a.bin")).unwrap(), b"alpha");
+        assert_eq!(std::fs::read(out.path().join("w/b.bin")).unwrap(), b"beta");
+        assert_eq!(store.fails.load(Ordering::SeqCst), 0);
+    }
 }
