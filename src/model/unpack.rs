@@ -1445,6 +1445,31 @@ mod tests {
         std::fs::write(path, content).unwrap();
     }
 
+    #[test]
+    fn unpacked_files_must_be_exactly_the_verified_ones() {
+        let file = |p: &str, content: &[u8]| ModelFile {
+            path: ModelPath::new(p).unwrap(),
+            descriptor: Descriptor::new(mt::MODEL_WEIGHT, Digest::of(content), 1),
+            archive: None,
+        };
+        let m = Digest::of(b"m");
+        let expected = vec![(ModelPath::new("a").unwrap(), Digest::of(b"a"))];
+        assert!(check_expected(&[file("a", b"a")], &expected, &m).is_ok());
+        let err = check_expected(&[file("a", b"evil")], &expected, &m).unwrap_err();
+        assert!(err.to_string().contains("verified as"), "{err}");
+        let err = check_expected(&[file("a", b"a"), file("b", b"b")], &expected, &m).unwrap_err();
+        assert!(
+            err.to_string().contains("not among the verified files"),
+            "{err}"
+        );
+        let err = check_expected(&[], &expected, &m).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("1 file(s) verified but 0 unpacked"),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn refuses_non_models() {
         let store = MemoryStore::new("m");
