@@ -17,7 +17,7 @@
 //!   registry client is layered (transport → upload/pages → endpoints). Knows nothing of
 //!   models or signatures.
 //! - [`model`]: directory ⇄ artifact (model paths, walk, file hashing, roles → media types,
-//!   config, pack/unpack). Uses `store`.
+//!   config, pack/unpack, archive layers). Uses `store`.
 //! - [`signing`]: keys, DSSE, the OpenSSF model-signing statement, keyless signing. No I/O
 //!   except key files: the files and digests it signs come from `model`.
 //! - [`attest`]: SLSA provenance v1 and predicate builders (materials hashed by `model`).

@@ -47,8 +47,17 @@ pub fn is_legacy_model_type(media_type: &str) -> bool {
     media_type.starts_with(LEGACY_MODEL_PREFIX)
 }
 
+/// Layer forms (model-spec v1): a layer media type is a role's base type plus one of these.
+/// `src/model/archive.rs` reads the archive forms and writes `.tar`.
+pub const SUFFIX_RAW: &str = ".raw";
+pub const SUFFIX_TAR: &str = ".tar";
+pub const SUFFIX_TAR_GZIP: &str = ".tar+gzip";
+pub const SUFFIX_TAR_ZSTD: &str = ".tar+zstd";
+
 // Annotations
 pub const ANNOTATION_FILEPATH: &str = "org.cncf.model.filepath";
+/// A layer's file metadata (name, mode, uid, gid, size, mtime, typeflag), JSON (ModelPack).
+pub const ANNOTATION_FILE_METADATA: &str = "org.cncf.model.file.metadata+json";
 pub const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
 pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";

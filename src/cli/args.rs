@@ -270,6 +270,11 @@ pub struct PushArgs {
     /// Manifest annotation KEY=VALUE. Repeatable.
     #[arg(long = "annotation", short = 'a', value_name = "KEY=VALUE")]
     pub annotations: Vec<String>,
+    /// Pack each top-level directory of the model as one `.tar` layer (ModelPack archive
+    /// layer; deterministic: the same directory gives the same digest). Files at the top level
+    /// stay one raw layer each, as without this flag.
+    #[arg(long)]
+    pub archive_dirs: bool,
     #[command(flatten)]
     pub registry: RegistryOpts,
     #[command(flatten)]

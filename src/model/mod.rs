@@ -11,9 +11,12 @@
 //!   (sign-local, verify-local).
 //! - [`pack`]: push a model to a [`crate::store::Store`].
 //! - [`unpack`]: fetch a model manifest, check it, and write its files safely.
+//! - [`archive`]: archive layers (`.tar`, `.tar+gzip`, `.tar+zstd`): the one reader (checked,
+//!   bounded, hashed while streaming) and the one writer (deterministic `.tar`).
 //! - [`cache`]: a local (path, size, mtime, inode) → digest cache so re-pushes skip hashing and
 //!   uploading.
 
+pub mod archive;
 pub mod cache;
 pub mod config;
 pub mod hash;

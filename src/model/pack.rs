@@ -40,6 +40,9 @@ pub struct PushOptions {
     pub reporter: SharedReporter,
     /// Digest cache (re-pushes skip hashing and uploading what the store has).
     pub cache: Option<Arc<DigestCache>>,
+    /// Pack each top-level directory of the model as one deterministic `.tar` layer
+    /// (`push --archive-dirs`); files at the top level stay raw layers.
+    pub archive_dirs: bool,
 }
 
 impl Default for PushOptions {
@@ -52,6 +55,7 @@ impl Default for PushOptions {
             concurrency: 4,
             reporter: crate::progress::silent(),
             cache: None,
+            archive_dirs: false,
         }
     }
 }
@@ -119,7 +123,11 @@ pub async fn push_local_model(
     tag: Option<&str>,
     options: &PushOptions,
 ) -> Result<PushResult, ModelError> {
-    let result = push_files(store, model, options).await;
+    let result = if options.archive_dirs {
+        push_archived_dirs(store, model, options).await
+    } else {
+        push_files(store, model, options).await
+    };
     if let Some(cache) = &options.cache {
         if let Err(e) = cache.save() {
             tracing::warn!("cannot save the digest cache: {e}");
@@ -182,7 +190,8 @@ pub fn build_manifest(
             let mut a = Annotations::new();
             a.insert(mt::ANNOTATION_FILEPATH.to_string(), f.path.to_string());
             a.insert(mt::ANNOTATION_TITLE.to_string(), f.path.to_string());
-            if roles::role_of(&f.path).guessed {
+            let archive = super::archive::ArchiveFormat::of_media_type(&f.media_type).is_some();
+            if !archive && roles::role_of(&f.path).guessed {
                 a.insert(
                     ANNOTATION_MEDIATYPE_UNTESTED.to_string(),
                     "true".to_string(),
@@ -217,6 +226,119 @@ async fn push_files(
             .await?;
     pushed.sort_by_key(|(i, _)| *i);
     Ok(pushed.into_iter().map(|(_, p)| p).collect())
+}
+
+/// `push --archive-dirs`: each top-level directory becomes one `.tar` layer (written to a
+/// temporary file by [`super::archive::write_tar`], then uploaded like a file), at the place of
+/// its first file; the files at the top level stay raw layers. The tar's media type is the
+/// `.tar` form of its files' role when they all have one, else of its largest file's role.
+async fn push_archived_dirs(
+    store: &dyn Store,
+    model: &LocalModel,
+    options: &PushOptions,
+) -> Result<Vec<PushedFile>, ModelError> {
+    use super::archive::{tar_media_type, write_tar, TarSource};
+    let mut units: Vec<(ModelPath, Vec<&LocalFile>)> = Vec::new();
+    let mut raw: Vec<LocalFile> = Vec::new();
+    let mut order: Vec<Result<usize, usize>> = Vec::new();
+    for f in &model.files {
+        match f.path.split_once('/') {
+            None => {
+                order.push(Ok(raw.len()));
+                raw.push(f.clone());
+            }
+            Some((top, _)) => match units.last_mut() {
+                Some((dir, files)) if dir.as_str() == top => files.push(f),
+                _ => {
+                    let dir = ModelPath::new(top)
+                        .map_err(|r| ModelError::Input(format!("directory {top:?}: {r}")))?;
+                    order.push(Err(units.len()));
+                    units.push((dir, vec![f]));
+                }
+            },
+        }
+    }
+    let temp = tempfile::tempdir()
+        .map_err(|e| ModelError::io("create a temporary directory for the archives", e))?;
+    let mut tars: Vec<(LocalFile, String)> = Vec::new();
+    for (i, (dir, files)) in units.iter().enumerate() {
+        let sources: Vec<TarSource> = files
+            .iter()
+            .map(|f| TarSource {
+                path: f.path.clone(),
+                source: f.source.clone(),
+                size: f.size,
+                executable: is_executable(&f.source),
+            })
+            .collect();
+        let dest = temp.path().join(format!("{i}.tar"));
+        let written = dest.clone();
+        let shown = dir.to_string();
+        let size = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let out = std::io::BufWriter::new(std::fs::File::create_new(&written)?);
+            let out = write_tar(out, &sources)?;
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            Ok(std::fs::metadata(&written)?.len())
+        })
+        .await
+        .map_err(|e| ModelError::Input(format!("archiving {shown} failed: {e}")))?
+        .map_err(|e| ModelError::io(format!("archive directory {shown}"), e))?;
+        let mut roles: Vec<(&'static str, u64)> = files
+            .iter()
+            .map(|f| (roles::role_of(&f.path).media_type, f.size))
+            .collect();
+        let role = if roles.iter().all(|(r, _)| *r == roles[0].0) {
+            roles[0].0
+        } else {
+            roles.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
+            roles[0].0
+        };
+        tars.push((
+            LocalFile {
+                path: dir.clone(),
+                source: dest,
+                size,
+                key: None,
+            },
+            tar_media_type(role),
+        ));
+    }
+    let pushed_raw = push_files(
+        store,
+        &LocalModel {
+            name: model.name.clone(),
+            root: model.root.clone(),
+            files: raw,
+        },
+        options,
+    )
+    .await?;
+    let pushed_tars: Vec<PushedFile> = futures::stream::iter(tars.iter())
+        .then(|(file, media_type)| async move {
+            let mut p = push_file(store, file, options).await?;
+            p.media_type = media_type.clone();
+            Ok::<_, ModelError>(p)
+        })
+        .try_collect()
+        .await?;
+    Ok(order
+        .into_iter()
+        .map(|o| match o {
+            Ok(i) => pushed_raw[i].clone(),
+            Err(i) => pushed_tars[i].clone(),
+        })
+        .collect())
+}
+
+#[cfg(unix)]
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o100 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(_path: &std::path::Path) -> bool {
+    false
 }
 
 async fn push_file(

@@ -7,6 +7,7 @@
 //! interrupted command), restores the replaced files and removes the placed ones, the staging
 //! directory and every directory the pull created. A later pull removes stale staging.
 
+use super::archive::{self, ArchiveEntry, ArchiveFormat, Budget, Staging};
 use super::cache::{DigestCache, FileKey};
 use super::paths::{is_temp_name, ModelPath, TEMP_PREFIX, TEMP_SUFFIX};
 use super::ModelError;
@@ -30,11 +31,13 @@ pub struct ModelArtifact {
     pub manifest: ImageManifest,
 }
 
-/// One file of a model artifact.
+/// One file of a model artifact: a raw layer, or a file of an archive layer (then
+/// `descriptor` holds the file's own digest and size, and `archive` the layer's digest).
 #[derive(Clone, Debug)]
 pub struct ModelFile {
     pub path: ModelPath,
     pub descriptor: Descriptor,
+    pub archive: Option<Digest>,
 }
 
 /// The path a layer declares: `org.cncf.model.filepath` (or the legacy `org.cnai.model.filepath`),
@@ -104,12 +107,12 @@ impl ModelArtifact {
         })
     }
 
-    /// The files, every path checked: no absolute path, `..`, `.`, backslash, NUL, control
-    /// character or empty component, no duplicates, no file that is also a directory, and only
-    /// raw (not archived) layers.
-    pub fn files(&self) -> Result<Vec<ModelFile>, ModelError> {
+    /// The layers, every declared path checked: no absolute path, `..`, `.`, backslash, NUL,
+    /// control character or empty component, no two layers with one path; a layer packed in a
+    /// form we cannot read (`.tar+xz`…) refused.
+    pub fn layers(&self) -> Result<Vec<ModelLayer>, ModelError> {
         let mdigest = &self.descriptor.digest;
-        let mut out: Vec<ModelFile> = Vec::with_capacity(self.manifest.layers.len());
+        let mut out: Vec<ModelLayer> = Vec::with_capacity(self.manifest.layers.len());
         let mut seen: HashMap<&str, &Digest> = HashMap::new();
         for layer in &self.manifest.layers {
             let what = || format!("layer {} of manifest {mdigest}", layer.digest);
@@ -134,39 +137,144 @@ impl ModelArtifact {
                     reason: format!("duplicate path (also layer {other})"),
                 });
             }
-            let mt_lower = layer.media_type.to_ascii_lowercase();
-            if mt_lower.contains(".tar")
-                || mt_lower.ends_with("+gzip")
-                || mt_lower.ends_with("+zstd")
-            {
+            let archive = ArchiveFormat::of_media_type(&layer.media_type);
+            if archive.is_none() && ArchiveFormat::is_unreadable_packing(&layer.media_type) {
                 return Err(ModelError::NotAModel {
                     reference: mdigest.to_string(),
                     reason: format!(
-                        "layer {} ({path}) is an archive ({}); only raw file layers are supported",
+                        "layer {} ({path}) is packed as {}; only raw, .tar, .tar+gzip and \
+                         .tar+zstd layers are supported",
                         layer.digest, layer.media_type
                     ),
                 });
             }
-            out.push(ModelFile {
+            out.push(ModelLayer {
                 path: checked,
                 descriptor: layer.clone(),
+                archive,
             });
-        }
-        for f in &out {
-            let comps: Vec<&str> = f.path.split('/').collect();
-            for k in 1..comps.len() {
-                let prefix = comps[..k].join("/");
-                if let Some(d) = seen.get(prefix.as_str()) {
-                    return Err(ModelError::UnsafePath {
-                        what: format!("layer {} of manifest {mdigest}", f.descriptor.digest),
-                        path: f.path.to_string(),
-                        reason: format!("{prefix:?} is also a file (layer {d})"),
-                    });
-                }
-            }
         }
         Ok(out)
     }
+
+    /// The files of a model made only of raw layers (path → layer digest, read from the
+    /// manifest alone), every path checked ([`Self::layers`], and no file that is also a
+    /// directory). A model with archive layers is refused: its files are known only by
+    /// reading them ([`Self::resolve_files`]).
+    pub fn files(&self) -> Result<Vec<ModelFile>, ModelError> {
+        let layers = self.layers()?;
+        if let Some(a) = layers.iter().find(|l| l.archive.is_some()) {
+            return Err(ModelError::Input(format!(
+                "layer {} ({}) of manifest {} is an archive: its files are known only by \
+                 reading it",
+                a.descriptor.digest, a.path, self.descriptor.digest
+            )));
+        }
+        let files: Vec<ModelFile> = layers.into_iter().map(ModelLayer::into_file).collect();
+        check_file_tree(&files, &self.descriptor.digest)?;
+        Ok(files)
+    }
+
+    /// Every file of the model with its sha256: raw layers from the manifest alone, archive
+    /// layers streamed once from `store` (checked against their layer digest, every entry
+    /// checked and hashed, nothing written). No path twice, no file that is also a directory.
+    pub async fn resolve_files(
+        &self,
+        store: &dyn Store,
+        reporter: &SharedReporter,
+    ) -> Result<Vec<ModelFile>, ModelError> {
+        let layers = self.layers()?;
+        let budget = Arc::new(Budget::unwritten());
+        let mut files = Vec::new();
+        for layer in layers {
+            match layer.archive {
+                None => files.push(layer.into_file()),
+                Some(format) => {
+                    let entries = archive::stream_archive(
+                        store,
+                        &layer.descriptor,
+                        format,
+                        &layer.path,
+                        &budget,
+                        None,
+                        reporter,
+                    )
+                    .await?;
+                    files.extend(entries.into_iter().map(|e| layer.entry_file(e)));
+                }
+            }
+        }
+        check_file_tree(&files, &self.descriptor.digest)?;
+        Ok(files)
+    }
+}
+
+/// One layer of a model artifact, its declared path checked.
+#[derive(Clone, Debug)]
+pub struct ModelLayer {
+    /// `org.cncf.model.filepath` (or the title): the file, or what an archive unpacks as.
+    pub path: ModelPath,
+    pub descriptor: Descriptor,
+    /// `Some` for an archive layer.
+    pub archive: Option<ArchiveFormat>,
+}
+
+impl ModelLayer {
+    fn into_file(self) -> ModelFile {
+        ModelFile {
+            path: self.path,
+            descriptor: self.descriptor,
+            archive: None,
+        }
+    }
+
+    /// A file read from this archive layer: its own digest and size, the layer's media type.
+    fn entry_file(&self, e: ArchiveEntry) -> ModelFile {
+        let mut descriptor = Descriptor::new(&self.descriptor.media_type, e.digest, e.size);
+        descriptor.annotations = Some(
+            [(mt::ANNOTATION_FILEPATH.to_string(), e.path.to_string())]
+                .into_iter()
+                .collect(),
+        );
+        ModelFile {
+            path: e.path,
+            descriptor,
+            archive: Some(self.descriptor.digest.clone()),
+        }
+    }
+}
+
+/// No path twice (two layers, or a layer and an archive entry), and no file that is also the
+/// directory of another.
+fn check_file_tree(files: &[ModelFile], mdigest: &Digest) -> Result<(), ModelError> {
+    let source = |f: &ModelFile| match &f.archive {
+        Some(layer) => format!("archive layer {layer}"),
+        None => format!("layer {}", f.descriptor.digest),
+    };
+    let mut seen: HashMap<&str, &ModelFile> = HashMap::new();
+    for f in files {
+        if let Some(other) = seen.insert(&f.path, f) {
+            return Err(ModelError::UnsafePath {
+                what: format!("{} of manifest {mdigest}", source(f)),
+                path: f.path.to_string(),
+                reason: format!("duplicate path (also in {})", source(other)),
+            });
+        }
+    }
+    for f in files {
+        let comps: Vec<&str> = f.path.split('/').collect();
+        for k in 1..comps.len() {
+            let prefix = comps[..k].join("/");
+            if let Some(d) = seen.get(prefix.as_str()) {
+                return Err(ModelError::UnsafePath {
+                    what: format!("{} of manifest {mdigest}", source(f)),
+                    path: f.path.to_string(),
+                    reason: format!("{prefix:?} is also a file (in {})", source(d)),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fetch the manifest `reference` (tag or digest) and check that it is a model.
@@ -185,6 +293,9 @@ pub struct PullOptions {
     pub reporter: SharedReporter,
     /// Record the pulled files' digests (a later push of the directory skips hashing).
     pub cache: Option<Arc<DigestCache>>,
+    /// The files a verification before the pull accepted (path → sha256): the files unpacked
+    /// must be exactly these, or nothing is placed.
+    pub expected_files: Option<Arc<Vec<(ModelPath, Digest)>>>,
 }
 
 impl Default for PullOptions {
@@ -194,6 +305,7 @@ impl Default for PullOptions {
             concurrency: 4,
             reporter: crate::progress::silent(),
             cache: None,
+            expected_files: None,
         }
     }
 }
@@ -226,11 +338,20 @@ pub async fn unpack_model(
     dir: &Path,
     options: &PullOptions,
 ) -> Result<PullResult, ModelError> {
-    let files = artifact.files()?;
+    let layers = artifact.layers()?;
+    let files: Vec<ModelFile> = layers
+        .iter()
+        .filter(|l| l.archive.is_none())
+        .cloned()
+        .map(ModelLayer::into_file)
+        .collect();
+    let archives: Vec<&ModelLayer> = layers.iter().filter(|l| l.archive.is_some()).collect();
+    check_file_tree(&files, &artifact.descriptor.digest)?;
     let plan = {
         let owned = dir.to_path_buf();
         let rels: Vec<String> = files.iter().map(|f| f.path.to_string()).collect();
-        let total: u64 = files.iter().map(|f| f.descriptor.size).sum();
+        // An archive takes at least its own size (checked again, entry by entry, as it unpacks).
+        let total: u64 = layers.iter().map(|l| l.descriptor.size).sum();
         let overwrite = options.overwrite;
         tokio::task::spawn_blocking(move || check_targets(&owned, &rels, total, overwrite))
             .await
@@ -241,20 +362,92 @@ pub async fn unpack_model(
         txn.refuse_case_collisions(&files)?;
     }
     let staging = txn.staging.clone();
+    let raw_total: u64 = files.iter().map(|f| f.descriptor.size).sum();
+    let budget = Arc::new(Budget::new(
+        plan.available.saturating_sub(raw_total),
+        format!(
+            "the free space left in {} after the model's other files",
+            dir.display()
+        ),
+    ));
+    let nraw = files.len();
     let downloads = futures::stream::iter(files.iter().enumerate())
-        .map(|(i, f)| download(store, &staging, i, f, options))
-        .buffer_unordered(options.concurrency.max(1))
-        .try_collect::<Vec<(usize, PathBuf)>>()
-        .await?;
-    let mut staged: Vec<(usize, PathBuf)> = downloads;
-    staged.sort_by_key(|(i, _)| *i);
-    for (i, path) in staged {
-        txn.place(&path, &files[i].path, i, options.overwrite)?;
+        .map(|(i, f)| {
+            let staging = &staging;
+            async move {
+                download(store, staging, i, f, options)
+                    .await
+                    .map(|(i, p)| (i, p, None))
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1));
+    let unpacked = futures::stream::iter(archives.iter().enumerate())
+        .map(|(j, layer)| {
+            let (staging, budget) = (&staging, &budget);
+            async move {
+                let extracted = archive::stream_archive(
+                    store,
+                    &layer.descriptor,
+                    layer.archive.expect("an archive layer"),
+                    &layer.path,
+                    budget,
+                    Some(Staging {
+                        dir: staging.clone(),
+                        prefix: format!("a{j}-"),
+                    }),
+                    &options.reporter,
+                )
+                .await?;
+                Ok::<_, ModelError>((nraw + j, PathBuf::new(), Some(extracted)))
+            }
+        })
+        .buffer_unordered(options.concurrency.max(1));
+    let mut staged: Vec<(usize, PathBuf, Option<Vec<ArchiveEntry>>)> =
+        futures::stream::select(downloads, unpacked)
+            .try_collect()
+            .await?;
+    staged.sort_by_key(|(i, _, _)| *i);
+    // Every file to place, with where it is staged: raw layers, then each archive's files.
+    let mut all: Vec<(ModelFile, PathBuf)> = Vec::new();
+    for (i, path, extracted) in staged {
+        match extracted {
+            None => all.push((files[i].clone(), path)),
+            Some(entries) => {
+                let layer = archives[i - files.len()];
+                for e in entries {
+                    let at = e.staged.clone().expect("extracted into staging");
+                    all.push((layer.entry_file(e), at));
+                }
+            }
+        }
+    }
+    let files: Vec<ModelFile> = all.iter().map(|(f, _)| f.clone()).collect();
+    if !archives.is_empty() {
+        // The archives' paths are known only now: the same checks as for raw layers.
+        check_file_tree(&files, &artifact.descriptor.digest)?;
+        let root = txn.root.clone();
+        let rels: Vec<String> = files
+            .iter()
+            .filter(|f| f.archive.is_some())
+            .map(|f| f.path.to_string())
+            .collect();
+        let overwrite = options.overwrite;
+        tokio::task::spawn_blocking(move || check_targets(&root, &rels, 0, overwrite))
+            .await
+            .map_err(|e| ModelError::Input(format!("checking {} failed: {e}", dir.display())))??;
+        txn.refuse_case_collisions(&files)?;
+    }
+    if let Some(expected) = &options.expected_files {
+        check_expected(&files, expected, &artifact.descriptor.digest)?;
+    }
+    for (i, (file, path)) in all.iter().enumerate() {
+        txn.place(path, &file.path, i, options.overwrite)?;
     }
     let root = txn.commit();
     if let Some(cache) = &options.cache {
         let home = super::cache::home_of(store);
-        for file in &files {
+        // A file of an archive has no blob of its own to remember.
+        for file in files.iter().filter(|f| f.archive.is_none()) {
             let dest = root.join(&file.path);
             if let Some(key) = std::fs::metadata(&dest)
                 .ok()
@@ -274,6 +467,46 @@ pub async fn unpack_model(
     })
 }
 
+/// The files about to be placed must be exactly the ones verified (path → sha256).
+fn check_expected(
+    files: &[ModelFile],
+    expected: &[(ModelPath, Digest)],
+    mdigest: &Digest,
+) -> Result<(), ModelError> {
+    let want: HashMap<&str, &Digest> = expected.iter().map(|(p, d)| (p.as_str(), d)).collect();
+    for f in files {
+        match want.get(f.path.as_str()) {
+            Some(d) if **d == f.descriptor.digest => {}
+            Some(d) => {
+                return Err(ModelError::InvalidArtifact {
+                    what: format!("manifest {mdigest}"),
+                    reason: format!(
+                        "{:?} was verified as {d} but unpacked as {}",
+                        f.path, f.descriptor.digest
+                    ),
+                })
+            }
+            None => {
+                return Err(ModelError::InvalidArtifact {
+                    what: format!("manifest {mdigest}"),
+                    reason: format!("{:?} was unpacked but not among the verified files", f.path),
+                })
+            }
+        }
+    }
+    if files.len() != want.len() {
+        return Err(ModelError::InvalidArtifact {
+            what: format!("manifest {mdigest}"),
+            reason: format!(
+                "{} file(s) verified but {} unpacked",
+                want.len(),
+                files.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// What [`check_targets`] found: where to write and what is missing.
 struct Plan {
     /// The target directory (canonical when it exists).
@@ -282,6 +515,8 @@ struct Plan {
     missing_root: Vec<PathBuf>,
     /// The filesystem folds case and two files differ only by case.
     case_folds: bool,
+    /// Bytes free at the target.
+    available: u64,
 }
 
 /// Before anything is written: no target may escape `dir` through an existing symlink, sit
@@ -378,6 +613,7 @@ fn check_targets(
             root,
             missing_root,
             case_folds,
+            available: fs.available,
         });
     }
     remove_stale_temp(&root);
@@ -450,6 +686,7 @@ fn check_targets(
         root,
         missing_root,
         case_folds,
+        available: fs.available,
     })
 }
 
@@ -787,7 +1024,9 @@ async fn download(
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644));
+        // The layer's `org.cncf.model.file.metadata+json` mode (made safe), else 0644.
+        let mode = archive::annotated_mode(&file.descriptor).unwrap_or(0o644);
+        let _ = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode));
     }
     Ok((index, dest))
 }
@@ -1222,6 +1461,31 @@ mod tests {
         std::fs::write(path, content).unwrap();
     }
 
+    #[test]
+    fn unpacked_files_must_be_exactly_the_verified_ones() {
+        let file = |p: &str, content: &[u8]| ModelFile {
+            path: ModelPath::new(p).unwrap(),
+            descriptor: Descriptor::new(mt::MODEL_WEIGHT, Digest::of(content), 1),
+            archive: None,
+        };
+        let m = Digest::of(b"m");
+        let expected = vec![(ModelPath::new("a").unwrap(), Digest::of(b"a"))];
+        assert!(check_expected(&[file("a", b"a")], &expected, &m).is_ok());
+        let err = check_expected(&[file("a", b"evil")], &expected, &m).unwrap_err();
+        assert!(err.to_string().contains("verified as"), "{err}");
+        let err = check_expected(&[file("a", b"a"), file("b", b"b")], &expected, &m).unwrap_err();
+        assert!(
+            err.to_string().contains("not among the verified files"),
+            "{err}"
+        );
+        let err = check_expected(&[], &expected, &m).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("1 file(s) verified but 0 unpacked"),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn refuses_non_models() {
         let store = MemoryStore::new("m");
@@ -1266,6 +1530,95 @@ mod tests {
             [".h", "README.md", "x", "x/y", "x/y/z.bin"]
         );
         assert_eq!(std::fs::read(out.path().join("x/y/z.bin")).unwrap(), b"zz");
+    }
+
+    /// `archive_dirs`: one `.tar` layer per top-level directory, the same digest every time,
+    /// config diffIds = layer digests, and a pull gives back the same files.
+    #[tokio::test]
+    async fn archive_dirs_pack_each_top_level_directory_deterministically() {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, c) in [
+            ("config.json", &b"{}"[..]),
+            ("model.safetensors", b"weights"),
+            ("README.md", b"# m"),
+            ("sub/.hidden", b""),
+        ] {
+            support_write(dir.path(), p, c);
+        }
+        std::fs::create_dir_all(dir.path().join("tok/deep")).unwrap();
+        std::fs::write(dir.path().join("tok/deep/vocab.txt"), b"a b c").unwrap();
+        let store = MemoryStore::new("m");
+        let options = PushOptions {
+            archive_dirs: true,
+            ..Default::default()
+        };
+        let first = push_model(&store, &[dir.path().to_path_buf()], Some("v1"), &options)
+            .await
+            .unwrap();
+        let again = push_model(&store, &[dir.path().to_path_buf()], Some("v2"), &options)
+            .await
+            .unwrap();
+        assert_eq!(first.manifest.digest, again.manifest.digest);
+        let m: ImageManifest = serde_json::from_slice(&first.manifest_bytes).unwrap();
+        let got: Vec<(&str, &str)> = m
+            .layers
+            .iter()
+            .map(|l| {
+                (
+                    l.annotation(mt::ANNOTATION_FILEPATH).unwrap(),
+                    l.media_type.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("README.md", mt::MODEL_DOC),
+                ("config.json", mt::MODEL_WEIGHT_CONFIG),
+                ("model.safetensors", mt::MODEL_WEIGHT),
+                ("sub", "application/vnd.cncf.model.weight.v1.tar"),
+                ("tok", "application/vnd.cncf.model.weight.config.v1.tar"),
+            ]
+        );
+        assert!(m.layers[3]
+            .annotation(crate::model::pack::ANNOTATION_MEDIATYPE_UNTESTED)
+            .is_none());
+        let config = crate::store::fetch_small_blob(&store, &m.config, "config", 1 << 20)
+            .await
+            .unwrap();
+        let c: crate::model::config::ModelConfig = serde_json::from_slice(&config).unwrap();
+        let digests: Vec<Digest> = m.layers.iter().map(|l| l.digest.clone()).collect();
+        assert_eq!(c.modelfs.diff_ids, digests);
+
+        let artifact = fetch_model(&store, "v1").await.unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let pulled = unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(pulled.files.len(), 5);
+        for p in ["sub/.hidden", "tok/deep/vocab.txt", "model.safetensors"] {
+            assert_eq!(
+                std::fs::read(out.path().join(p)).unwrap(),
+                std::fs::read(dir.path().join(p)).unwrap(),
+                "{p}"
+            );
+        }
+        let resolved = artifact
+            .resolve_files(&store, &crate::progress::silent())
+            .await
+            .unwrap();
+        let paths: Vec<&str> = resolved.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "README.md",
+                "config.json",
+                "model.safetensors",
+                "sub/.hidden",
+                "tok/deep/vocab.txt"
+            ]
+        );
+        assert_eq!(resolved[4].descriptor.digest, Digest::of(b"a b c"));
     }
 }
 
@@ -1595,5 +1948,50 @@ mod retry_tests {
                 assert_eq!(&std::fs::read(out.path().join(p)).unwrap(), c, "{p}");
             }
         }
+    }
+
+    /// An archive layer whose connection is lost mid-layer is read again from its first byte,
+    /// and its files are unpacked once.
+    #[tokio::test]
+    async fn a_connection_lost_mid_archive_restarts_that_archive() {
+        let inner = MemoryStore::new("flaky");
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [("w/a.bin", &b"alpha"[..]), ("w/b.bin", b"beta")] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let tar = Bytes::from(b.into_inner().unwrap());
+        let (digest, size) = inner.push_blob(&BytesSource(tar)).await.unwrap();
+        let mut layer = Descriptor::new("application/vnd.cncf.model.weight.v1.tar", digest, size);
+        layer.annotations = Some(
+            [(mt::ANNOTATION_FILEPATH.to_string(), "w".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        let m = ImageManifest {
+            artifact_type: Some(mt::MODEL_ARTIFACT.into()),
+            ..ImageManifest::new(Descriptor::empty(), vec![layer])
+        };
+        inner
+            .push_manifest(Bytes::from(m.to_bytes()), mt::OCI_MANIFEST, Some("v1"))
+            .await
+            .unwrap();
+        let store = Flaky {
+            inner,
+            fails: AtomicUsize::new(ATTEMPTS as usize - 1),
+            stall: None,
+            on_fetch: None,
+        };
+        let artifact = fetch_model(&store, "v1").await.unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let r = unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.files.len(), 2);
+        assert_eq!(std::fs::read(out.path().join("w/a.bin")).unwrap(), b"alpha");
+        assert_eq!(std::fs::read(out.path().join("w/b.bin")).unwrap(), b"beta");
+        assert_eq!(store.fails.load(Ordering::SeqCst), 0);
     }
 }

@@ -21,10 +21,18 @@ pub struct SignOutcome {
     pub files: usize,
 }
 
-/// The OMS statement for a model manifest: one resource per layer (path → layer digest).
-/// `name` is informative (model_signing records the model directory's name).
-pub fn model_statement(artifact: &ModelArtifact, name: &str) -> Result<ModelStatement, OpsError> {
-    let files = artifact.files()?;
+/// The OMS statement for a model manifest: one resource per file, path → digest. A raw
+/// layer's digest is read from the manifest; an archive layer is streamed once from `store`
+/// and each of its files hashed. `name` is informative (model_signing records the model
+/// directory's name).
+pub async fn model_statement(
+    store: &dyn Store,
+    artifact: &ModelArtifact,
+    name: &str,
+) -> Result<ModelStatement, OpsError> {
+    let files = artifact
+        .resolve_files(store, &crate::progress::silent())
+        .await?;
     let statement = ModelStatement::from_pairs(
         name,
         files.into_iter().map(|f| (f.path, f.descriptor.digest)),
@@ -34,7 +42,8 @@ pub fn model_statement(artifact: &ModelArtifact, name: &str) -> Result<ModelStat
     Ok(statement)
 }
 
-/// Sign a model: reads only the manifest (layer digests are the file digests), signs the OMS
+/// Sign a model: reads only the manifest (layer digests are the file digests) and any archive
+/// layers (hashing their files), signs the OMS
 /// statement and — unless `with_cosign` is false — a cosign-style statement over the manifest
 /// digest, then pushes each bundle as a referrer of the manifest. Both bundles are signed
 /// before anything is pushed, so a signer that refuses (e.g. keyless checks) leaves no trace.
@@ -45,7 +54,7 @@ pub async fn sign_model(
     signer: &dyn Signer,
     with_cosign: bool,
 ) -> Result<SignOutcome, OpsError> {
-    let statement = model_statement(artifact, name)?;
+    let statement = model_statement(store, artifact, name).await?;
     let model_bundle = signer
         .sign_dsse(mt::IN_TOTO_PAYLOAD_TYPE, &statement.to_payload())
         .await?;

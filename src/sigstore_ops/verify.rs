@@ -26,8 +26,9 @@ pub async fn verify_target(
     policy: &Policy,
     trust: &TrustedRoot,
 ) -> Result<(Report, Vec<BoundBundle>), OpsError> {
+    // Archive layers are streamed and their files hashed; raw layers are read from the manifest.
     let files = match &target.model {
-        Some(m) => Some(m.files()?),
+        Some(m) => Some(m.resolve_files(store, &crate::progress::silent()).await?),
         None => None,
     };
     let digest = target.digest();

@@ -1,8 +1,8 @@
 //! Property-based fuzzing (proptest, stable Rust) of every public parser of untrusted input:
 //! references, manifests, model files and paths, Sigstore bundles, DSSE envelopes, in-toto and
 //! model-signing statements, trusted roots, signing configs, policy files, OCI layout indexes,
-//! `WWW-Authenticate` challenges and materials. Each must never panic, and round-trip where it
-//! serialises. The test command runs a short budget (proptest's default, 256 cases a property,
+//! `WWW-Authenticate` challenges, materials and archive layers (tar headers, gzip, zstd). Each
+//! must never panic, and round-trip where it serialises. The test command runs a short budget (proptest's default, 256 cases a property,
 //! or `PROPTEST_CASES`); `scripts/fuzz.sh` runs a long one. A failure proptest finds is kept
 //! in `tests/proptest-regressions/fuzz.txt` and replayed first on every run.
 
@@ -285,5 +285,118 @@ proptest! {
                 }
             });
         }
+    }
+}
+
+/// A tar entry a generator may produce: any type flag, a name from hostile and ordinary ones,
+/// some data and any mode.
+fn tar_entry() -> impl Strategy<Value = (u8, String, Vec<u8>, u32)> {
+    (
+        prop::sample::select(&b"0\x00125673LKgxSZ"[..]),
+        prop_oneof![
+            3 => "[a-z]{1,6}(/[a-z.]{1,6}){0,3}",
+            1 => prop::sample::select(&["../x", "/etc/x", "./a/", "a/../../b", "a\\b", "", ".", "a//b", "\u{1b}[2K"][..]).prop_map(str::to_string),
+            1 => ".{0,99}",
+        ],
+        prop::collection::vec(any::<u8>(), 0..600),
+        any::<u32>(),
+    )
+}
+
+/// A tar archive of these entries, names and type flags written raw into the headers.
+fn raw_tar(entries: &[(u8, String, Vec<u8>, u32)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (kind, name, data, mode) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::new(*kind));
+        let n = name.len().min(100);
+        h.as_old_mut().name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        h.set_size(data.len() as u64);
+        h.set_mode(*mode);
+        h.set_cksum();
+        b.append(&h, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+proptest! {
+    // Each case unpacks into a temporary directory: half the cases (128 in the test command).
+    #![proptest_config(ProptestConfig { cases: (ProptestConfig::default().cases / 2).max(1), ..ProptestConfig::default() })]
+
+    /// The archive reader (tar headers, gzip, zstd) never panics on any input, keeps to its
+    /// bounds, writes only into its staging directory, accepts only safe paths and modes, and
+    /// reads back what the writer wrote.
+    #[test]
+    fn archives_never_panic_stay_bounded_and_round_trip(
+        entries in prop::collection::vec(tar_entry(), 0..6),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        form in 0u8..3,
+        max_bytes in 0u64..4096,
+        files in prop::collection::btree_map("[a-z]{1,8}(/[a-z]{1,8}){0,2}", prop::collection::vec(any::<u8>(), 0..300), 0..5),
+    ) {
+        use oci_model::model::archive::{self, ArchiveFormat, Budget, Staging, TarSource};
+        let mut tar = raw_tar(&entries);
+        for (at, byte) in &edits {
+            if !tar.is_empty() {
+                let i = at.index(tar.len());
+                tar[i] = *byte;
+            }
+        }
+        let (blob, format) = match form {
+            0 => (tar.clone(), ArchiveFormat::Tar),
+            1 => {
+                use std::io::Write;
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&tar).unwrap();
+                (e.finish().unwrap(), ArchiveFormat::TarGzip)
+            }
+            _ => (zstd::encode_all(&tar[..], 1).unwrap(), ArchiveFormat::TarZstd),
+        };
+        let layer = oci_model::store::Descriptor::new("application/vnd.cncf.model.weight.v1.tar", Digest::of(&blob), blob.len() as u64);
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("staging");
+        std::fs::create_dir(&staging).unwrap();
+        let budget = Budget::new(max_bytes, "the test's budget".into());
+        let stage = Staging { dir: staging.clone(), prefix: "e".into() };
+        // Random bytes too, in every form.
+        for input in [&blob[..], &tar[..tar.len().min(700)]] {
+            if let Ok(got) = archive::read_entries(input, format, &layer, "fuzz", &budget, Some(&stage)) {
+                let total: u64 = got.iter().map(|e| e.size).sum();
+                prop_assert!(total <= max_bytes);
+                for e in &got {
+                    prop_assert!(ModelPath::new(e.path.as_str()).is_ok());
+                    prop_assert_eq!(e.mode & !0o755, 0o600 & !0o755);
+                    let at = e.staged.as_ref().unwrap();
+                    prop_assert_eq!(at.parent().unwrap(), staging.as_path());
+                    prop_assert_eq!(Digest::of(&std::fs::read(at).unwrap()), e.digest.clone());
+                }
+            }
+            for e in std::fs::read_dir(&staging).unwrap() {
+                std::fs::remove_file(e.unwrap().path()).unwrap();
+            }
+        }
+        // Only the staging directory was ever written.
+        prop_assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        // Round trip: what write_tar writes, read_entries reads back, file for file.
+        let src = tempfile::tempdir().unwrap();
+        let mut sources = Vec::new();
+        for (i, (path, data)) in files.iter().enumerate() {
+            // A path may not be both a file and a directory.
+            if files.keys().any(|other| other.starts_with(&format!("{path}/"))) {
+                continue;
+            }
+            let at = src.path().join(i.to_string());
+            std::fs::write(&at, data).unwrap();
+            sources.push((TarSource { path: ModelPath::new(path).unwrap(), source: at, size: data.len() as u64, executable: false }, data.clone()));
+        }
+        let list: Vec<TarSource> = sources.iter().map(|(s, _)| s.clone()).collect();
+        let written = archive::write_tar(Vec::new(), &list).unwrap();
+        let layer = oci_model::store::Descriptor::new("x.tar", Digest::of(&written), written.len() as u64);
+        let read = archive::read_entries(&written[..], ArchiveFormat::Tar, &layer, "fuzz", &Budget::unwritten(), None).unwrap();
+        let mut want: Vec<(String, Digest)> = sources.iter().map(|(s, d)| (s.path.to_string(), Digest::of(d))).collect();
+        want.sort();
+        let got: Vec<(String, Digest)> = read.iter().map(|e| (e.path.to_string(), e.digest.clone())).collect();
+        prop_assert_eq!(got, want);
     }
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area. The harness starts the real registry.
 
+mod archive;
 mod attest;
 mod attest_lib;
 mod binding;
@@ -19,6 +20,7 @@ mod key_tlog;
 mod keyless;
 mod layout;
 mod local;
+mod modelpack;
 mod newcomer;
 
 mod push_pull;

@@ -23,19 +23,18 @@ pub async fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<()> {
         .with_context(|| format!("pull {target}"))?;
     let pinned = target.with_digest(artifact.descriptor.digest.clone());
     // Verification flags: check the exact manifest about to be pulled before writing anything.
-    let verification = if crate::cli::policy::requested(&args.policy) {
-        Some(
-            super::verify::verify_before_pull(
-                &args.policy,
-                &target,
-                store.as_ref(),
-                &artifact,
-                ctx,
-            )
-            .await?,
+    let (verification, expected_files) = if crate::cli::policy::requested(&args.policy) {
+        let (report, signed) = super::verify::verify_before_pull(
+            &args.policy,
+            &target,
+            store.as_ref(),
+            &artifact,
+            ctx,
         )
+        .await?;
+        (Some(report), signed.map(Arc::new))
     } else {
-        None
+        (None, None)
     };
     let options = PullOptions {
         overwrite: args.overwrite,
@@ -45,6 +44,7 @@ pub async fn run(args: PullArgs, ctx: &Ctx) -> anyhow::Result<()> {
             .settings
             .cache_dir()
             .map(|dir| Arc::new(DigestCache::load(&dir))),
+        expected_files,
     };
     let result = unpack_model(store.as_ref(), &artifact, &args.dir, &options)
         .await

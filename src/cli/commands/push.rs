@@ -96,6 +96,7 @@ pub async fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
             .settings
             .cache_dir()
             .map(|dir| Arc::new(DigestCache::load(&dir))),
+        archive_dirs: args.archive_dirs,
     };
     let result = push_model(store.as_ref(), &sources, Some(&tag), &options)
         .await

@@ -6,12 +6,14 @@ use crate::cli::args::{PolicyOpts, VerifyArgs};
 use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
 use anyhow::Context as _;
+use oci_model::digest::Digest;
+use oci_model::model::ModelPath;
 use oci_model::model::ModelArtifact;
 use oci_model::reference::Target;
 use oci_model::sigstore_ops::{self, SignTarget};
 use oci_model::store::Store;
 use oci_model::untrusted::Untrusted;
-use oci_model::verify::{BoundBundle, Report};
+use oci_model::verify::{Binding, BoundBundle, Report};
 use serde::Serialize;
 use std::fmt;
 
@@ -142,16 +144,28 @@ fn failure_summary(report: &Report) -> String {
 }
 
 /// `pull --key …`: verify the exact manifest that will be pulled before any file is written.
-/// Prints the report to stderr in text mode; Err (exit 1) when the policy fails.
+/// Prints the report to stderr in text mode; Err (exit 1) when the policy fails. Also returns
+/// the files a verified model-signing signature lists (path → sha256), which the pull's files
+/// must then be (what an archive layer unpacks to is checked against them).
 pub async fn verify_before_pull(
     policy_opts: &PolicyOpts,
     target: &Target,
     store: &dyn Store,
     artifact: &ModelArtifact,
     ctx: &Ctx,
-) -> anyhow::Result<Report> {
+) -> anyhow::Result<(Report, Option<Vec<(ModelPath, Digest)>>)> {
     let artifact = SignTarget::from(artifact.clone());
-    let (report, _) = verify_artifact(policy_opts, target, store, &artifact, ctx).await?;
+    let (report, bound) = verify_artifact(policy_opts, target, store, &artifact, ctx).await?;
+    let signed_files = bound
+        .iter()
+        .filter(|b| b.binding() == Binding::Files)
+        .find_map(|b| b.model_statement().ok())
+        .and_then(|s| {
+            s.resources
+                .into_iter()
+                .map(|r| Some((ModelPath::new(&r.name).ok()?, r.digest)))
+                .collect::<Option<Vec<_>>>()
+        });
     if report.ok {
         // One line on success; the whole report only when something failed.
         let signers: Vec<String> = report
@@ -172,7 +186,7 @@ pub async fn verify_before_pull(
             report.bundles.len(),
             Untrusted(signers.join(", "))
         ));
-        Ok(report)
+        Ok((report, signed_files))
     } else {
         ctx.printer.note(report.to_text().trim_end());
         let message = format!("{}; nothing was written", failure_summary(&report));
