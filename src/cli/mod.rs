@@ -14,9 +14,8 @@ pub mod settings;
 
 use args::{Cli, Command};
 use commands::{
-    attest, completion, copy, discover, inspect, keys, local, login, pull, push, sign, trusted_root,
-    verify,
-    verify_bundle,
+    attest, completion, copy, discover, inspect, keys, local, login, pull, push, sign,
+    trusted_root, verify, verify_bundle,
 };
 use ctx::Ctx;
 
