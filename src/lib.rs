@@ -27,6 +27,9 @@
 //!   (read with `signing::oms`).
 //! - [`sigstore_ops`]: joins the above with a store: sign/attest a target (push referrers),
 //!   gather and verify a target's referrers.
+//! - [`admission`]: the Kubernetes admission webhook: model references in workloads,
+//!   verified through `sigstore_ops` with a deadline and a digest cache, AdmissionReview v1
+//!   in and out, the HTTPS server. Uses everything above.
 //! - [`progress`]: the `Reporter` trait the library calls; the CLI draws bars.
 //! - [`untrusted`]: a leaf; the one escaping of registry-controlled strings for a terminal
 //!   (`Untrusted<T>`), used by every text report and at the printing boundary.
@@ -34,6 +37,7 @@
 //! Nothing here depends on the CLI (`src/cli`, declared only by `main.rs`). Secrets live in
 //! [`secret::Secret`], which never prints its content.
 
+pub mod admission;
 pub mod attest;
 pub mod digest;
 pub mod error;

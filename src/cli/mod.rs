@@ -14,7 +14,8 @@ pub mod settings;
 
 use args::{Cli, Command};
 use commands::{
-    attest, completion, copy, discover, keys, local, login, pull, push, sign, verify, verify_bundle,
+    admission, attest, completion, copy, discover, keys, local, login, pull, push, sign, verify,
+    verify_bundle,
 };
 use ctx::Ctx;
 
@@ -52,5 +53,6 @@ async fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::Logout(a) => login::logout(a, ctx).await,
         Command::TrustedRoot(a) => verify_bundle::trusted_root(a, ctx).await,
         Command::Completion(a) => completion::run(a, ctx),
+        Command::Admission(a) => admission::run(a, ctx).await,
     }
 }
