@@ -164,6 +164,12 @@ impl Verifier {
     /// Verify one reference (no deadline here: the caller bounds the whole review).
     pub async fn check(&self, reference: &str) -> Result<Checked, Denial> {
         // Only registry references: an `oci:` layout would read this server's own files.
+        if reference.starts_with("oci:") {
+            return Err(deny(
+                FailedCheck::Reference,
+                "an OCI layout is a local directory; the webhook verifies registry references (host/repository:tag or @digest) only",
+            ));
+        }
         let target = RegistryRef::parse(reference).map_err(|e| deny(FailedCheck::Reference, e))?;
         let repository = format!("{}/{}", target.registry, target.repository);
         // The rule first: a repository the policy does not cover is refused without contacting
