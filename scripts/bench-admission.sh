@@ -59,21 +59,22 @@ EOF
     -extfile ext.cnf 2>/dev/null
 )
 
-# start NAME EXTRA…: a webhook on a free port; prints the port.
+# start NAME EXTRA…: a webhook on a free port, ready; sets $port.
 start() {
-  local name="$1" port; shift
+  local name="$1"; shift
   port="$(free_port)"
   "$bin" admission --listen "127.0.0.1:$port" --tls-cert "$work/tls/tls.crt" \
-    --tls-key "$work/tls/tls.key" --policy "$work/policy.yaml" "$@" 2>"$work/$name.log" &
+    --tls-key "$work/tls/tls.key" --policy "$work/policy.yaml" "$@" >"$work/$name.log" 2>&1 &
   pids+=("$!")
   for _ in $(seq 1 100); do
-    curl -fsS --cacert "$work/tls/ca.pem" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    curl -fsS --cacert "$work/tls/ca.pem" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
     sleep 0.05
   done
-  echo "$port"
+  echo "the $name webhook did not start: $(cat "$work/$name.log")" >&2
+  exit 1
 }
-cached_port="$(start cached)"
-uncached_port="$(start uncached --cache-ttl 0)"
+start cached; cached_port="$port"
+start uncached --cache-ttl 0; uncached_port="$port"
 
 echo "signed 10-file model $reg/bench/model:v1; $requests requests per case after 5 warm-up requests"
 python3 - "$work/tls/ca.pem" "$reg/bench/model:v1" "$requests" "$cached_port" "$uncached_port" <<'PY'
