@@ -304,9 +304,20 @@ async fn review(a: Arc<Admission>, endpoint: Endpoint, body: Body) -> Response {
     {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
-            // The limit, or a broken connection: the cap is the one a client can fix.
-            tracing::debug!("request body refused: {e}");
-            return respond(a.oversized());
+            let mut cause: Option<&dyn std::error::Error> = Some(&e);
+            let mut over_limit = false;
+            while let Some(c) = cause {
+                over_limit |= c.to_string().contains("length limit exceeded");
+                cause = c.source();
+            }
+            if over_limit {
+                return respond(a.oversized());
+            }
+            a.metrics().invalid();
+            return respond(Answer::text(
+                400,
+                format!("the request body could not be read: {e}"),
+            ));
         }
         Err(_) => {
             a.metrics().invalid();
