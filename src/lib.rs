@@ -32,6 +32,9 @@
 //!   through TUF into the user's cache, and every command loads it from there (re-verified,
 //!   offline) when it is not older than the embedded root. Uses `verify` (to parse roots) and
 //!   leaves; the only TUF client.
+//! - [`admission`]: the Kubernetes admission webhook: model references in workloads,
+//!   verified through `sigstore_ops` with a deadline and a digest cache, AdmissionReview v1
+//!   in and out, the HTTPS server. Uses everything above.
 //! - [`progress`]: the `Reporter` trait the library calls; the CLI draws bars.
 //! - [`untrusted`]: a leaf; the one escaping of registry-controlled strings for a terminal
 //!   (`Untrusted<T>`), used by every text report and at the printing boundary.
@@ -39,6 +42,7 @@
 //! Nothing here depends on the CLI (`src/cli`, declared only by `main.rs`). Secrets live in
 //! [`secret::Secret`], which never prints its content.
 
+pub mod admission;
 pub mod attest;
 pub mod digest;
 pub mod error;

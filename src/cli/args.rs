@@ -95,6 +95,18 @@ pub enum Command {
     Login(LoginArgs),
     /// Remove stored registry credentials.
     Logout(LogoutArgs),
+    /// Serve the Kubernetes admission webhook: verify the models a workload names before it runs.
+    ///
+    /// HTTPS (the certificate and key files are read again when they change) with
+    /// AdmissionReview v1 on POST /validate (allow or deny) and POST /mutate (also pin each
+    /// verified tag to its digest with a JSONPatch), GET /healthz, /readyz and /metrics
+    /// (Prometheus). Models are found in pod specs' image volumes (Pods and the pod templates
+    /// of Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs), KServe
+    /// InferenceService storageUri oci://…, and the annotation oci-model.dev/models
+    /// (comma-separated references). Each is verified against the --policy file, as
+    /// `verify --policy` does; a request naming no model is allowed untouched. Registry
+    /// credentials come from the docker config (an image pull secret's config.json).
+    Admission(AdmissionArgs),
     /// Show the Sigstore trusted root in use, or update it through TUF.
     #[command(subcommand)]
     TrustedRoot(TrustedRootCommand),
@@ -596,6 +608,53 @@ pub struct LoginArgs {
 pub struct LogoutArgs {
     /// Registry host[:port].
     pub registry: String,
+}
+
+#[derive(Args, Debug)]
+pub struct AdmissionArgs {
+    /// Serving certificate (PEM chain), read again when the file changes.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    /// Private key of the serving certificate (PEM), read again when the file changes.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// Verification policy (the YAML file `verify --policy` reads); a repository no rule
+    /// matches is denied without contacting its registry.
+    #[arg(long, value_name = "FILE")]
+    pub policy: PathBuf,
+    /// Address and port to listen on (port 0: any free port, printed at start).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "0.0.0.0:8443")]
+    pub listen: std::net::SocketAddr,
+    /// Directory of the docker config.json with registry credentials (a mounted image pull
+    /// secret); default $DOCKER_CONFIG, else ~/.docker.
+    #[arg(long, value_name = "DIR")]
+    pub docker_config: Option<PathBuf>,
+    /// Sigstore trusted root for keyless signatures (default: the embedded public-good root).
+    #[arg(long, value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+    /// Seconds one review may take; a model not verified by then is denied (fail closed).
+    /// Kubernetes gives a webhook at most 30 s (default 10 s).
+    #[arg(long, value_name = "SECS", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=30))]
+    pub deadline: u64,
+    /// Seconds a verified digest stays in the cache (0: no cache). Tags are resolved on every
+    /// request.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub cache_ttl: u64,
+    /// Verified digests kept at most.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub cache_size: usize,
+    /// Use http instead of https for non-loopback registries.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Accept TLS certificates of registries that do not verify (self-signed registries).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Also trust the CA certificates in this PEM file for registries (a private CA).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Attempts for transient registry failures, all within the deadline.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub retries: u32,
 }
 
 #[derive(Subcommand, Debug)]

@@ -14,7 +14,7 @@ pub mod settings;
 
 use args::{Cli, Command};
 use commands::{
-    attest, completion, copy, discover, inspect, keys, local, login, pull, push, sign,
+    admission, attest, completion, copy, discover, inspect, keys, local, login, pull, push, sign,
     trusted_root, verify, verify_bundle,
 };
 use ctx::Ctx;
@@ -53,5 +53,6 @@ async fn dispatch(command: Command, ctx: &Ctx) -> anyhow::Result<()> {
         Command::Logout(a) => login::logout(a, ctx).await,
         Command::TrustedRoot(a) => trusted_root::run(a, ctx).await,
         Command::Completion(a) => completion::run(a, ctx),
+        Command::Admission(a) => admission::run(a, ctx).await,
     }
 }

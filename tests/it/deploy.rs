@@ -978,7 +978,6 @@ fn deploy_make_certs_makes_a_ca_and_a_serving_certificate_for_the_service() {
 
 /// The Deployment's arguments are flags of `oci-model admission`.
 #[test]
-#[ignore = "needs the `oci-model admission` command (issue 15 item 1, a parallel change); run once it is merged"]
 fn deploy_arguments_are_flags_of_the_admission_command() {
     let build = Build::of(&deploy_dir().join("base"));
     let args = pod_spec(build.deployment()).containers[0]

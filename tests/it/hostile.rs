@@ -70,7 +70,7 @@ impl Answer {
         self.header("content-length", length)
     }
     /// No answer at all: the request is read, then nothing comes back.
-    fn hang() -> Answer {
+    pub(crate) fn hang() -> Answer {
         let mut a = Answer::new(200);
         a.hang = true;
         a
@@ -877,7 +877,7 @@ fn https_to_a_plain_http_registry_names_plain_http_and_is_not_retried() {
 
 /// A CA and a server certificate it issued for 127.0.0.1 (both address forms), made with the
 /// `openssl` program.
-fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let openssl = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .args(args)

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area. The harness starts the real registry.
 
+mod admission;
 mod archive;
 mod attest;
 mod attest_lib;

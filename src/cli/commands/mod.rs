@@ -1,5 +1,6 @@
 //! One file per command; each only combines library calls.
 
+pub mod admission;
 pub mod attest;
 pub mod completion;
 pub mod copy;

@@ -1,0 +1,255 @@
+//! One model reference → verified digest, or the check that refused it. The same path as
+//! `verify --policy`: the policy file's rule for the repository, the model's manifest, its
+//! referrers verified by `sigstore_ops::verify_target`, the policy evaluated. Positive results
+//! are cached by digest ([`VerifiedCache`]); the tag is resolved on every request.
+
+use super::cache::{Verified, VerifiedCache};
+use super::metrics::Metrics;
+use crate::digest::Digest;
+use crate::error::ErrorKind;
+use crate::reference::{RegistryRef, Target};
+use crate::sigstore_ops::{fetch_target, verify_target};
+use crate::store::{self, Store, StoreOptions};
+use crate::untrusted::Untrusted;
+use crate::verify::{PolicyFile, Report, TrustedRoot};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A repository's store is rebuilt after this long, so rotated registry credentials (a
+/// remounted pull secret) are read again.
+const STORE_LIFETIME: Duration = Duration::from_secs(600);
+/// Repositories whose store (connection pool, tokens) is kept at once.
+const STORES_KEPT: usize = 256;
+
+/// A repository's store and when it was made.
+type KeptStore = (Instant, Arc<dyn Store>);
+
+/// The check that refused a model reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailedCheck {
+    /// Not a registry reference oci-model can verify.
+    Reference,
+    /// No rule of the policy file applies to the repository (fail closed).
+    Policy,
+    /// The registry could not be reached, or does not have the tag or manifest.
+    Registry,
+    /// The manifest is not a model oci-model can verify.
+    Manifest,
+    /// Signatures and attestations do not satisfy the policy.
+    Signature,
+    /// The deadline passed before the verification finished.
+    Deadline,
+}
+
+impl FailedCheck {
+    pub fn name(self) -> &'static str {
+        match self {
+            FailedCheck::Reference => "reference",
+            FailedCheck::Policy => "policy",
+            FailedCheck::Registry => "registry",
+            FailedCheck::Manifest => "manifest",
+            FailedCheck::Signature => "signature",
+            FailedCheck::Deadline => "deadline",
+        }
+    }
+}
+
+/// Why a model reference was refused.
+#[derive(Clone, Debug)]
+pub struct Denial {
+    pub check: FailedCheck,
+    /// Escaped for a terminal (it may quote registry answers).
+    pub reason: String,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} check failed: {}", self.check.name(), self.reason)
+    }
+}
+
+fn deny(check: FailedCheck, reason: impl fmt::Display) -> Denial {
+    Denial {
+        check,
+        reason: Untrusted(reason.to_string()).to_string(),
+    }
+}
+
+/// A reference that passed the policy.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub target: RegistryRef,
+    /// The manifest digest that was verified (what the pod must pull).
+    pub digest: Digest,
+    pub verified: Verified,
+    /// Found in the cache (no referrers read this time).
+    pub cached: bool,
+}
+
+impl Checked {
+    /// The reference pinned to the verified digest: `host/repo@sha256:…` (tag dropped).
+    pub fn pinned(&self) -> String {
+        format!(
+            "{}/{}@{}",
+            self.target.registry, self.target.repository, self.digest
+        )
+    }
+}
+
+/// Verifies model references against a policy file; shared by every request.
+pub struct Verifier {
+    policy: PolicyFile,
+    trust: TrustedRoot,
+    options: StoreOptions,
+    cache: VerifiedCache,
+    stores: Mutex<HashMap<String, KeptStore>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Verifier {
+    pub fn new(
+        policy: PolicyFile,
+        trust: TrustedRoot,
+        options: StoreOptions,
+        cache: VerifiedCache,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Verifier {
+            policy,
+            trust,
+            options,
+            cache,
+            stores: Mutex::new(HashMap::new()),
+            metrics,
+        }
+    }
+
+    pub fn cache(&self) -> &VerifiedCache {
+        &self.cache
+    }
+
+    async fn store(&self, target: &RegistryRef) -> Result<Arc<dyn Store>, Denial> {
+        let key = format!("{}/{}", target.registry, target.repository);
+        {
+            let stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((made, s)) = stores.get(&key) {
+                if made.elapsed() < STORE_LIFETIME {
+                    return Ok(s.clone());
+                }
+            }
+        }
+        let store = store::open(&Target::Registry(target.clone()), &self.options)
+            .await
+            .map_err(|e| deny(FailedCheck::Registry, e))?;
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        if stores.len() >= STORES_KEPT {
+            stores.retain(|_, (made, _)| made.elapsed() < STORE_LIFETIME);
+            if stores.len() >= STORES_KEPT {
+                if let Some(oldest) = stores
+                    .iter()
+                    .min_by_key(|(_, (made, _))| *made)
+                    .map(|(k, _)| k.clone())
+                {
+                    stores.remove(&oldest);
+                }
+            }
+        }
+        stores.insert(key, (Instant::now(), store.clone()));
+        Ok(store)
+    }
+
+    /// Verify one reference (no deadline here: the caller bounds the whole review).
+    pub async fn check(&self, reference: &str) -> Result<Checked, Denial> {
+        // Only registry references: an `oci:` layout would read this server's own files.
+        if reference.starts_with("oci:") {
+            return Err(deny(
+                FailedCheck::Reference,
+                "an OCI layout is a local directory; the webhook verifies registry references (host/repository:tag or @digest) only",
+            ));
+        }
+        let target = RegistryRef::parse(reference).map_err(|e| deny(FailedCheck::Reference, e))?;
+        let repository = format!("{}/{}", target.registry, target.repository);
+        // The rule first: a repository the policy does not cover is refused without contacting
+        // its registry (a pod cannot make the webhook connect to arbitrary hosts).
+        let policy = self
+            .policy
+            .for_repository(&repository)
+            .map_err(|e| deny(FailedCheck::Policy, e))?;
+        let store = self.store(&target).await?;
+        let digest = match &target.digest {
+            Some(d) => d.clone(),
+            None => {
+                let tag = target.tag.as_deref().unwrap_or("latest");
+                store
+                    .resolve(tag)
+                    .await
+                    .map_err(|e| deny(registry_or_manifest(e.kind()), e))?
+                    .digest
+            }
+        };
+        if let Some(verified) = self.cache.get(&repository, &digest) {
+            self.metrics.cache_hit();
+            return Ok(Checked {
+                target,
+                digest,
+                verified,
+                cached: true,
+            });
+        }
+        self.metrics.cache_miss();
+        let artifact = fetch_target(store.as_ref(), digest.as_str())
+            .await
+            .map_err(|e| deny(registry_or_manifest(e.kind()), e))?;
+        let (report, _) =
+            verify_target(store.as_ref(), &artifact, &repository, &policy, &self.trust)
+                .await
+                .map_err(|e| deny(registry_or_manifest(e.kind()), e))?;
+        if !report.ok {
+            return Err(deny(FailedCheck::Signature, failure_reasons(&report)));
+        }
+        let verified = Verified {
+            signers: report
+                .policy
+                .iter()
+                .flat_map(|p| p.signers_satisfied.iter().map(|s| s.signer.clone()))
+                .collect(),
+        };
+        self.cache.insert(&repository, &digest, verified.clone());
+        Ok(Checked {
+            target,
+            digest,
+            verified,
+            cached: false,
+        })
+    }
+}
+
+fn registry_or_manifest(kind: ErrorKind) -> FailedCheck {
+    match kind {
+        ErrorKind::Remote | ErrorKind::NotFound => FailedCheck::Registry,
+        ErrorKind::Integrity | ErrorKind::Input => FailedCheck::Manifest,
+    }
+}
+
+/// Why a report failed, on one line: the policy's unmet requirements, then each bundle that
+/// did not verify.
+fn failure_reasons(report: &Report) -> String {
+    let mut reasons: Vec<String> = Vec::new();
+    if report.bundles.is_empty() {
+        reasons.push("no signatures or attestations are attached".into());
+    }
+    if let Some(p) = &report.policy {
+        reasons.extend(p.failures.iter().cloned());
+    }
+    for b in report.bundles.iter().filter(|b| !b.ok) {
+        if let Some(e) = &b.error {
+            reasons.push(format!("{}: {e}", b.source));
+        }
+    }
+    if reasons.is_empty() {
+        reasons.push("the policy is not satisfied".into());
+    }
+    format!("{}: {}", report.target, reasons.join("; "))
+}
