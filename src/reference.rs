@@ -71,11 +71,27 @@ fn valid_repository(repo: &str) -> bool {
 /// A reference's first component names a registry host only when it has a `.` or a `:port`,
 /// or is `localhost`: Docker Hub is used only when written (`docker.io/...`), never implied.
 fn is_registry_host(first: &str) -> bool {
-    (first.contains('.') || first.contains(':') || first == "localhost")
-        && !first.starts_with('.')
-        && first
+    // host[:port] or [IPv6][:port]; a port is 1-5 digits, so `oci:` (an empty port) or `a:b`
+    // is not a registry host.
+    let port_ok = |p: &str| (1..=5).contains(&p.len()) && p.chars().all(|c| c.is_ascii_digit());
+    if let Some(rest) = first.strip_prefix('[') {
+        let Some((v6, tail)) = rest.split_once(']') else {
+            return false;
+        };
+        let v6_ok = !v6.is_empty() && v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':');
+        return v6_ok && (tail.is_empty() || tail.strip_prefix(':').is_some_and(port_ok));
+    }
+    let (host, port) = match first.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (first, None),
+    };
+    (host.contains('.') || port.is_some() || host == "localhost")
+        && port.is_none_or(port_ok)
+        && !host.is_empty()
+        && !host.starts_with('.')
+        && host
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
 }
 
 /// `.`, `..`, `./x`, `../x`, `/x`, `~/x`: a path on this machine, not a reference.
@@ -312,6 +328,28 @@ impl fmt::Display for Target {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_registry_host_has_a_numeric_port_if_any() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "ghcr.io",
+            "a.b:443",
+            "[::1]",
+            "[::1]:5000",
+            "my-reg.local:1",
+        ] {
+            assert!(super::is_registry_host(host), "{host} should be a host");
+        }
+        for not in [
+            "oci:", "oci", "a:b", "x:123456", "[::1", "[]:5000", "[::1]x", ":5000", ".a.b",
+            "a_b.c", "a.b:",
+        ] {
+            assert!(!super::is_registry_host(not), "{not} should not be a host");
+        }
+        assert!(super::RegistryRef::parse("oci:/etc").is_err());
+    }
+
     use super::*;
 
     fn reg(s: &str) -> RegistryRef {
