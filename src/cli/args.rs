@@ -67,6 +67,12 @@ pub enum Command {
     /// in another repository of the same registry are mounted from there instead of uploaded.
     Push(PushArgs),
     /// Pull a model, checking every blob's digest, optionally verifying signatures first.
+    ///
+    /// Interrupted transfers resume: a pull stopped by the network, the registry, Ctrl-C or a
+    /// kill keeps what it downloaded in DIR/.oci-model-resume (one sha256-<hex>.part per blob,
+    /// never taken for a model file); the next pull into DIR hashes it again and fetches only
+    /// the rest (an HTTP Range request), the digest still checked over the whole blob. A pull
+    /// that succeeds removes it; `rm -r DIR/.oci-model-resume` clears it by hand.
     Pull(PullArgs),
     /// Copy an artifact and its referrers between targets (registry ⇄ layout), blobs streamed.
     Copy(CopyArgs),

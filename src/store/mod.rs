@@ -146,6 +146,18 @@ pub trait Store: Send + Sync {
         )))
     }
 
+    /// The blob's chunks from byte `offset` on (a download resumed after `offset` bytes were
+    /// kept), unchecked like [`Store::fetch_blob_chunks`]. A store that cannot serve part of a
+    /// blob sends all of it: [`RangedChunks::start`] says where the chunks begin, and it is
+    /// `offset` or 0, never anything else (an answer that starts elsewhere is refused here).
+    async fn fetch_blob_from(&self, descriptor: &Descriptor, offset: u64) -> Result<RangedChunks> {
+        let _ = offset;
+        Ok(RangedChunks {
+            start: 0,
+            chunks: self.fetch_blob_chunks(descriptor).await?,
+        })
+    }
+
     /// Upload a blob, hashing it while it streams. Returns its descriptor's digest and size.
     /// When the source knows its digest and the blob exists already, nothing is sent.
     async fn push_blob(&self, source: &dyn BlobSource) -> Result<(Digest, u64)>;
@@ -214,6 +226,13 @@ pub trait Store: Send + Sync {
         self.write_referrer(&referrer).await?;
         Ok(referrer.descriptor().clone())
     }
+}
+
+/// See [`Store::fetch_blob_from`]: the chunks of a blob from `start` (the offset asked for, or
+/// 0 when the store sent the whole blob) to its end.
+pub struct RangedChunks {
+    pub start: u64,
+    pub chunks: BoxChunks,
 }
 
 /// Cross-repository blob mounts (a capability of registry repositories).

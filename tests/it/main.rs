@@ -20,6 +20,7 @@ mod newcomer;
 mod push_pull;
 mod referrers_race;
 mod registry;
+mod resume;
 mod sign_verify;
 mod signals;
 mod smoke;

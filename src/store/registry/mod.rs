@@ -25,7 +25,9 @@ use super::retry::{Failed, RetryPolicy};
 use super::*;
 use crate::media_types as mt;
 use crate::reference::RegistryRef;
-use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LOCATION};
+use reqwest::header::{
+    HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LOCATION, RANGE,
+};
 use reqwest::{Method, StatusCode};
 use std::sync::atomic::AtomicU8;
 use std::time::Duration;
@@ -294,6 +296,44 @@ impl RegistryStore {
     }
 }
 
+/// A `206` answer to `Range: bytes=<offset>-` for a blob of `size` bytes must say
+/// `Content-Range: bytes <offset>-<size-1>/<size or *>` and, when it gives one, a
+/// `Content-Length` of the rest: anything else is refused (why, when so).
+fn check_content_range(
+    content_range: Option<&str>,
+    content_length: Option<&str>,
+    offset: u64,
+    size: u64,
+) -> std::result::Result<(), String> {
+    let expected = format!("bytes {offset}-{}/{size}", size.saturating_sub(1));
+    let Some(said) = content_range else {
+        return Err(format!(
+            "HTTP 206 without a Content-Range (expected {expected:?})"
+        ));
+    };
+    let shown: String = said.chars().take(80).collect();
+    let wrong = || format!("Content-Range {shown:?}; expected {expected:?}");
+    let rest = said.strip_prefix("bytes ").ok_or_else(wrong)?;
+    let (span, total) = rest.split_once('/').ok_or_else(wrong)?;
+    let (first, last) = span.split_once('-').ok_or_else(wrong)?;
+    let first: u64 = first.trim().parse().map_err(|_| wrong())?;
+    let last: u64 = last.trim().parse().map_err(|_| wrong())?;
+    let total_ok = total.trim() == "*" || total.trim().parse::<u64>() == Ok(size);
+    if first != offset || offset >= size || last != size - 1 || !total_ok {
+        return Err(wrong());
+    }
+    if let Some(length) = content_length {
+        if length.parse::<u64>() != Ok(size - offset) {
+            let shown: String = length.chars().take(40).collect();
+            return Err(format!(
+                "Content-Length {shown:?} for the range {said:?}; expected {}",
+                size - offset
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for RegistryStore {
     fn location(&self) -> String {
@@ -388,6 +428,66 @@ impl Store for RegistryStore {
             )
             .await?;
         Ok(t.chunks(resp))
+    }
+
+    async fn fetch_blob_from(&self, descriptor: &Descriptor, offset: u64) -> Result<RangedChunks> {
+        if offset == 0 {
+            return Ok(RangedChunks {
+                start: 0,
+                chunks: self.fetch_blob_chunks(descriptor).await?,
+            });
+        }
+        let t = &self.transport;
+        let scope = self.scope(Access::Pull);
+        let digest = &descriptor.digest;
+        let url = self.url(&format!("blobs/{digest}"))?;
+        let what = format!("blob {digest}");
+        let range = format!("bytes={offset}-");
+        let (scope, u, w, r) = (scope.as_deref(), &url, &what, &range);
+        let resp = t
+            .retry
+            .run(
+                &format!("fetch {what} from {}", self.location()),
+                move || async move {
+                    t.request(scope, w, || t.http().get(u.clone()).header(RANGE, r))
+                        .await
+                },
+            )
+            .await?;
+        let start = match resp.status() {
+            // The registry ignored the range: the whole blob, from its first byte.
+            StatusCode::OK => 0,
+            StatusCode::PARTIAL_CONTENT => {
+                let said = header_str(resp.headers(), CONTENT_RANGE.as_str());
+                let length = header_str(resp.headers(), CONTENT_LENGTH.as_str());
+                if let Err(reason) = check_content_range(said, length, offset, descriptor.size) {
+                    return Err(StoreError::invalid(
+                        format!(
+                            "answer of {} to a request for bytes {offset}- of {what}",
+                            self.location()
+                        ),
+                        t.redact(&reason),
+                    ));
+                }
+                offset
+            }
+            other => {
+                return Err(StoreError::invalid(
+                    format!(
+                        "answer of {} to a request for bytes {offset}- of {what}",
+                        self.location()
+                    ),
+                    format!(
+                        "HTTP {} is neither 206 (the range) nor 200 (all of it)",
+                        other.as_u16()
+                    ),
+                ))
+            }
+        };
+        Ok(RangedChunks {
+            start,
+            chunks: t.chunks(resp),
+        })
     }
 
     async fn push_blob(&self, source: &dyn BlobSource) -> Result<(Digest, u64)> {
@@ -500,6 +600,33 @@ mod tests {
             mt::DOCKER_MANIFEST_V2
         );
         assert_eq!(manifest_media_type(None, b"{}"), mt::OCI_MANIFEST);
+    }
+
+    #[test]
+    fn a_range_answer_must_start_where_asked_and_run_to_the_end() {
+        let ok = |cr: &str, len: Option<&str>| check_content_range(Some(cr), len, 100, 1000);
+        ok("bytes 100-999/1000", Some("900")).unwrap();
+        ok("bytes 100-999/*", None).unwrap();
+        for (bad, len) in [
+            ("bytes 0-999/1000", None),
+            ("bytes 101-999/1000", None),
+            ("bytes 100-998/1000", None),
+            ("bytes 100-1999/2000", None),
+            ("bytes 100-999/1001", None),
+            ("bytes 100-999", None),
+            ("items 100-999/1000", None),
+            ("bytes -5-999/1000", None),
+            ("bytes 100-999/1000", Some("901")),
+            ("bytes 100-999/1000", Some("lots")),
+        ] {
+            let err = ok(bad, len).unwrap_err();
+            assert!(err.contains("expected"), "{bad}: {err}");
+        }
+        let err = check_content_range(None, None, 100, 1000).unwrap_err();
+        assert!(err.contains("without a Content-Range"), "{err}");
+        // No arithmetic on registry numbers can panic.
+        check_content_range(Some("bytes 0-18446744073709551615/0"), None, 0, 0).unwrap_err();
+        check_content_range(Some("bytes 5-4/5"), None, 5, 5).unwrap_err();
     }
 
     #[test]
