@@ -65,6 +65,12 @@ pub enum Command {
     /// before are known by a digest cache ($XDG_CACHE_HOME/oci-model, keyed by path, inode, size
     /// and change time): blobs the target already has are not sent again, and blobs known to be
     /// in another repository of the same registry are mounted from there instead of uploaded.
+    ///
+    /// Interrupted transfers resume: a blob larger than 64 MiB is sent in 64 MiB PATCH
+    /// requests, and its upload session is remembered ($XDG_CACHE_HOME/oci-model/uploads); the
+    /// next push of the same file asks the registry what it kept and sends only the rest, or
+    /// starts that blob again when the registry dropped the session. Blobs the registry has
+    /// are skipped.
     Push(PushArgs),
     /// Pull a model, checking every blob's digest, optionally verifying signatures first.
     ///

@@ -1038,9 +1038,15 @@ async fn fetch_rest(
     let size = file.descriptor.size;
     let policy = store.retry_policy();
     let mut attempt = 1;
-    // Bytes of the check that came from an earlier pull's part, not from this pull.
-    let mut from_disk = !check.is_empty();
+    // The check holds bytes from before the current stream (an earlier pull's part, or an
+    // earlier attempt of this one): a wrong whole may be their fault, and the blob is then
+    // fetched once more from its first byte.
+    let mut stitched = false;
+    let mut refetched = false;
     loop {
+        if !check.is_empty() {
+            stitched = true;
+        }
         // A part kept whole needs nothing more (an empty blob is still asked for: the store
         // must have it).
         let result = if size > 0 && check.len() == size {
@@ -1061,7 +1067,7 @@ async fn fetch_rest(
             out = pass.out;
             check = pass.check;
             if pass.started_at == 0 {
-                from_disk = false;
+                stitched = false;
             }
             pass.result
         };
@@ -1073,13 +1079,15 @@ async fn fetch_rest(
             Err(e) => e,
         };
         let wrong = matches!(&failed, ModelError::Store(e) if e.is_integrity());
-        if wrong && from_disk {
-            // The kept prefix was not what the blob starts with (tampered, or another blob's).
+        if wrong && stitched && !refetched {
+            // What came before was not what the blob starts with (a kept part tampered with,
+            // or a stream that sent wrong bytes before it broke).
             tracing::warn!(
-                "{what}: the partial download kept by an earlier pull is not part of this \
+                "{what}: the bytes kept from before the last interruption are not part of this \
                  layer ({failed}); fetching it again from its first byte"
             );
-            from_disk = false;
+            stitched = false;
+            refetched = true;
             check = fresh();
             if let Err(e) = rewind(&mut out) {
                 return Err((ModelError::io(format!("write {}", dest.display()), e), true));

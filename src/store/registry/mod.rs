@@ -6,8 +6,10 @@
 //!   verify).
 //! - [`crate::store::retry`]: transient failures (connection errors, 5xx, 429) are retried with
 //!   exponential backoff (honouring `Retry-After`) as `--retries` says.
-//! - `upload`: HEAD-skip when the digest is known and the blob exists; else one streamed,
-//!   hashed `PATCH` per attempt (`body`); a blob upload restarts from its source.
+//! - `upload`: HEAD-skip when the digest is known and the blob exists; else streamed, hashed
+//!   `PATCH`es (one for a blob up to the upload chunk) (`body`); an interrupted upload
+//!   continues its remembered session when the registry still has it, else restarts from its
+//!   source.
 //! - `pages`: one loop for paginated lists (tags, referrers API).
 //! - `referrers`: the referrers API, else the fallback tag.
 //! - This module: the OCI endpoints. Manifests are read with the full `Accept` list, capped
@@ -36,6 +38,7 @@ use transport::{header_str, Transport};
 use url::Url;
 
 pub use super::retry::DEFAULT_ATTEMPTS;
+pub use upload::DEFAULT_UPLOAD_CHUNK;
 
 /// See [`StoreOptions::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -57,6 +60,10 @@ pub struct RegistryStore {
     referrers_api: AtomicU8,
     /// Serializes this store's own read-modify-write of referrers fallback tags.
     fallback_lock: tokio::sync::Mutex<()>,
+    /// Largest `PATCH` of an upload.
+    upload_chunk: u64,
+    /// Where upload sessions are remembered, to continue them after an interruption.
+    sessions: Option<upload::Sessions>,
 }
 
 /// A manifest as fetched, with the registry's `ETag` (for conditional writes).
@@ -118,6 +125,8 @@ impl RegistryStore {
             repository: repository.to_string(),
             referrers_api: AtomicU8::new(API_UNKNOWN),
             fallback_lock: tokio::sync::Mutex::new(()),
+            upload_chunk: options.upload_chunk.unwrap_or(DEFAULT_UPLOAD_CHUNK).max(1),
+            sessions: options.upload_sessions.clone().map(upload::Sessions::new),
         })
     }
 
