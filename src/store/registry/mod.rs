@@ -38,7 +38,9 @@ use transport::{header_str, Transport};
 use url::Url;
 
 pub use super::retry::DEFAULT_ATTEMPTS;
-pub use upload::DEFAULT_UPLOAD_CHUNK;
+
+/// See [`StoreOptions::upload_chunk`].
+pub const DEFAULT_UPLOAD_CHUNK: u64 = 64 << 20;
 
 /// See [`StoreOptions::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -63,7 +65,7 @@ pub struct RegistryStore {
     /// Largest `PATCH` of an upload.
     upload_chunk: u64,
     /// Where upload sessions are remembered, to continue them after an interruption.
-    sessions: Option<upload::Sessions>,
+    sessions_dir: Option<std::path::PathBuf>,
 }
 
 /// A manifest as fetched, with the registry's `ETag` (for conditional writes).
@@ -126,7 +128,7 @@ impl RegistryStore {
             referrers_api: AtomicU8::new(API_UNKNOWN),
             fallback_lock: tokio::sync::Mutex::new(()),
             upload_chunk: options.upload_chunk.unwrap_or(DEFAULT_UPLOAD_CHUNK).max(1),
-            sessions: options.upload_sessions.clone().map(upload::Sessions::new),
+            sessions_dir: options.upload_sessions.clone(),
         })
     }
 

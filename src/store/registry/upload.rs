@@ -32,9 +32,6 @@ use std::path::PathBuf;
 use tokio::io::AsyncReadExt;
 use url::Url;
 
-/// See [`crate::store::StoreOptions::upload_chunk`].
-pub const DEFAULT_UPLOAD_CHUNK: u64 = 64 << 20;
-
 /// Largest session record read back.
 const MAX_SESSION_RECORD: u64 = 64 << 10;
 
@@ -50,15 +47,11 @@ struct Session {
 }
 
 /// Where sessions are written down: one small JSON file per (registry, repository, source).
-pub(super) struct Sessions {
-    dir: PathBuf,
+struct Sessions<'a> {
+    dir: &'a PathBuf,
 }
 
-impl Sessions {
-    pub fn new(dir: PathBuf) -> Self {
-        Sessions { dir }
-    }
-
+impl Sessions<'_> {
     fn path(&self, key: &str) -> PathBuf {
         self.dir
             .join(format!("{}.json", Digest::of(key.as_bytes()).hex()))
@@ -76,8 +69,8 @@ impl Sessions {
     fn save(&self, key: &str, session: &Session) {
         let path = self.path(key);
         let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(&self.dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+            std::fs::create_dir_all(self.dir)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(self.dir)?;
             std::io::Write::write_all(&mut tmp, &serde_json::to_vec(session)?)?;
             tmp.persist(&path).map_err(|e| e.error)?;
             Ok(())
@@ -108,10 +101,15 @@ fn held_bytes(range: Option<&str>, size: u64) -> Option<u64> {
 }
 
 impl RegistryStore {
+    /// Where sessions are remembered, when they are.
+    fn sessions(&self) -> Option<Sessions<'_>> {
+        self.sessions_dir.as_ref().map(|dir| Sessions { dir })
+    }
+
     /// The key of `source`'s session record, when sessions are remembered and the source can
     /// be recognised.
     fn session_key(&self, source: &dyn BlobSource) -> Option<String> {
-        self.sessions.as_ref()?;
+        self.sessions_dir.as_ref()?;
         Some(format!(
             "{}\n{}\n{}",
             self.base,
@@ -121,7 +119,7 @@ impl RegistryStore {
     }
 
     fn remember(&self, key: Option<&str>, location: &Url, offset: u64, size: u64) {
-        if let (Some(sessions), Some(key)) = (&self.sessions, key) {
+        if let (Some(sessions), Some(key)) = (self.sessions(), key) {
             let session = Session {
                 location: location.to_string(),
                 offset,
@@ -132,7 +130,7 @@ impl RegistryStore {
     }
 
     fn forget(&self, key: Option<&str>) {
-        if let (Some(sessions), Some(key)) = (&self.sessions, key) {
+        if let (Some(sessions), Some(key)) = (self.sessions(), key) {
             sessions.forget(key);
         }
     }
@@ -144,7 +142,7 @@ impl RegistryStore {
         source: &dyn BlobSource,
     ) -> Result<(Digest, u64), Failed> {
         let key = self.session_key(source);
-        if let (Some(sessions), Some(k)) = (&self.sessions, key.as_deref()) {
+        if let (Some(sessions), Some(k)) = (self.sessions(), key.as_deref()) {
             if let Some(saved) = sessions.load(k) {
                 if let Some(done) = self.continue_upload(source, saved, k).await? {
                     return Ok(done);
