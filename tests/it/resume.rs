@@ -470,3 +470,49 @@ async fn a_sigkilled_push_continues_its_upload_and_pushes_the_same_manifest() {
         "a finished push forgets its sessions"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_status_that_makes_no_sense_restarts_the_blob() {
+    type Lie = Option<(u16, Option<&'static str>)>;
+    for lie in [(204, Some("0-999999999")), (204, None), (404, None)] {
+        let reg = Registry::start();
+        let repo = harness::repo("resume-push-hostile");
+        let (_dir, source, digest) = blob_file(24);
+        let sessions = tempfile::tempdir().unwrap();
+        let hold = hold_chunk(3, Default::default());
+        // Once set, the status of an upload session comes from a registry that lies or forgot.
+        let lying: Arc<std::sync::Mutex<Lie>> = Default::default();
+        let asked = Arc::new(AtomicUsize::new(0));
+        let (lying2, asked2) = (lying.clone(), asked.clone());
+        let proxy = Proxy::start(
+            &reg.host,
+            Box::new(move |m, p, h| {
+                let lie = *lying2.lock().unwrap();
+                match lie {
+                    Some((status, range))
+                        if *m == reqwest::Method::GET && p.contains("/blobs/uploads/") =>
+                    {
+                        asked2.fetch_add(1, Ordering::SeqCst);
+                        let mut b = axum::response::Response::builder().status(status);
+                        if let Some(r) = range {
+                            b = b.header("Range", r);
+                        }
+                        Some(b.body(axum::body::Body::empty()).unwrap())
+                    }
+                    _ => hold(m, p, h),
+                }
+            }),
+        )
+        .await;
+        push_until_the_third_patch(&proxy, &repo, sessions.path(), &source).await;
+        *lying.lock().unwrap() = Some(lie);
+        proxy.reset_bytes();
+        let store = pushing_store(&proxy.host, &repo, sessions.path());
+        let (d, _) = store.push_blob(&source).await.unwrap();
+        assert_eq!(d, digest);
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "{lie:?}");
+        assert!(store.blob_exists(&digest).await.unwrap());
+        // Started again: the whole blob was sent.
+        assert_eq!(proxy.bytes("/blobs/uploads/").0, BLOB as u64, "{lie:?}");
+    }
+}
