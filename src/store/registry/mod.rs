@@ -38,6 +38,7 @@ use transport::{header_str, Transport};
 use url::Url;
 
 pub use super::retry::DEFAULT_ATTEMPTS;
+pub use pages::next_link;
 
 /// See [`StoreOptions::upload_chunk`].
 pub const DEFAULT_UPLOAD_CHUNK: u64 = 64 << 20;
