@@ -2,8 +2,8 @@
 //! references, manifests, model files and paths, Sigstore bundles, DSSE envelopes, in-toto and
 //! model-signing statements, trusted roots, signing configs, policy files, OCI layout indexes,
 //! `WWW-Authenticate` challenges, `Link` headers and materials. Each must never panic, and
-//! round-trip where it serialises. The test command runs a short budget (proptest's default, 256 cases a property,
-//! or `PROPTEST_CASES`); `scripts/fuzz.sh` runs a long one. A failure proptest finds is kept
+//! round-trip where it serialises. The test command runs a short budget (proptest's default,
+//! 256 cases a property, or `PROPTEST_CASES`); `scripts/fuzz.sh` runs a long one. A failure proptest finds is kept
 //! in `tests/proptest-regressions/fuzz.txt` and replayed first on every run.
 
 use crate::support::testdata;
