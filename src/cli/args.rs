@@ -65,8 +65,20 @@ pub enum Command {
     /// before are known by a digest cache ($XDG_CACHE_HOME/oci-model, keyed by path, inode, size
     /// and change time): blobs the target already has are not sent again, and blobs known to be
     /// in another repository of the same registry are mounted from there instead of uploaded.
+    ///
+    /// Interrupted transfers resume: a blob larger than 64 MiB is sent in 64 MiB PATCH
+    /// requests, and its upload session is remembered ($XDG_CACHE_HOME/oci-model/uploads); the
+    /// next push of the same file asks the registry what it kept and sends only the rest, or
+    /// starts that blob again when the registry dropped the session. Blobs the registry has
+    /// are skipped.
     Push(PushArgs),
     /// Pull a model, checking every blob's digest, optionally verifying signatures first.
+    ///
+    /// Interrupted transfers resume: a pull stopped by the network, the registry, Ctrl-C or a
+    /// kill keeps what it downloaded in DIR/.oci-model-resume (one sha256-<hex>.part per blob,
+    /// never taken for a model file); the next pull into DIR hashes it again and fetches only
+    /// the rest (an HTTP Range request), the digest still checked over the whole blob. A pull
+    /// that succeeds removes it; `rm -r DIR/.oci-model-resume` clears it by hand.
     Pull(PullArgs),
     /// Copy an artifact and its referrers between targets (registry ⇄ layout), blobs streamed.
     Copy(CopyArgs),

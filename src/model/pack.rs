@@ -475,6 +475,32 @@ impl BlobSource for ReportingFileSource<'_> {
             self.id,
         )))
     }
+    async fn open_at(&self, offset: u64) -> crate::store::Result<BoxReader> {
+        self.opened.store(true, Ordering::Relaxed);
+        let f = crate::store::open_file_at(&self.file.source, offset).await?;
+        let reader = tokio::io::BufReader::with_capacity(READ_BUF, f);
+        Ok(Box::pin(ProgressReader::new(
+            reader,
+            self.reporter.clone(),
+            self.id,
+        )))
+    }
+    /// The file's path and identity (device, inode, size, change times): an upload of it is
+    /// continued only while the file is the one that was being sent.
+    fn resume_key(&self) -> Option<String> {
+        let key = self.file.key?;
+        Some(format!(
+            "{}\n{}:{}:{}:{}.{}:{}.{}",
+            self.file.source.display(),
+            key.dev,
+            key.ino,
+            key.size,
+            key.mtime,
+            key.mtime_nsec,
+            key.ctime,
+            key.ctime_nsec
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -111,6 +111,10 @@ pub fn unsafe_reason(path: &str) -> Option<&'static str> {
 pub const TEMP_PREFIX: &str = ".oci-model-";
 pub const TEMP_SUFFIX: &str = ".partial";
 
+/// The directory inside a pull target where an interrupted pull keeps its partial downloads,
+/// named by digest (`sha256-<hex>.part`), for the next pull to resume: never a model file.
+pub const RESUME_DIR: &str = ".oci-model-resume";
+
 /// Is `name` (one path component) one of our temporary names?
 pub fn is_temp_name(name: &str) -> bool {
     name.len() > TEMP_PREFIX.len() + TEMP_SUFFIX.len()

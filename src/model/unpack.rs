@@ -9,7 +9,7 @@
 
 use super::archive::{self, ArchiveEntry, ArchiveFormat, Budget, Staging};
 use super::cache::{DigestCache, FileKey};
-use super::paths::{is_temp_name, ModelPath, TEMP_PREFIX, TEMP_SUFFIX};
+use super::paths::{is_temp_name, ModelPath, RESUME_DIR, TEMP_PREFIX, TEMP_SUFFIX};
 use super::ModelError;
 use crate::digest::Digest;
 use crate::media_types as mt;
@@ -17,7 +17,7 @@ use crate::progress::SharedReporter;
 use crate::store::copy::PROGRESS_STEP;
 use crate::store::{verified, Descriptor, ImageManifest, Store, StoreError};
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::{StreamExt, TryFutureExt, TryStreamExt};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -130,6 +130,16 @@ impl ModelArtifact {
                 path: path.to_string(),
                 reason: reason.to_string(),
             })?;
+            if checked.split('/').any(|c| c == RESUME_DIR) {
+                return Err(ModelError::UnsafePath {
+                    what: what(),
+                    path: path.to_string(),
+                    reason: format!(
+                        "{RESUME_DIR:?} is where oci-model keeps partial downloads, never a \
+                         model file"
+                    ),
+                });
+            }
             if let Some(other) = seen.insert(path, &layer.digest) {
                 return Err(ModelError::UnsafePath {
                     what: what(),
@@ -361,7 +371,7 @@ pub async fn unpack_model(
     if plan.case_folds {
         txn.refuse_case_collisions(&files)?;
     }
-    let staging = txn.staging.clone();
+    let (resume, parts, staging) = (txn.resume.clone(), txn.parts.clone(), txn.staging.clone());
     let raw_total: u64 = files.iter().map(|f| f.descriptor.size).sum();
     let budget = Arc::new(Budget::new(
         plan.available.saturating_sub(raw_total),
@@ -370,17 +380,18 @@ pub async fn unpack_model(
             dir.display()
         ),
     ));
-    let nraw = files.len();
-    let downloads = futures::stream::iter(files.iter().enumerate())
-        .map(|(i, f)| {
-            let staging = &staging;
-            async move {
-                download(store, staging, i, f, options)
-                    .await
-                    .map(|(i, p)| (i, p, None))
-            }
-        })
+    // Each blob is downloaded once; files with the same content get copies.
+    let mut first_of: HashMap<&Digest, usize> = HashMap::new();
+    let unique: Vec<(usize, &ModelFile)> = files
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| *first_of.entry(&f.descriptor.digest).or_insert(*i) == *i)
+        .collect();
+    let downloads = futures::stream::iter(unique)
+        .map(|(i, f)| download(store, &resume, &parts, i, f, options).map_ok(|d| (Some(d), None)))
         .buffer_unordered(options.concurrency.max(1));
+    // Archive layers unpack as they stream into the staging directory (not resumed: a rerun
+    // streams such a layer again from its first byte).
     let unpacked = futures::stream::iter(archives.iter().enumerate())
         .map(|(j, layer)| {
             let (staging, budget) = (&staging, &budget);
@@ -398,27 +409,54 @@ pub async fn unpack_model(
                     &options.reporter,
                 )
                 .await?;
-                Ok::<_, ModelError>((nraw + j, PathBuf::new(), Some(extracted)))
+                Ok::<_, ModelError>((None, Some((j, extracted))))
             }
         })
         .buffer_unordered(options.concurrency.max(1));
-    let mut staged: Vec<(usize, PathBuf, Option<Vec<ArchiveEntry>>)> =
-        futures::stream::select(downloads, unpacked)
-            .try_collect()
-            .await?;
-    staged.sort_by_key(|(i, _, _)| *i);
-    // Every file to place, with where it is staged: raw layers, then each archive's files.
-    let mut all: Vec<(ModelFile, PathBuf)> = Vec::new();
-    for (i, path, extracted) in staged {
-        match extracted {
-            None => all.push((files[i].clone(), path)),
-            Some(entries) => {
-                let layer = archives[i - files.len()];
-                for e in entries {
-                    let at = e.staged.clone().expect("extracted into staging");
-                    all.push((layer.entry_file(e), at));
-                }
+    let results = futures::stream::select(downloads, unpacked)
+        .try_collect::<Vec<(Option<Downloaded>, Option<(usize, Vec<ArchiveEntry>)>)>>()
+        .await;
+    let results = match results {
+        Ok(results) => results,
+        Err(e) => {
+            txn.keep_parts = keeps_parts(&e);
+            return Err(e);
+        }
+    };
+    let mut sources: HashMap<usize, PathBuf> = HashMap::new();
+    let mut extracted: Vec<Vec<ArchiveEntry>> = vec![Vec::new(); archives.len()];
+    for (raw, archive) in results {
+        if let Some(d) = raw {
+            sources.insert(d.index, d.path);
+            txn.locks.push(d.lock);
+        }
+        if let Some((j, entries)) = archive {
+            extracted[j] = entries;
+        }
+    }
+    // Copies first: placing a file moves its download away.
+    for (i, f) in files.iter().enumerate() {
+        let first = first_of[&f.descriptor.digest];
+        if first != i {
+            let copy = txn.staging.join(format!("copy-{i}"));
+            if let Err(e) = std::fs::copy(&sources[&first], &copy) {
+                txn.keep_parts = false;
+                return Err(ModelError::io(format!("write {}", copy.display()), e));
             }
+            set_layer_mode(&copy, f);
+            sources.insert(i, copy);
+        }
+    }
+    // Every file to place, with where it is staged: raw layers, then each archive's files.
+    let mut all: Vec<(ModelFile, PathBuf)> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.clone(), sources[&i].clone()))
+        .collect();
+    for (layer, entries) in archives.iter().zip(extracted) {
+        for e in entries {
+            let at = e.staged.clone().expect("extracted into staging");
+            all.push((layer.entry_file(e), at));
         }
     }
     let files: Vec<ModelFile> = all.iter().map(|(f, _)| f.clone()).collect();
@@ -441,7 +479,10 @@ pub async fn unpack_model(
         check_expected(&files, expected, &artifact.descriptor.digest)?;
     }
     for (i, (file, path)) in all.iter().enumerate() {
-        txn.place(path, &file.path, i, options.overwrite)?;
+        if let Err(e) = txn.place(path, &file.path, i, options.overwrite) {
+            txn.keep_parts = keeps_parts(&e);
+            return Err(e);
+        }
     }
     let root = txn.commit();
     if let Some(cache) = &options.cache {
@@ -767,17 +808,38 @@ fn remove_stale_temp(dir: &Path) {
     }
 }
 
+/// Whether a failed pull keeps its downloads for the next one: when the registry or the network
+/// failed (what a rerun can resume). A refused pull (wrong content, a hostile answer, a full
+/// disk, a file in the way) leaves nothing.
+fn keeps_parts(e: &ModelError) -> bool {
+    e.kind() == crate::error::ErrorKind::Remote
+}
+
 /// One pull's changes to the target directory, undone on drop unless committed.
+///
+/// Downloads go into `root/.oci-model-resume/sha256-<hex>.part` and move from there into
+/// place. A pull that is dropped (interrupted) or fails for the network's or registry's sake
+/// keeps them there (the files it had placed move back), so the next pull of the same blobs
+/// resumes them ([`keeps_parts`]). A pull that succeeds removes the resume directory.
 struct Transaction {
     root: PathBuf,
-    /// `root/.oci-model-XXXX.partial`: downloads, then the files moved aside.
+    /// `root/.oci-model-XXXX.partial`: the files moved aside (and the case probe).
     staging: PathBuf,
+    /// `root/`[`RESUME_DIR`]: the downloads, by digest.
+    resume: PathBuf,
+    /// Part files this pull wrote or took up.
+    parts: Arc<std::sync::Mutex<Vec<PathBuf>>>,
+    /// Locks on the finished downloads, so that no other pull takes them.
+    locks: Vec<std::fs::File>,
+    /// On failure, keep the downloads for the next pull (see [`keeps_parts`]).
+    keep_parts: bool,
     /// Held while the pull runs, so that another pull does not take it for stale.
     _lock: Option<std::fs::File>,
     /// Directories this pull created, outermost first.
     created: Vec<PathBuf>,
-    /// Files moved into place, with where the file they replaced was moved.
-    placed: Vec<(PathBuf, Option<PathBuf>)>,
+    /// Files moved into place: where, where the file they replaced was moved, and the part
+    /// they came from.
+    placed: Vec<(PathBuf, Option<PathBuf>, PathBuf)>,
     committed: bool,
 }
 
@@ -786,6 +848,10 @@ impl Transaction {
         let mut txn = Transaction {
             root: plan.root.clone(),
             staging: PathBuf::new(),
+            resume: PathBuf::new(),
+            parts: Default::default(),
+            locks: Vec::new(),
+            keep_parts: true,
             _lock: None,
             created: Vec::new(),
             placed: Vec::new(),
@@ -828,6 +894,26 @@ impl Transaction {
             )));
         }
         txn._lock = Some(lock);
+        txn.resume = txn.root.join(RESUME_DIR);
+        match std::fs::create_dir(&txn.resume) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(ModelError::io(
+                    format!("create {}", txn.resume.display()),
+                    e,
+                ))
+            }
+        }
+        match std::fs::symlink_metadata(&txn.resume) {
+            Ok(m) if m.is_dir() => {}
+            _ => {
+                return Err(ModelError::Input(format!(
+                    "{} is not a directory (oci-model keeps partial downloads there); remove it",
+                    txn.resume.display()
+                )))
+            }
+        }
         Ok(txn)
     }
 
@@ -865,19 +951,24 @@ impl Transaction {
             }
         }
         let dest = self.root.join(rel);
+        let original = staged.to_path_buf();
         if !overwrite {
             let staged = tempfile::TempPath::try_from_path(staged)
                 .map_err(|e| ModelError::io(format!("open {}", staged.display()), e))?;
             return match staged.persist_noclobber(&dest) {
                 Ok(()) => {
-                    self.placed.push((dest, None));
+                    self.placed.push((dest, None, original));
                     Ok(())
                 }
-                Err(e) => Err(if e.error.kind() == std::io::ErrorKind::AlreadyExists {
-                    ModelError::Exists { path: dest }
-                } else {
-                    ModelError::io(format!("rename into {}", dest.display()), e.error)
-                }),
+                Err(e) => {
+                    // The download stays where it was (for the next pull, or removed on drop).
+                    let _ = e.path.keep();
+                    Err(if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                        ModelError::Exists { path: dest }
+                    } else {
+                        ModelError::io(format!("rename into {}", dest.display()), e.error)
+                    })
+                }
             };
         }
         let aside = match std::fs::symlink_metadata(&dest) {
@@ -901,18 +992,45 @@ impl Transaction {
             }
             return Err(ModelError::io(format!("rename into {}", dest.display()), e));
         }
-        self.placed.push((dest, aside));
+        self.placed.push((dest, aside, original));
         Ok(())
     }
 
-    /// Keep everything placed; drop the staging directory (and the replaced files in it).
+    /// Keep everything placed; drop the staging directory (and the replaced files in it) and
+    /// the resume directory (what an earlier pull into this directory kept included).
     fn commit(mut self) -> PathBuf {
         self.committed = true;
         if let Err(e) = std::fs::remove_dir_all(&self.staging) {
             tracing::warn!("cannot remove {}: {e}", self.staging.display());
         }
+        self.locks.clear();
+        clear_resume(&self.resume);
         std::mem::take(&mut self.root)
     }
+}
+
+/// Remove the resume directory after a pull that succeeded: every part in it that no running
+/// pull holds, then the directory when it is empty.
+fn clear_resume(resume: &Path) {
+    let Ok(entries) = std::fs::read_dir(resume) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let ours = entry.file_name().to_str().is_some_and(is_part_name)
+            && entry.file_type().is_ok_and(|t| t.is_file());
+        if !ours {
+            continue;
+        }
+        // A pull still running holds a lock on its part.
+        let free = std::fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
+        if free {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!("cannot remove {}: {e}", path.display());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(resume);
 }
 
 /// Two files whose paths differ only by case, refused (for a filesystem that folds case).
@@ -968,11 +1086,27 @@ impl Drop for Transaction {
             return;
         }
         let mut kept = false;
-        for (dest, aside) in self.placed.drain(..).rev() {
-            let _ = std::fs::remove_file(&dest);
+        for (dest, aside, part) in self.placed.drain(..).rev() {
+            if !(self.keep_parts && std::fs::rename(&dest, &part).is_ok()) {
+                let _ = std::fs::remove_file(&dest);
+            }
             if let Some(aside) = aside {
                 kept |= !restore(&aside, &dest);
             }
+        }
+        if !self.keep_parts {
+            for part in self
+                .parts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain(..)
+            {
+                let _ = std::fs::remove_file(part);
+            }
+        }
+        if !self.resume.as_os_str().is_empty() {
+            // Only when empty: what is kept stays for the next pull.
+            let _ = std::fs::remove_dir(&self.resume);
         }
         if !kept && !self.staging.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.staging);
@@ -984,94 +1118,380 @@ impl Drop for Transaction {
     }
 }
 
-/// Stream one layer into the staging directory, checked for size and digest.
-async fn download(
-    store: &dyn Store,
-    staging: &Path,
-    index: usize,
-    file: &ModelFile,
-    options: &PullOptions,
-) -> Result<(usize, PathBuf), ModelError> {
-    let dest = staging.join(index.to_string());
-    let mut out = std::fs::File::create_new(&dest)
-        .map_err(|e| ModelError::io(format!("create {}", dest.display()), e))?;
-    let what = format!("file {:?} (layer {})", file.path, file.descriptor.digest);
-    let id = options.reporter.start(&file.path, file.descriptor.size);
-    let policy = store.retry_policy();
-    let mut attempt = 1;
-    let result = loop {
-        let (back, result) = stream_layer(store, file, &what, &dest, out, options, id).await;
-        out = back;
-        // A connection lost mid-blob: start this blob again from its first byte.
-        let wait = match &result {
-            Err(ModelError::Store(e)) => policy.again(attempt, e).map(|w| (w, e.to_string())),
-            _ => None,
-        };
-        let Some((wait, e)) = wait else {
-            break result;
-        };
-        tracing::warn!("{what}: {e}; retrying (attempt {})", attempt + 1);
-        tokio::time::sleep(wait).await;
-        attempt += 1;
-        use std::io::Seek;
-        out.set_len(0)
-            .and_then(|()| out.seek(std::io::SeekFrom::Start(0)).map(|_| ()))
-            .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
-    };
-    options.reporter.finish(id, false);
-    result?;
-    drop(out);
+/// Give a raw layer's file the mode of its `org.cncf.model.file.metadata+json` annotation
+/// (made safe: never setuid/setgid), else 0644.
+fn set_layer_mode(path: &Path, file: &ModelFile) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        // The layer's `org.cncf.model.file.metadata+json` mode (made safe), else 0644.
         let mode = archive::annotated_mode(&file.descriptor).unwrap_or(0o644);
-        let _ = std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode));
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
     }
-    Ok((index, dest))
+    #[cfg(not(unix))]
+    let _ = (path, file);
 }
 
-/// One pass over a layer: the blob's chunks are taken as they arrive and checked and written
-/// by one blocking thread, with no copy in between, while the async workers keep receiving.
-/// Failures to read that are not integrity failures are the connection's (network errors,
-/// retried). Returns the file for a retry.
+/// A layer downloaded and checked: its file in the resume directory, locked until the pull ends.
+struct Downloaded {
+    index: usize,
+    path: PathBuf,
+    lock: std::fs::File,
+}
+
+/// The name a download of `digest` is kept under in [`RESUME_DIR`]: `sha256-<hex>.part`.
+fn part_name(digest: &Digest) -> String {
+    format!("{}.part", digest.as_str().replace(':', "-"))
+}
+
+/// Is `name` one of the names of [`part_name`]?
+fn is_part_name(name: &str) -> bool {
+    name.strip_suffix(".part")
+        .and_then(|d| d.strip_prefix("sha256-"))
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Download one layer into its part file in the resume directory, checked for size and digest.
+/// What an interrupted pull kept of it is hashed again and only the rest is fetched (a range
+/// request, [`Store::fetch_blob_from`]); the digest check covers the whole (kept prefix and
+/// rest). A part that turns out wrong is fetched again once from its first byte.
+async fn download(
+    store: &dyn Store,
+    resume: &Path,
+    parts: &std::sync::Mutex<Vec<PathBuf>>,
+    index: usize,
+    file: &ModelFile,
+    options: &PullOptions,
+) -> Result<Downloaded, ModelError> {
+    let part = resume.join(part_name(&file.descriptor.digest));
+    let what = format!("file {:?} (layer {})", file.path, file.descriptor.digest);
+    let fresh = {
+        let (digest, size, what) = (
+            file.descriptor.digest.clone(),
+            file.descriptor.size,
+            what.clone(),
+        );
+        move || verified::BlobCheck::new(digest.clone(), size, what.clone())
+    };
+    let (out, kept) = open_part(&part, file.descriptor.size)?;
+    let (out, check) = if kept == 0 {
+        (out, fresh())
+    } else {
+        let (path, check) = (part.clone(), fresh());
+        tokio::task::spawn_blocking(move || hash_kept(&path, out, kept, check))
+            .await
+            .map_err(|e| ModelError::Input(format!("reading {} failed: {e}", part.display())))??
+    };
+    parts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(part.clone());
+    let kept = check.len();
+    if kept > 0 {
+        tracing::info!(
+            "{what}: resuming after the {kept} bytes an interrupted pull kept in {}",
+            part.display()
+        );
+    }
+    let id = options.reporter.start(&file.path, file.descriptor.size);
+    options.reporter.advance(id, kept);
+    let result = fetch_rest(store, file, &what, &part, out, check, &fresh, options, id).await;
+    options.reporter.finish(id, false);
+    match result {
+        Ok(lock) => {
+            set_layer_mode(&part, file);
+            Ok(Downloaded {
+                index,
+                path: part,
+                lock,
+            })
+        }
+        Err((e, discard)) => {
+            if discard {
+                let _ = std::fs::remove_file(&part);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Open (or create) the part file of a layer and lock it: the file and how many bytes it
+/// keeps (none when it holds more than the layer's `size`).
+fn open_part(path: &Path, size: u64) -> Result<(std::fs::File, u64), ModelError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .mode(0o600);
+    }
+    let io = |doing: &str, e| ModelError::io(format!("{doing} {}", path.display()), e);
+    let file = options.open(path).map_err(|e| io("open", e))?;
+    let meta = file.metadata().map_err(|e| io("read", e))?;
+    if !meta.is_file() {
+        return Err(ModelError::Input(format!(
+            "{} is not a regular file (oci-model keeps partial downloads there); remove it",
+            path.display()
+        )));
+    }
+    if file.try_lock().is_err() {
+        return Err(ModelError::Input(format!(
+            "another pull is downloading into {} right now; wait for it to finish",
+            path.display()
+        )));
+    }
+    let kept = meta.len();
+    if kept > size {
+        tracing::warn!(
+            "{} holds {kept} bytes, more than the layer's {size}: starting it again",
+            path.display()
+        );
+        file.set_len(0).map_err(|e| io("write", e))?;
+        return Ok((file, 0));
+    }
+    Ok((file, kept))
+}
+
+/// Hash the `kept` bytes a part file starts with into `check` (they are checked with the rest,
+/// never trusted), and leave the file at their end, ready for the rest.
+fn hash_kept(
+    path: &Path,
+    mut file: std::fs::File,
+    kept: u64,
+    mut check: verified::BlobCheck,
+) -> Result<(std::fs::File, verified::BlobCheck), ModelError> {
+    use std::io::{Read, Seek};
+    let io = |doing: &str, e| ModelError::io(format!("{doing} {}", path.display()), e);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut hashed = 0u64;
+    while hashed < kept {
+        let want = buf.len().min((kept - hashed) as usize);
+        let n = file.read(&mut buf[..want]).map_err(|e| io("read", e))?;
+        if n == 0 {
+            break;
+        }
+        check.update(&buf[..n])?;
+        hashed += n as u64;
+    }
+    file.seek(std::io::SeekFrom::Start(hashed))
+        .map_err(|e| io("read", e))?;
+    Ok((file, check))
+}
+
+/// Fetch what a layer's part lacks, retrying as the store's policy says (a connection lost
+/// mid-blob continues from the bytes already written), and check the whole. On failure, the
+/// error and whether the part must go (its content is wrong, or the registry's answer to a
+/// range was refused).
+#[allow(clippy::too_many_arguments)]
+async fn fetch_rest(
+    store: &dyn Store,
+    file: &ModelFile,
+    what: &str,
+    dest: &Path,
+    mut out: std::fs::File,
+    mut check: verified::BlobCheck,
+    fresh: &(dyn Fn() -> verified::BlobCheck + Sync),
+    options: &PullOptions,
+    progress_id: u64,
+) -> Result<std::fs::File, (ModelError, bool)> {
+    let size = file.descriptor.size;
+    let policy = store.retry_policy();
+    let mut attempt = 1;
+    // The check holds bytes from before the current stream (an earlier pull's part, or an
+    // earlier attempt of this one): a wrong whole may be their fault, and the blob is then
+    // fetched once more from its first byte.
+    let mut stitched = false;
+    let mut refetched = false;
+    loop {
+        if !check.is_empty() {
+            stitched = true;
+        }
+        // A part kept whole needs nothing more (an empty blob is still asked for: the store
+        // must have it).
+        let result = if size > 0 && check.len() == size {
+            Ok(())
+        } else {
+            let pass = stream_layer(
+                store,
+                file,
+                what,
+                dest,
+                out,
+                check,
+                fresh,
+                options,
+                progress_id,
+            )
+            .await;
+            out = pass.out;
+            check = pass.check;
+            if pass.started_at == 0 {
+                stitched = false;
+            }
+            pass.result
+        };
+        let failed = match result {
+            Ok(()) => match std::mem::replace(&mut check, fresh()).finish() {
+                Ok(_) => return Ok(out),
+                Err(e) => ModelError::Store(e),
+            },
+            Err(e) => e,
+        };
+        let wrong = matches!(&failed, ModelError::Store(e) if e.is_integrity());
+        if wrong && stitched && !refetched {
+            // What came before was not what the blob starts with (a kept part tampered with,
+            // or a stream that sent wrong bytes before it broke).
+            tracing::warn!(
+                "{what}: the bytes kept from before the last interruption are not part of this \
+                 layer ({failed}); fetching it again from its first byte"
+            );
+            stitched = false;
+            refetched = true;
+            check = fresh();
+            if let Err(e) = rewind(&mut out) {
+                return Err((ModelError::io(format!("write {}", dest.display()), e), true));
+            }
+            continue;
+        }
+        if wrong {
+            return Err((failed, true));
+        }
+        let again = match &failed {
+            ModelError::Store(e) => policy.again(attempt, e),
+            _ => None,
+        };
+        if let Some(wait) = again {
+            tracing::warn!(
+                "{what}: {failed}; retrying (attempt {}) from byte {}",
+                attempt + 1,
+                check.len()
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+            continue;
+        }
+        // A registry whose answer to a range was refused: the next pull starts from zero.
+        let refused_range = !check.is_empty()
+            && matches!(
+                &failed,
+                ModelError::Store(StoreError::Invalid { .. })
+                    | ModelError::Store(StoreError::Http { status: 416, .. })
+            );
+        if refused_range {
+            tracing::warn!(
+                "{what}: discarded the partial download kept in {}; the next pull fetches this \
+                 layer from its first byte",
+                dest.display()
+            );
+        }
+        return Err((failed, refused_range));
+    }
+}
+
+/// Empty a part file, to write it again from its first byte.
+fn rewind(out: &mut std::fs::File) -> std::io::Result<()> {
+    use std::io::Seek;
+    out.set_len(0)?;
+    out.seek(std::io::SeekFrom::Start(0)).map(drop)
+}
+
+/// What one pass over a layer's rest returns: the file and check (for the next pass), where
+/// the store's chunks started, and how the pass ended.
+struct Pass {
+    out: std::fs::File,
+    check: verified::BlobCheck,
+    started_at: u64,
+    result: Result<(), ModelError>,
+}
+
+/// One pass over the rest of a layer (from the check's length on): the blob's chunks are
+/// taken as they arrive and checked and written by one blocking thread, with no copy in
+/// between, while the async workers keep receiving. A store that sends the whole blob instead
+/// of the rest makes the pass start again from the first byte. Failures to read that are not
+/// integrity failures are the connection's (network errors, retried).
+#[allow(clippy::too_many_arguments)]
 async fn stream_layer(
     store: &dyn Store,
     file: &ModelFile,
     what: &str,
     dest: &Path,
     mut out: std::fs::File,
+    mut check: verified::BlobCheck,
+    fresh: &(dyn Fn() -> verified::BlobCheck + Sync),
     options: &PullOptions,
     progress_id: u64,
-) -> (std::fs::File, Result<(), ModelError>) {
-    let chunks = match store.fetch_blob_chunks(&file.descriptor).await {
-        Ok(c) => c,
-        Err(e) => return (out, Err(e.into())),
+) -> Pass {
+    let have = check.len();
+    let fail = |out, check, e: ModelError| Pass {
+        out,
+        check,
+        started_at: have,
+        result: Err(e),
     };
+    let ranged = match store.fetch_blob_from(&file.descriptor, have).await {
+        Ok(r) => r,
+        Err(e) => return fail(out, check, e.into()),
+    };
+    if ranged.start != have {
+        if ranged.start != 0 {
+            let e = StoreError::invalid(
+                format!("answer of {} for {what}", store.location()),
+                format!(
+                    "asked for the bytes from {have} on, it sent them from {}",
+                    ranged.start
+                ),
+            );
+            return fail(out, check, e.into());
+        }
+        tracing::info!(
+            "{what}: {} sent the whole blob instead of its bytes from {have} on; taking it \
+             from its first byte",
+            store.location()
+        );
+        check = fresh();
+        if let Err(e) = rewind(&mut out) {
+            let e = ModelError::io(format!("write {}", dest.display()), e);
+            return fail(out, check, e);
+        }
+    }
+    let started_at = ranged.start;
+    // The file holds exactly what the check took; the rest is appended.
+    let at = check.len();
+    let placed = {
+        use std::io::Seek;
+        out.set_len(at)
+            .and_then(|()| out.seek(std::io::SeekFrom::Start(at)).map(drop))
+    };
+    if let Err(e) = placed {
+        let e = ModelError::io(format!("write {}", dest.display()), e);
+        return fail(out, check, e);
+    }
     // Dropping this future (another file failed, the pull was cancelled) stops the thread.
     let cancel = tokio_util::sync::CancellationToken::new();
     let _stop_on_drop = cancel.clone().drop_guard();
     let pass = ChunkPass {
         runtime: tokio::runtime::Handle::current(),
         cancel,
-        check: verified::BlobCheck::new(
-            file.descriptor.digest.clone(),
-            file.descriptor.size,
-            what.to_string(),
-        ),
         source: format!("{} (blob {})", store.location(), file.descriptor.digest),
         what: what.to_string(),
         dest: dest.to_path_buf(),
         reporter: options.reporter.clone(),
         progress_id,
     };
+    let chunks = ranged.chunks;
     let joined = tokio::task::spawn_blocking(move || {
-        let result = pass.run(chunks, &mut out);
-        (out, result)
+        let result = pass.run(chunks, &mut out, &mut check);
+        (out, check, result)
     })
     .await;
     match joined {
-        Ok(done) => done,
+        Ok((out, check, result)) => Pass {
+            out,
+            check,
+            started_at,
+            result,
+        },
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
@@ -1079,7 +1499,6 @@ async fn stream_layer(
 struct ChunkPass {
     runtime: tokio::runtime::Handle,
     cancel: tokio_util::sync::CancellationToken,
-    check: verified::BlobCheck,
     source: String,
     what: String,
     dest: PathBuf,
@@ -1088,16 +1507,17 @@ struct ChunkPass {
 }
 
 impl ChunkPass {
+    /// Take chunks until the stream ends (the caller then checks the whole).
     fn run(
         self,
         mut chunks: crate::store::BoxChunks,
         out: &mut std::fs::File,
+        check: &mut verified::BlobCheck,
     ) -> Result<(), ModelError> {
         use std::io::Write;
         let ChunkPass {
             runtime,
             cancel,
-            mut check,
             source,
             what,
             dest,
@@ -1105,7 +1525,7 @@ impl ChunkPass {
             progress_id,
         } = self;
         let mut unreported = 0u64;
-        loop {
+        let result = loop {
             let next = runtime.block_on(async {
                 tokio::select! {
                     biased;
@@ -1114,31 +1534,33 @@ impl ChunkPass {
                 }
             });
             let chunk = match next {
-                None => return Err(ModelError::Input(format!("{what}: download cancelled"))),
-                Some(None) => break,
+                None => break Err(ModelError::Input(format!("{what}: download cancelled"))),
+                Some(None) => break Ok(()),
                 Some(Some(Ok(chunk))) => chunk,
                 Some(Some(Err(e))) => {
-                    return Err(StoreError::Network {
+                    break Err(StoreError::Network {
                         url: source,
                         reason: format!("reading {what} failed: {e}"),
                     }
                     .into())
                 }
             };
-            check.update(&chunk)?;
-            out.write_all(&chunk)
-                .map_err(|e| ModelError::io(format!("write {}", dest.display()), e))?;
+            if let Err(e) = check.update(&chunk) {
+                break Err(e.into());
+            }
+            if let Err(e) = out.write_all(&chunk) {
+                break Err(ModelError::io(format!("write {}", dest.display()), e));
+            }
             unreported += chunk.len() as u64;
             if unreported >= PROGRESS_STEP {
                 reporter.advance(progress_id, unreported);
                 unreported = 0;
             }
-        }
+        };
         if unreported > 0 {
             reporter.advance(progress_id, unreported);
         }
-        check.finish()?;
-        Ok(())
+        result
     }
 }
 
@@ -1194,7 +1616,7 @@ mod tests {
         (store, artifact)
     }
 
-    fn entries(dir: &Path) -> Vec<String> {
+    pub(super) fn entries(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = walkdir::WalkDir::new(dir)
             .min_depth(1)
             .into_iter()
@@ -1213,7 +1635,17 @@ mod tests {
 
     #[tokio::test]
     async fn hostile_paths_are_refused_before_writing() {
-        for bad in ["../x", "/abs", "a\\b", "a/../../x", "ok/./x", "", "a\0b"] {
+        for bad in [
+            "../x",
+            "/abs",
+            "a\\b",
+            "a/../../x",
+            "ok/./x",
+            "",
+            "a\0b",
+            ".oci-model-resume/sha256-00.part",
+            "sub/.oci-model-resume/x",
+        ] {
             let (store, artifact) = store_with(&["good.txt", bad]).await;
             let out = tempfile::tempdir().unwrap();
             let err = unpack_model(&store, &artifact, out.path(), &PullOptions::default())
@@ -1646,6 +2078,9 @@ mod retry_tests {
         stall: Option<(Digest, Arc<AtomicBool>)>,
         /// Runs when a blob is fetched (to change the target directory mid-pull).
         on_fetch: Option<FetchHook>,
+        /// When set, ranges are served (and the offsets asked for recorded); else the whole
+        /// blob is sent whatever the offset, like a registry that ignores `Range`.
+        ranges: Option<std::sync::Mutex<Vec<u64>>>,
     }
 
     type FetchHook = Box<dyn Fn(&Digest) + Send + Sync>;
@@ -1752,6 +2187,37 @@ mod retry_tests {
                 }
             }
         }
+        async fn fetch_blob_from(
+            &self,
+            d: &Descriptor,
+            offset: u64,
+        ) -> crate::store::Result<crate::store::RangedChunks> {
+            let Some(asked) = &self.ranges else {
+                return Ok(crate::store::RangedChunks {
+                    start: 0,
+                    chunks: self.fetch_blob_chunks(d).await?,
+                });
+            };
+            asked.lock().unwrap().push(offset);
+            let ranged = self.inner.fetch_blob_from(d, offset).await?;
+            let fail = self
+                .fails
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            let reader: BoxReader = Box::pin(tokio_util::io::StreamReader::new(ranged.chunks));
+            let reader: BoxReader = if fail {
+                Box::pin(BreakAfter {
+                    inner: reader,
+                    left: 3,
+                })
+            } else {
+                reader
+            };
+            Ok(crate::store::RangedChunks {
+                start: ranged.start,
+                chunks: Box::pin(tokio_util::io::ReaderStream::new(reader)),
+            })
+        }
         async fn push_blob(&self, s: &dyn BlobSource) -> crate::store::Result<(Digest, u64)> {
             self.inner.push_blob(s).await
         }
@@ -1813,6 +2279,7 @@ mod retry_tests {
             fails: AtomicUsize::new(fails),
             stall: None,
             on_fetch: None,
+            ranges: None,
         };
         let artifact = fetch_model(&store, "v1").await.unwrap();
         (store, artifact)
@@ -1847,7 +2314,169 @@ mod retry_tests {
         assert_eq!(store.fails.load(Ordering::SeqCst), 100 - ATTEMPTS as usize);
         assert_eq!(err.kind(), crate::error::ErrorKind::Remote);
         assert!(err.to_string().contains("w.bin"), "{err}");
-        assert!(!out.exists());
+        // What came before the connection broke is kept for the next pull, and nothing else.
+        let part = format!(
+            "{RESUME_DIR}/{}",
+            part_name(&artifact.manifest.layers[0].digest)
+        );
+        assert_eq!(
+            crate::model::unpack::tests::entries(&out),
+            [RESUME_DIR, &part]
+        );
+        assert_eq!(std::fs::read(out.join(&part)).unwrap(), b"som");
+    }
+
+    /// A store serving ranges of a model `v1` made of `files`, breaking the first `fails`
+    /// streams after 3 bytes.
+    async fn ranged(files: &[(&str, &'static [u8])], fails: usize) -> (Flaky, ModelArtifact) {
+        let (inner, _) = model_store(files).await;
+        let store = Flaky {
+            inner,
+            fails: AtomicUsize::new(fails),
+            stall: None,
+            on_fetch: None,
+            ranges: Some(Default::default()),
+        };
+        let artifact = fetch_model(&store, "v1").await.unwrap();
+        (store, artifact)
+    }
+
+    fn asked(store: &Flaky) -> Vec<u64> {
+        store.ranges.as_ref().unwrap().lock().unwrap().clone()
+    }
+
+    /// Write a kept part for layer `i` of `artifact` into `dir`.
+    fn keep_part(dir: &Path, artifact: &ModelArtifact, i: usize, content: &[u8]) {
+        let path = dir
+            .join(RESUME_DIR)
+            .join(part_name(&artifact.manifest.layers[i].digest));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_lost_mid_blob_continues_where_it_broke() {
+        let (store, artifact) = ranged(&[("w.bin", b"some model weights")], 2).await;
+        let out = tempfile::tempdir().unwrap();
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(asked(&store), [0, 3, 6]);
+        assert_eq!(
+            std::fs::read(out.path().join("w.bin")).unwrap(),
+            b"some model weights"
+        );
+        assert_eq!(crate::model::unpack::tests::entries(out.path()), ["w.bin"]);
+    }
+
+    #[tokio::test]
+    async fn a_kept_prefix_is_hashed_again_and_only_the_rest_fetched() {
+        let (store, artifact) = ranged(&[("w.bin", b"some model weights")], 0).await;
+        let out = tempfile::tempdir().unwrap();
+        keep_part(out.path(), &artifact, 0, b"some mo");
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(asked(&store), [7]);
+        assert_eq!(
+            std::fs::read(out.path().join("w.bin")).unwrap(),
+            b"some model weights"
+        );
+        // The resume directory goes with a pull that succeeded.
+        assert_eq!(crate::model::unpack::tests::entries(out.path()), ["w.bin"]);
+    }
+
+    #[tokio::test]
+    async fn a_tampered_kept_prefix_is_noticed_and_the_blob_fetched_again() {
+        let (store, artifact) = ranged(&[("w.bin", b"some model weights")], 0).await;
+        let out = tempfile::tempdir().unwrap();
+        keep_part(out.path(), &artifact, 0, b"EVIL mo");
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        // The rest, then (the whole failed its digest) everything from the first byte.
+        assert_eq!(asked(&store), [7, 0]);
+        assert_eq!(
+            std::fs::read(out.path().join("w.bin")).unwrap(),
+            b"some model weights"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_kept_part_longer_than_its_layer_or_already_whole() {
+        // Longer: started again, the kept bytes never read into the file.
+        let (store, artifact) = ranged(&[("w.bin", b"some model weights")], 0).await;
+        let out = tempfile::tempdir().unwrap();
+        keep_part(out.path(), &artifact, 0, b"some model weights and more");
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(asked(&store), [0]);
+        assert_eq!(
+            std::fs::read(out.path().join("w.bin")).unwrap(),
+            b"some model weights"
+        );
+        // Whole and right: nothing is fetched.
+        let (store, artifact) = ranged(&[("w.bin", b"some model weights")], 0).await;
+        let out = tempfile::tempdir().unwrap();
+        keep_part(out.path(), &artifact, 0, b"some model weights");
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(asked(&store), Vec::<u64>::new());
+        // An empty layer with junk kept: the junk is not delivered.
+        let (store, artifact) = ranged(&[("empty", b"")], 0).await;
+        let out = tempfile::tempdir().unwrap();
+        keep_part(out.path(), &artifact, 0, b"junk");
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(out.path().join("empty")).unwrap(), b"");
+    }
+
+    #[tokio::test]
+    async fn a_store_that_sends_the_whole_blob_to_a_range_restarts_it() {
+        let (inner, _) = model_store(&[("w.bin", b"some model weights")]).await;
+        let store = Flaky {
+            inner,
+            fails: AtomicUsize::new(0),
+            stall: None,
+            on_fetch: None,
+            ranges: None,
+        };
+        let artifact = fetch_model(&store, "v1").await.unwrap();
+        let out = tempfile::tempdir().unwrap();
+        keep_part(out.path(), &artifact, 0, b"some mo");
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(out.path().join("w.bin")).unwrap(),
+            b"some model weights"
+        );
+    }
+
+    #[tokio::test]
+    async fn files_with_the_same_content_are_downloaded_once() {
+        let (store, artifact) = ranged(
+            &[("a", b"same"), ("b", b"same"), ("e1", b""), ("e2", b"")],
+            0,
+        )
+        .await;
+        let out = tempfile::tempdir().unwrap();
+        unpack_model(&store, &artifact, out.path(), &PullOptions::default())
+            .await
+            .unwrap();
+        // One request for "same", one for the empty blob.
+        assert_eq!(asked(&store), [0, 0]);
+        for (p, c) in [
+            ("a", &b"same"[..]),
+            ("b", b"same"),
+            ("e1", b""),
+            ("e2", b""),
+        ] {
+            assert_eq!(std::fs::read(out.path().join(p)).unwrap(), c, "{p}");
+        }
     }
 
     #[tokio::test]
@@ -1864,6 +2493,7 @@ mod retry_tests {
             fails: AtomicUsize::new(0),
             stall: Some((layers[0].digest.clone(), dropped.clone())),
             on_fetch: None,
+            ranges: None,
         };
         let artifact = fetch_model(&store, "v1").await.unwrap();
         let parent = tempfile::tempdir().unwrap();
@@ -1927,6 +2557,7 @@ mod retry_tests {
                 on_fetch: Some(Box::new(move |_| {
                     let _ = std::fs::create_dir_all(target.join("z.bin/x"));
                 })),
+                ranges: None,
             };
             let artifact = fetch_model(&store, "v1").await.unwrap();
             let options = PullOptions {
@@ -1983,6 +2614,7 @@ mod retry_tests {
             fails: AtomicUsize::new(ATTEMPTS as usize - 1),
             stall: None,
             on_fetch: None,
+            ranges: None,
         };
         let artifact = fetch_model(&store, "v1").await.unwrap();
         let out = tempfile::tempdir().unwrap();

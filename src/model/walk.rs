@@ -7,8 +7,9 @@
 //! - Symbolic links are refused unless `allow_symlinks` (then followed; loops are errors).
 //! - Ignored by default, at the model root: `.git`, `.gitattributes`, `.github`, `.gitignore`
 //!   (the OpenSSF model-signing defaults).
-//! - Never listed, at any depth: our own temporary names, a pull's staging `.oci-model-*.partial`
-//!   and a layout's `blobs/.tmp-*` (left by an interrupted run; a warning names each).
+//! - Never listed, at any depth: our own temporary names, a pull's staging `.oci-model-*.partial`,
+//!   its kept partial downloads `.oci-model-resume`, and a layout's `blobs/.tmp-*` (left by an
+//!   interrupted run; a warning names each).
 //! - `ignore` globs: a pattern without `/` matches a file or directory *name* at any depth
 //!   (`*.tmp`, `checkpoint-*`); a pattern with `/` matches the whole relative path, where `*`
 //!   stays within one segment and `**` crosses segments (`logs/**`, `sub/*.bin`). A matching
@@ -229,13 +230,14 @@ fn check_pushable(path: &str) -> Result<ModelPath, ModelError> {
 }
 
 /// Our own temporary names are never model files: a pull's staging directory (or an older
-/// version's partial file), `.oci-model-*.partial`, and a layout's blob being written,
-/// `blobs/.tmp-*`.
+/// version's partial file), `.oci-model-*.partial`, the partial downloads an interrupted pull
+/// keeps for the next, `.oci-model-resume`, and a layout's blob being written, `blobs/.tmp-*`.
 fn is_our_temp(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
     super::paths::is_temp_name(name)
+        || name == super::paths::RESUME_DIR
         || (name.starts_with(crate::store::layout::TEMP_PREFIX)
             && path.parent().and_then(|p| p.file_name()) == Some("blobs".as_ref()))
 }
@@ -486,6 +488,10 @@ mod tests {
             (".oci-model-Ab12Cd.partial", b"half of a pull"),
             ("sub/.oci-model-Xy98Zz.partial/0", b"a staging directory"),
             ("layout/blobs/.tmp-Q1w2E3", b"half of a blob"),
+            (
+                ".oci-model-resume/sha256-00ff.part",
+                b"a kept partial download",
+            ),
             (
                 "layout/blobs/sha256/.tmp-kept",
                 b"not a temporary file of ours",

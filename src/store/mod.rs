@@ -52,6 +52,43 @@ pub trait BlobSource: Send + Sync {
     fn describe(&self) -> String;
     /// A fresh reader from the start.
     async fn open(&self) -> Result<BoxReader>;
+
+    /// A fresh reader from byte `offset` on (an upload continued after `offset` bytes).
+    async fn open_at(&self, offset: u64) -> Result<BoxReader> {
+        let mut reader = self.open().await?;
+        let skipped = tokio::io::copy(
+            &mut tokio::io::AsyncReadExt::take(&mut reader, offset),
+            &mut tokio::io::sink(),
+        )
+        .await
+        .map_err(|e| StoreError::io(format!("read {}", self.describe()), e))?;
+        if skipped != offset {
+            return Err(StoreError::SizeMismatch {
+                what: self.describe(),
+                expected: offset,
+                actual: skipped,
+            });
+        }
+        Ok(reader)
+    }
+
+    /// What identifies this source across runs (a file's path and identity), so that an
+    /// interrupted upload of it can be continued; `None`: never continued.
+    fn resume_key(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Open `path` at byte `offset`.
+pub async fn open_file_at(path: &std::path::Path, offset: u64) -> Result<tokio::fs::File> {
+    use tokio::io::AsyncSeekExt;
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| StoreError::io(format!("open {}", path.display()), e))?;
+    f.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(|e| StoreError::io(format!("read {}", path.display()), e))?;
+    Ok(f)
 }
 
 /// A file on disk.
@@ -77,6 +114,25 @@ impl BlobSource for FileSource {
             .await
             .map_err(|e| StoreError::io(format!("open {}", self.path.display()), e))?;
         Ok(Box::pin(f))
+    }
+    async fn open_at(&self, offset: u64) -> Result<BoxReader> {
+        Ok(Box::pin(open_file_at(&self.path, offset).await?))
+    }
+    #[cfg(unix)]
+    fn resume_key(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&self.path).ok()?;
+        Some(format!(
+            "{}\n{}:{}:{}:{}.{}:{}.{}",
+            self.path.display(),
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec()
+        ))
     }
 }
 
@@ -144,6 +200,18 @@ pub trait Store: Send + Sync {
             reader,
             READER_CHUNK,
         )))
+    }
+
+    /// The blob's chunks from byte `offset` on (a download resumed after `offset` bytes were
+    /// kept), unchecked like [`Store::fetch_blob_chunks`]. A store that cannot serve part of a
+    /// blob sends all of it: [`RangedChunks::start`] says where the chunks begin, and it is
+    /// `offset` or 0, never anything else (an answer that starts elsewhere is refused here).
+    async fn fetch_blob_from(&self, descriptor: &Descriptor, offset: u64) -> Result<RangedChunks> {
+        let _ = offset;
+        Ok(RangedChunks {
+            start: 0,
+            chunks: self.fetch_blob_chunks(descriptor).await?,
+        })
     }
 
     /// Upload a blob, hashing it while it streams. Returns its descriptor's digest and size.
@@ -214,6 +282,13 @@ pub trait Store: Send + Sync {
         self.write_referrer(&referrer).await?;
         Ok(referrer.descriptor().clone())
     }
+}
+
+/// See [`Store::fetch_blob_from`]: the chunks of a blob from `start` (the offset asked for, or
+/// 0 when the store sent the whole blob) to its end.
+pub struct RangedChunks {
+    pub start: u64,
+    pub chunks: BoxChunks,
 }
 
 /// Cross-repository blob mounts (a capability of registry repositories).
@@ -287,4 +362,11 @@ pub struct StoreOptions {
     /// like a lost connection. `None`: [`registry::DEFAULT_IDLE_TIMEOUT`]. The answer to a
     /// finished upload is not limited (a registry may take long once it has the whole blob).
     pub idle_timeout: Option<std::time::Duration>,
+    /// Largest `PATCH` of a blob upload; a larger blob is sent in chunks, and an interrupted
+    /// upload continues after the last chunk the registry took. `None`:
+    /// [`registry::DEFAULT_UPLOAD_CHUNK`].
+    pub upload_chunk: Option<u64>,
+    /// Where a registry store remembers the upload sessions of blobs it is sending (to continue
+    /// them after an interruption); `None`: not remembered.
+    pub upload_sessions: Option<PathBuf>,
 }

@@ -1,9 +1,10 @@
 //! Property-based fuzzing (proptest, stable Rust) of every public parser of untrusted input:
 //! references, manifests, model files and paths, Sigstore bundles, DSSE envelopes, in-toto and
 //! model-signing statements, trusted roots, signing configs, policy files, OCI layout indexes,
-//! `WWW-Authenticate` challenges, materials and archive layers (tar headers, gzip, zstd). Each
-//! must never panic, and round-trip where it serialises. The test command runs a short budget (proptest's default, 256 cases a property,
-//! or `PROPTEST_CASES`); `scripts/fuzz.sh` runs a long one. A failure proptest finds is kept
+//! `WWW-Authenticate` challenges, `Link` headers, materials and archive layers (tar headers,
+//! gzip, zstd). Each must never panic, and round-trip where it serialises. The test command
+//! runs a short budget (proptest's default, 256 cases a property, or `PROPTEST_CASES`);
+//! `scripts/fuzz.sh` runs a long one. A failure proptest finds is kept
 //! in `tests/proptest-regressions/fuzz.txt` and replayed first on every run.
 
 use crate::support::testdata;
@@ -263,6 +264,41 @@ proptest! {
     ]) {
         let _ = oci_model::store::auth::parse_www_authenticate(&text);
         let _ = oci_model::attest::Material::parse(&text);
+    }
+
+    #[test]
+    fn link_headers_never_panic_and_find_the_next_page(
+        text in prop_oneof![
+            ".{0,120}",
+            "(<|>|;|,| |rel|=|\"|next|prev|[a-z:/?&=.]{1,10}){0,40}",
+        ],
+        url in "[a-zA-Z0-9/?&=:._-]{0,60}",
+        other in "[a-zA-Z0-9/?&=:._-]{0,60}",
+        quoted in any::<bool>(),
+        first in any::<bool>(),
+    ) {
+        use oci_model::store::registry::next_link;
+        use reqwest::header::{HeaderMap, HeaderValue, LINK};
+        // Anything: no panic, and never more than the header held.
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            let mut h = HeaderMap::new();
+            h.insert(LINK, v);
+            if let Some(found) = next_link(&h) {
+                prop_assert!(found.len() <= text.len());
+            }
+        }
+        // A next link among others is found exactly, however it is quoted and placed.
+        let rel = if quoted { "rel=\"next\"" } else { "rel=next" };
+        let next = format!("<{url}>; {rel}");
+        let prev = format!("<{other}>; rel=\"prev\"");
+        let value = if first { format!("{next}, {prev}") } else { format!("{prev}, {next}") };
+        let mut h = HeaderMap::new();
+        h.insert(LINK, HeaderValue::from_str(&value).unwrap());
+        prop_assert_eq!(next_link(&h), Some(url.clone()));
+        // Without a next link: none.
+        let mut h = HeaderMap::new();
+        h.insert(LINK, HeaderValue::from_str(&prev).unwrap());
+        prop_assert_eq!(next_link(&h), None);
     }
 }
 

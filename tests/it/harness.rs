@@ -110,6 +110,36 @@ impl Registry {
         );
     }
 
+    /// Kill the registry process (SIGKILL: no chance to finish anything) and wait for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start the registry again on the same port, with the same configuration and storage
+    /// (after [`Registry::kill`]).
+    pub fn restart(&mut self) {
+        self.kill();
+        let config = self._dir.path().join(format!("config-{}.yml", self.port));
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self._dir.path().join(format!("registry-{}.log", self.port)))
+            .unwrap();
+        self.child = Command::new(registry_program())
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("restart docker-registry");
+        assert!(
+            wait_ready(self.port, &mut self.child),
+            "docker-registry did not start again on port {}",
+            self.port
+        );
+    }
+
     /// Path of a blob's data file in the registry's storage.
     pub fn blob_data_path(&self, hex: &str) -> PathBuf {
         self.storage

@@ -28,6 +28,7 @@ mod push_pull;
 mod referrers_race;
 mod registry;
 mod rekor_v2;
+mod resume;
 mod sign_verify;
 mod signals;
 mod smoke;

@@ -1,6 +1,7 @@
-//! Interrupted work leaves nothing behind: SIGINT/SIGTERM sent to the real binary in the middle
-//! of a pull (served by a registry that sends part of a blob and then waits) or of a push to an
-//! OCI layout; a SIGKILLed pull's leftovers are removed by the next pull and never pushed.
+//! Interrupted work leaves nothing behind but what the next run resumes: SIGINT/SIGTERM sent to
+//! the real binary in the middle of a pull (served by a registry that sends part of a blob and
+//! then waits) keeps only its downloads (`.oci-model-resume`), or of a push to an OCI layout; a
+//! SIGKILLed pull's leftovers are removed by the next pull and never pushed.
 
 use crate::support;
 use oci_model::digest::Digest;
@@ -289,7 +290,7 @@ pub fn partial_written(dir: &Path, size: u64) -> bool {
 }
 
 #[test]
-fn sigint_or_sigterm_mid_pull_leaves_the_directory_as_it_was() {
+fn sigint_or_sigterm_mid_pull_leaves_the_directory_as_it_was_but_the_downloads() {
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let registry = stalling_model();
         // Over the user's own files, with --overwrite; and into a directory it creates.
@@ -309,14 +310,8 @@ fn sigint_or_sigterm_mid_pull_leaves_the_directory_as_it_was() {
                 dir.to_str().unwrap(),
                 extra,
             ]);
-            let watched = if dir.exists() {
-                dir.clone()
-            } else {
-                parent.path().to_path_buf()
-            };
-            wait_until("the partial download", || {
-                partial_written(&watched, 256 << 10)
-            });
+            // In the target itself (the other target keeps the first round's downloads).
+            wait_until("the partial download", || partial_written(dir, 256 << 10));
             let (status, stdout, stderr) = interrupt_output(child, signal);
             assert_eq!(status, Some(code), "{stderr}");
             assert!(stderr.contains("interrupted by SIG"), "{stderr}");
@@ -326,9 +321,27 @@ fn sigint_or_sigterm_mid_pull_leaves_the_directory_as_it_was() {
                 assert_eq!(doc["ok"], false, "{stdout}");
                 assert_eq!(doc["exitCode"], code, "{stdout}");
             }
-            assert_eq!(support::tree(parent.path()), before, "{stderr}");
-            assert!(temp_files(parent.path()).is_empty());
-            assert!(!parent.path().join("new").exists());
+            // As it was, but for the downloads kept for the next pull to resume.
+            let mut after = support::tree(parent.path());
+            let kept: Vec<String> = after
+                .keys()
+                .filter(|p| p.contains("/.oci-model-resume/"))
+                .cloned()
+                .collect();
+            let rel = dir.strip_prefix(parent.path()).unwrap().to_str().unwrap();
+            let here = kept.iter().filter(|p| p.starts_with(rel)).count();
+            assert_eq!(here, 2, "{kept:?}");
+            assert!(kept.iter().all(|p| p.ends_with(".part")), "{kept:?}");
+            after.retain(|p, _| !kept.contains(p));
+            assert_eq!(after, before, "{stderr}");
+            let temp: Vec<PathBuf> = temp_files(parent.path())
+                .into_iter()
+                .filter(|p| !p.to_string_lossy().contains("/.oci-model-resume"))
+                .collect();
+            assert!(temp.is_empty(), "{temp:?}");
+            if extra == "-ojson" {
+                assert_eq!(support::entries(dir).len(), 3, "only the resume directory");
+            }
         }
     }
 }

@@ -35,6 +35,7 @@ pub async fn run(args: AdmissionArgs, ctx: &Ctx) -> anyhow::Result<()> {
         credentials: None,
         max_attempts: args.retries,
         idle_timeout: Some(deadline),
+        ..Default::default()
     };
     let metrics = Arc::new(Metrics::default());
     let cache = VerifiedCache::new(Duration::from_secs(args.cache_ttl), args.cache_size);

@@ -36,6 +36,7 @@ pub async fn login(args: LoginArgs, ctx: &Ctx) -> anyhow::Result<()> {
         }),
         max_attempts: 0,
         idle_timeout: None,
+        ..Default::default()
     };
     RegistryStore::check_login(&host, &options)
         .await

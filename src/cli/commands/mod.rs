@@ -45,6 +45,7 @@ pub fn store_options(opts: &RegistryOpts) -> anyhow::Result<StoreOptions> {
         credentials,
         max_attempts: opts.retries.max(1),
         idle_timeout: Some(std::time::Duration::from_secs(opts.timeout)),
+        ..Default::default()
     })
 }
 

@@ -1,7 +1,7 @@
 //! `push <SOURCE…> <TARGET>`: a model directory (or files) → ModelPack artifact in a registry or
 //! an OCI layout.
 
-use super::{open_store, parse_target};
+use super::parse_target;
 use crate::cli::args::{ModelConfigOpts, PushArgs};
 use crate::cli::ctx::Ctx;
 use crate::cli::exit::Failure;
@@ -79,7 +79,12 @@ pub async fn run(args: PushArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let sources = args.sources.clone();
 
     let metadata = model_metadata(&args.model_config)?;
-    let store = open_store(&target, &args.registry).await?;
+    // Upload sessions are remembered beside the digest cache, so that the next push of an
+    // interrupted one continues it.
+    let mut store_options = super::store_options(&args.registry)?;
+    store_options.upload_sessions = ctx.settings.cache_dir().map(|dir| dir.join("uploads"));
+    let store: std::sync::Arc<dyn oci_model::store::Store> =
+        oci_model::store::open(&target, &store_options).await?;
     let options = PushOptions {
         name: args.name.clone().or(metadata.descriptor.name.clone()),
         metadata,

@@ -182,20 +182,24 @@ pub(super) struct UploadState {
 }
 
 /// The source's bytes as a body stream, hashed as they pass; fails the request as soon as the
-/// source turns out shorter or longer than it said.
+/// source turns out shorter or longer than it said. A body may be one chunk of a blob: the
+/// hasher then goes on from the chunks before (`base` bytes), and `size` is the chunk's.
 pub(super) struct Hashing {
     inner: ReaderStream<BoxReader>,
     state: Arc<Mutex<UploadState>>,
+    base: u64,
     size: u64,
     done: bool,
 }
 
 impl Hashing {
-    pub fn new(reader: BoxReader, size: u64) -> Self {
+    /// A body of `size` bytes, hashed after what `hasher` took already.
+    pub fn new(reader: BoxReader, size: u64, hasher: Hasher) -> Self {
         Hashing {
             inner: ReaderStream::with_capacity(reader, UPLOAD_CHUNK),
+            base: hasher.len(),
             state: Arc::new(Mutex::new(UploadState {
-                hasher: Hasher::new(),
+                hasher,
                 eof: false,
                 too_long: false,
                 source_error: None,
@@ -210,6 +214,7 @@ impl Hashing {
     pub fn watch(&self) -> Watch {
         Watch {
             state: self.state.clone(),
+            base: self.base,
             size: self.size,
         }
     }
@@ -218,12 +223,23 @@ impl Hashing {
 /// See [`Hashing::watch`].
 pub(super) struct Watch {
     state: Arc<Mutex<UploadState>>,
+    base: u64,
     size: u64,
 }
 
 impl Watch {
     pub fn get(&self) -> UploadState {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Bytes of this body sent so far.
+    pub fn sent(st: &UploadState, base: u64) -> u64 {
+        st.hasher.len().saturating_sub(base)
+    }
+
+    /// Where this body starts in the blob.
+    pub fn base(&self) -> u64 {
+        self.base
     }
 
     /// Returns when the body has not moved for `idle` (the registry stopped taking data), or,
@@ -233,7 +249,7 @@ impl Watch {
         loop {
             tokio::time::sleep(tick).await;
             let st = self.get();
-            if st.eof || st.hasher.len() >= self.size {
+            if st.eof || Self::sent(&st, self.base) >= self.size {
                 if st.moved_at.elapsed() >= answer {
                     return Stall::Unanswered;
                 }
@@ -269,7 +285,7 @@ impl Stream for Hashing {
             Poll::Ready(Some(Ok(chunk))) => {
                 st.hasher.update(&chunk);
                 st.moved_at = Instant::now();
-                if st.hasher.len() > this.size {
+                if Watch::sent(&st, this.base) > this.size {
                     st.too_long = true;
                     this.done = true;
                     return Poll::Ready(Some(Err(std::io::Error::other(format!(
@@ -287,11 +303,11 @@ impl Stream for Hashing {
             Poll::Ready(None) => {
                 st.eof = true;
                 this.done = true;
-                if st.hasher.len() != this.size {
+                if Watch::sent(&st, this.base) != this.size {
                     return Poll::Ready(Some(Err(std::io::Error::other(format!(
                         "source ended after {} of its declared {} bytes",
                         st.hasher.len(),
-                        this.size
+                        this.base + this.size
                     )))));
                 }
                 Poll::Ready(None)

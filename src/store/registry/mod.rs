@@ -6,8 +6,10 @@
 //!   verify).
 //! - [`crate::store::retry`]: transient failures (connection errors, 5xx, 429) are retried with
 //!   exponential backoff (honouring `Retry-After`) as `--retries` says.
-//! - `upload`: HEAD-skip when the digest is known and the blob exists; else one streamed,
-//!   hashed `PATCH` per attempt (`body`); a blob upload restarts from its source.
+//! - `upload`: HEAD-skip when the digest is known and the blob exists; else streamed, hashed
+//!   `PATCH`es (one for a blob up to the upload chunk) (`body`); an interrupted upload
+//!   continues its remembered session when the registry still has it, else restarts from its
+//!   source.
 //! - `pages`: one loop for paginated lists (tags, referrers API).
 //! - `referrers`: the referrers API, else the fallback tag.
 //! - This module: the OCI endpoints. Manifests are read with the full `Accept` list, capped
@@ -25,7 +27,9 @@ use super::retry::{Failed, RetryPolicy};
 use super::*;
 use crate::media_types as mt;
 use crate::reference::RegistryRef;
-use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LOCATION};
+use reqwest::header::{
+    HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LOCATION, RANGE,
+};
 use reqwest::{Method, StatusCode};
 use std::sync::atomic::AtomicU8;
 use std::time::Duration;
@@ -34,6 +38,10 @@ use transport::{header_str, Transport};
 use url::Url;
 
 pub use super::retry::DEFAULT_ATTEMPTS;
+pub use pages::next_link;
+
+/// See [`StoreOptions::upload_chunk`].
+pub const DEFAULT_UPLOAD_CHUNK: u64 = 64 << 20;
 
 /// See [`StoreOptions::idle_timeout`].
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,6 +63,10 @@ pub struct RegistryStore {
     referrers_api: AtomicU8,
     /// Serializes this store's own read-modify-write of referrers fallback tags.
     fallback_lock: tokio::sync::Mutex<()>,
+    /// Largest `PATCH` of an upload.
+    upload_chunk: u64,
+    /// Where upload sessions are remembered, to continue them after an interruption.
+    sessions_dir: Option<std::path::PathBuf>,
 }
 
 /// A manifest as fetched, with the registry's `ETag` (for conditional writes).
@@ -116,6 +128,8 @@ impl RegistryStore {
             repository: repository.to_string(),
             referrers_api: AtomicU8::new(API_UNKNOWN),
             fallback_lock: tokio::sync::Mutex::new(()),
+            upload_chunk: options.upload_chunk.unwrap_or(DEFAULT_UPLOAD_CHUNK).max(1),
+            sessions_dir: options.upload_sessions.clone(),
         })
     }
 
@@ -294,6 +308,44 @@ impl RegistryStore {
     }
 }
 
+/// A `206` answer to `Range: bytes=<offset>-` for a blob of `size` bytes must say
+/// `Content-Range: bytes <offset>-<size-1>/<size or *>` and, when it gives one, a
+/// `Content-Length` of the rest: anything else is refused (why, when so).
+fn check_content_range(
+    content_range: Option<&str>,
+    content_length: Option<&str>,
+    offset: u64,
+    size: u64,
+) -> std::result::Result<(), String> {
+    let expected = format!("bytes {offset}-{}/{size}", size.saturating_sub(1));
+    let Some(said) = content_range else {
+        return Err(format!(
+            "HTTP 206 without a Content-Range (expected {expected:?})"
+        ));
+    };
+    let shown: String = said.chars().take(80).collect();
+    let wrong = || format!("Content-Range {shown:?}; expected {expected:?}");
+    let rest = said.strip_prefix("bytes ").ok_or_else(wrong)?;
+    let (span, total) = rest.split_once('/').ok_or_else(wrong)?;
+    let (first, last) = span.split_once('-').ok_or_else(wrong)?;
+    let first: u64 = first.trim().parse().map_err(|_| wrong())?;
+    let last: u64 = last.trim().parse().map_err(|_| wrong())?;
+    let total_ok = total.trim() == "*" || total.trim().parse::<u64>() == Ok(size);
+    if first != offset || offset >= size || last != size - 1 || !total_ok {
+        return Err(wrong());
+    }
+    if let Some(length) = content_length {
+        if length.parse::<u64>() != Ok(size - offset) {
+            let shown: String = length.chars().take(40).collect();
+            return Err(format!(
+                "Content-Length {shown:?} for the range {said:?}; expected {}",
+                size - offset
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Store for RegistryStore {
     fn location(&self) -> String {
@@ -388,6 +440,66 @@ impl Store for RegistryStore {
             )
             .await?;
         Ok(t.chunks(resp))
+    }
+
+    async fn fetch_blob_from(&self, descriptor: &Descriptor, offset: u64) -> Result<RangedChunks> {
+        if offset == 0 {
+            return Ok(RangedChunks {
+                start: 0,
+                chunks: self.fetch_blob_chunks(descriptor).await?,
+            });
+        }
+        let t = &self.transport;
+        let scope = self.scope(Access::Pull);
+        let digest = &descriptor.digest;
+        let url = self.url(&format!("blobs/{digest}"))?;
+        let what = format!("blob {digest}");
+        let range = format!("bytes={offset}-");
+        let (scope, u, w, r) = (scope.as_deref(), &url, &what, &range);
+        let resp = t
+            .retry
+            .run(
+                &format!("fetch {what} from {}", self.location()),
+                move || async move {
+                    t.request(scope, w, || t.http().get(u.clone()).header(RANGE, r))
+                        .await
+                },
+            )
+            .await?;
+        let start = match resp.status() {
+            // The registry ignored the range: the whole blob, from its first byte.
+            StatusCode::OK => 0,
+            StatusCode::PARTIAL_CONTENT => {
+                let said = header_str(resp.headers(), CONTENT_RANGE.as_str());
+                let length = header_str(resp.headers(), CONTENT_LENGTH.as_str());
+                if let Err(reason) = check_content_range(said, length, offset, descriptor.size) {
+                    return Err(StoreError::invalid(
+                        format!(
+                            "answer of {} to a request for bytes {offset}- of {what}",
+                            self.location()
+                        ),
+                        t.redact(&reason),
+                    ));
+                }
+                offset
+            }
+            other => {
+                return Err(StoreError::invalid(
+                    format!(
+                        "answer of {} to a request for bytes {offset}- of {what}",
+                        self.location()
+                    ),
+                    format!(
+                        "HTTP {} is neither 206 (the range) nor 200 (all of it)",
+                        other.as_u16()
+                    ),
+                ))
+            }
+        };
+        Ok(RangedChunks {
+            start,
+            chunks: t.chunks(resp),
+        })
     }
 
     async fn push_blob(&self, source: &dyn BlobSource) -> Result<(Digest, u64)> {
@@ -500,6 +612,33 @@ mod tests {
             mt::DOCKER_MANIFEST_V2
         );
         assert_eq!(manifest_media_type(None, b"{}"), mt::OCI_MANIFEST);
+    }
+
+    #[test]
+    fn a_range_answer_must_start_where_asked_and_run_to_the_end() {
+        let ok = |cr: &str, len: Option<&str>| check_content_range(Some(cr), len, 100, 1000);
+        ok("bytes 100-999/1000", Some("900")).unwrap();
+        ok("bytes 100-999/*", None).unwrap();
+        for (bad, len) in [
+            ("bytes 0-999/1000", None),
+            ("bytes 101-999/1000", None),
+            ("bytes 100-998/1000", None),
+            ("bytes 100-1999/2000", None),
+            ("bytes 100-999/1001", None),
+            ("bytes 100-999", None),
+            ("items 100-999/1000", None),
+            ("bytes -5-999/1000", None),
+            ("bytes 100-999/1000", Some("901")),
+            ("bytes 100-999/1000", Some("lots")),
+        ] {
+            let err = ok(bad, len).unwrap_err();
+            assert!(err.contains("expected"), "{bad}: {err}");
+        }
+        let err = check_content_range(None, None, 100, 1000).unwrap_err();
+        assert!(err.contains("without a Content-Range"), "{err}");
+        // No arithmetic on registry numbers can panic.
+        check_content_range(Some("bytes 0-18446744073709551615/0"), None, 0, 0).unwrap_err();
+        check_content_range(Some("bytes 5-4/5"), None, 5, 5).unwrap_err();
     }
 
     #[test]

@@ -132,8 +132,9 @@ impl RegistryStore {
     }
 }
 
-/// The `rel="next"` target of a `Link` header.
-fn next_link(headers: &HeaderMap) -> Option<String> {
+/// The `rel="next"` target of a `Link` header (untrusted: the caller resolves it and checks its
+/// origin).
+pub fn next_link(headers: &HeaderMap) -> Option<String> {
     for value in headers.get_all(LINK) {
         let value = value.to_str().ok()?;
         for part in value.split(',') {
