@@ -78,7 +78,11 @@ fn is_registry_host(first: &str) -> bool {
         let Some((v6, tail)) = rest.split_once(']') else {
             return false;
         };
-        let v6_ok = !v6.is_empty() && v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':');
+        let v6_ok = !v6.is_empty()
+            && v6.contains(':')
+            && v6
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || matches!(c, ':' | '.'));
         return v6_ok && (tail.is_empty() || tail.strip_prefix(':').is_some_and(port_ok));
     }
     let (host, port) = match first.split_once(':') {

@@ -460,23 +460,18 @@ pub async fn unpack_model(
         }
     }
     let files: Vec<ModelFile> = all.iter().map(|(f, _)| f.clone()).collect();
-    if !archives.is_empty() {
-        // The archives' paths are known only now: the same checks as for raw layers.
-        check_file_tree(&files, &artifact.descriptor.digest)?;
-        let root = txn.root.clone();
-        let rels: Vec<String> = files
-            .iter()
-            .filter(|f| f.archive.is_some())
-            .map(|f| f.path.to_string())
-            .collect();
-        let overwrite = options.overwrite;
-        tokio::task::spawn_blocking(move || check_targets(&root, &rels, 0, overwrite))
-            .await
-            .map_err(|e| ModelError::Input(format!("checking {} failed: {e}", dir.display())))??;
-        txn.refuse_case_collisions(&files)?;
-    }
-    if let Some(expected) = &options.expected_files {
-        check_expected(&files, expected, &artifact.descriptor.digest)?;
+    if let Err(e) = check_unpacked(
+        &mut txn,
+        &files,
+        artifact,
+        !archives.is_empty(),
+        dir,
+        options,
+    )
+    .await
+    {
+        txn.keep_parts = keeps_parts(&e);
+        return Err(e);
     }
     for (i, (file, path)) in all.iter().enumerate() {
         if let Err(e) = txn.place(path, &file.path, i, options.overwrite) {
@@ -1116,6 +1111,36 @@ impl Drop for Transaction {
             let _ = std::fs::remove_dir(&d);
         }
     }
+}
+
+/// The checks that wait for the archives' contents: their paths (as for raw layers, now that
+/// they are known) and, after a verification, that the files are exactly the signed ones.
+async fn check_unpacked(
+    txn: &mut Transaction,
+    files: &[ModelFile],
+    artifact: &ModelArtifact,
+    has_archives: bool,
+    dir: &Path,
+    options: &PullOptions,
+) -> Result<(), ModelError> {
+    if has_archives {
+        check_file_tree(files, &artifact.descriptor.digest)?;
+        let root = txn.root.clone();
+        let rels: Vec<String> = files
+            .iter()
+            .filter(|f| f.archive.is_some())
+            .map(|f| f.path.to_string())
+            .collect();
+        let overwrite = options.overwrite;
+        tokio::task::spawn_blocking(move || check_targets(&root, &rels, 0, overwrite))
+            .await
+            .map_err(|e| ModelError::Input(format!("checking {} failed: {e}", dir.display())))??;
+        txn.refuse_case_collisions(files)?;
+    }
+    if let Some(expected) = &options.expected_files {
+        check_expected(files, expected, &artifact.descriptor.digest)?;
+    }
+    Ok(())
 }
 
 /// Give a raw layer's file the mode of its `org.cncf.model.file.metadata+json` annotation
