@@ -3,7 +3,9 @@
 //! registry without the referrers API: Debian's `docker-registry` 2.8) and a layout's
 //! `index.json`, rewritten by `sign` and `push`, keep the fields of foreign entries
 //! (`platform`, `urls`, `data`, annotations, vendor keys, in their order) and of the index
-//! itself (`annotations`, `subject`, vendor keys), and gain our entries.
+//! itself (`annotations`, `subject`, vendor keys), and gain our entries. What is kept is
+//! bounded by the caps on what is read: the manifest cap for a fallback index, the
+//! `index.json` cap for a layout.
 
 use crate::harness;
 use crate::registry::{referrer_of, store};
@@ -11,8 +13,10 @@ use crate::support::{keypair, push, referrer_count, run_json, sign, small_model}
 use bytes::Bytes;
 use oci_model::digest::Digest;
 use oci_model::media_types as mt;
-use oci_model::store::{BytesSource, Descriptor, Store};
+use oci_model::store::{BytesSource, Descriptor, ImageIndex, Store, StoreError};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Fields another tool writes on an index entry, deliberately not in our field order.
 fn foreign_entry_fields() -> Value {
@@ -189,4 +193,98 @@ fn a_layout_keeps_foreign_annotations_when_a_tag_moves() {
         v2.get("platform").is_none(),
         "a new entry is ours alone: {after:#}"
     );
+}
+
+/// The bound on what is kept: a fallback index is read like every manifest, within
+/// `MAX_MANIFEST_SIZE`; one over it (served here by a proxy in front of the real registry) is
+/// refused before it is parsed, naming the tag, and never rewritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fallback_index_over_the_manifest_cap_is_refused_and_left_alone() {
+    let reg = harness::Registry::start();
+    let repo = harness::repo("bigindex");
+    let direct = store(&reg.host, &repo);
+    let subject = crate::registry::push_subject(&direct, "v1").await;
+    let tag = subject.digest.fallback_tag();
+    let index_puts = Arc::new(AtomicUsize::new(0));
+    let hook: crate::registry::Hook = {
+        let (tag, index_puts) = (tag.clone(), index_puts.clone());
+        Box::new(move |m, p, _| {
+            if !p.ends_with(&format!("/manifests/{tag}")) {
+                return None;
+            }
+            if *m == reqwest::Method::PUT {
+                index_puts.fetch_add(1, Ordering::SeqCst);
+                return None;
+            }
+            // An index whose unknown field alone is one byte over the cap.
+            let filler = "x".repeat(mt::MAX_MANIFEST_SIZE as usize);
+            let body = format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[],"io.example.big":"{filler}"}}"#,
+                mt::OCI_INDEX
+            );
+            Some(
+                axum::response::Response::builder()
+                    .status(200)
+                    .header("Content-Type", mt::OCI_INDEX)
+                    .body(axum::body::Body::from(body))
+                    .unwrap(),
+            )
+        })
+    };
+    let proxy = crate::registry::Proxy::start(&reg.host, hook).await;
+    let s = store(&proxy.host, &repo);
+    let err = s.referrers(&subject, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&format!("manifest {tag} is")),
+        "{err}"
+    );
+    s.push_blob(&BytesSource(Bytes::from_static(b"{}")))
+        .await
+        .unwrap();
+    let referrer = referrer_of(&s, &subject, mt::SIGSTORE_BUNDLE_V03, 1).await;
+    let err = s.push_referrer(referrer, &subject).await.unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&format!("manifest {tag} is")),
+        "{err}"
+    );
+    assert_eq!(
+        index_puts.load(Ordering::SeqCst),
+        0,
+        "the index was rewritten"
+    );
+}
+
+/// A layout's `index.json` is read within its cap (64 MiB): one over it is refused naming
+/// the file, before it is parsed, and a write leaves it as it was.
+#[tokio::test]
+async fn a_layout_index_over_its_cap_is_refused_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::write(
+        root.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let index = root.join("index.json");
+    let size = 64 * 1024 * 1024 + 1;
+    std::fs::File::create(&index)
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    let s = oci_model::store::layout::LayoutStore::open_or_create(root).unwrap();
+    let err = s.list_tags().await.unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("index.json"), "{err}");
+    let err = s
+        .push_manifest(
+            Bytes::from(ImageIndex::new().to_bytes()),
+            mt::OCI_INDEX,
+            Some("v1"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    assert_eq!(std::fs::metadata(&index).unwrap().len(), size);
 }
