@@ -198,11 +198,8 @@ pub fn build_manifest(
                 );
             }
             Descriptor {
-                media_type: f.media_type.clone(),
-                digest: f.digest.clone(),
-                size: f.size,
-                artifact_type: None,
                 annotations: Some(a),
+                ..Descriptor::new(f.media_type.clone(), f.digest.clone(), f.size)
             }
         })
         .collect();

@@ -1604,11 +1604,8 @@ mod tests {
             let mut a = Annotations::new();
             a.insert(mt::ANNOTATION_FILEPATH.into(), p.to_string());
             layers.push(Descriptor {
-                media_type: mt::MODEL_WEIGHT.into(),
-                digest: Digest::of(&content),
-                size: content.len() as u64,
-                artifact_type: None,
                 annotations: Some(a),
+                ..Descriptor::new(mt::MODEL_WEIGHT, Digest::of(&content), content.len() as u64)
             });
             blobs.push(content);
         }

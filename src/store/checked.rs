@@ -143,15 +143,14 @@ impl Referrer {
                 ))
             }
         }
+        let media_type = manifest
+            .media_type
+            .clone()
+            .unwrap_or_else(|| mt::OCI_MANIFEST.to_string());
         let descriptor = Descriptor {
-            media_type: manifest
-                .media_type
-                .clone()
-                .unwrap_or_else(|| mt::OCI_MANIFEST.to_string()),
-            digest: sized.digest.clone(),
-            size: sized.size(),
             artifact_type: Some(manifest.effective_artifact_type().to_string()),
             annotations: manifest.annotations.clone().filter(|a| !a.is_empty()),
+            ..Descriptor::new(media_type, sized.digest.clone(), sized.size())
         };
         Ok(Referrer {
             sized,

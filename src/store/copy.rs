@@ -172,11 +172,13 @@ impl Copier<'_> {
             self.dependencies(&raw, 0).await?;
             self.dst.push_referrer(raw.bytes.clone(), subject).await?;
             let referrer = Descriptor {
-                media_type: raw.descriptor.media_type.clone(),
-                digest: r.digest.clone(),
-                size: raw.bytes.len() as u64,
                 artifact_type: r.artifact_type.clone(),
                 annotations: r.annotations.clone(),
+                ..Descriptor::new(
+                    raw.descriptor.media_type.clone(),
+                    r.digest.clone(),
+                    raw.bytes.len() as u64,
+                )
             };
             self.report.referrers.push(referrer.clone());
             let plain = Descriptor::new(referrer.media_type, referrer.digest, referrer.size);
@@ -473,11 +475,8 @@ pub(crate) mod tests {
         let mut child = leaf.clone();
         for level in 0..3 {
             let index = ImageIndex {
-                schema_version: 2,
-                media_type: Some(mt::OCI_INDEX.into()),
-                artifact_type: None,
                 manifests: vec![child.clone(); 20],
-                annotations: None,
+                ..ImageIndex::new()
             };
             let bytes = serde_json::to_vec(&index).unwrap();
             child = src

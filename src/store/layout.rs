@@ -19,11 +19,11 @@
 //!   never follows a symlink and refuses anything but a regular file (a FIFO, a device, a
 //!   directory) before reading a byte, so no layout can make a read hang or leave it; `blobs/`
 //!   and `blobs/sha256/` must be directories, not symlinks, for reads and writes.
-//! - `index.json` is rewritten from a [`KeptIndex`]: fields other tools wrote (`platform`,
-//!   `urls`, `data`, the index `subject`, vendor fields) are written back unchanged.
+//! - `index.json` is read and rewritten as an [`ImageIndex`], which keeps the fields other
+//!   tools wrote (`platform`, `urls`, `data`, the index `subject`, vendor fields): they are
+//!   written back unchanged, also on an entry whose tag moves.
 
 use super::io::fill_buf;
-use super::oci::{KeptDescriptor, KeptIndex};
 use super::*;
 use crate::media_types as mt;
 use std::io::Write as _;
@@ -114,7 +114,7 @@ impl LayoutStore {
             // Under the lock: another writer may be creating it with entries right now.
             let _lock = self.lock_index()?;
             if !index.exists() {
-                write_atomic(&self.root, &index, &KeptIndex::new().to_bytes())?;
+                write_atomic(&self.root, &index, &ImageIndex::new().to_bytes())?;
             }
         }
         Ok(())
@@ -167,10 +167,10 @@ impl LayoutStore {
     }
 
     /// Read-modify-write `index.json` under the lock; `edit` returns whether it changed it.
-    /// Fields we do not model are kept (see [`KeptIndex`]).
+    /// Fields we do not model are kept (see [`ImageIndex`]).
     async fn update_index<F>(&self, edit: F) -> Result<()>
     where
-        F: FnOnce(&mut KeptIndex) -> bool + Send + 'static,
+        F: FnOnce(&mut ImageIndex) -> bool + Send + 'static,
     {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
@@ -183,7 +183,7 @@ impl LayoutStore {
                     what: INDEX_FILE.to_string(),
                     location: store.location(),
                 })?;
-            let mut index: KeptIndex = parse_index(&store.location(), &bytes)?;
+            let mut index: ImageIndex = parse_index(&store.location(), &bytes)?;
             if edit(&mut index) {
                 write_atomic(&store.root, &path, &index.to_bytes())?;
             }
@@ -519,29 +519,36 @@ impl Store for LayoutStore {
         self.write_small_blob(bytes).await?;
         let mut entry = Descriptor::new(media_type, manifest.digest().clone(), manifest.size());
         entry.artifact_type = manifest_info(bytes).and_then(|i| i.artifact_type);
-        let mut entry = KeptDescriptor::from(entry);
         let tag = tag.map(|t| t.as_str().to_string());
         self.update_index(move |index| match tag {
             Some(tag) => {
-                // Fields other tools wrote on this manifest's entry (e.g. its `platform`) stay.
+                // What other tools wrote on this manifest's entry (its `platform`, `urls`,
+                // annotations, vendor fields) stays; the tag is ours to set.
                 if let Some(old) = index.manifests.iter().find(|d| {
                     let name = ref_name(d);
                     d.digest == entry.digest && (name.is_none() || name == Some(tag.as_str()))
                 }) {
-                    entry.unknown = old.unknown.clone();
+                    entry = Descriptor {
+                        media_type: entry.media_type,
+                        digest: entry.digest,
+                        size: entry.size,
+                        artifact_type: entry.artifact_type,
+                        ..old.clone()
+                    };
                 }
                 // The tag moves here; an untagged entry for the same manifest becomes redundant.
                 index.manifests.retain(|d| {
                     let name = ref_name(d);
                     name != Some(tag.as_str()) && !(name.is_none() && d.digest == entry.digest)
                 });
-                let mut annotations = Annotations::new();
-                annotations.insert(mt::ANNOTATION_REF_NAME.to_string(), tag);
-                entry.descriptor.annotations = Some(annotations);
+                entry
+                    .annotations
+                    .get_or_insert_with(Annotations::new)
+                    .insert(mt::ANNOTATION_REF_NAME.to_string(), tag);
                 index.manifests.push(entry);
                 true
             }
-            None => add_untagged(index, entry.descriptor),
+            None => add_untagged(index, entry),
         })
         .await
     }
@@ -707,11 +714,11 @@ impl Store for LayoutStore {
 }
 
 /// Adds an untagged `entry` unless the index already lists its manifest; whether it did.
-fn add_untagged(index: &mut KeptIndex, entry: Descriptor) -> bool {
+fn add_untagged(index: &mut ImageIndex, entry: Descriptor) -> bool {
     if index.manifests.iter().any(|d| d.digest == entry.digest) {
         return false;
     }
-    index.manifests.push(entry.into());
+    index.manifests.push(entry);
     true
 }
 

@@ -8,6 +8,17 @@ use std::collections::BTreeMap;
 
 pub type Annotations = BTreeMap<String, String>;
 
+/// Fields of a JSON object this crate does not model, kept as they were read (in their order)
+/// and written back after the modelled ones, so a read-modify-write of a document another tool
+/// wrote (a layout's `index.json`, a referrers fallback index) never drops them. Bounded by
+/// what bounds the document: the manifest size cap (`checked::SizedManifest`,
+/// `limits::MAX_MANIFEST_SIZE`) and the layout's `index.json` cap.
+pub type UnknownFields = serde_json::Map<String, serde_json::Value>;
+
+/// An OCI content descriptor: the fields of the image-spec, plus every other field another
+/// tool wrote ([`UnknownFields`]). Build one with [`Descriptor::new`] (and struct update
+/// syntax); with nothing optional set it serializes to exactly
+/// `{"mediaType":…,"digest":…,"size":…}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
@@ -18,6 +29,47 @@ pub struct Descriptor {
     pub artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<Annotations>,
+    /// The platform of the image an index entry points at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// Other places the content may be fetched from (never used here: blobs come from the
+    /// store that lists them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+    /// The content itself, base64 (kept as written; never trusted in place of the blob).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
+}
+
+/// The `platform` of a descriptor (image-spec, image index). The spec requires `architecture`
+/// and `os`; nothing here uses a platform, so one that lacks them is kept as written rather
+/// than refused (a wrong JSON type is refused); fields beyond these are kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_version: Option<String>,
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub os_features: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
 impl Descriptor {
@@ -28,6 +80,10 @@ impl Descriptor {
             size,
             artifact_type: None,
             annotations: None,
+            platform: None,
+            urls: None,
+            data: None,
+            unknown: UnknownFields::new(),
         }
     }
     /// The OCI empty descriptor (`{}`), used as the config of referrer manifests.
@@ -82,7 +138,10 @@ impl ImageManifest {
     }
 }
 
-/// OCI image index (referrers responses, fallback tags, layout `index.json`).
+/// OCI image index (referrers responses, fallback tags, layout `index.json`), with every field
+/// another tool wrote on it and on its entries ([`UnknownFields`]), so rewriting one keeps
+/// them. [`ImageIndex::new`] (and `Default`) is an empty OCI index; with nothing else set it
+/// serializes to exactly what it always did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageIndex {
@@ -94,7 +153,11 @@ pub struct ImageIndex {
     #[serde(default)]
     pub manifests: Vec<Descriptor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<Annotations>,
+    #[serde(flatten)]
+    pub unknown: UnknownFields,
 }
 
 impl ImageIndex {
@@ -104,7 +167,9 @@ impl ImageIndex {
             media_type: Some(mt::OCI_INDEX.to_string()),
             artifact_type: None,
             manifests: Vec::new(),
+            subject: None,
             annotations: None,
+            unknown: UnknownFields::new(),
         }
     }
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -118,109 +183,85 @@ impl Default for ImageIndex {
     }
 }
 
-/// Fields of a JSON object this crate does not model, kept as they were read.
-pub type UnknownFields = serde_json::Map<String, serde_json::Value>;
-
-/// An image index read to be rewritten (a layout's `index.json`): the fields of [`ImageIndex`]
-/// plus every field we do not model, on the index (e.g. its `subject`) and on each entry
-/// (`platform`, `urls`, `data`, vendor fields), written back unchanged after our fields, so a
-/// read-modify-write never drops what another tool wrote.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeptIndex {
-    pub schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub artifact_type: Option<String>,
-    #[serde(default)]
-    pub manifests: Vec<KeptDescriptor>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<Annotations>,
-    #[serde(flatten)]
-    pub unknown: UnknownFields,
-}
-
-/// A [`Descriptor`] of a [`KeptIndex`], with the fields we do not model.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct KeptDescriptor {
-    #[serde(flatten)]
-    pub descriptor: Descriptor,
-    #[serde(flatten)]
-    pub unknown: UnknownFields,
-}
-
-impl From<Descriptor> for KeptDescriptor {
-    fn from(descriptor: Descriptor) -> Self {
-        KeptDescriptor {
-            descriptor,
-            unknown: UnknownFields::new(),
-        }
-    }
-}
-
-impl std::ops::Deref for KeptDescriptor {
-    type Target = Descriptor;
-    fn deref(&self) -> &Descriptor {
-        &self.descriptor
-    }
-}
-
-impl KeptIndex {
-    pub fn new() -> Self {
-        let ImageIndex {
-            schema_version,
-            media_type,
-            artifact_type,
-            annotations,
-            ..
-        } = ImageIndex::new();
-        KeptIndex {
-            schema_version,
-            media_type,
-            artifact_type,
-            manifests: Vec::new(),
-            annotations,
-            unknown: UnknownFields::new(),
-        }
-    }
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("index serializes")
-    }
-}
-
-impl Default for KeptIndex {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// What another tool wrote on the index and on its entries survives a rewrite, and an
-    /// index of ours serializes to exactly the bytes [`ImageIndex`] gives.
+    /// What another tool wrote on the index and on its entries survives a rewrite, byte for
+    /// byte when written in our field order.
     #[test]
-    fn kept_index_keeps_unknown_fields_and_our_bytes() {
-        let text = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"annotations":{"org.opencontainers.image.ref.name":"v1"},"platform":{"architecture":"amd64","os":"linux"},"urls":["https://example.com/x"],"data":"e30=","io.vendor.x":{"n":[1,2.5,null]}}],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"io.vendor.top":true}"#;
-        let kept: KeptIndex = serde_json::from_str(text).unwrap();
-        assert_eq!(kept.manifests[0].size, 2);
+    fn index_keeps_unknown_fields() {
+        let text = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"annotations":{"org.opencontainers.image.ref.name":"v1"},"platform":{"architecture":"arm64","os":"linux","os.version":"6.1","os.features":["f"],"variant":"v8","features":["g"],"io.vendor.p":1},"urls":["https://example.com/x"],"data":"e30=","io.vendor.x":{"n":[1,2.5,null]}}],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"io.vendor.s":"s"},"annotations":{"i":"j"},"io.vendor.top":true}"#;
+        let index: ImageIndex = serde_json::from_str(text).unwrap();
+        let entry = &index.manifests[0];
+        assert_eq!(entry.size, 2);
+        assert_eq!(entry.annotation(mt::ANNOTATION_REF_NAME), Some("v1"));
+        let platform = entry.platform.as_ref().unwrap();
         assert_eq!(
-            kept.manifests[0].annotation(mt::ANNOTATION_REF_NAME),
-            Some("v1")
+            (platform.architecture.as_deref(), platform.os.as_deref()),
+            (Some("arm64"), Some("linux"))
         );
-        assert_eq!(String::from_utf8(kept.to_bytes()).unwrap(), text);
+        assert_eq!(platform.os_version.as_deref(), Some("6.1"));
+        assert_eq!(platform.variant.as_deref(), Some("v8"));
+        assert_eq!(platform.unknown["io.vendor.p"], 1);
+        assert_eq!(
+            entry.urls.as_deref(),
+            Some(&["https://example.com/x".into()][..])
+        );
+        assert_eq!(entry.data.as_deref(), Some("e30="));
+        assert_eq!(entry.unknown["io.vendor.x"]["n"][1], 2.5);
+        let subject = index.subject.as_ref().unwrap();
+        assert_eq!(subject.unknown["io.vendor.s"], "s");
+        assert_eq!(index.unknown["io.vendor.top"], true);
+        assert_eq!(String::from_utf8(index.to_bytes()).unwrap(), text);
+    }
 
+    /// With nothing but our fields set, the bytes (so the digests) are what they always were.
+    #[test]
+    fn our_descriptors_and_indexes_serialize_as_before() {
+        assert_eq!(
+            String::from_utf8(ImageIndex::new().to_bytes()).unwrap(),
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#
+        );
         let mut ours = ImageIndex::new();
         ours.manifests.push(Descriptor {
             artifact_type: Some("x/y".into()),
             annotations: Some(Annotations::from([("a".into(), "b".into())])),
             ..Descriptor::empty()
         });
-        let kept: KeptIndex = serde_json::from_slice(&ours.to_bytes()).unwrap();
-        assert!(kept.unknown.is_empty() && kept.manifests[0].unknown.is_empty());
-        assert_eq!(kept.to_bytes(), ours.to_bytes());
-        assert_eq!(KeptIndex::new().to_bytes(), ImageIndex::new().to_bytes());
+        assert_eq!(
+            String::from_utf8(ours.to_bytes()).unwrap(),
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"artifactType":"x/y","annotations":{"a":"b"}}]}"#
+        );
+        let again: ImageIndex = serde_json::from_slice(&ours.to_bytes()).unwrap();
+        assert!(again.unknown.is_empty() && again.manifests[0].unknown.is_empty());
+        assert_eq!(again, ours);
+    }
+
+    /// A platform lacking fields the spec requires is kept as written; fields of the wrong
+    /// JSON type are refused, naming the field.
+    #[test]
+    fn platforms_are_kept_as_written_and_typed() {
+        let entry = r#"{"mediaType":"a/b","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2,"platform":{"os":"linux"}}"#;
+        let d: Descriptor = serde_json::from_str(entry).unwrap();
+        let platform = d.platform.as_ref().unwrap();
+        assert_eq!(
+            (platform.architecture.as_deref(), platform.os.as_deref()),
+            (None, Some("linux"))
+        );
+        assert_eq!(
+            String::from_utf8(serde_json::to_vec(&d).unwrap()).unwrap(),
+            entry
+        );
+        for (bad, field) in [
+            (r#""platform":{"os":5}"#, "string"),
+            (r#""platform":"linux""#, "Platform"),
+            (r#""urls":"https://x""#, "sequence"),
+            (r#""data":[1]"#, "string"),
+        ] {
+            let text = entry.replace(r#""platform":{"os":"linux"}"#, bad);
+            let err = serde_json::from_str::<Descriptor>(&text).unwrap_err();
+            assert!(err.to_string().contains(field), "{bad}: {err}");
+        }
     }
 }

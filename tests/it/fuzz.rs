@@ -436,3 +436,151 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// Every key the OCI types model, at any level: generated unknown keys avoid them.
+const MODELLED_KEYS: &[&str] = &[
+    "schemaVersion",
+    "mediaType",
+    "artifactType",
+    "manifests",
+    "subject",
+    "annotations",
+    "digest",
+    "size",
+    "platform",
+    "urls",
+    "data",
+    "architecture",
+    "os",
+    "os.version",
+    "os.features",
+    "variant",
+    "features",
+];
+
+/// Fields the OCI types do not model, with arbitrary JSON values.
+fn unknown_fields() -> impl Strategy<Value = Vec<(String, Value)>> {
+    prop::collection::vec(
+        (
+            word().prop_filter("a modelled key", |k| !MODELLED_KEYS.contains(&k.as_str())),
+            json_value(),
+        ),
+        0..4,
+    )
+}
+
+/// `fields` merged into `object`, before or after the modelled fields.
+fn with_fields(object: Value, fields: Vec<(String, Value)>, first: bool) -> Value {
+    let mut out = serde_json::Map::new();
+    let known = match object {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    };
+    if !first {
+        out.extend(known.clone());
+    }
+    out.extend(fields);
+    for (k, v) in known {
+        out.insert(k, v);
+    }
+    Value::Object(out)
+}
+
+/// A descriptor as another tool may write it: the modelled fields (optional ones present or
+/// not) and unknown ones, anywhere.
+fn foreign_descriptor() -> impl Strategy<Value = Value> {
+    (
+        any::<[u8; 8]>(),
+        any::<u64>(),
+        prop::option::of(word()),
+        prop::option::of(prop::collection::btree_map(word(), word(), 0..3)),
+        prop::option::of((
+            prop::option::of(word()),
+            prop::option::of(word()),
+            prop::option::of(prop::collection::vec(word(), 0..3)),
+            unknown_fields(),
+        )),
+        prop::option::of(prop::collection::vec(word(), 0..3)),
+        prop::option::of(word()),
+        unknown_fields(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(seed, size, artifact_type, annotations, platform, urls, data, unknown, first)| {
+                let mut d = json!({
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": Digest::of(&seed),
+                    "size": size,
+                });
+                if let Some(t) = artifact_type {
+                    d["artifactType"] = json!(t);
+                }
+                if let Some(a) = annotations {
+                    d["annotations"] = json!(a);
+                }
+                if let Some((arch, os, features, unknown)) = platform {
+                    let mut p = json!({});
+                    if let Some(a) = arch {
+                        p["architecture"] = json!(a);
+                    }
+                    if let Some(o) = os {
+                        p["os"] = json!(o);
+                    }
+                    if let Some(f) = features {
+                        p["os.features"] = json!(f);
+                    }
+                    d["platform"] = with_fields(p, unknown, first);
+                }
+                if let Some(u) = urls {
+                    d["urls"] = json!(u);
+                }
+                if let Some(b) = data {
+                    d["data"] = json!(b);
+                }
+                with_fields(d, unknown, first)
+            },
+        )
+}
+
+proptest! {
+    /// Issue 11 item 10: an index another tool wrote, with fields we do not model on the
+    /// index, its subject, its entries and their platforms, parses; written back, it holds
+    /// every field it was read with (the same JSON), and parses to the same index again.
+    /// Arbitrary JSON that parses as an index round-trips too.
+    #[test]
+    fn indexes_keep_every_field_they_are_read_with(
+        entries in prop::collection::vec(foreign_descriptor(), 0..4),
+        subject in prop::option::of(foreign_descriptor()),
+        annotations in prop::option::of(prop::collection::btree_map(word(), word(), 0..3)),
+        unknown in unknown_fields(),
+        first in any::<bool>(),
+        value in json_value(),
+    ) {
+        let mut doc = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        });
+        if let Some(s) = subject {
+            doc["subject"] = s;
+        }
+        if let Some(a) = annotations {
+            doc["annotations"] = json!(a);
+        }
+        let doc = with_fields(doc, unknown, first);
+        let index: oci_model::store::ImageIndex =
+            serde_json::from_value(doc.clone()).map_err(|e| TestCaseError::fail(format!("{e}: {doc}")))?;
+        let written = index.to_bytes();
+        let back: Value = serde_json::from_slice(&written).unwrap();
+        prop_assert_eq!(&back, &doc);
+        let again: oci_model::store::ImageIndex = serde_json::from_slice(&written).unwrap();
+        prop_assert_eq!(&again, &index);
+        prop_assert_eq!(again.to_bytes(), written);
+
+        let bytes = serde_json::to_vec(&value).unwrap();
+        if let Ok(i) = serde_json::from_slice::<oci_model::store::ImageIndex>(&bytes) {
+            let again: oci_model::store::ImageIndex = serde_json::from_slice(&i.to_bytes()).unwrap();
+            prop_assert_eq!(again, i);
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod conformance;
 mod deploy;
 mod ecosystem;
 mod fakes;
+mod foreign_fields;
 mod fuzz;
 mod harness;
 mod hostile;
