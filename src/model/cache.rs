@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 const FILE_NAME: &str = "digests.json";
+/// Held (an exclusive lock) while a process reads, merges and writes the cache file.
+const LOCK_NAME: &str = "digests.lock";
 const VERSION: u32 = 1;
 /// Entries kept (least recently used dropped first).
 const MAX_ENTRIES: usize = 50_000;
@@ -207,6 +209,15 @@ impl DigestCache {
             _ => return Ok(()),
         };
         std::fs::create_dir_all(&self.dir)?;
+        // Processes that save at once (two pushes, a push and a pull) take turns: without the
+        // lock, one could read the file before another's rename and write back without its
+        // entries. Released when `lock` is dropped, after the rename.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(LOCK_NAME))?;
+        lock.lock()?;
         let mut entries = read_file(&self.dir);
         for (k, v) in touched {
             match v {
@@ -283,6 +294,40 @@ mod tests {
         let merged = DigestCache::load(&cache_dir);
         assert_eq!(merged.lookup(&other, &okey), Some(Digest::of(b"o")));
         assert_eq!(merged.lookup(&file, &key), None);
+    }
+
+    #[test]
+    fn saves_at_the_same_time_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("cache");
+        let n = 16;
+        let start = std::sync::Arc::new(std::sync::Barrier::new(n));
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let (dir, cache_dir, start) =
+                    (dir.path().to_path_buf(), cache_dir.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let file = dir.join(format!("f{i}"));
+                    let key = write(&file, i.to_string().as_bytes());
+                    // Each as its own process would: loaded before any other saved.
+                    let cache = DigestCache::load(&cache_dir);
+                    cache.insert(&file, key, Digest::of(i.to_string().as_bytes()), None);
+                    start.wait();
+                    cache.save().unwrap();
+                    (file, key)
+                })
+            })
+            .collect();
+        let saved: Vec<(PathBuf, FileKey)> =
+            threads.into_iter().map(|t| t.join().unwrap()).collect();
+        let merged = DigestCache::load(&cache_dir);
+        for (i, (file, key)) in saved.iter().enumerate() {
+            assert_eq!(
+                merged.lookup(file, key),
+                Some(Digest::of(i.to_string().as_bytes())),
+                "entry {i} lost"
+            );
+        }
     }
 
     #[test]
