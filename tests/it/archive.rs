@@ -363,22 +363,6 @@ async fn setuid_and_setgid_bits_are_dropped() {
     assert_eq!(mode_of(&out.join("bin/sgid")), 0o755);
 }
 
-/// The reference tool, or None (test skipped) outside CI.
-fn model_signing() -> Option<std::path::PathBuf> {
-    let path = harness::project_root().join(".venv/bin/model_signing");
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{} is missing: run scripts/venv.sh", path.display());
-    }
-    eprintln!(
-        "skipping the model_signing part: {} not found",
-        path.display()
-    );
-    None
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_and_verify_an_archive_layer_model_and_model_signing_accepts_the_pull() {
     let reg = Registry::start();
@@ -407,7 +391,7 @@ async fn sign_and_verify_an_archive_layer_model_and_model_signing_accepts_the_pu
     .await
     .unwrap();
     assert_eq!(tree(&pulled)["weights/a.bin"], b"alpha weights");
-    let Some(tool) = model_signing() else { return };
+    let tool = harness::venv_tool("model_signing");
     let verify = |dir: &Path| {
         std::process::Command::new(&tool)
             .args(["verify", "key", "--public_key"])

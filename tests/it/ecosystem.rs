@@ -631,12 +631,7 @@ fn pushed_config_validates_against_the_modelpack_schema() {
 /// Validate a config document against the model-spec schema with Python `jsonschema`
 /// (draft 2020-12) from `.venv`.
 fn validate(config: &Value) -> Result<(), String> {
-    let python = harness::project_root().join(".venv/bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: run scripts/venv.sh",
-        python.display()
-    );
+    let python = harness::venv_python_with("jsonschema");
     let schema = testdata("modelpack/config-schema.json");
     let doc = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(doc.path(), serde_json::to_vec(config).unwrap()).unwrap();

@@ -215,6 +215,38 @@ pub fn project_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// An interop peer in the project's venv (`.venv/bin/NAME`: `model_signing`, `sigstore`,
+/// `modelpack`, `python`). A missing one fails the test, never skips it, with or without `CI`:
+/// a test that passes without its peer would claim an interoperability nobody checked.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let path = project_root().join(".venv/bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/venv.sh (the test command scripts/test.sh does) to install \
+         the interop peers",
+        path.display()
+    );
+    path
+}
+
+/// The venv's `python`, checked to import `module` (e.g. `tuf.api.metadata`, `jsonschema`);
+/// like [`venv_tool`], a missing interpreter or module fails the test.
+pub fn venv_python_with(module: &str) -> PathBuf {
+    let python = venv_tool("python");
+    let out = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        out.status.success(),
+        "{} cannot import {module}: run scripts/venv.sh (the test command scripts/test.sh does) \
+         to install the interop peers\n{}",
+        python.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    python
+}
+
 /// Deterministic pseudo-random bytes (xorshift), cheap and incompressible enough for tests.
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;

@@ -3,8 +3,8 @@
 //! other signed, for P-256 and P-384, and a real key-signed bundle from model-transparency's
 //! test data verifies with oci-model.
 //!
-//! Without `.venv/bin/model_signing` the tool-to-tool tests skip with a message, except when
-//! `CI=true`: there they fail.
+//! Without `.venv/bin/model_signing` the tool-to-tool tests fail (never skip), with or without
+//! `CI`: `harness::venv_tool` names what is missing and how to install it.
 
 use crate::harness;
 use crate::support::testdata;
@@ -12,25 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const PASSWORD: &str = "oci-model-test";
-
-/// The reference tool, or None (test skipped) outside CI.
-fn model_signing() -> Option<PathBuf> {
-    let path = harness::project_root().join(".venv/bin/model_signing");
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{} is missing: run scripts/venv.sh (CI must run the interop tests)",
-            path.display()
-        );
-    }
-    eprintln!(
-        "skipping: {} not found (run scripts/venv.sh to install model-signing 1.1.1)",
-        path.display()
-    );
-    None
-}
 
 fn key(name: &str) -> PathBuf {
     testdata("keys").join(name)
@@ -175,13 +156,13 @@ fn we_sign_reference_verifies(tool: &Path, private: &str, public: &str) {
 
 #[test]
 fn model_signing_p256_signature_verifies_with_oci_model() {
-    let Some(tool) = model_signing() else { return };
+    let tool = harness::venv_tool("model_signing");
     reference_signs_we_verify(&tool, "p256.key", None, "p256.pub");
 }
 
 #[test]
 fn model_signing_p384_signature_verifies_with_oci_model() {
-    let Some(tool) = model_signing() else { return };
+    let tool = harness::venv_tool("model_signing");
     reference_signs_we_verify(&tool, "p384.key", None, "p384.pub");
 }
 
@@ -189,7 +170,7 @@ fn model_signing_p384_signature_verifies_with_oci_model() {
 /// AES-256-CBC).
 #[test]
 fn model_signing_reads_our_encrypted_keys() {
-    let Some(tool) = model_signing() else { return };
+    let tool = harness::venv_tool("model_signing");
     reference_signs_we_verify(
         &tool,
         "p256-encrypted.key",
@@ -206,14 +187,14 @@ fn model_signing_reads_our_encrypted_keys() {
 
 #[test]
 fn oci_model_p256_signature_verifies_with_model_signing() {
-    let Some(tool) = model_signing() else { return };
+    let tool = harness::venv_tool("model_signing");
     we_sign_reference_verifies(&tool, "p256.key", "p256.pub");
     we_sign_reference_verifies(&tool, "p256-encrypted.key", "p256-encrypted.pub");
 }
 
 #[test]
 fn oci_model_p384_signature_verifies_with_model_signing() {
-    let Some(tool) = model_signing() else { return };
+    let tool = harness::venv_tool("model_signing");
     we_sign_reference_verifies(&tool, "p384.key", "p384.pub");
     we_sign_reference_verifies(&tool, "p384-encrypted.key", "p384-encrypted.pub");
 }
@@ -221,7 +202,7 @@ fn oci_model_p384_signature_verifies_with_model_signing() {
 /// A single-file model (resource named `.`) in both directions.
 #[test]
 fn single_file_model_both_directions() {
-    let Some(tool) = model_signing() else { return };
+    let tool = harness::venv_tool("model_signing");
     let t = tempfile::tempdir().unwrap();
     let file = t.path().join("model.gguf");
     std::fs::write(&file, harness::pseudo_random(10_000, 3)).unwrap();
@@ -448,12 +429,12 @@ async fn registry_signature_verifies_with_model_signing(tool: &Path, private: &s
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registry_p256_signature_verifies_pulled_model_with_model_signing() {
-    let Some(tool) = model_signing() else { return };
+    let tool = harness::venv_tool("model_signing");
     registry_signature_verifies_with_model_signing(&tool, "p256.key", "p256.pub").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn registry_p384_signature_verifies_pulled_model_with_model_signing() {
-    let Some(tool) = model_signing() else { return };
+    let tool = harness::venv_tool("model_signing");
     registry_signature_verifies_with_model_signing(&tool, "p384.key", "p384.pub").await;
 }

@@ -551,22 +551,15 @@ async fn keyless_fulcio_rejects_tokens_it_cannot_trust() {
     assert!(msg.contains(&fake.fulcio_url), "{msg}");
 }
 
-/// The sigstore-python CLI in the project venv (scripts/venv.sh installs it with model-signing).
-pub fn sigstore_python() -> Option<std::path::PathBuf> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/sigstore");
-    p.exists().then_some(p)
+/// The sigstore-python CLI in the project venv (scripts/venv.sh installs it with model-signing);
+/// a missing one fails the test.
+pub fn sigstore_python() -> std::path::PathBuf {
+    crate::harness::venv_tool("sigstore")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_bundle_reverifies_with_sigstore_python() {
-    let Some(sigstore) = sigstore_python() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have .venv/bin/sigstore (scripts/venv.sh)"
-        );
-        eprintln!("skipped: .venv/bin/sigstore not installed (run scripts/venv.sh)");
-        return;
-    };
+    let sigstore = sigstore_python();
     let fake = FakeSigstore::start();
     let email = "python@example.com";
     let signer = KeylessSigner::new(&token(fake.token_for_email(email)), options(&fake))

@@ -4,8 +4,8 @@
 //! our pull, sign, verify and `model_signing verify` of what we pulled; our pushes (raw and
 //! `--archive-dirs`) → its pull, files identical.
 //!
-//! Without `.venv/bin/modelpack` the tests skip with a message, except when `CI=true`: there
-//! they fail.
+//! Without `.venv/bin/modelpack` (or `model_signing`) the tests fail (never skip), with or
+//! without `CI`: `harness::venv_tool` names what is missing and how to install it.
 
 use crate::harness::{self, Registry};
 use crate::support::{keypair, run_json, tree, write_model};
@@ -14,24 +14,6 @@ use std::process::Command;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn venv_tool(name: &str) -> Option<PathBuf> {
-    let path = harness::project_root().join(".venv/bin").join(name);
-    if path.is_file() {
-        return Some(path);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "{} is missing: run scripts/venv.sh (CI must run the interop tests)",
-            path.display()
-        );
-    }
-    eprintln!(
-        "skipping: {} not found (run scripts/venv.sh)",
-        path.display()
-    );
-    None
 }
 
 /// Run `modelpack --insecure ARGS…`; it must succeed.
@@ -75,9 +57,7 @@ fn mode_of(p: &Path) -> u32 {
 
 #[test]
 fn modelpack_client_pushes_raw_and_archive_layers_we_pull_sign_and_verify() {
-    let Some(tool) = venv_tool("modelpack") else {
-        return;
-    };
+    let tool = harness::venv_tool("modelpack");
     let reg = Registry::start();
     let t = tempfile::tempdir().unwrap();
     let model = make_model(t.path());
@@ -142,9 +122,7 @@ fn modelpack_client_pushes_raw_and_archive_layers_we_pull_sign_and_verify() {
         let pulled = run_json(&["pull", &target, s(&checked), "--key", s(&public)]);
         assert_eq!(pulled["verification"]["ok"], true, "{form}");
 
-        let Some(ms) = venv_tool("model_signing") else {
-            continue;
-        };
+        let ms = harness::venv_tool("model_signing");
         let out = Command::new(ms)
             .args(["verify", "key", "--public_key"])
             .arg(&public)
@@ -164,9 +142,7 @@ fn modelpack_client_pushes_raw_and_archive_layers_we_pull_sign_and_verify() {
 
 #[test]
 fn our_raw_and_archive_dirs_pushes_pull_with_modelpack_client() {
-    let Some(tool) = venv_tool("modelpack") else {
-        return;
-    };
+    let tool = harness::venv_tool("modelpack");
     let reg = Registry::start();
     let t = tempfile::tempdir().unwrap();
     let model = make_model(t.path());

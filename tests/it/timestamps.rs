@@ -101,14 +101,7 @@ async fn fractional_gen_time_signs_and_verifies_everywhere() {
     assert!(out.contains("RFC 3161 timestamp"), "{out}");
 
     // sigstore-python.
-    let Some(sigstore) = sigstore_python() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have .venv/bin/sigstore"
-        );
-        eprintln!("skipped the sigstore-python part: .venv/bin/sigstore not installed");
-        return;
-    };
+    let sigstore = sigstore_python();
     let artifact = fake.dir().join("model.bin");
     std::fs::write(&artifact, data).unwrap();
     let out = std::process::Command::new(sigstore)
@@ -312,15 +305,7 @@ fn key_timestamp_refusals() {
 /// bundle: its `Bundle` requires a signing certificate ("expected certificate in bundle").
 #[test]
 fn key_timestamped_signature_verifies_with_model_signing() {
-    let tool = crate::harness::project_root().join(".venv/bin/model_signing");
-    if !tool.is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have model_signing"
-        );
-        eprintln!("skipped: .venv/bin/model_signing not installed");
-        return;
-    }
+    let tool = harness::venv_tool("model_signing");
     let fake = FakeSigstore::start();
     let (dir, model, _target) = model_in_layout();
     let (key, public) = keypair(dir.path(), "signer");

@@ -14,23 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// The venv's python with python-tuf, or None (test skipped) outside CI.
-fn python() -> Option<PathBuf> {
-    let path = harness::project_root().join(".venv/bin/python");
-    let has_tuf = path.is_file()
-        && std::process::Command::new(&path)
-            .args(["-c", "import tuf.api.metadata"])
-            .status()
-            .is_ok_and(|s| s.success());
-    if has_tuf {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must have python-tuf in .venv (scripts/venv.sh)"
-    );
-    eprintln!("skipped: .venv/bin/python with python-tuf not installed (run scripts/venv.sh)");
-    None
+/// The venv's python with python-tuf; a missing one fails the test.
+fn python() -> PathBuf {
+    harness::venv_python_with("tuf.api.metadata")
 }
 
 /// A static HTTP server on 127.0.0.1 serving one directory (switchable), counting requests.
@@ -252,7 +238,7 @@ fn verify(repo: &Repo, target: &str, public: &Path) -> (i32, String, String) {
 
 #[test]
 fn fresh_fetch_is_used_by_every_command_and_a_newer_version_replaces_it() {
-    let Some(python) = python() else { return };
+    let python = python();
     let fake = FakeSigstore::start();
     let repo = Repo::init(python, &fake.trusted_root_path);
     let server = Served::start(&repo.dir());
@@ -351,7 +337,7 @@ fn at_version_2(python: PathBuf, fake: &FakeSigstore) -> (Repo, Served, PathBuf)
 
 #[test]
 fn rollback_to_an_older_version_is_refused_and_the_cache_kept() {
-    let Some(python) = python() else { return };
+    let python = python();
     let fake = FakeSigstore::start();
     let (repo, server, v1) = at_version_2(python, &fake);
     server.serve(&v1);
@@ -373,7 +359,7 @@ fn rollback_to_an_older_version_is_refused_and_the_cache_kept() {
 
 #[test]
 fn expired_metadata_is_refused() {
-    let Some(python) = python() else { return };
+    let python = python();
     let fake = FakeSigstore::start();
     let repo = Repo::init(python, &fake.trusted_root_path);
     repo.publish(&fake.trusted_root_path, &["--expired"]);
@@ -389,7 +375,7 @@ fn expired_metadata_is_refused() {
 
 #[test]
 fn a_bad_signature_is_refused() {
-    let Some(python) = python() else { return };
+    let python = python();
     let fake = FakeSigstore::start();
     let (repo, server, _) = at_version_2(python, &fake);
     repo.publish(&fake.trusted_root_path, &["--bad-signature"]);
@@ -404,7 +390,7 @@ fn a_bad_signature_is_refused() {
 
 #[test]
 fn a_tampered_target_is_refused_and_the_cache_kept() {
-    let Some(python) = python() else { return };
+    let python = python();
     let fake = FakeSigstore::start();
     let (repo, server, _) = at_version_2(python, &fake);
     // Version 3 lists another root, but the mirror serves different bytes under its name.
@@ -453,7 +439,7 @@ fn a_tampered_target_is_refused_and_the_cache_kept() {
 
 #[test]
 fn a_tampered_cache_is_refused_naming_it() {
-    let Some(python) = python() else { return };
+    let python = python();
     let fake = FakeSigstore::start();
     let (repo, _server, _) = at_version_2(python, &fake);
     // Someone with write access to the cache swaps the cached root for another one.
