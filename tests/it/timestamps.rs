@@ -300,44 +300,99 @@ fn key_timestamp_refusals() {
     assert_eq!(referrer_count(&target), 0);
 }
 
-/// A key signature with a timestamp still verifies with model_signing (which checks the key
-/// signature and ignores the timestamp). sigstore-python 4.5.1 cannot verify any key-based
-/// bundle: its `Bundle` requires a signing certificate ("expected certificate in bundle").
+/// The key-based bundles of every mode (key + RFC 3161 timestamp, key + Rekor v1 entry,
+/// key + Rekor v2 entry with its timestamp) still verify with model_signing, which checks the
+/// key signature over the model and ignores log entries and timestamps. sigstore-python 4.5.1
+/// cannot verify any key-based bundle: its `Bundle` requires a signing certificate ("expected
+/// certificate in bundle"; `rekor_v2::every_signing_mode_verifies_and_sigstore_python_takes_the_keyless_ones`
+/// asserts that refusal, so the day it can, that test says so).
 #[test]
-fn key_timestamped_signature_verifies_with_model_signing() {
+fn key_bundles_of_every_mode_verify_with_model_signing() {
     let tool = harness::venv_tool("model_signing");
     let fake = FakeSigstore::start();
     let (dir, model, _target) = model_in_layout();
     let (key, public) = keypair(dir.path(), "signer");
-    let sig = dir.path().join("model.sig");
-    let out = harness::bin()
-        .arg("sign-local")
-        .arg(&model)
-        .arg("--key")
-        .arg(&key)
-        .args(["--timestamp-server", &fake.tsa_url, "--trusted-root"])
-        .arg(&fake.trusted_root_path)
-        .arg("--signature")
-        .arg(&sig)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "sign-local: {}", text(&out.stderr));
-    let bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(&sig).unwrap()).unwrap();
-    assert_eq!(bundle_gen_times(&bundle).len(), 1);
-    let out = std::process::Command::new(tool)
-        .args(["verify", "key", "--public_key"])
-        .arg(&public)
-        .arg("--signature")
-        .arg(&sig)
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && text(&out.stdout).contains("Verification succeeded"),
-        "model_signing: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    // The v2 signing config (Rekor v2 first, a TSA) as a file of its own.
+    let trust_v2: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&fake.trust_config_v2_path).unwrap()).unwrap();
+    let signing_v2 = dir.path().join("signing_config_v2.json");
+    std::fs::write(&signing_v2, trust_v2["signingConfig"].to_string()).unwrap();
+    let signing_v2 = signing_v2.to_str().unwrap().to_string();
+    let modes: [(&str, Vec<&str>, usize, Option<&str>); 3] = [
+        (
+            "key + TSA",
+            vec!["--timestamp-server", &fake.tsa_url],
+            1,
+            None,
+        ),
+        (
+            "key + log v1",
+            vec!["--tlog-upload=true", "--rekor-url", &fake.rekor_url],
+            0,
+            Some("0.0.1"),
+        ),
+        (
+            "key + log v2",
+            vec!["--tlog-upload=true", "--signing-config", &signing_v2],
+            1,
+            Some("0.0.2"),
+        ),
+    ];
+    for (i, (mode, flags, timestamps, entry_version)) in modes.iter().enumerate() {
+        let sig = dir.path().join(format!("model-{i}.sig"));
+        let out = harness::bin()
+            .arg("sign-local")
+            .arg(&model)
+            .arg("--key")
+            .arg(&key)
+            .args(flags)
+            .arg("--trusted-root")
+            .arg(&fake.trusted_root_path)
+            .arg("--signature")
+            .arg(&sig)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{mode}: sign-local: {}",
+            text(&out.stderr)
+        );
+        let bundle: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&sig).unwrap()).unwrap();
+        assert_eq!(
+            bundle_gen_times(&bundle).len(),
+            *timestamps,
+            "{mode}: {bundle}"
+        );
+        let entries = bundle["verificationMaterial"]["tlogEntries"]
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0);
+        match entry_version {
+            Some(v) => {
+                assert_eq!(entries, 1, "{mode}: {bundle}");
+                assert_eq!(
+                    bundle["verificationMaterial"]["tlogEntries"][0]["kindVersion"]["version"], *v,
+                    "{mode}: {bundle}"
+                );
+            }
+            None => assert_eq!(entries, 0, "{mode}: {bundle}"),
+        }
+        let out = std::process::Command::new(&tool)
+            .args(["verify", "key", "--public_key"])
+            .arg(&public)
+            .arg("--signature")
+            .arg(&sig)
+            .arg(&model)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && text(&out.stdout).contains("Verification succeeded"),
+            "{mode}: model_signing: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
 }
 
 /// RFC 3161 §2.4.2's `genTime` grammar, end to end: the fake TSA writes each text and keyless
