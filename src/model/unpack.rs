@@ -882,7 +882,7 @@ impl Transaction {
         let lock = std::fs::File::open(&txn.staging)
             .and_then(|f| f.try_lock().map(|()| f).map_err(std::io::Error::other))
             .map_err(|e| ModelError::io(format!("lock {}", txn.staging.display()), e))?;
-        if !is_same_file(&txn.staging, &lock) {
+        if !crate::store::io::is_same_file(&txn.staging, &lock) {
             return Err(ModelError::Input(format!(
                 "another pull into {} removed this pull's staging directory",
                 txn.root.display()
@@ -1044,20 +1044,6 @@ fn refuse_same_but_case(root: &Path, files: &[ModelFile]) -> Result<(), ModelErr
         }
     }
     Ok(())
-}
-
-#[cfg(unix)]
-fn is_same_file(path: &Path, file: &std::fs::File) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::symlink_metadata(path), file.metadata()) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-#[cfg(not(unix))]
-fn is_same_file(path: &Path, _file: &std::fs::File) -> bool {
-    path.exists()
 }
 
 /// Put a file moved aside back; say loudly where it is when that fails.

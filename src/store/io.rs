@@ -29,3 +29,20 @@ pub async fn fill_buf<R: AsyncRead + Unpin + ?Sized>(
     }
     Ok(filled)
 }
+
+/// Is `path` (not following a symbolic link) the file `file` has open? A file locked after it
+/// was opened by name is the one the name still points at only if this holds (another process
+/// may have replaced or removed it in between).
+#[cfg(unix)]
+pub fn is_same_file(path: &std::path::Path, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::symlink_metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+pub fn is_same_file(path: &std::path::Path, _file: &std::fs::File) -> bool {
+    path.exists()
+}

@@ -361,25 +361,11 @@ fn locked_temp(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
             .prefix(TEMP_PREFIX)
             .tempfile_in(dir)?;
         tmp.as_file().lock()?;
-        if is_same_file(tmp.path(), tmp.as_file()) || attempts == 3 {
+        if super::io::is_same_file(tmp.path(), tmp.as_file()) || attempts == 3 {
             return Ok(tmp);
         }
         attempts += 1;
     }
-}
-
-#[cfg(unix)]
-fn is_same_file(path: &Path, file: &std::fs::File) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::symlink_metadata(path), file.metadata()) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-#[cfg(not(unix))]
-fn is_same_file(path: &Path, _file: &std::fs::File) -> bool {
-    path.exists()
 }
 
 /// Remove the temporary files an interrupted run left in `dir`: ours by name, regular files,
