@@ -553,13 +553,28 @@ async fn keyless_fulcio_rejects_tokens_it_cannot_trust() {
 
 /// The sigstore-python CLI in the project venv (scripts/venv.sh installs it with model-signing);
 /// a missing one fails the test.
-pub fn sigstore_python() -> std::path::PathBuf {
-    crate::harness::venv_tool("sigstore")
+/// `sigstore verify identity --offline` (sigstore-python from the venv) of `bundle` over
+/// `artifact`, trusting `trust_config` (a ClientTrustConfig of the fake instance).
+pub fn sigstore_python_verify(
+    trust_config: &std::path::Path,
+    bundle: &std::path::Path,
+    artifact: &std::path::Path,
+    identity: &str,
+    issuer: &str,
+) -> std::process::Output {
+    std::process::Command::new(crate::harness::venv_tool("sigstore"))
+        .arg("--trust-config")
+        .arg(trust_config)
+        .args(["verify", "identity", "--offline", "--bundle"])
+        .arg(bundle)
+        .args(["--cert-identity", identity, "--cert-oidc-issuer", issuer])
+        .arg(artifact)
+        .output()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyless_bundle_reverifies_with_sigstore_python() {
-    let sigstore = sigstore_python();
     let fake = FakeSigstore::start();
     let email = "python@example.com";
     let signer = KeylessSigner::new(&token(fake.token_for_email(email)), options(&fake))
@@ -573,20 +588,13 @@ async fn keyless_bundle_reverifies_with_sigstore_python() {
     std::fs::write(&bundle_path, serde_json::to_vec(&bundle).unwrap()).unwrap();
 
     let run = |identity: &str| {
-        std::process::Command::new(&sigstore)
-            .arg("--trust-config")
-            .arg(&fake.trust_config_path)
-            .args(["verify", "identity", "--offline", "--bundle"])
-            .arg(&bundle_path)
-            .args([
-                "--cert-identity",
-                identity,
-                "--cert-oidc-issuer",
-                fake.issuer(),
-            ])
-            .arg(&artifact)
-            .output()
-            .unwrap()
+        sigstore_python_verify(
+            &fake.trust_config_path,
+            &bundle_path,
+            &artifact,
+            identity,
+            fake.issuer(),
+        )
     };
     let out = run(email);
     assert!(

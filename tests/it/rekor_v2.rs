@@ -7,7 +7,7 @@
 
 use crate::fakes::{FakeSigstore, Fault};
 use crate::harness;
-use crate::keyless::{sigstore_python, statement, token};
+use crate::keyless::{sigstore_python_verify, statement, token};
 use crate::support::{keypair, push, referrer_count, write_model};
 use oci_model::signing::keyless::{KeylessError, KeylessOptions, KeylessSigner};
 use oci_model::signing::signing_config::Services;
@@ -80,26 +80,18 @@ async fn keyless_v2_bundle_verifies_with_us_and_sigstore_python() {
     )
     .unwrap_or_else(|e| panic!("bundle does not verify: {e}"));
 
-    let sigstore = sigstore_python();
     let artifact = fake.dir().join("model.bin");
     std::fs::write(&artifact, data).unwrap();
     let path = fake.dir().join("model.bin.sigstore.json");
     std::fs::write(&path, serde_json::to_vec(&bundle).unwrap()).unwrap();
     let run = |identity: &str| {
-        std::process::Command::new(&sigstore)
-            .arg("--trust-config")
-            .arg(&fake.trust_config_v2_path)
-            .args(["verify", "identity", "--offline", "--bundle"])
-            .arg(&path)
-            .args([
-                "--cert-identity",
-                identity,
-                "--cert-oidc-issuer",
-                fake.issuer(),
-            ])
-            .arg(&artifact)
-            .output()
-            .unwrap()
+        sigstore_python_verify(
+            &fake.trust_config_v2_path,
+            &path,
+            &artifact,
+            identity,
+            fake.issuer(),
+        )
     };
     let out = run(email);
     assert!(
@@ -279,26 +271,18 @@ async fn every_signing_mode_verifies_and_sigstore_python_takes_the_keyless_ones(
         ),
     ];
 
-    let sigstore = sigstore_python();
     let python_verify = |mode: &str, bundle: &[u8]| {
         let path = fake
             .dir()
             .join(format!("{}.sigstore.json", mode.replace([' ', '+'], "_")));
         std::fs::write(&path, bundle).unwrap();
-        std::process::Command::new(&sigstore)
-            .arg("--trust-config")
-            .arg(&fake.trust_config_v2_path)
-            .args(["verify", "identity", "--offline", "--bundle"])
-            .arg(&path)
-            .args([
-                "--cert-identity",
-                email,
-                "--cert-oidc-issuer",
-                fake.issuer(),
-            ])
-            .arg(&artifact)
-            .output()
-            .unwrap()
+        sigstore_python_verify(
+            &fake.trust_config_v2_path,
+            &path,
+            &artifact,
+            email,
+            fake.issuer(),
+        )
     };
 
     for (mode, signer) in &key_signers {

@@ -6,7 +6,7 @@
 
 use crate::fakes::{FakeSigstore, Fault};
 use crate::harness;
-use crate::keyless::{options, sigstore_python, statement, token};
+use crate::keyless::{options, sigstore_python_verify, statement, token};
 use crate::support::{keypair, push, referrer_count, run, write_model};
 use oci_model::signing::keyless::KeylessSigner;
 use oci_model::verify::{self, Artifact, Matcher, SignerPolicy, TrustedRoot};
@@ -101,23 +101,15 @@ async fn fractional_gen_time_signs_and_verifies_everywhere() {
     assert!(out.contains("RFC 3161 timestamp"), "{out}");
 
     // sigstore-python.
-    let sigstore = sigstore_python();
     let artifact = fake.dir().join("model.bin");
     std::fs::write(&artifact, data).unwrap();
-    let out = std::process::Command::new(sigstore)
-        .arg("--trust-config")
-        .arg(&fake.trust_config_path)
-        .args(["verify", "identity", "--offline", "--bundle"])
-        .arg(&path)
-        .args([
-            "--cert-identity",
-            email,
-            "--cert-oidc-issuer",
-            fake.issuer(),
-        ])
-        .arg(&artifact)
-        .output()
-        .unwrap();
+    let out = sigstore_python_verify(
+        &fake.trust_config_path,
+        &path,
+        &artifact,
+        email,
+        fake.issuer(),
+    );
     assert!(
         out.status.success(),
         "sigstore-python rejected the bundle:\n{}",
