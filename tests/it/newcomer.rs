@@ -384,45 +384,19 @@ async fn referrer_created(
     predicate_type: &str,
     created: &str,
 ) -> String {
-    use bytes::Bytes;
     use oci_model::media_types as mt;
-    use oci_model::store::{BytesSource, Descriptor, ImageManifest};
-    let text = format!("bundle {predicate_type} {created}");
-    let (d, n) = store
-        .push_blob(&BytesSource(Bytes::from(text)))
-        .await
-        .unwrap();
-    store
-        .push_blob(&BytesSource(Bytes::from_static(b"{}")))
-        .await
-        .unwrap();
-    let m = ImageManifest {
-        schema_version: 2,
-        media_type: Some(mt::OCI_MANIFEST.into()),
-        artifact_type: Some(mt::SIGSTORE_BUNDLE_V03.into()),
-        config: Descriptor::empty(),
-        layers: vec![Descriptor::new(mt::SIGSTORE_BUNDLE_V03, d, n)],
-        subject: Some(Descriptor::new(
-            subject.media_type.clone(),
-            subject.digest.clone(),
-            subject.size,
-        )),
-        annotations: Some(
-            [
-                (mt::ANNOTATION_BUNDLE_PREDICATE_TYPE, predicate_type),
-                (mt::ANNOTATION_CREATED, created),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ),
-    };
-    store
-        .push_referrer(bytes::Bytes::from(m.to_bytes()), subject)
-        .await
-        .unwrap()
-        .digest
-        .to_string()
+    crate::support::add_referrer_with(
+        store,
+        subject,
+        &format!("bundle {predicate_type} {created}"),
+        &[
+            (mt::ANNOTATION_BUNDLE_PREDICATE_TYPE, predicate_type),
+            (mt::ANNOTATION_CREATED, created),
+        ],
+    )
+    .await
+    .digest
+    .to_string()
 }
 
 #[tokio::test]

@@ -171,6 +171,26 @@ pub fn referrer_count(target: &str) -> usize {
 
 /// A referrer (signature-like) of `subject` in `store`.
 pub async fn add_referrer(store: &dyn Store, subject: &Descriptor, text: &str) -> Descriptor {
+    add_referrer_with(
+        store,
+        subject,
+        text,
+        &[(
+            mt::ANNOTATION_BUNDLE_PREDICATE_TYPE,
+            mt::PREDICATE_MODEL_SIGNING,
+        )],
+    )
+    .await
+}
+
+/// A Sigstore-bundle referrer of `subject` in `store` whose layer holds `text`, with these
+/// manifest annotations.
+pub async fn add_referrer_with(
+    store: &dyn Store,
+    subject: &Descriptor,
+    text: &str,
+    annotations: &[(&str, &str)],
+) -> Descriptor {
     let (d, n) = store
         .push_blob(&BytesSource(Bytes::from(text.to_string())))
         .await
@@ -190,10 +210,12 @@ pub async fn add_referrer(store: &dyn Store, subject: &Descriptor, text: &str) -
             subject.digest.clone(),
             subject.size,
         )),
-        annotations: Some(BTreeMap::from([(
-            mt::ANNOTATION_BUNDLE_PREDICATE_TYPE.to_string(),
-            mt::PREDICATE_MODEL_SIGNING.to_string(),
-        )])),
+        annotations: Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        ),
     };
     store
         .push_referrer(Bytes::from(m.to_bytes()), subject)
