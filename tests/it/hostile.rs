@@ -1162,3 +1162,42 @@ fn discover_visits_each_referrer_once() {
     assert!(listings <= 3, "{listings} referrers requests");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// A timestamp authority whose answer never ends: signing stops at the 1 MiB cap on a TSA
+/// response (the patched `sigstore-tsa` client) with an error naming it, and writes no
+/// signature file.
+#[test]
+fn an_endless_timestamp_answer_is_cut_at_its_cap() {
+    let server = Server::start(|_, _| {
+        Answer::new(200)
+            .header("content-type", "application/timestamp-reply")
+            .endless(vec![0u8; 64 << 10])
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::write(model.join("w.bin"), b"weights").unwrap();
+    let (key, _) = crate::support::keypair(dir.path(), "signer");
+    let sig = dir.path().join("model.sig");
+    let out = harness::bin()
+        .arg("sign-local")
+        .arg(&model)
+        .arg("--key")
+        .arg(&key)
+        .args([
+            "--timestamp-server",
+            &format!("http://{}/api/v1/timestamp", server.addr),
+        ])
+        .arg("--signature")
+        .arg(&sig)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("TSA response is larger than 1048576 bytes"),
+        "{stderr}"
+    );
+    assert!(!sig.exists());
+}

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest TSA response read (oci-model's change; see the README of this copy).
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
 /// A client for interacting with a Time-Stamp Authority
 #[derive(Debug, Clone)]
 pub struct TimestampClient {
@@ -108,11 +111,22 @@ impl TimestampClient {
             )));
         }
 
-        // Get response bytes
-        let response_bytes = response
-            .bytes()
+        // Get response bytes, at most MAX_RESPONSE_BYTES (oci-model's change: an answer that
+        // never ends must not fill memory; a timestamp response is a few KiB).
+        let mut response = response;
+        let mut response_bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| Error::Http(e.to_string()))?;
+            .map_err(|e| Error::Http(e.to_string()))?
+        {
+            if response_bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(Error::Http(format!(
+                    "TSA response is larger than {MAX_RESPONSE_BYTES} bytes; refusing to read more"
+                )));
+            }
+            response_bytes.extend_from_slice(&chunk);
+        }
 
         validate_response(&request, &response_bytes)
     }
