@@ -10,7 +10,7 @@ mkdir -p .work
 if [ -n "${CI:-}" ]; then
   export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 fi
-echo "==> disk: $(df -h --output=avail "$root" | tail -1 | tr -d ' ') free where the build goes (a clean build needs about 4 GB)"
+echo "==> disk: $(df -h --output=avail "$root" | tail -1 | tr -d ' ') free where the build goes (a clean build takes about 1.5 GB)"
 bash scripts/deps.sh
 bash scripts/venv.sh
 
