@@ -1201,3 +1201,168 @@ fn an_endless_timestamp_answer_is_cut_at_its_cap() {
     );
     assert!(!sig.exists());
 }
+
+/// `sign-local` of a one-file model in a fresh directory with `args` (the signer options);
+/// returns the output and the signature path (which must not exist after a refusal).
+fn sign_local_with(dir: &Path, args: &[String]) -> (std::process::Output, PathBuf) {
+    let model = dir.join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("w.bin"), b"weights").unwrap();
+    let sig = dir.join("model.sig");
+    let out = harness::bin()
+        .arg("sign-local")
+        .arg(&model)
+        .args(args)
+        .arg("--signature")
+        .arg(&sig)
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    (out, sig)
+}
+
+/// A Fulcio whose certificate answer never ends: keyless signing stops at the 1 MiB cap on a
+/// Fulcio answer (the patched `sigstore-fulcio` client), says so, and writes no signature.
+#[test]
+fn an_endless_fulcio_answer_is_cut_at_its_cap() {
+    let server = Server::start(|_, _| {
+        Answer::new(200)
+            .header("content-type", "application/json")
+            .endless(vec![b' '; 64 << 10])
+    });
+    let fake = crate::fakes::FakeSigstore::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, sig) = sign_local_with(
+        dir.path(),
+        &[
+            "--keyless".into(),
+            "--identity-token".into(),
+            fake.token_for_email("signer@example.com"),
+            "--signing-config".into(),
+            fake.trust_config_path.display().to_string(),
+            "--fulcio-url".into(),
+            format!("http://{}", server.addr),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("answer is larger than 1048576 bytes"),
+        "{stderr}"
+    );
+    assert!(!sig.exists());
+    assert_eq!(
+        fake.shared
+            .fulcio
+            .issued
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+/// A Fulcio refusing with an endless error body: the message keeps only the start of it.
+#[test]
+fn an_endless_fulcio_error_body_is_cut_for_the_message() {
+    let server =
+        Server::start(|_, _| Answer::new(500).endless(b"no certificate for you ".to_vec()));
+    let fake = crate::fakes::FakeSigstore::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, sig) = sign_local_with(
+        dir.path(),
+        &[
+            "--keyless".into(),
+            "--identity-token".into(),
+            fake.token_for_email("signer@example.com"),
+            "--signing-config".into(),
+            fake.trust_config_path.display().to_string(),
+            "--fulcio-url".into(),
+            format!("http://{}", server.addr),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("HTTP 500"), "{stderr}");
+    assert!(stderr.contains("no certificate for you"), "{stderr}");
+    assert!(stderr.len() < 32 << 10, "{} bytes of stderr", stderr.len());
+    assert!(!sig.exists());
+}
+
+/// A Rekor whose answer to the new entry never ends: `--tlog-upload=true` signing stops at the
+/// 8 MiB cap on a Rekor answer (the patched `sigstore-rekor` client) and writes no signature.
+#[test]
+fn an_endless_rekor_answer_is_cut_at_its_cap() {
+    let server = Server::start(|_, _| {
+        Answer::new(201)
+            .header("content-type", "application/json")
+            .endless(vec![b' '; 64 << 10])
+    });
+    let fake = crate::fakes::FakeSigstore::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (key, _) = crate::support::keypair(dir.path(), "signer");
+    let (out, sig) = sign_local_with(
+        dir.path(),
+        &[
+            "--key".into(),
+            key.display().to_string(),
+            "--tlog-upload=true".into(),
+            "--signing-config".into(),
+            fake.trust_config_path.display().to_string(),
+            "--rekor-url".into(),
+            format!("http://{}", server.addr),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("answer is larger than 8388608 bytes"),
+        "{stderr}"
+    );
+    assert!(!sig.exists());
+}
+
+/// GitHub Actions' token endpoint answering without end: keyless signing stops at the 1 MiB
+/// cap on an identity provider's answer and names the endpoint; nothing reaches Fulcio.
+#[test]
+fn an_endless_ci_token_answer_is_cut_at_its_cap() {
+    let server = Server::start(|_, _| {
+        Answer::new(200)
+            .header("content-type", "application/json")
+            .endless(vec![b' '; 64 << 10])
+    });
+    let fake = crate::fakes::FakeSigstore::start();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(model.join("w.bin"), b"weights").unwrap();
+    let sig = dir.path().join("model.sig");
+    let out = harness::bin()
+        .arg("sign-local")
+        .arg(&model)
+        .arg("--keyless")
+        .arg("--signing-config")
+        .arg(&fake.trust_config_path)
+        .arg("--signature")
+        .arg(&sig)
+        .env(
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            format!("http://{}/token", server.addr),
+        )
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token")
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is larger than 1048576 bytes") && stderr.contains(&server.addr),
+        "{stderr}"
+    );
+    assert!(!sig.exists());
+    assert_eq!(
+        fake.shared
+            .fulcio
+            .issued
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
