@@ -34,7 +34,25 @@ pub const SIGSTORE_CLIENT_ID: &str = "sigstore";
 pub const OOB_REDIRECT_URI: &str = "urn:ietf:wg:oauth:2.0:oob";
 
 const BROWSER_CALLBACK_TIMEOUT: Duration = Duration::from_secs(300);
-const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
+/// The most of one answer from an identity provider (token, discovery document, GitHub's
+/// token endpoint) that is read; [`read_answer`] enforces it.
+const MAX_PROVIDER_ANSWER: usize = 1024 * 1024;
+
+/// An identity provider's answer, read up to [`MAX_PROVIDER_ANSWER`] (more is refused: an
+/// endless answer costs at most that much memory).
+async fn read_answer(mut response: sigstore_sign::reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_PROVIDER_ANSWER {
+            return Err(format!(
+                "answer from {} is larger than {MAX_PROVIDER_ANSWER} bytes",
+                response.url()
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
@@ -298,7 +316,7 @@ pub async fn github_actions_token(
     struct Answer {
         value: String,
     }
-    let body = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+    let body = read_answer(response).await.map_err(fail)?;
     let answer: Answer =
         serde_json::from_slice(&body).map_err(|e| fail(format!("answer is not {{value}}: {e}")))?;
     IdentityToken::parse(Secret::new(answer.value), TokenOrigin::GitHubActions)
@@ -435,7 +453,11 @@ pub async fn discover(http: &HttpClient, issuer: &str) -> ProviderEndpoints {
     let url = format!("{base}/.well-known/openid-configuration");
     if let Ok(resp) = http.get(&url).send().await {
         if resp.status().is_success() {
-            if let Ok(doc) = resp.json::<Doc>().await {
+            let doc = read_answer(resp)
+                .await
+                .ok()
+                .and_then(|body| serde_json::from_slice::<Doc>(&body).ok());
+            if let Some(doc) = doc {
                 return ProviderEndpoints {
                     authorization: doc.authorization_endpoint,
                     token: doc.token_endpoint,
@@ -592,7 +614,7 @@ pub async fn exchange_code(
         ("client_id", client_id),
         ("code_verifier", request.code_verifier.expose()),
     ];
-    let mut response = http
+    let response = http
         .post(&endpoints.token)
         .form(&params)
         .send()
@@ -605,13 +627,7 @@ pub async fn exchange_code(
             endpoints.token
         ));
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + chunk.len() > MAX_TOKEN_RESPONSE {
-            return Err("token response larger than 1 MiB".into());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_answer(response).await?;
     #[derive(Deserialize)]
     struct TokenResponse {
         id_token: Option<String>,
