@@ -324,6 +324,7 @@ impl TrustCache {
             .expect("a repository directory has a parent");
         std::fs::create_dir_all(parent).map_err(|e| self.write_err(e))?;
         let name = repo_dir.file_name().expect("named").to_string_lossy();
+        remove_stale_staging(parent, &name, repo_dir);
         let staging = tempfile::Builder::new()
             .prefix(&format!("{name}."))
             .tempdir_in(parent)
@@ -523,6 +524,46 @@ fn copy_tree(from: &Path, to: &Path, max: u64) -> Result<(), String> {
 }
 
 /// Write `path` (inside `dir`) through a temporary file, so no reader sees half of it.
+/// How old a staging directory must be before an update takes it for one a killed update left
+/// behind (a live update finishes within its timeouts, far sooner).
+const STALE_STAGING: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Remove what killed updates of `name` left in `parent`: staging copies (`<name>.XXXXXX`) and
+/// half-made links (`<name>.XXXXXX.link`) older than [`STALE_STAGING`], never the copy
+/// `repo_dir` points at. Best effort: what cannot be removed stays for the next update.
+fn remove_stale_staging(parent: &Path, name: &str, repo_dir: &Path) {
+    let current = std::fs::read_link(repo_dir).ok();
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let prefix = format!("{name}.");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(text) = file_name.to_str() else {
+            continue;
+        };
+        if !text.starts_with(&prefix) || current.as_deref() == Some(Path::new(text)) {
+            continue;
+        }
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > STALE_STAGING);
+        if !old {
+            continue;
+        }
+        let _ = if meta.is_dir() {
+            std::fs::remove_dir_all(entry.path())
+        } else {
+            std::fs::remove_file(entry.path())
+        };
+    }
+}
+
 fn write_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), TrustUpdateError> {
     use std::io::Write as _;
     let err = |e: std::io::Error| TrustUpdateError::Write {
@@ -573,6 +614,49 @@ impl MetadataStore for ReadOnlyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_staging_copies_go_the_current_and_fresh_ones_stay() {
+        let parent = tempfile::tempdir().unwrap();
+        let p = parent.path();
+        let age = |path: &Path, secs: u64| {
+            let when = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+            std::fs::File::open(path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        };
+        for dir in [
+            "repo.current",
+            "repo.killed",
+            "repo.running",
+            "other.killed",
+        ] {
+            std::fs::create_dir(p.join(dir)).unwrap();
+            std::fs::write(p.join(dir).join("root.json"), b"{}").unwrap();
+        }
+        std::fs::write(p.join("repo.killed.link"), b"").unwrap();
+        std::os::unix::fs::symlink("repo.current", p.join("repo")).unwrap();
+        for old in [
+            "repo.current",
+            "repo.killed",
+            "other.killed",
+            "repo.killed.link",
+        ] {
+            age(&p.join(old), 2 * STALE_STAGING.as_secs());
+        }
+        remove_stale_staging(p, "repo", &p.join("repo"));
+        let mut left: Vec<String> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["other.killed", "repo", "repo.current", "repo.running"]
+        );
+        assert!(p.join("repo/root.json").exists());
+    }
 
     #[test]
     fn no_cache_means_the_embedded_root_and_no_io() {
