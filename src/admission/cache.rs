@@ -89,6 +89,11 @@ impl VerifiedCache {
         );
     }
 
+    /// Forget every entry (the policy they were verified against changed).
+    pub fn clear(&self) {
+        self.entries().clear();
+    }
+
     /// Entries held now (expired ones included until they are next looked at).
     pub fn len(&self) -> usize {
         self.entries().len()

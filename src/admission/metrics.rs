@@ -89,6 +89,7 @@ pub struct Metrics {
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     results: [AtomicU64; 4],
+    policy_reloads: [AtomicU64; 2],
     latency_hit: Histogram,
     latency_miss: Histogram,
 }
@@ -127,6 +128,11 @@ impl Metrics {
     }
     pub fn cache_miss(&self) {
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+    /// The policy file changed and was read again: `ok` when the new policy is in force,
+    /// false when it did not load (the previous one stays).
+    pub fn policy_reload(&self, ok: bool) {
+        self.policy_reloads[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -199,6 +205,18 @@ impl Metrics {
                 load(&self.results[i])
             );
         }
+        let name = "oci_model_admission_policy_reloads_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Times the policy file changed, by result (failed: the previous policy stays).\n# TYPE {name} counter"
+        );
+        for (i, result) in ["ok", "failed"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}{{result=\"{result}\"}} {}",
+                load(&self.policy_reloads[i])
+            );
+        }
         let name = "oci_model_admission_verification_seconds";
         let _ = writeln!(
             out,
@@ -223,12 +241,15 @@ mod tests {
         m.cache_hit();
         m.verification(VerifyResult::Cached, Duration::from_millis(3));
         m.verification(VerifyResult::Verified, Duration::from_millis(300));
+        m.policy_reload(false);
         let text = m.render();
         for line in [
             "oci_model_admission_requests_total{endpoint=\"validate\"} 1",
             "oci_model_admission_denied_total{endpoint=\"mutate\"} 1",
             "oci_model_admission_allowed_total{endpoint=\"mutate\"} 0",
             "oci_model_admission_cache_hits_total 1",
+            "oci_model_admission_policy_reloads_total{result=\"ok\"} 0",
+            "oci_model_admission_policy_reloads_total{result=\"failed\"} 1",
             "oci_model_admission_verifications_total{result=\"cached\"} 1",
             "oci_model_admission_verification_seconds_bucket{cache=\"hit\",le=\"0.005\"} 1",
             "oci_model_admission_verification_seconds_bucket{cache=\"miss\",le=\"0.25\"} 0",

@@ -7,7 +7,8 @@
 //! - [`verifier`]: one reference → verified digest or the failed check, through the same
 //!   path as `verify --policy`; [`cache`]: positive results by digest, bounded, with a TTL.
 //! - [`metrics`]: counters and the latency histogram for `/metrics`.
-//! - [`server`]: HTTPS (rustls, certificate reloaded when its files change) and the routes.
+//! - [`server`]: HTTPS (rustls, certificate reloaded when its files change) and the routes;
+//!   [`watch`]: noticing that a mounted file (certificate, key, policy) changed.
 //!
 //! [`Admission::review`] decides: no model referenced → allowed untouched; every reference
 //! verified within the deadline → allowed (on `/mutate` with a JSONPatch pinning each tag to
@@ -20,6 +21,7 @@ pub mod refs;
 pub mod review;
 pub mod server;
 pub mod verifier;
+pub mod watch;
 
 use kube_core::admission::Operation;
 use metrics::{Endpoint, Metrics, VerifyResult};
@@ -68,6 +70,11 @@ impl Admission {
             metrics,
             deadline,
         }
+    }
+
+    /// Read the policy file again if it changed (see [`Verifier::reload_policy_if_changed`]).
+    pub fn reload_policy_if_changed(&self) -> bool {
+        self.verifier.reload_policy_if_changed()
     }
 
     pub fn metrics(&self) -> &Metrics {

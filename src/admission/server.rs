@@ -1,9 +1,10 @@
 //! The webhook's HTTPS server: rustls with the serving certificate and key read from files and
-//! read again whenever they change (a renewed cert-manager secret, a rotated mount), and the
-//! routes `POST /validate`, `POST /mutate`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! read again whenever they change (a renewed cert-manager secret, a rotated mount), the policy
+//! file likewise ([`super::verifier::Verifier::reload_policy_if_changed`]), and the routes `POST /validate`, `POST /mutate`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
 use super::metrics::Endpoint;
 use super::review::MAX_REVIEW_BYTES;
+use super::watch::{stamp, Stamp};
 use super::{Admission, Answer};
 use axum::body::Body;
 use axum::extract::State;
@@ -14,7 +15,7 @@ use axum::Router;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
@@ -24,7 +25,7 @@ use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 
-/// How often the certificate and key files are looked at for a change.
+/// How often the certificate, key and policy files are looked at for a change.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// A TLS handshake must finish within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,26 +75,6 @@ fn load(cert: &Path, key: &Path, provider: &CryptoProvider) -> Result<CertifiedK
             format!("does not fit the certificate {}: {e}", cert.display()),
         )
     })
-}
-
-/// What identifies a version of the files: modification time, size, inode (a Kubernetes
-/// secret volume swaps a symlink, which changes the inode).
-type Stamp = Vec<Option<(SystemTime, u64, u64)>>;
-
-fn stamp(files: &[&Path]) -> Stamp {
-    use std::os::unix::fs::MetadataExt as _;
-    files
-        .iter()
-        .map(|f| {
-            std::fs::metadata(f).ok().map(|m| {
-                (
-                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    m.len(),
-                    m.ino(),
-                )
-            })
-        })
-        .collect()
 }
 
 /// The serving certificate, replaced when its files change.
@@ -232,12 +213,17 @@ impl Server {
 
         let reload = {
             let cert = self.cert.clone();
+            let admission = self.admission.clone();
             async move {
                 let mut tick = tokio::time::interval(RELOAD_INTERVAL);
                 loop {
                     tick.tick().await;
-                    let cert = cert.clone();
-                    let _ = tokio::task::spawn_blocking(move || cert.reload_if_changed()).await;
+                    let (cert, admission) = (cert.clone(), admission.clone());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        cert.reload_if_changed();
+                        admission.reload_policy_if_changed();
+                    })
+                    .await;
                 }
             }
         };

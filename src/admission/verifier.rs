@@ -1,20 +1,24 @@
 //! One model reference → verified digest, or the check that refused it. The same path as
 //! `verify --policy`: the policy file's rule for the repository, the model's manifest, its
 //! referrers verified by `sigstore_ops::verify_target`, the policy evaluated. Positive results
-//! are cached by digest ([`VerifiedCache`]); the tag is resolved on every request.
+//! are cached by digest ([`VerifiedCache`]); the tag is resolved on every request. The
+//! policy file is read again when it changes (a ConfigMap update), and every cached result
+//! goes with the policy it was checked against.
 
 use super::cache::{Verified, VerifiedCache};
 use super::metrics::Metrics;
+use super::watch::{stamp, Stamp};
 use crate::digest::Digest;
 use crate::error::ErrorKind;
 use crate::reference::{RegistryRef, Target};
 use crate::sigstore_ops::{fetch_target, verify_target};
 use crate::store::{self, Store, StoreOptions};
 use crate::untrusted::Untrusted;
-use crate::verify::{PolicyFile, Report, TrustedRoot};
+use crate::verify::{PolicyError, PolicyFile, Report, TrustedRoot};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// A repository's store is rebuilt after this long, so rotated registry credentials (a
@@ -98,9 +102,32 @@ impl Checked {
     }
 }
 
+/// The policy in force, numbered: results are cached only under the number they were checked
+/// with.
+struct Current {
+    generation: u64,
+    policy: Arc<PolicyFile>,
+}
+
+/// The policy file watched for changes, the key files it names, and their stamp when last
+/// read.
+struct Watched {
+    path: PathBuf,
+    seen: Mutex<(Vec<PathBuf>, Stamp)>,
+}
+
+/// The stamp of a policy file and its key files.
+fn policy_stamp(path: &Path, keys: &[PathBuf]) -> Stamp {
+    let files: Vec<&Path> = std::iter::once(path)
+        .chain(keys.iter().map(PathBuf::as_path))
+        .collect();
+    stamp(&files)
+}
+
 /// Verifies model references against a policy file; shared by every request.
 pub struct Verifier {
-    policy: PolicyFile,
+    policy: RwLock<Current>,
+    watched: Option<Watched>,
     trust: TrustedRoot,
     options: StoreOptions,
     cache: VerifiedCache,
@@ -117,13 +144,82 @@ impl Verifier {
         metrics: Arc<Metrics>,
     ) -> Self {
         Verifier {
-            policy,
+            policy: RwLock::new(Current {
+                generation: 0,
+                policy: Arc::new(policy),
+            }),
+            watched: None,
             trust,
             options,
             cache,
             stores: Mutex::new(HashMap::new()),
             metrics,
         }
+    }
+
+    /// A verifier whose policy is the file at `path`, read now and again whenever it changes
+    /// ([`Self::reload_policy_if_changed`]).
+    pub fn from_policy_file(
+        path: &Path,
+        trust: TrustedRoot,
+        options: StoreOptions,
+        cache: VerifiedCache,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, PolicyError> {
+        let policy = PolicyFile::load(path)?;
+        let keys = policy.key_files().to_vec();
+        let seen = policy_stamp(path, &keys);
+        let mut verifier = Verifier::new(policy, trust, options, cache, metrics);
+        verifier.watched = Some(Watched {
+            path: path.to_path_buf(),
+            seen: Mutex::new((keys, seen)),
+        });
+        Ok(verifier)
+    }
+
+    /// Read the policy file again if it or a key file it names changed (in a ConfigMap volume
+    /// every update changes them all). A policy that loads replaces the current one
+    /// and empties the cache (a result checked against the old policy proves nothing about the
+    /// new one); one that does not load (half written, invalid) leaves the current policy in
+    /// force and is logged. True when the policy was replaced.
+    pub fn reload_policy_if_changed(&self) -> bool {
+        let Some(watched) = &self.watched else {
+            return false;
+        };
+        {
+            let mut seen = watched.seen.lock().unwrap_or_else(|p| p.into_inner());
+            let now = policy_stamp(&watched.path, &seen.0);
+            if seen.1 == now {
+                return false;
+            }
+            seen.1 = now;
+        }
+        match PolicyFile::load(&watched.path) {
+            Ok(policy) => {
+                let keys = policy.key_files().to_vec();
+                let now = policy_stamp(&watched.path, &keys);
+                *watched.seen.lock().unwrap_or_else(|p| p.into_inner()) = (keys, now);
+                let mut current = self.policy.write().unwrap_or_else(|p| p.into_inner());
+                current.generation += 1;
+                current.policy = Arc::new(policy);
+                // Under the write lock: no check of the old policy can insert after this.
+                self.cache.clear();
+                self.metrics.policy_reload(true);
+                tracing::info!(policy = %watched.path.display(), "policy reloaded; cache emptied");
+                true
+            }
+            Err(e) => {
+                self.metrics.policy_reload(false);
+                tracing::warn!("keeping the current policy: {e}");
+                false
+            }
+        }
+    }
+
+    /// The policy in force and its number.
+    fn current(&self) -> (u64, Arc<PolicyFile>) {
+        let current = self.policy.read().unwrap_or_else(|p| p.into_inner());
+        (current.generation, current.policy.clone())
     }
 
     pub fn cache(&self) -> &VerifiedCache {
@@ -173,8 +269,8 @@ impl Verifier {
         let repository = format!("{}/{}", target.registry, target.repository);
         // The rule first: a repository the policy does not cover is refused without contacting
         // its registry (a pod cannot make the webhook connect to arbitrary hosts).
-        let policy = self
-            .policy
+        let (generation, policy_file) = self.current();
+        let policy = policy_file
             .for_repository(&repository)
             .map_err(|e| deny(FailedCheck::Policy, e))?;
         let store = self.store(&target).await?;
@@ -216,7 +312,13 @@ impl Verifier {
                 .flat_map(|p| p.signers_satisfied.iter().map(|s| s.signer.clone()))
                 .collect(),
         };
-        self.cache.insert(&repository, &digest, verified.clone());
+        {
+            // Cached only if the policy it was checked against is still the one in force.
+            let current = self.policy.read().unwrap_or_else(|p| p.into_inner());
+            if current.generation == generation {
+                self.cache.insert(&repository, &digest, verified.clone());
+            }
+        }
         Ok(Checked {
             target,
             digest,

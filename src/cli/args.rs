@@ -631,7 +631,10 @@ pub struct AdmissionArgs {
     #[arg(long, value_name = "FILE")]
     pub tls_key: PathBuf,
     /// Verification policy (the YAML file `verify --policy` reads); a repository no rule
-    /// matches is denied without contacting its registry.
+    /// matches is denied without contacting its registry. Read again when the file changes (a
+    /// ConfigMap update): the new policy applies at once and the verified-digest cache is
+    /// emptied; a file that does not load keeps the old policy (logged, and counted in
+    /// /metrics).
     #[arg(long, value_name = "FILE")]
     pub policy: PathBuf,
     /// Address and port to listen on (port 0: any free port, printed at start).

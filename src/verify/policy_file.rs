@@ -92,6 +92,8 @@ struct Rule {
 pub struct PolicyFile {
     file: String,
     rules: Vec<Rule>,
+    /// The key files the rules were read from.
+    key_files: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for PolicyFile {
@@ -135,6 +137,7 @@ impl PolicyFile {
             return Err(err("no policies".into()));
         }
         let mut rules = Vec::new();
+        let mut key_files = Vec::new();
         for (n, r) in doc.policies.into_iter().enumerate() {
             let at = |reason: String| err(format!("policies[{n}]: {reason}"));
             if r.repositories.is_empty() {
@@ -171,6 +174,7 @@ impl PolicyFile {
                         };
                         signers
                             .add_key(TrustedKey::from_file(&full).map_err(|e| at(e.to_string()))?);
+                        key_files.push(full);
                     }
                     (None, _) => {
                         let identity = match (s.identity, s.identity_regexp) {
@@ -227,7 +231,13 @@ impl PolicyFile {
         Ok(PolicyFile {
             file: name.to_string(),
             rules,
+            key_files,
         })
+    }
+
+    /// The public key files the policy read (a change to one changes the policy).
+    pub fn key_files(&self) -> &[PathBuf] {
+        &self.key_files
     }
 
     /// The policy for `repository` (first matching rule), or a verification failure when no

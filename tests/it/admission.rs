@@ -780,3 +780,107 @@ fn registry_credentials_come_from_the_docker_config() {
     );
     assert_eq!(r["allowed"], true, "{r}");
 }
+
+/// Replace `path` with `content` the way a ConfigMap update lands: a new file renamed over it.
+fn replace_file(path: &Path, content: &[u8]) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[test]
+fn a_changed_policy_or_key_applies_at_once_and_empties_the_cache() {
+    let reg = Registry::start();
+    let s = setup(&[format!("{}/test/**", reg.host)]);
+    let target = format!("{}/{}:v1", reg.host, harness::repo("admission-reload"));
+    push(&model(s.dir.path(), "m", 2), &target);
+    sign(&target, &s.alice, &[]);
+    let hook = start(&s, &[]);
+    let c = Client::new(&s.ca);
+    let validate = format!("{}/validate", hook.url);
+    let object = pod("llm", Some(&target));
+    let ask = || c.review(&validate, &review("", "v1", "Pod", "pods", &object));
+    let metrics = || c.get(&format!("{}/metrics", hook.url)).1;
+    // Waits until the answer's `allowed` is `want` (the files are looked at every second).
+    let until = |want: bool, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = ask();
+            if r["allowed"] == want {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: still {r}\n{}",
+                hook.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    assert_eq!(ask()["allowed"], true);
+    assert_eq!(ask()["allowed"], true);
+    assert_eq!(
+        metric(&metrics(), "oci_model_admission_cache_hits_total"),
+        1.0
+    );
+
+    // The key file the policy names now holds Bob's key: Alice's signature no longer counts,
+    // and the cached "verified" for this digest is not served.
+    let bob_pub = std::fs::read(s.bob.with_extension("pub")).unwrap();
+    let alice_pub = s.alice.with_extension("pub");
+    let alice_key = std::fs::read(&alice_pub).unwrap();
+    replace_file(&alice_pub, &bob_pub);
+    let r = until(false, "key file replaced");
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(message.contains("signature check failed"), "{message}");
+    let text = metrics();
+    assert_eq!(
+        metric(
+            &text,
+            "oci_model_admission_policy_reloads_total{result=\"ok\"}"
+        ),
+        1.0
+    );
+
+    // A policy file that does not load keeps the policy in force (still denied), counted.
+    replace_file(&s.policy, b"version: 1\npolicies: [this is not a policy\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(
+        &metrics(),
+        "oci_model_admission_policy_reloads_total{result=\"failed\"}",
+    ) < 1.0
+    {
+        assert!(Instant::now() < deadline, "{}", hook.log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(ask()["allowed"], false);
+    assert!(
+        hook.log
+            .lock()
+            .unwrap()
+            .contains("keeping the current policy"),
+        "{}",
+        hook.log.lock().unwrap()
+    );
+
+    // A valid policy naming Alice's key again (at a new path): allowed again.
+    let trusted = s.dir.path().join("trusted.pub");
+    std::fs::write(&trusted, &alice_key).unwrap();
+    replace_file(
+        &s.policy,
+        format!(
+            "version: 1\npolicies:\n  - repositories: [\"{}/test/**\"]\n    signers:\n      - key: {}\n",
+            reg.host,
+            trusted.display()
+        )
+        .as_bytes(),
+    );
+    until(true, "policy naming Alice's key again");
+    assert_eq!(
+        metric(
+            &metrics(),
+            "oci_model_admission_policy_reloads_total{result=\"ok\"}"
+        ),
+        2.0
+    );
+}

@@ -9,12 +9,11 @@ use oci_model::admission::server::Server;
 use oci_model::admission::verifier::Verifier;
 use oci_model::admission::Admission;
 use oci_model::store::StoreOptions;
-use oci_model::verify::{PolicyFile, TrustedRoot};
+use oci_model::verify::TrustedRoot;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn run(args: AdmissionArgs, ctx: &Ctx) -> anyhow::Result<()> {
-    let policy = PolicyFile::load(&args.policy).input()?;
     let trust = TrustedRoot::load(args.trusted_root.as_deref()).input()?;
     if let Some(dir) = &args.docker_config {
         if !dir.is_dir() {
@@ -39,7 +38,8 @@ pub async fn run(args: AdmissionArgs, ctx: &Ctx) -> anyhow::Result<()> {
     };
     let metrics = Arc::new(Metrics::default());
     let cache = VerifiedCache::new(Duration::from_secs(args.cache_ttl), args.cache_size);
-    let verifier = Verifier::new(policy, trust, options, cache, metrics.clone());
+    let verifier =
+        Verifier::from_policy_file(&args.policy, trust, options, cache, metrics.clone()).input()?;
     let admission = Admission::new(verifier, metrics, deadline);
     let server = Server::bind(args.listen, &args.tls_cert, &args.tls_key, admission)
         .await
