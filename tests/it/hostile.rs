@@ -1202,9 +1202,13 @@ fn an_endless_timestamp_answer_is_cut_at_its_cap() {
     assert!(!sig.exists());
 }
 
-/// `sign-local` of a one-file model in a fresh directory with `args` (the signer options);
-/// returns the output and the signature path (which must not exist after a refusal).
-fn sign_local_with(dir: &Path, args: &[String]) -> (std::process::Output, PathBuf) {
+/// `sign-local` of a one-file model in a fresh directory with `args` (the signer options) and
+/// `env`; returns the output and the signature path (which must not exist after a refusal).
+fn sign_local_with(
+    dir: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+) -> (std::process::Output, PathBuf) {
     let model = dir.join("model");
     std::fs::create_dir_all(&model).unwrap();
     std::fs::write(model.join("w.bin"), b"weights").unwrap();
@@ -1215,10 +1219,47 @@ fn sign_local_with(dir: &Path, args: &[String]) -> (std::process::Output, PathBu
         .args(args)
         .arg("--signature")
         .arg(&sig)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .timeout(std::time::Duration::from_secs(60))
         .output()
         .unwrap();
     (out, sig)
+}
+
+/// Keyless `sign-local` with the fake Sigstore's token and config, Fulcio at `fulcio`:
+/// (stderr, whether it succeeded, whether a signature was written, certificates the fake
+/// Fulcio issued).
+fn keyless_sign_local(
+    fulcio: Option<&str>,
+    token: bool,
+    env: &[(&str, String)],
+) -> (String, bool, bool, u64) {
+    let fake = crate::fakes::FakeSigstore::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "--keyless".to_string(),
+        "--signing-config".into(),
+        fake.trust_config_path.display().to_string(),
+    ];
+    if token {
+        args.extend([
+            "--identity-token".into(),
+            fake.token_for_email("signer@example.com"),
+        ]);
+    }
+    if let Some(url) = fulcio {
+        args.extend(["--fulcio-url".into(), url.to_string()]);
+    }
+    let (out, sig) = sign_local_with(dir.path(), &args, env);
+    (
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.success(),
+        sig.exists(),
+        fake.shared
+            .fulcio
+            .issued
+            .load(std::sync::atomic::Ordering::SeqCst),
+    )
 }
 
 /// A Fulcio whose certificate answer never ends: keyless signing stops at the 1 MiB cap on a
@@ -1230,34 +1271,14 @@ fn an_endless_fulcio_answer_is_cut_at_its_cap() {
             .header("content-type", "application/json")
             .endless(vec![b' '; 64 << 10])
     });
-    let fake = crate::fakes::FakeSigstore::start();
-    let dir = tempfile::tempdir().unwrap();
-    let (out, sig) = sign_local_with(
-        dir.path(),
-        &[
-            "--keyless".into(),
-            "--identity-token".into(),
-            fake.token_for_email("signer@example.com"),
-            "--signing-config".into(),
-            fake.trust_config_path.display().to_string(),
-            "--fulcio-url".into(),
-            format!("http://{}", server.addr),
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let url = format!("http://{}", server.addr);
+    let (stderr, ok, written, _) = keyless_sign_local(Some(&url), true, &[]);
+    assert!(!ok, "{stderr}");
     assert!(
         stderr.contains("answer is larger than 1048576 bytes"),
         "{stderr}"
     );
-    assert!(!sig.exists());
-    assert_eq!(
-        fake.shared
-            .fulcio
-            .issued
-            .load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert!(!written);
 }
 
 /// A Fulcio refusing with an endless error body: the message keeps only the start of it.
@@ -1265,26 +1286,13 @@ fn an_endless_fulcio_answer_is_cut_at_its_cap() {
 fn an_endless_fulcio_error_body_is_cut_for_the_message() {
     let server =
         Server::start(|_, _| Answer::new(500).endless(b"no certificate for you ".to_vec()));
-    let fake = crate::fakes::FakeSigstore::start();
-    let dir = tempfile::tempdir().unwrap();
-    let (out, sig) = sign_local_with(
-        dir.path(),
-        &[
-            "--keyless".into(),
-            "--identity-token".into(),
-            fake.token_for_email("signer@example.com"),
-            "--signing-config".into(),
-            fake.trust_config_path.display().to_string(),
-            "--fulcio-url".into(),
-            format!("http://{}", server.addr),
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let url = format!("http://{}", server.addr);
+    let (stderr, ok, written, _) = keyless_sign_local(Some(&url), true, &[]);
+    assert!(!ok, "{stderr}");
     assert!(stderr.contains("HTTP 500"), "{stderr}");
     assert!(stderr.contains("no certificate for you"), "{stderr}");
     assert!(stderr.len() < 32 << 10, "{} bytes of stderr", stderr.len());
-    assert!(!sig.exists());
+    assert!(!written);
 }
 
 /// A Rekor whose answer to the new entry never ends: `--tlog-upload=true` signing stops at the
@@ -1310,6 +1318,7 @@ fn an_endless_rekor_answer_is_cut_at_its_cap() {
             "--rekor-url".into(),
             format!("http://{}", server.addr),
         ],
+        &[],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
@@ -1329,40 +1338,22 @@ fn an_endless_ci_token_answer_is_cut_at_its_cap() {
             .header("content-type", "application/json")
             .endless(vec![b' '; 64 << 10])
     });
-    let fake = crate::fakes::FakeSigstore::start();
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model");
-    std::fs::create_dir_all(&model).unwrap();
-    std::fs::write(model.join("w.bin"), b"weights").unwrap();
-    let sig = dir.path().join("model.sig");
-    let out = harness::bin()
-        .arg("sign-local")
-        .arg(&model)
-        .arg("--keyless")
-        .arg("--signing-config")
-        .arg(&fake.trust_config_path)
-        .arg("--signature")
-        .arg(&sig)
-        .env(
+    let env = [
+        (
             "ACTIONS_ID_TOKEN_REQUEST_URL",
             format!("http://{}/token", server.addr),
-        )
-        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token")
-        .timeout(std::time::Duration::from_secs(60))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+        ),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            "request-token".to_string(),
+        ),
+    ];
+    let (stderr, ok, written, issued) = keyless_sign_local(None, false, &env);
+    assert!(!ok, "{stderr}");
     assert!(
         stderr.contains("is larger than 1048576 bytes") && stderr.contains(&server.addr),
         "{stderr}"
     );
-    assert!(!sig.exists());
-    assert_eq!(
-        fake.shared
-            .fulcio
-            .issued
-            .load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert!(!written);
+    assert_eq!(issued, 0);
 }
