@@ -88,6 +88,7 @@ pub struct Metrics {
     invalid: AtomicU64,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
+    shared: AtomicU64,
     results: [AtomicU64; 4],
     policy_reloads: [AtomicU64; 2],
     latency_hit: Histogram,
@@ -128,6 +129,11 @@ impl Metrics {
     }
     pub fn cache_miss(&self) {
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A reference whose digest was being verified for another request: it waited for that
+    /// result instead of verifying again.
+    pub fn shared_verification(&self) {
+        self.shared.fetch_add(1, Ordering::Relaxed);
     }
     /// The policy file changed and was read again: `ok` when the new policy is in force,
     /// false when it did not load (the previous one stays).
@@ -182,6 +188,11 @@ impl Metrics {
                 "oci_model_admission_cache_misses_total",
                 "Model digests verified against the registry.",
                 &self.cache_misses,
+            ),
+            (
+                "oci_model_admission_verifications_shared_total",
+                "Model references that waited for the same digest's running verification instead of verifying it again.",
+                &self.shared,
             ),
         ] {
             let _ = writeln!(
@@ -242,12 +253,14 @@ mod tests {
         m.verification(VerifyResult::Cached, Duration::from_millis(3));
         m.verification(VerifyResult::Verified, Duration::from_millis(300));
         m.policy_reload(false);
+        m.shared_verification();
         let text = m.render();
         for line in [
             "oci_model_admission_requests_total{endpoint=\"validate\"} 1",
             "oci_model_admission_denied_total{endpoint=\"mutate\"} 1",
             "oci_model_admission_allowed_total{endpoint=\"mutate\"} 0",
             "oci_model_admission_cache_hits_total 1",
+            "oci_model_admission_verifications_shared_total 1",
             "oci_model_admission_policy_reloads_total{result=\"ok\"} 0",
             "oci_model_admission_policy_reloads_total{result=\"failed\"} 1",
             "oci_model_admission_verifications_total{result=\"cached\"} 1",

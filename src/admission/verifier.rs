@@ -3,7 +3,8 @@
 //! referrers verified by `sigstore_ops::verify_target`, the policy evaluated. Positive results
 //! are cached by digest ([`VerifiedCache`]); the tag is resolved on every request. The
 //! policy file is read again when it changes (a ConfigMap update), and every cached result
-//! goes with the policy it was checked against.
+//! goes with the policy it was checked against. Requests for a digest whose verification is
+//! running wait for it rather than verify it again.
 
 use super::cache::{Verified, VerifiedCache};
 use super::metrics::Metrics;
@@ -26,6 +27,9 @@ use std::time::{Duration, Instant};
 const STORE_LIFETIME: Duration = Duration::from_secs(600);
 /// Repositories whose store (connection pool, tokens) is kept at once.
 const STORES_KEPT: usize = 256;
+
+/// Running verifications kept in the map before those nobody waits for are dropped.
+const RUNNING_KEPT: usize = 1024;
 
 /// A repository's store and when it was made.
 type KeptStore = (Instant, Arc<dyn Store>);
@@ -124,6 +128,10 @@ fn policy_stamp(path: &Path, keys: &[PathBuf]) -> Stamp {
     stamp(&files)
 }
 
+/// One verification of a digest, awaited by every request that asks for that digest while it
+/// runs.
+type Shared = Arc<tokio::sync::OnceCell<Result<Verified, Denial>>>;
+
 /// Verifies model references against a policy file; shared by every request.
 pub struct Verifier {
     policy: RwLock<Current>,
@@ -132,6 +140,9 @@ pub struct Verifier {
     options: StoreOptions,
     cache: VerifiedCache,
     stores: Mutex<HashMap<String, KeptStore>>,
+    /// Verifications running now, by policy number, repository and digest: the pods of a
+    /// rollout arrive together, and one registry round of verification serves them all.
+    running: Mutex<HashMap<String, Shared>>,
     metrics: Arc<Metrics>,
 }
 
@@ -153,6 +164,7 @@ impl Verifier {
             options,
             cache,
             stores: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
             metrics,
         }
     }
@@ -294,14 +306,63 @@ impl Verifier {
                 cached: true,
             });
         }
-        self.metrics.cache_miss();
-        let artifact = fetch_target(store.as_ref(), digest.as_str())
+        // The same digest under the same policy already being verified: wait for that result.
+        let key = format!("{generation} {repository}@{digest}");
+        let shared: Shared = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if running.len() >= RUNNING_KEPT {
+                // Entries nobody waits for any more (every request for them hit its deadline).
+                running.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+            running.entry(key.clone()).or_default().clone()
+        };
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let outcome = shared
+            .get_or_init(|| async {
+                ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.metrics.cache_miss();
+                self.verify_digest(store.as_ref(), &repository, &digest, &policy, generation)
+                    .await
+            })
+            .await
+            .clone();
+        if !ran.load(std::sync::atomic::Ordering::Relaxed) {
+            self.metrics.shared_verification();
+        }
+        {
+            // Done: the next request finds the cache (or, after a failure, verifies anew).
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if running.get(&key).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
+                running.remove(&key);
+            }
+        }
+        let verified = outcome?;
+        Ok(Checked {
+            target,
+            digest,
+            verified,
+            cached: false,
+        })
+    }
+}
+
+impl Verifier {
+    /// Verify `digest` in `repository` against `policy` (the policy numbered `generation`) at
+    /// the registry, and cache a success if that policy is still in force.
+    async fn verify_digest(
+        &self,
+        store: &dyn Store,
+        repository: &str,
+        digest: &Digest,
+        policy: &crate::verify::Policy,
+        generation: u64,
+    ) -> Result<Verified, Denial> {
+        let artifact = fetch_target(store, digest.as_str())
             .await
             .map_err(|e| deny(registry_or_manifest(e.kind()), e))?;
-        let (report, _) =
-            verify_target(store.as_ref(), &artifact, &repository, &policy, &self.trust)
-                .await
-                .map_err(|e| deny(registry_or_manifest(e.kind()), e))?;
+        let (report, _) = verify_target(store, &artifact, repository, policy, &self.trust)
+            .await
+            .map_err(|e| deny(registry_or_manifest(e.kind()), e))?;
         if !report.ok {
             return Err(deny(FailedCheck::Signature, failure_reasons(&report)));
         }
@@ -312,19 +373,12 @@ impl Verifier {
                 .flat_map(|p| p.signers_satisfied.iter().map(|s| s.signer.clone()))
                 .collect(),
         };
-        {
-            // Cached only if the policy it was checked against is still the one in force.
-            let current = self.policy.read().unwrap_or_else(|p| p.into_inner());
-            if current.generation == generation {
-                self.cache.insert(&repository, &digest, verified.clone());
-            }
+        // Cached only if the policy it was checked against is still the one in force.
+        let current = self.policy.read().unwrap_or_else(|p| p.into_inner());
+        if current.generation == generation {
+            self.cache.insert(repository, digest, verified.clone());
         }
-        Ok(Checked {
-            target,
-            digest,
-            verified,
-            cached: false,
-        })
+        Ok(verified)
     }
 }
 

@@ -884,3 +884,56 @@ fn a_changed_policy_or_key_applies_at_once_and_empties_the_cache() {
         2.0
     );
 }
+
+/// The pods of a rollout arrive together: six requests for one model whose registry answers
+/// slowly (a proxy holds each referrers lookup back 1.5 s) are all allowed after one
+/// verification, not six.
+#[test]
+fn requests_for_a_digest_being_verified_wait_for_that_verification() {
+    let reg = Registry::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let slow: crate::registry::Hook = Box::new(|m, p, _| {
+        let lookup = p.contains("/referrers/") || p.contains("/manifests/sha256-");
+        (*m == reqwest::Method::GET && lookup).then(|| {
+            axum::response::Response::builder()
+                .header(crate::registry::DELAY_MS, "1500")
+                .body(axum::body::Body::empty())
+                .unwrap()
+        })
+    });
+    let proxy = rt.block_on(crate::registry::Proxy::start(&reg.host, slow));
+    let s = setup(&[format!("{}/test/**", proxy.host)]);
+    let repo = harness::repo("admission-shared");
+    let direct = format!("{}/{repo}:v1", reg.host);
+    push(&model(s.dir.path(), "m", 2), &direct);
+    sign(&direct, &s.alice, &[]);
+    let hook = start(&s, &[]);
+    let validate = format!("{}/validate", hook.url);
+    let object = pod("llm", Some(&format!("{}/{repo}:v1", proxy.host)));
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let asks: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    Client::new(&s.ca).review(&validate, &review("", "v1", "Pod", "pods", &object))
+                })
+            })
+            .collect();
+        asks.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    for r in &answers {
+        assert_eq!(r["allowed"], true, "{r}");
+    }
+    let (_, text) = Client::new(&s.ca).get(&format!("{}/metrics", hook.url));
+    assert_eq!(
+        metric(&text, "oci_model_admission_cache_misses_total"),
+        1.0,
+        "{text}"
+    );
+    let shared = metric(&text, "oci_model_admission_verifications_shared_total");
+    let hits = metric(&text, "oci_model_admission_cache_hits_total");
+    assert_eq!(shared + hits, 5.0, "{text}");
+    assert!(
+        shared >= 1.0,
+        "no request waited for the running one: {text}"
+    );
+}
