@@ -1,6 +1,7 @@
 //! The webhook's HTTPS server: rustls with the serving certificate and key read from files and
 //! read again whenever they change (a renewed cert-manager secret, a rotated mount), the policy
-//! file likewise ([`super::verifier::Verifier::reload_policy_if_changed`]), and the routes `POST /validate`, `POST /mutate`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! file likewise ([`super::verifier::Verifier::reload_policy_if_changed`]), and the routes
+//! `POST /validate`, `POST /mutate`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
 use super::metrics::Endpoint;
 use super::review::MAX_REVIEW_BYTES;
