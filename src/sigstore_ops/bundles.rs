@@ -174,6 +174,20 @@ async fn read_bundle(
 mod tests {
     use super::*;
 
+    /// A memory store holding an empty manifest tagged `v1`: the subject referrers point at.
+    async fn store_with_subject() -> (crate::store::memory::MemoryStore, Descriptor) {
+        let store = crate::store::memory::MemoryStore::new("mem");
+        let subject = store
+            .push_manifest(
+                Bytes::from(ImageManifest::new(Descriptor::empty(), vec![]).to_bytes()),
+                mt::OCI_MANIFEST,
+                Some("v1"),
+            )
+            .await
+            .unwrap();
+        (store, subject)
+    }
+
     #[test]
     fn referrer_manifest_follows_design_section_5() {
         let subject = Descriptor::new(mt::OCI_MANIFEST, Digest::of(b"model"), 5);
@@ -201,15 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn unreadable_bundles_carry_typed_errors() {
-        let store = crate::store::memory::MemoryStore::new("mem");
-        let subject = store
-            .push_manifest(
-                Bytes::from(ImageManifest::new(Descriptor::empty(), vec![]).to_bytes()),
-                mt::OCI_MANIFEST,
-                Some("v1"),
-            )
-            .await
-            .unwrap();
+        let (store, subject) = store_with_subject().await;
         // The bundle blob was never pushed.
         let referrer = referrer_manifest(b"{}", mt::PREDICATE_MODEL_SIGNING, &subject, "now");
         store
@@ -254,15 +260,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_referrer_listed_many_times_is_read_once() {
-        let store = crate::store::memory::MemoryStore::new("mem");
-        let subject = store
-            .push_manifest(
-                Bytes::from(ImageManifest::new(Descriptor::empty(), vec![]).to_bytes()),
-                mt::OCI_MANIFEST,
-                Some("v1"),
-            )
-            .await
-            .unwrap();
+        let (store, subject) = store_with_subject().await;
         let bundle = b"{\"b\":1}";
         store
             .push_blob(&crate::store::BytesSource(Bytes::from_static(bundle)))
@@ -359,12 +357,7 @@ mod tests {
     }
 
     async fn untyped_store_with(types: &[Option<&str>]) -> (Untyped, Descriptor) {
-        let store = crate::store::memory::MemoryStore::new("mem");
-        let subject_bytes = ImageManifest::new(Descriptor::empty(), vec![]).to_bytes();
-        let subject = store
-            .push_manifest(Bytes::from(subject_bytes), mt::OCI_MANIFEST, Some("v1"))
-            .await
-            .unwrap();
+        let (store, subject) = store_with_subject().await;
         for (i, t) in types.iter().enumerate() {
             let mut annotations = Annotations::new();
             annotations.insert("note".into(), i.to_string());
@@ -459,15 +452,7 @@ mod tests {
     /// its manifest once (no second fetch to read the bundle).
     #[tokio::test]
     async fn find_bundles_reads_an_untyped_bundle_referrer_once() {
-        let store = crate::store::memory::MemoryStore::new("mem");
-        let subject = store
-            .push_manifest(
-                Bytes::from(ImageManifest::new(Descriptor::empty(), vec![]).to_bytes()),
-                mt::OCI_MANIFEST,
-                Some("v1"),
-            )
-            .await
-            .unwrap();
+        let (store, subject) = store_with_subject().await;
         let bundle = b"{\"b\":2}";
         store
             .push_blob(&BytesSource(Bytes::from_static(bundle)))

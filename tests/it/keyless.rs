@@ -5,7 +5,7 @@
 
 use crate::fakes::{self, FakeSigstore, Fault};
 use crate::harness;
-use crate::support::{push, referrer_count, write_model};
+use crate::support::{referrer_count, tiny_model_in_layout};
 use oci_model::secret::Secret;
 use oci_model::signing::keyless::{KeylessError, KeylessOptions, KeylessSigner};
 use oci_model::signing::oidc::{self, IdentityToken, LoginUi, TokenOrigin, TokenSources};
@@ -614,16 +614,7 @@ async fn keyless_bundle_reverifies_with_sigstore_python() {
 /// Push a tiny model into a fresh layout; returns (tempdir, target).
 fn pushed_model() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("tiny-model");
-    write_model(
-        &model,
-        &[
-            ("config.json", br#"{"hidden_size": 8}"#),
-            ("model.safetensors", &[7u8; 4096]),
-        ],
-    );
-    let target = format!("oci:{}:v1", dir.path().join("layout").display());
-    push(&model, &target);
+    let (_, target) = tiny_model_in_layout(dir.path());
     (dir, target)
 }
 

@@ -8,7 +8,7 @@
 use crate::fakes::{FakeSigstore, Fault};
 use crate::harness;
 use crate::keyless::{sigstore_python_verify, statement, token};
-use crate::support::{keypair, push, referrer_count, write_model};
+use crate::support::{keypair, referrer_count, tiny_model_in_layout};
 use oci_model::signing::keyless::{KeylessError, KeylessOptions, KeylessSigner};
 use oci_model::signing::signing_config::Services;
 use oci_model::verify::{self, Artifact, Matcher, SignerPolicy, TrustedRoot};
@@ -127,22 +127,11 @@ async fn keyless_v2_refuses_every_faulty_log_answer() {
     }
 }
 
-fn model_in_layout(dir: &std::path::Path) -> String {
-    let model = dir.join("model");
-    write_model(
-        &model,
-        &[("config.json", b"{}"), ("weights.bin", &[9u8; 1024])],
-    );
-    let target = format!("oci:{}:v1", dir.join("layout").display());
-    push(&model, &target);
-    target
-}
-
 #[test]
 fn key_tlog_v2_logs_a_hashedrekord_and_verifies() {
     let fake = FakeSigstore::start();
     let tmp = tempfile::tempdir().unwrap();
-    let target = model_in_layout(tmp.path());
+    let target = tiny_model_in_layout(tmp.path()).1;
     let (key, public) = keypair(tmp.path(), "signer");
     let bundle_out = tmp.path().join("model.sigstore.json");
     let out = harness::bin()
@@ -182,7 +171,7 @@ fn key_tlog_v2_logs_a_hashedrekord_and_verifies() {
 fn key_tlog_v2_refuses_keys_rekor_v2_cannot_record() {
     let fake = FakeSigstore::start();
     let tmp = tempfile::tempdir().unwrap();
-    let target = model_in_layout(tmp.path());
+    let target = tiny_model_in_layout(tmp.path()).1;
     let key = tmp.path().join("p384");
     harness::bin()
         .args([

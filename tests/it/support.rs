@@ -66,6 +66,22 @@ pub fn write_model(dir: &Path, files: &[(&str, &[u8])]) {
     }
 }
 
+/// A two-file model (`config.json`, `model.safetensors`) written to `dir/model` and pushed into
+/// the OCI layout `dir/layout`: (model directory, target `oci:<layout>:v1`).
+pub fn tiny_model_in_layout(dir: &Path) -> (PathBuf, String) {
+    let model = dir.join("model");
+    write_model(
+        &model,
+        &[
+            ("config.json", br#"{"hidden_size": 8}"#),
+            ("model.safetensors", &[7u8; 4096]),
+        ],
+    );
+    let target = format!("oci:{}:v1", dir.join("layout").display());
+    push(&model, &target);
+    (model, target)
+}
+
 /// A small model with nested directories, hidden and empty files.
 pub fn small_model(root: &Path) {
     write_model(

@@ -7,7 +7,7 @@
 use crate::fakes::{FakeSigstore, Fault};
 use crate::harness;
 use crate::keyless::{options, sigstore_python_verify, statement, token};
-use crate::support::{keypair, push, referrer_count, run, write_model};
+use crate::support::{keypair, referrer_count, run, tiny_model_in_layout};
 use oci_model::signing::keyless::KeylessSigner;
 use oci_model::verify::{self, Artifact, Matcher, SignerPolicy, TrustedRoot};
 use std::sync::atomic::Ordering;
@@ -120,16 +120,7 @@ async fn fractional_gen_time_signs_and_verifies_everywhere() {
 /// A tiny model pushed into a fresh OCI layout: (tempdir, model dir, target).
 fn model_in_layout() -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model");
-    write_model(
-        &model,
-        &[
-            ("config.json", br#"{"hidden_size": 8}"#),
-            ("model.safetensors", &[3u8; 2048]),
-        ],
-    );
-    let target = format!("oci:{}:v1", dir.path().join("layout").display());
-    push(&model, &target);
+    let (model, target) = tiny_model_in_layout(dir.path());
     (dir, model, target)
 }
 
