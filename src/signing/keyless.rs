@@ -474,6 +474,14 @@ impl TransparencyLog {
         &self.url
     }
 
+    /// A failure of this log, naming it.
+    fn error(&self, reason: String) -> KeylessError {
+        KeylessError::Rekor {
+            url: self.url.clone(),
+            reason,
+        }
+    }
+
     /// The log's `majorApiVersion`.
     pub fn api_version(&self) -> u32 {
         match self.client {
@@ -505,10 +513,7 @@ impl TransparencyLog {
         envelope: &DsseEnvelope,
         verifier: &LogVerifier,
     ) -> Result<TransparencyLogEntry, KeylessError> {
-        let rekor_err = |reason: String| KeylessError::Rekor {
-            url: self.url.clone(),
-            reason,
-        };
+        let rekor_err = |reason: String| self.error(reason);
         let pae = sigstore_sign::types::pae(&envelope.payload_type, envelope.payload.as_bytes());
         let digest = sigstore_sign::crypto::sha256(&pae);
         let signature = &envelope.signature.sig;
@@ -550,10 +555,7 @@ impl TransparencyLog {
         envelope: &DsseEnvelope,
         verifier: &LogVerifier,
     ) -> Result<TransparencyLogEntry, KeylessError> {
-        let rekor_err = |reason: String| KeylessError::Rekor {
-            url: self.url.clone(),
-            reason,
-        };
+        let rekor_err = |reason: String| self.error(reason);
         let request = dsse_entry(envelope, verifier).map_err(rekor_err)?;
         let log_entry = client
             .create_dsse_entry(request)
